@@ -1,0 +1,59 @@
+//! The groups API: the user directory (Cognito groups and their users).
+//!
+//! Handlers take their dependencies as arguments, so the same code runs in Lambda, in the
+//! local server and in tests. Until this function's routes land, every request under its
+//! prefixes is answered with a JSON 404 saying the route is not implemented.
+
+use lambda_http::{Body, Request, Response};
+use tenant_context::{ConfigError, TenantConfig, TenantContext};
+
+/// The path prefixes this function serves.
+pub const PREFIXES: &[&str] = &["/groups"];
+
+/// What the handlers need; built once per process.
+pub struct Deps {
+    pub tenant: TenantContext,
+}
+
+impl Deps {
+    /// Dependencies from the environment variables the template sets.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Deps {
+            tenant: TenantContext::new(TenantConfig::from_env()?),
+        })
+    }
+}
+
+/// Answers one request.
+pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
+    let _ = &deps.tenant;
+    platform_http::not_implemented(&req)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_route_is_a_json_404_until_implemented() {
+        let deps = Deps {
+            tenant: TenantContext::new(TenantConfig::default()),
+        };
+        for prefix in PREFIXES {
+            for (method, path) in [("GET", prefix.to_string()), ("POST", format!("{prefix}/x/y"))] {
+                let req = lambda_http::http::Request::builder()
+                    .method(method)
+                    .uri(format!("https://api.example.com{path}"))
+                    .body(Body::Empty)
+                    .unwrap();
+                let resp = handle(req, &deps).await;
+                assert_eq!(resp.status(), 404, "{method} {path}");
+                assert_eq!(resp.headers()["content-type"], "application/json");
+                let Body::Text(body) = resp.body() else { panic!("text body") };
+                let v: serde_json::Value = serde_json::from_str(body).unwrap();
+                let msg = v["message"].as_str().unwrap();
+                assert!(msg.contains("not implemented") && msg.contains(&path), "{msg}");
+            }
+        }
+    }
+}

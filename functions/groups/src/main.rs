@@ -1,1 +1,8 @@
-fn main(){}
+//! Lambda entry point: boots the handlers of [`groups`] and nothing else.
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_http::Error> {
+    platform_http::init_tracing();
+    let deps: &'static groups::Deps = Box::leak(Box::new(groups::Deps::from_env()?));
+    platform_http::run(move |req| groups::handle(req, deps)).await
+}

@@ -1,0 +1,29 @@
+//! HTTP glue shared by every function: the Lambda run loop, identity from API Gateway events,
+//! the API error type and its one mapping to HTTP responses, and logging set-up.
+
+mod error;
+mod event;
+mod logging;
+
+pub use error::{ApiError, FieldError};
+pub use event::{credentials, normalize_event, query_param, request_id, run};
+pub use logging::init_tracing;
+
+use lambda_http::http::{StatusCode, header};
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+
+/// A JSON response with `status`.
+pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response<Body> {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::Text(String::from_utf8(bytes).unwrap_or_default()))
+        .unwrap_or_default()
+}
+
+/// The answer of a function to a route it does not serve yet.
+pub fn not_implemented(req: &Request) -> Response<Body> {
+    ApiError::NotImplemented(format!("{} {}", req.method(), req.uri().path())).into_response()
+}

@@ -40,7 +40,7 @@ pub struct Credentials<'a> {
     /// The `Authorization` header value, used only when there are no authorizer claims.
     pub authorization: Option<&'a str>,
     /// This deployment's FHIR base URL (for `aud` tenant entries).
-    pub fhir_base_url: Option<&'a str>,
+    pub fhir_base_url: Option<String>,
 }
 
 /// Per-process tenant context: configuration, token verifier and defined-site store.
@@ -100,7 +100,7 @@ impl TenantContext {
                 verifier.verify(token).await?
             }
         };
-        Principal::from_claims(claims, &self.config, creds.fhir_base_url)
+        Principal::from_claims(claims, &self.config, creds.fhir_base_url.as_deref())
     }
 
     /// The principal's grants (DESIGN.md's grants table).

@@ -1,0 +1,100 @@
+//! The document-style API error (`{"message": ...}`), mapped to HTTP in one place.
+
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Response};
+use serde::Serialize;
+use tenant_context::TenantError;
+
+/// One invalid field of a request body (`{"key": ..., "error": ...}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub key: String,
+    pub error: String,
+}
+
+/// Every way a document, sites or groups request can fail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// Authentication or authorization refused the request (400/401/403/503).
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
+    #[error("{0}")]
+    BadRequest(String),
+    /// Field-level validation errors (400, `{"errors": [...]}`).
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("route {0} is not implemented")]
+    NotImplemented(String),
+    #[error("method {0} is not allowed on this route")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// A failure of ours or of a dependency (logged; the caller gets a generic message).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Tenant(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            ApiError::BadRequest(_) | ApiError::Validation(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) | ApiError::NotImplemented(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let status = self.status();
+        match self {
+            ApiError::Validation(errors) => {
+                crate::json_response(status, &serde_json::json!({ "errors": errors }))
+            }
+            ApiError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                crate::json_response(status, &serde_json::json!({ "message": "internal error" }))
+            }
+            e => crate::json_response(status, &serde_json::json!({ "message": e.to_string() })),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(r: &Response<Body>) -> serde_json::Value {
+        match r.body() {
+            Body::Text(t) => serde_json::from_str(t).unwrap(),
+            other => panic!("unexpected body {other:?}"),
+        }
+    }
+
+    #[test]
+    fn maps_to_status_and_shape() {
+        let r = ApiError::Tenant(TenantError::Unauthenticated("no token".into())).into_response();
+        assert_eq!(r.status(), 401);
+        assert_eq!(body(&r)["message"], "no token");
+        let r = ApiError::Validation(vec![FieldError {
+            key: "path".into(),
+            error: "required".into(),
+        }])
+        .into_response();
+        assert_eq!(r.status(), 400);
+        assert_eq!(body(&r)["errors"][0]["key"], "path");
+        let r = ApiError::Internal("db down at 10.0.0.1".into()).into_response();
+        assert_eq!(r.status(), 500);
+        assert_eq!(body(&r)["message"], "internal error");
+        let r = ApiError::NotImplemented("GET /documents".into()).into_response();
+        assert_eq!(r.status(), 404);
+        assert_eq!(r.headers()["content-type"], "application/json");
+        assert!(body(&r)["message"].as_str().unwrap().contains("not implemented"));
+    }
+}

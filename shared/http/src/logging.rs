@@ -1,0 +1,29 @@
+//! Logging: JSON lines in Lambda (CloudWatch), human-readable text elsewhere.
+
+use tracing_subscriber::filter::LevelFilter;
+
+/// Installs the global subscriber once. The level comes from `LOG_LEVEL` (error, warn, info,
+/// debug, trace; default info). Logs are JSON when running in Lambda.
+pub fn init_tracing() {
+    let level = std::env::var("LOG_LEVEL")
+        .ok()
+        .and_then(|l| l.parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::INFO);
+    let in_lambda = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false)
+        .with_writer(std::io::stderr);
+    let result = if in_lambda {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .without_time()
+            .try_init()
+    } else {
+        builder.compact().try_init()
+    };
+    // A second call (tests, local server) keeps the first subscriber.
+    let _ = result;
+}
