@@ -40,7 +40,10 @@ mod tests {
             tenant: TenantContext::new(TenantConfig::default()),
         };
         for prefix in PREFIXES {
-            for (method, path) in [("GET", prefix.to_string()), ("POST", format!("{prefix}/x/y"))] {
+            for (method, path) in [
+                ("GET", prefix.to_string()),
+                ("POST", format!("{prefix}/x/y")),
+            ] {
                 let req = lambda_http::http::Request::builder()
                     .method(method)
                     .uri(format!("https://api.example.com{path}"))
@@ -49,10 +52,15 @@ mod tests {
                 let resp = handle(req, &deps).await;
                 assert_eq!(resp.status(), 404, "{method} {path}");
                 assert_eq!(resp.headers()["content-type"], "application/json");
-                let Body::Text(body) = resp.body() else { panic!("text body") };
+                let Body::Text(body) = resp.body() else {
+                    panic!("text body")
+                };
                 let v: serde_json::Value = serde_json::from_str(body).unwrap();
                 let msg = v["message"].as_str().unwrap();
-                assert!(msg.contains("not implemented") && msg.contains(&path), "{msg}");
+                assert!(
+                    msg.contains("not implemented") && msg.contains(&path),
+                    "{msg}"
+                );
             }
         }
     }

@@ -41,7 +41,9 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Tenant(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            ApiError::Tenant(e) => {
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
             ApiError::BadRequest(_) | ApiError::Validation(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) | ApiError::NotImplemented(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -95,6 +97,11 @@ mod tests {
         let r = ApiError::NotImplemented("GET /documents".into()).into_response();
         assert_eq!(r.status(), 404);
         assert_eq!(r.headers()["content-type"], "application/json");
-        assert!(body(&r)["message"].as_str().unwrap().contains("not implemented"));
+        assert!(
+            body(&r)["message"]
+                .as_str()
+                .unwrap()
+                .contains("not implemented")
+        );
     }
 }

@@ -110,7 +110,10 @@ where
     lambda_http::lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let mut adapter = adapter.clone();
         async move {
-            let LambdaEvent { mut payload, context } = event;
+            let LambdaEvent {
+                mut payload,
+                context,
+            } = event;
             normalize_event(&mut payload);
             let request: LambdaRequest = serde_json::from_value(payload)
                 .map_err(|e| lambda_http::Error::from(format!("not an API Gateway event: {e}")))?;
@@ -169,7 +172,10 @@ mod tests {
         })));
         let creds = credentials(&req, &TenantConfig::default());
         let claims = creds.authorizer_claims.expect("claims");
-        assert_eq!(claims.get_list("cognito:groups"), ["finance", "finance_read"]);
+        assert_eq!(
+            claims.get_list("cognito:groups"),
+            ["finance", "finance_read"]
+        );
         assert_eq!(
             creds.fhir_base_url.as_deref(),
             Some("https://abc.execute-api.us-east-1.amazonaws.com/fhir")
@@ -192,7 +198,10 @@ mod tests {
             .authorizer_claims
             .unwrap();
         assert_eq!(claims.get_list("cognito:groups"), ["default", "other"]);
-        assert_eq!(claims.get_list("aud"), ["client", "https://x/fhir/tenant/t1"]);
+        assert_eq!(
+            claims.get_list("aud"),
+            ["client", "https://x/fhir/tenant/t1"]
+        );
         assert_eq!(claims.get_str("exp").as_deref(), Some("1795000000"));
         assert_eq!(claims.get_str("ext.tenant").as_deref(), Some("t9"));
     }
@@ -236,14 +245,22 @@ mod tests {
     #[test]
     fn no_authorizer_means_bearer_header() {
         let mut e = v2_event(json!({}));
-        e["requestContext"].as_object_mut().unwrap().remove("authorizer");
+        e["requestContext"]
+            .as_object_mut()
+            .unwrap()
+            .remove("authorizer");
         e["headers"]["authorization"] = json!("Bearer abc");
         let req = parse(e);
-        let mut cfg = TenantConfig::default();
-        cfg.fhir_base_url = Some("https://api.example.com/fhir".into());
+        let cfg = TenantConfig {
+            fhir_base_url: Some("https://api.example.com/fhir".into()),
+            ..TenantConfig::default()
+        };
         let creds = credentials(&req, &cfg);
         assert!(creds.authorizer_claims.is_none());
         assert_eq!(creds.authorization, Some("Bearer abc"));
-        assert_eq!(creds.fhir_base_url.as_deref(), Some("https://api.example.com/fhir"));
+        assert_eq!(
+            creds.fhir_base_url.as_deref(),
+            Some("https://api.example.com/fhir")
+        );
     }
 }

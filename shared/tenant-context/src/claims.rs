@@ -57,7 +57,9 @@ impl Claims {
 
     /// A list claim, whatever shape it arrived in (see [`string_list`]).
     pub fn get_list(&self, path: &str) -> Vec<String> {
-        self.get_path(path).map(|v| string_list(&v)).unwrap_or_default()
+        self.get_path(path)
+            .map(|v| string_list(&v))
+            .unwrap_or_default()
     }
 }
 
@@ -77,17 +79,21 @@ pub fn string_list(v: &Value) -> Vec<String> {
             .collect(),
         Value::String(s) => {
             let s = s.trim();
-            if s.starts_with('[') {
-                if let Ok(Value::Array(items)) = serde_json::from_str::<Value>(s) {
-                    return string_list(&Value::Array(items));
-                }
+            if s.starts_with('[')
+                && let Ok(Value::Array(items)) = serde_json::from_str::<Value>(s)
+            {
+                return string_list(&Value::Array(items));
             }
-            let inner = s
-                .strip_prefix('[')
-                .and_then(|s| s.strip_suffix(']'))
-                .unwrap_or(s);
+            // `[a b]` (API Gateway) splits on spaces and commas; a bare string on commas only,
+            // so a single value that contains a space stays one (invalid) value.
+            let (inner, split_on_space) =
+                match s.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+                    Some(inner) => (inner, true),
+                    None => (s, false),
+                };
             inner
-                .split(|c: char| c == ',' || c.is_whitespace())
+                .split(|c: char| c == ',' || (split_on_space && c.is_whitespace()))
+                .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
                 .collect()
@@ -113,6 +119,8 @@ mod tests {
             (json!("a,b"), vec!["a", "b"]),
             (json!("a, b"), vec!["a", "b"]),
             (json!("single"), vec!["single"]),
+            (json!("a b"), vec!["a b"]),
+            (json!("[a, b]"), vec!["a", "b"]),
             (json!(""), vec![]),
             (json!(null), vec![]),
             (json!(["", " x "]), vec!["x"]),
@@ -139,7 +147,10 @@ mod tests {
         );
         assert_eq!(c.get_str("custom:tenantId").as_deref(), Some("t1"));
         assert_eq!(c.get_str("ext.tenant.id").as_deref(), Some("t2"));
-        assert_eq!(c.get_str("https://example.com/tenant").as_deref(), Some("t3"));
+        assert_eq!(
+            c.get_str("https://example.com/tenant").as_deref(),
+            Some("t3")
+        );
         assert_eq!(c.get_str("str.tenant").as_deref(), Some("t4"));
         assert_eq!(c.get_str("arr").as_deref(), Some("t5"));
         assert_eq!(c.get_str("n").as_deref(), Some("7"));

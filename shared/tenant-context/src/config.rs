@@ -94,7 +94,11 @@ impl TenantConfig {
     /// `JWT_ISSUER`, `JWT_AUDIENCE` (comma-separated), `JWKS_URL`, `JWT_TOKEN_USE`
     /// (comma-separated). Empty values count as unset.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let d = TenantConfig::default();
         let bool_var = |k: &'static str, default: bool| match get(k) {
             None => Ok(default),
@@ -109,7 +113,13 @@ impl TenantConfig {
             Some(v) => match v.to_ascii_lowercase().as_str() {
                 "automatic" => SiteMode::Automatic,
                 "defined" => SiteMode::Defined,
-                _ => return Err(ConfigError::invalid("SITE_MODE", &v, "automatic or defined")),
+                _ => {
+                    return Err(ConfigError::invalid(
+                        "SITE_MODE",
+                        &v,
+                        "automatic or defined",
+                    ));
+                }
             },
         };
         let permission_cache = match get("PERMISSION_CACHE_SECONDS") {
@@ -163,7 +173,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn cfg(vars: &[(&str, &str)]) -> Result<TenantConfig, ConfigError> {
-        let m: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         TenantConfig::from_lookup(|k| m.get(k).cloned())
     }
 
@@ -201,10 +214,16 @@ mod tests {
         assert_eq!(c.tenant_claim_path, "ext.tenant");
         assert_eq!(c.admin_group, "Root");
         assert_eq!(c.permission_cache, Duration::from_secs(5));
-        assert_eq!(c.fhir_base_url.as_deref(), Some("https://api.example.com/fhir"));
+        assert_eq!(
+            c.fhir_base_url.as_deref(),
+            Some("https://api.example.com/fhir")
+        );
         let jwt = c.jwt.unwrap();
         assert_eq!(jwt.audiences, ["client1", "client2"]);
-        assert_eq!(jwt.jwks_url, "https://issuer.example.com/pool/.well-known/jwks.json");
+        assert_eq!(
+            jwt.jwks_url,
+            "https://issuer.example.com/pool/.well-known/jwks.json"
+        );
         assert_eq!(jwt.token_uses, ["id"]);
     }
 

@@ -148,7 +148,10 @@ mod tests {
     #[test]
     fn messages_tell_what_to_do() {
         let e = TenantError::SiteIdRequired {
-            sites: vec![SiteId::parse("default").unwrap(), SiteId::parse("other").unwrap()],
+            sites: vec![
+                SiteId::parse("default").unwrap(),
+                SiteId::parse("other").unwrap(),
+            ],
         };
         let m = e.to_string();
         assert!(m.contains("siteId") && m.contains("default, other"), "{m}");

@@ -39,7 +39,9 @@ impl Grants {
 
     /// The named sites with their permissions, ordered by site id.
     pub fn sites(&self) -> impl Iterator<Item = (&SiteId, PermissionSet)> {
-        self.sites.iter().map(|(s, p)| (s, p.union(self.every_site)))
+        self.sites
+            .iter()
+            .map(|(s, p)| (s, p.union(self.every_site)))
     }
 
     /// True when the principal may act on no site at all.
@@ -66,9 +68,26 @@ pub struct LookupError(pub String);
 #[async_trait]
 pub trait DefinedSites: Send + Sync {
     /// Every site on which `group` holds permissions, with those permissions.
-    async fn group_permissions(&self, group: &str) -> Result<Vec<(SiteId, PermissionSet)>, LookupError>;
+    async fn group_permissions(
+        &self,
+        group: &str,
+    ) -> Result<Vec<(SiteId, PermissionSet)>, LookupError>;
     /// Whether `site` has been defined (`POST /sites`).
     async fn site_defined(&self, site: &SiteId) -> Result<bool, LookupError>;
+}
+
+#[async_trait]
+impl<T: DefinedSites + ?Sized> DefinedSites for Arc<T> {
+    async fn group_permissions(
+        &self,
+        group: &str,
+    ) -> Result<Vec<(SiteId, PermissionSet)>, LookupError> {
+        (**self).group_permissions(group).await
+    }
+
+    async fn site_defined(&self, site: &SiteId) -> Result<bool, LookupError> {
+        (**self).site_defined(site).await
+    }
 }
 
 /// Computes grants from the principal's groups and tenant, as DESIGN.md's grants table says.
@@ -121,7 +140,9 @@ pub(crate) async fn grants_for(
         }
         SiteMode::Defined => {
             let defined = defined.ok_or_else(|| {
-                TenantError::Unavailable("defined site mode is configured but no site store is available".into())
+                TenantError::Unavailable(
+                    "defined site mode is configured but no site store is available".into(),
+                )
             })?;
             for group in site_groups {
                 let perms = defined
@@ -157,13 +178,19 @@ pub(crate) async fn grants_for(
 /// `X_govern` -> READ WRITE DELETE GOVERN on X. Anything else grants nothing.
 pub fn automatic_group_grant(group: &str) -> Option<(SiteId, PermissionSet)> {
     if let Some(site) = group.strip_suffix("_read") {
-        return Some((SiteId::parse(site).ok()?, PermissionSet::of(&[Permission::Read])));
+        return Some((
+            SiteId::parse(site).ok()?,
+            PermissionSet::of(&[Permission::Read]),
+        ));
     }
     if let Some(site) = group.strip_suffix("_govern") {
         let perms = PermissionSet::read_write_delete().with(Permission::Govern);
         return Some((SiteId::parse(site).ok()?, perms));
     }
-    Some((SiteId::parse(group).ok()?, PermissionSet::read_write_delete()))
+    Some((
+        SiteId::parse(group).ok()?,
+        PermissionSet::read_write_delete(),
+    ))
 }
 
 type Cached<T> = Mutex<HashMap<String, (Instant, T)>>;
@@ -220,7 +247,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[async_trait]
 impl<D: DefinedSites> DefinedSites for CachedDefinedSites<D> {
-    async fn group_permissions(&self, group: &str) -> Result<Vec<(SiteId, PermissionSet)>, LookupError> {
+    async fn group_permissions(
+        &self,
+        group: &str,
+    ) -> Result<Vec<(SiteId, PermissionSet)>, LookupError> {
         if let Some(v) = self.get(&self.groups, group) {
             return Ok(v.as_ref().clone());
         }

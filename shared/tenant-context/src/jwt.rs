@@ -53,7 +53,11 @@ impl JwksSource for HttpJwks {
             .await
             .map_err(|e| format!("JWKS request to {} failed: {e}", self.url))?;
         if !resp.status().is_success() {
-            return Err(format!("JWKS request to {} answered {}", self.url, resp.status()));
+            return Err(format!(
+                "JWKS request to {} answered {}",
+                self.url,
+                resp.status()
+            ));
         }
         resp.json::<JwkSet>()
             .await
@@ -65,6 +69,8 @@ impl JwksSource for HttpJwks {
 struct KeyCache {
     keys: HashMap<String, Arc<DecodingKey>>,
     fetched_at: Option<Instant>,
+    /// Whether the last fetch failed (then an unknown kid means "cannot tell", not "forged").
+    last_fetch_failed: bool,
 }
 
 /// Verifies bearer tokens against one issuer. Keys are cached for the life of the process; an
@@ -128,17 +134,26 @@ impl JwtVerifier {
         // `aud` applies to ID tokens only; checked below together with `client_id`.
         validation.validate_aud = false;
 
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation).map_err(|e| {
-            match e.kind() {
-                ErrorKind::ExpiredSignature => unauthenticated("the token has expired"),
-                ErrorKind::ImmatureSignature => unauthenticated("the token is not valid yet (nbf)"),
-                ErrorKind::InvalidIssuer => unauthenticated("the token was issued by another issuer"),
-                ErrorKind::InvalidSignature => unauthenticated("the signature does not verify"),
-                ErrorKind::InvalidAlgorithm => unauthenticated("only RS256 tokens are accepted"),
-                ErrorKind::MissingRequiredClaim(c) => unauthenticated(format!("the token has no {c} claim")),
-                _ => unauthenticated("the token is malformed"),
-            }
-        })?;
+        let data =
+            jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation).map_err(|e| {
+                match e.kind() {
+                    ErrorKind::ExpiredSignature => unauthenticated("the token has expired"),
+                    ErrorKind::ImmatureSignature => {
+                        unauthenticated("the token is not valid yet (nbf)")
+                    }
+                    ErrorKind::InvalidIssuer => {
+                        unauthenticated("the token was issued by another issuer")
+                    }
+                    ErrorKind::InvalidSignature => unauthenticated("the signature does not verify"),
+                    ErrorKind::InvalidAlgorithm => {
+                        unauthenticated("only RS256 tokens are accepted")
+                    }
+                    ErrorKind::MissingRequiredClaim(c) => {
+                        unauthenticated(format!("the token has no {c} claim"))
+                    }
+                    _ => unauthenticated("the token is malformed"),
+                }
+            })?;
         let claims = data.claims;
         self.check_client(&claims)?;
         Ok(Claims::new(claims))
@@ -158,47 +173,62 @@ impl JwtVerifier {
         let accepted = |client: &str| self.config.audiences.iter().any(|a| a == client);
         match token_use {
             "access" => {
-                let client = claims.get("client_id").and_then(Value::as_str).unwrap_or_default();
+                let client = claims
+                    .get("client_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 if !accepted(client) {
-                    return Err(unauthenticated("the access token's client_id is not an accepted app client"));
+                    return Err(unauthenticated(
+                        "the access token's client_id is not an accepted app client",
+                    ));
                 }
             }
             _ => {
                 let auds = claims.get("aud").map(string_list).unwrap_or_default();
                 if !auds.iter().any(|a| accepted(a)) {
-                    return Err(unauthenticated("the token's aud is not an accepted app client"));
+                    return Err(unauthenticated(
+                        "the token's aud is not an accepted app client",
+                    ));
                 }
             }
         }
         Ok(())
     }
 
-    fn cached(&self, kid: &str) -> (Option<Arc<DecodingKey>>, Option<Instant>) {
+    fn cached(&self, kid: &str) -> (Option<Arc<DecodingKey>>, Option<Instant>, bool) {
         let c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        (c.keys.get(kid).cloned(), c.fetched_at)
+        (c.keys.get(kid).cloned(), c.fetched_at, c.last_fetch_failed)
     }
 
     async fn key(&self, kid: &str) -> Result<Arc<DecodingKey>, TenantError> {
-        if let (Some(k), _) = self.cached(kid) {
+        if let (Some(k), ..) = self.cached(kid) {
             return Ok(k);
         }
         // One fetch at a time; whoever waited re-checks the cache first.
         let _guard = self.fetch_lock.lock().await;
-        let (key, fetched_at) = self.cached(kid);
+        let (key, fetched_at, failed) = self.cached(kid);
         if let Some(k) = key {
             return Ok(k);
         }
-        if let Some(at) = fetched_at {
-            if at.elapsed() < self.config.jwks_refetch_interval {
-                return Err(unauthenticated(format!("unknown signing key '{kid}'")));
-            }
+        let unavailable = || {
+            TenantError::Unavailable(
+                "the token signing keys could not be fetched; try again shortly".into(),
+            )
+        };
+        if fetched_at.is_some_and(|at| at.elapsed() < self.config.jwks_refetch_interval) {
+            return Err(if failed {
+                unavailable()
+            } else {
+                unauthenticated(format!("unknown signing key '{kid}'"))
+            });
         }
         let set = self.source.fetch().await;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache.fetched_at = Some(Instant::now());
+        cache.last_fetch_failed = set.is_err();
         let set = set.map_err(|e| {
             tracing::warn!(error = %e, "JWKS fetch failed");
-            TenantError::Unavailable("the token signing keys could not be fetched; try again".into())
+            unavailable()
         })?;
         cache.keys = set
             .keys

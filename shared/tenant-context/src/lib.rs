@@ -23,8 +23,8 @@ pub use claims::{Claims, string_list};
 pub use config::{JwtConfig, SiteMode, TenantConfig};
 pub use error::{ConfigError, TenantError};
 pub use grants::{
-    AUTHENTICATION_ONLY_GROUP, CachedDefinedSites, DEFAULT_READ_GROUP, DefinedSites, Grants, LookupError,
-    automatic_group_grant,
+    AUTHENTICATION_ONLY_GROUP, CachedDefinedSites, DEFAULT_READ_GROUP, DefinedSites, Grants,
+    LookupError, automatic_group_grant,
 };
 pub use jwt::{HttpJwks, JwksSource, JwtVerifier};
 pub use permission::{Permission, PermissionSet};
@@ -90,11 +90,14 @@ impl TenantContext {
                     )
                 })?;
                 let token = bearer_token(header).ok_or_else(|| {
-                    TenantError::Unauthenticated("the Authorization header must be 'Bearer <token>'".into())
+                    TenantError::Unauthenticated(
+                        "the Authorization header must be 'Bearer <token>'".into(),
+                    )
                 })?;
                 let verifier = self.verifier.as_ref().ok_or_else(|| {
                     TenantError::Unauthenticated(
-                        "bearer tokens cannot be verified here: JWT_ISSUER is not configured".into(),
+                        "bearer tokens cannot be verified here: JWT_ISSUER is not configured"
+                            .into(),
                     )
                 })?;
                 verifier.verify(token).await?

@@ -77,9 +77,7 @@ impl PermissionSet {
     pub const EMPTY: PermissionSet = PermissionSet(0);
 
     pub fn of(perms: &[Permission]) -> Self {
-        perms
-            .iter()
-            .fold(PermissionSet::EMPTY, |s, p| s.with(*p))
+        perms.iter().fold(PermissionSet::EMPTY, |s, p| s.with(*p))
     }
 
     /// READ WRITE DELETE: what a plain site group or a tenant claim grants.
@@ -145,7 +143,10 @@ mod tests {
 
     #[test]
     fn implication_rules() {
-        assert_eq!(PermissionSet::of(&[Admin]).names(), ["READ", "WRITE", "DELETE", "GOVERN", "ADMIN"]);
+        assert_eq!(
+            PermissionSet::of(&[Admin]).names(),
+            ["READ", "WRITE", "DELETE", "GOVERN", "ADMIN"]
+        );
         assert_eq!(PermissionSet::of(&[Govern]).names(), ["READ", "GOVERN"]);
         assert_eq!(PermissionSet::of(&[Write]).names(), ["READ", "WRITE"]);
         assert_eq!(PermissionSet::of(&[Delete]).names(), ["READ", "DELETE"]);
@@ -174,6 +175,9 @@ mod tests {
         assert_eq!(Permission::parse("govern"), Some(Govern));
         assert_eq!(Permission::parse("owner"), None);
         assert_eq!(PermissionSet::of(&[Read]).access_level(), "READ_ONLY");
-        assert_eq!(PermissionSet::read_write_delete().access_level(), "READ_WRITE");
+        assert_eq!(
+            PermissionSet::read_write_delete().access_level(),
+            "READ_WRITE"
+        );
     }
 }

@@ -27,7 +27,9 @@ impl Principal {
             .iter()
             .find_map(|k| claims.get_str(k).filter(|s| !s.is_empty()))
             .ok_or_else(|| {
-                TenantError::unauthenticated("the token names no user (no cognito:username, username or sub claim)")
+                TenantError::unauthenticated(
+                    "the token names no user (no cognito:username, username or sub claim)",
+                )
             })?;
         let groups = claims.get_list("cognito:groups");
         let token_tenant = if config.multi_tenancy {
@@ -109,6 +111,8 @@ fn token_tenant(
 
 fn parse_tenant(raw: &str, source: &str) -> Result<SiteId, TenantError> {
     SiteId::parse(raw).map_err(|e| {
-        TenantError::mismatch(format!("the token's tenant id '{raw}' (from {source}) is invalid: {e}"))
+        TenantError::mismatch(format!(
+            "the token's tenant id '{raw}' (from {source}) is invalid: {e}"
+        ))
     })
 }

@@ -85,7 +85,10 @@ impl AdminScope {
     }
 }
 
-pub(crate) fn admin_scope(principal: &Principal, grants: &Grants) -> Result<AdminScope, TenantError> {
+pub(crate) fn admin_scope(
+    principal: &Principal,
+    grants: &Grants,
+) -> Result<AdminScope, TenantError> {
     if grants.every_site().allows(Permission::Admin) {
         Ok(AdminScope {
             username: principal.username().to_owned(),
@@ -127,27 +130,30 @@ pub(crate) fn resolve(
     }
     let path = parse_target("tenant id in the URL", target.path_tenant)?;
     let param = parse_target("siteId", target.site_id)?;
-    if let (Some(p), Some(q)) = (&path, &param) {
-        if p != q {
-            return Err(TenantError::ConflictingTarget(format!(
-                "siteId '{q}' conflicts with the tenant '{p}' in the URL; drop one of them"
-            )));
-        }
+    if let (Some(p), Some(q)) = (&path, &param)
+        && p != q
+    {
+        return Err(TenantError::ConflictingTarget(format!(
+            "siteId '{q}' conflicts with the tenant '{p}' in the URL; drop one of them"
+        )));
     }
     let explicit = path.or(param);
     let token_tenant = principal.token_tenant();
-    if let (Some(e), Some(t)) = (&explicit, token_tenant) {
-        if e != t {
-            return Err(TenantError::TenantMismatch(format!(
-                "the request targets tenant '{e}' but the token belongs to tenant '{t}'"
-            )));
-        }
+    if let (Some(e), Some(t)) = (&explicit, token_tenant)
+        && e != t
+    {
+        return Err(TenantError::TenantMismatch(format!(
+            "the request targets tenant '{e}' but the token belongs to tenant '{t}'"
+        )));
     }
 
     let site = match explicit.or_else(|| token_tenant.cloned()) {
         Some(s) => s,
         None => {
-            let mut named = grants.sites().filter(|(_, p)| !p.is_empty()).map(|(s, _)| s);
+            let mut named = grants
+                .sites()
+                .filter(|(_, p)| !p.is_empty())
+                .map(|(s, _)| s);
             let only = match (named.next(), named.next()) {
                 (Some(s), None) if grants.every_site().is_empty() => Some(s.clone()),
                 _ => None,

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh clone: installs what it needs (Python tools into .venv),
+# runs every Rust test, lints the SAM template with cfn-lint and `sam validate --lint`, and
+# builds the four Lambda functions with `cargo lambda build --release`.
+# Usage: scripts/test.sh [--quick]   (--quick skips the release build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=0
+[[ "${1:-}" == "--quick" ]] && quick=1
+
+bash scripts/ensure-venv.sh
+export PATH="$PWD/.venv/bin:$PATH"
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+echo "==> cargo test --workspace"
+set +e
+cargo test --workspace --all-targets --locked 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+
+echo "==> lint template.yaml"
+bash scripts/lint-template.sh
+
+if [[ $quick -eq 0 ]]; then
+  echo "==> cargo lambda build --release (documents, sites, groups, fhir)"
+  cargo lambda build --release --locked
+  for f in documents sites groups fhir; do
+    test -x "target/lambda/$f/bootstrap" || { echo "missing target/lambda/$f/bootstrap"; exit 1; }
+  done
+fi
+
+passed=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
+if [[ $status -ne 0 && $failed -eq 0 ]]; then
+  echo "cargo test failed to build or run (exit $status)"
+  exit "$status"
+fi
+echo "summary: $passed passed, $failed failed"
+exit "$status"
