@@ -96,6 +96,127 @@ pub fn normalize_event(event: &mut Value) {
     }
 }
 
+/// A plain HTTP request, as the local server and tests receive it, to be turned into the event
+/// API Gateway's HTTP API (payload format 2.0) would send for it.
+#[derive(Debug, Clone, Default)]
+pub struct HttpApiRequest<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    /// The raw query string, without `?`.
+    pub query: &'a str,
+    /// Header names and values; names are lower-cased and repeated headers joined by `,`.
+    pub headers: Vec<(String, String)>,
+    pub body: Option<&'a [u8]>,
+    /// Claims of the verified token, as the JWT authorizer passes them (`None`: no authorizer).
+    pub claims: Option<&'a serde_json::Map<String, Value>>,
+    /// `requestContext.domainName`, e.g. `127.0.0.1:8080`.
+    pub domain: &'a str,
+    pub request_id: &'a str,
+}
+
+/// The API Gateway HTTP API (v2) event for `r`: what a Lambda function behind API Gateway
+/// receives. Query parameters repeated in the query string are joined by `,` and non-text
+/// bodies base64-encoded, as API Gateway does.
+pub fn http_api_event(r: &HttpApiRequest<'_>) -> Value {
+    use base64::Engine;
+    let mut headers = serde_json::Map::new();
+    for (k, v) in &r.headers {
+        let k = k.to_ascii_lowercase();
+        match headers.get_mut(&k) {
+            Some(Value::String(existing)) => {
+                existing.push(',');
+                existing.push_str(v);
+            }
+            _ => {
+                headers.insert(k, Value::String(v.clone()));
+            }
+        }
+    }
+    let mut query = serde_json::Map::new();
+    for (k, v) in form_urlencoded::parse(r.query.as_bytes()) {
+        match query.get_mut(k.as_ref()) {
+            Some(Value::String(existing)) => {
+                existing.push(',');
+                existing.push_str(&v);
+            }
+            _ => {
+                query.insert(k.into_owned(), Value::String(v.into_owned()));
+            }
+        }
+    }
+    let content_type = headers
+        .get("content-type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let textual = content_type.is_empty()
+        || content_type.starts_with("text/")
+        || content_type.contains("json")
+        || content_type.contains("xml")
+        || content_type.contains("x-www-form-urlencoded");
+    let (body, base64_encoded) = match r.body {
+        None | Some([]) => (Value::Null, false),
+        Some(b) => match std::str::from_utf8(b) {
+            Ok(text) if textual => (Value::String(text.to_owned()), false),
+            _ => (
+                Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
+                true,
+            ),
+        },
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut context = serde_json::json!({
+        "accountId": "000000000000",
+        "apiId": "local",
+        "domainName": r.domain,
+        "domainPrefix": r.domain.split('.').next().unwrap_or(r.domain),
+        "http": {
+            "method": r.method,
+            "path": r.path,
+            "protocol": "HTTP/1.1",
+            "sourceIp": "127.0.0.1",
+            "userAgent": headers.get("user-agent").cloned().unwrap_or(Value::String(String::new())),
+        },
+        "requestId": r.request_id,
+        "routeKey": "$default",
+        "stage": "$default",
+        "time": "",
+        "timeEpoch": now.as_millis() as i64,
+    });
+    if let Some(claims) = r.claims {
+        context["authorizer"] = serde_json::json!({"jwt": {"claims": claims, "scopes": null}});
+    }
+    let mut event = serde_json::json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": r.path,
+        "rawQueryString": r.query,
+        "headers": headers,
+        "requestContext": context,
+        "isBase64Encoded": base64_encoded,
+    });
+    if !query.is_empty() {
+        event["queryStringParameters"] = Value::Object(query);
+    }
+    if !body.is_null() {
+        event["body"] = body;
+    }
+    event
+}
+
+/// Parses an API Gateway event (HTTP API v2 or REST v1) into a request, exactly as the Lambda
+/// run loop does.
+pub fn request_from_event(event: Value) -> Result<Request, String> {
+    lambda_request(event).map(Request::from)
+}
+
+fn lambda_request(mut event: Value) -> Result<LambdaRequest, String> {
+    normalize_event(&mut event);
+    serde_json::from_value(event).map_err(|e| format!("not an API Gateway event: {e}"))
+}
+
 /// Runs `handler` as the function's Lambda handler until the runtime stops it.
 pub async fn run<F, Fut>(handler: F) -> Result<(), lambda_http::Error>
 where
@@ -158,10 +279,57 @@ mod tests {
         })
     }
 
-    fn parse(mut event: Value) -> Request {
-        normalize_event(&mut event);
-        let lr: LambdaRequest = serde_json::from_value(event).expect("parses");
-        lr.into()
+    fn parse(event: Value) -> Request {
+        request_from_event(event).expect("parses")
+    }
+
+    #[test]
+    fn built_events_parse_like_api_gateway_events() {
+        let claims = json!({"cognito:username": "ann", "cognito:groups": ["a", "b_read"]});
+        let body = br#"{"path":"x.txt"}"#;
+        let event = http_api_event(&HttpApiRequest {
+            method: "POST",
+            path: "/documents",
+            query: "siteId=a&tag=x&tag=y&q=a%20b",
+            headers: vec![
+                ("Content-Type".into(), "application/json".into()),
+                ("X-Multi".into(), "1".into()),
+                ("x-multi".into(), "2".into()),
+            ],
+            body: Some(body),
+            claims: claims.as_object(),
+            domain: "127.0.0.1:8080",
+            request_id: "local-1",
+        });
+        let req = parse(event);
+        assert_eq!(req.method(), "POST");
+        assert_eq!(req.uri().path(), "/documents");
+        assert_eq!(query_param(&req, "siteId"), Some("a"));
+        assert_eq!(query_param(&req, "q"), Some("a b"));
+        assert_eq!(req.headers()["x-multi"], "1,2");
+        assert_eq!(req.body().as_ref(), body);
+        let creds = credentials(&req, &TenantConfig::default());
+        let c = creds.authorizer_claims.unwrap();
+        assert_eq!(c.get_list("cognito:groups"), ["a", "b_read"]);
+        assert_eq!(
+            creds.fhir_base_url.as_deref(),
+            Some("https://127.0.0.1:8080/fhir")
+        );
+        assert_eq!(request_id(&req), "local-1");
+
+        // Binary bodies travel base64-encoded and arrive intact.
+        let bin = [0u8, 159, 146, 150];
+        let event = http_api_event(&HttpApiRequest {
+            method: "PUT",
+            path: "/x",
+            headers: vec![("content-type".into(), "application/octet-stream".into())],
+            body: Some(&bin),
+            domain: "localhost",
+            request_id: "r",
+            ..Default::default()
+        });
+        assert_eq!(event["isBase64Encoded"], true);
+        assert_eq!(parse(event).body().as_ref(), bin);
     }
 
     #[test]

@@ -6,7 +6,10 @@ mod event;
 mod logging;
 
 pub use error::{ApiError, FieldError};
-pub use event::{credentials, normalize_event, query_param, request_id, run};
+pub use event::{
+    HttpApiRequest, credentials, http_api_event, normalize_event, query_param, request_from_event,
+    request_id, run,
+};
 pub use logging::init_tracing;
 
 use lambda_http::http::{StatusCode, header};

@@ -13,13 +13,20 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
-use crate::claims::string_list;
 use crate::{Claims, JwtConfig, TenantError};
 
 /// Where a JWKS comes from.
 #[async_trait]
 pub trait JwksSource: Send + Sync {
     async fn fetch(&self) -> Result<JwkSet, String>;
+}
+
+/// A fixed key set (keys held by this process, e.g. the local server's own signing key).
+#[async_trait]
+impl JwksSource for JwkSet {
+    async fn fetch(&self) -> Result<JwkSet, String> {
+        Ok(self.clone())
+    }
 }
 
 /// A JWKS served over HTTP(S), e.g. Cognito's `<issuer>/.well-known/jwks.json`. The HTTP client
@@ -184,8 +191,13 @@ impl JwtVerifier {
                 }
             }
             _ => {
-                let auds = claims.get("aud").map(string_list).unwrap_or_default();
-                if !auds.iter().any(|a| accepted(a)) {
+                // RFC 7519: `aud` is one string or an array of strings, never a list in a string.
+                let ok = match claims.get("aud") {
+                    Some(Value::String(a)) => accepted(a),
+                    Some(Value::Array(auds)) => auds.iter().filter_map(Value::as_str).any(accepted),
+                    _ => false,
+                };
+                if !ok {
                     return Err(unauthenticated(
                         "the token's aud is not an accepted app client",
                     ));

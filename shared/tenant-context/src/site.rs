@@ -44,7 +44,7 @@ impl SiteId {
         }
         if let Some(c) = s
             .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '@' | '+' | '-')))
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '+' | '-')))
         {
             return Err(SiteIdError::BadChar(c));
         }
@@ -113,6 +113,8 @@ mod tests {
             "marketing",
             "jane.doe+work@example.com",
             "x-y-z",
+            "us-east-1_AbC_Google",
+            "team_read",
             &"a".repeat(128),
             "0",
         ] {
@@ -133,7 +135,7 @@ mod tests {
             ("a b", SiteIdError::BadChar(' ')),
             ("a\nb", SiteIdError::BadChar('\n')),
             ("a\u{0}", SiteIdError::BadChar('\u{0}')),
-            ("a_read", SiteIdError::BadChar('_')),
+            ("_a", SiteIdError::BadStart),
             ("caf\u{e9}", SiteIdError::BadChar('\u{e9}')),
             ("global", SiteIdError::Reserved("global".into())),
         ];

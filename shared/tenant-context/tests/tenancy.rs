@@ -180,8 +180,13 @@ async fn grants_table_automatic_mode() {
         ),
         (
             "groups that are not site ids grant nothing",
-            json!({"cognito:groups": ["us-east-1_AbC_Google", "has space", "a#b", "x_owner", "_read"]}),
+            json!({"cognito:groups": ["has space", "a#b", "a/b", "_read", "-x", "_govern", ""]}),
             vec![],
+        ),
+        (
+            "underscores are part of site ids; only _read and _govern are suffixes",
+            json!({"cognito:groups": ["x_owner", "team_a_read"]}),
+            vec!["team_a=READ".into(), format!("x_owner={RWD}")],
         ),
         (
             "reserved id global is never a site",

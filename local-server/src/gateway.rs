@@ -1,0 +1,190 @@
+//! A local stand-in for API Gateway: verifies the bearer token as the HTTP API JWT authorizer
+//! does, builds the same payload-2.0 event, and hands it to the function that owns the route.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use lambda_http::{Body, Request, Response};
+use platform_http::{HttpApiRequest, http_api_event, json_response, request_from_event};
+use tenant_context::{JwtConfig, JwtVerifier, bearer_token};
+
+use crate::keys::{CLIENT_ID, ISSUER, LocalKeys};
+
+/// The functions, each with its own dependencies, as Lambda would run them.
+pub struct Functions {
+    pub documents: documents::Deps,
+    pub sites: sites::Deps,
+    pub groups: groups::Deps,
+    pub fhir: fhir::Deps,
+}
+
+impl Functions {
+    /// Every function configured from the environment (the template's variables), as in Lambda.
+    pub fn from_env() -> Result<Self, String> {
+        let e = |e: tenant_context::ConfigError| e.to_string();
+        Ok(Functions {
+            documents: documents::Deps::from_env().map_err(e)?,
+            sites: sites::Deps::from_env().map_err(e)?,
+            groups: groups::Deps::from_env().map_err(e)?,
+            fhir: fhir::Deps::from_env().map_err(e)?,
+        })
+    }
+}
+
+/// The local API: authorizer plus routes.
+pub struct Gateway {
+    verifier: JwtVerifier,
+    jwks: serde_json::Value,
+    functions: Functions,
+    requests: AtomicU64,
+}
+
+/// A request as the HTTP server received it.
+pub struct Incoming<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a str,
+    pub headers: Vec<(String, String)>,
+    pub body: &'a [u8],
+    /// `host:port` the server listens on.
+    pub domain: &'a str,
+}
+
+fn owns(prefixes: &[&str], path: &str) -> bool {
+    prefixes.iter().any(|p| {
+        path == *p
+            || path
+                .strip_prefix(p)
+                .is_some_and(|rest| rest.starts_with('/'))
+    })
+}
+
+/// Routes that API Gateway serves without the authorizer (the FHIR capability statement).
+fn is_public(method: &str, path: &str) -> bool {
+    if method != "GET" {
+        return false;
+    }
+    if path == "/fhir/metadata" {
+        return true;
+    }
+    path.strip_prefix("/fhir/tenant/")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(tenant, tail)| !tenant.is_empty() && tail == "metadata")
+}
+
+impl Gateway {
+    pub fn new(keys: &LocalKeys, functions: Functions) -> Self {
+        let config = JwtConfig::new(ISSUER, vec![CLIENT_ID.to_owned()]);
+        Gateway {
+            verifier: JwtVerifier::new(config, Arc::new(keys.jwks())),
+            jwks: keys.jwks_json(),
+            functions,
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, r: Incoming<'_>) -> Response<Body> {
+        if r.method == "GET" && r.path == "/.well-known/jwks.json" {
+            return json_response(lambda_http::http::StatusCode::OK, &self.jwks);
+        }
+        let n = self.requests.fetch_add(1, Ordering::Relaxed);
+        let request_id = format!("local-{n}");
+        let claims = if is_public(r.method, r.path) {
+            None
+        } else {
+            let header = r
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                .map(|(_, v)| v.as_str());
+            let Some(token) = header.and_then(bearer_token) else {
+                return unauthorized();
+            };
+            match self.verifier.verify(token).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::info!(request_id, reason = %e, "authorizer refused the token");
+                    return unauthorized();
+                }
+            }
+        };
+        let event = http_api_event(&HttpApiRequest {
+            method: r.method,
+            path: r.path,
+            query: r.query,
+            headers: r.headers,
+            body: Some(r.body),
+            claims: claims.as_ref().map(|c| c.as_map()),
+            domain: r.domain,
+            request_id: &request_id,
+        });
+        let req = match request_from_event(event) {
+            Ok(req) => req,
+            Err(e) => {
+                return json_response(
+                    lambda_http::http::StatusCode::BAD_REQUEST,
+                    &serde_json::json!({"message": e}),
+                );
+            }
+        };
+        self.route(req).await
+    }
+
+    async fn route(&self, req: Request) -> Response<Body> {
+        let path = req.uri().path().to_owned();
+        let f = &self.functions;
+        if owns(documents::PREFIXES, &path) {
+            documents::handle(req, &f.documents).await
+        } else if owns(sites::PREFIXES, &path) {
+            sites::handle(req, &f.sites).await
+        } else if owns(groups::PREFIXES, &path) {
+            groups::handle(req, &f.groups).await
+        } else if owns(fhir::PREFIXES, &path) {
+            fhir::handle(req, &f.fhir).await
+        } else {
+            // What API Gateway answers for a route it does not have.
+            json_response(
+                lambda_http::http::StatusCode::NOT_FOUND,
+                &serde_json::json!({"message": "Not Found"}),
+            )
+        }
+    }
+}
+
+/// API Gateway's answer when the JWT authorizer refuses a request.
+fn unauthorized() -> Response<Body> {
+    let mut r = json_response(
+        lambda_http::http::StatusCode::UNAUTHORIZED,
+        &serde_json::json!({"message": "Unauthorized"}),
+    );
+    r.headers_mut().insert(
+        "www-authenticate",
+        lambda_http::http::HeaderValue::from_static("Bearer"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_routes_are_only_the_capability_statement() {
+        assert!(is_public("GET", "/fhir/metadata"));
+        assert!(is_public("GET", "/fhir/tenant/t1/metadata"));
+        assert!(!is_public("POST", "/fhir/metadata"));
+        assert!(!is_public("GET", "/fhir/Patient"));
+        assert!(!is_public("GET", "/fhir/tenant//metadata"));
+        assert!(!is_public("GET", "/fhir/tenant/t1/Patient/metadata"));
+        assert!(!is_public("GET", "/documents"));
+    }
+
+    #[test]
+    fn prefixes_match_whole_segments() {
+        assert!(owns(&["/documents"], "/documents"));
+        assert!(owns(&["/documents"], "/documents/abc/tags"));
+        assert!(!owns(&["/documents"], "/documentsx"));
+        assert!(!owns(&["/sites"], "/"));
+    }
+}

@@ -1,0 +1,86 @@
+//! `local-server`: runs every route on loopback, or prints a token for it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use local_server::{Functions, Gateway, LocalKeys, TokenSpec};
+
+#[derive(Parser)]
+#[command(about = "Local server of the multi-tenant document and FHIR platform")]
+struct Cli {
+    /// Folder for the embedded database, blobs and the local signing key.
+    #[arg(long, global = true, env = "LOCAL_DATA_DIR", default_value = ".local")]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every route on 127.0.0.1 (the default command).
+    Serve {
+        #[arg(long, env = "LOCAL_PORT", default_value_t = 8080)]
+        port: u16,
+    },
+    /// Print a token signed by the local key, as Cognito would issue it.
+    Token {
+        /// Username (cognito:username).
+        #[arg(long)]
+        user: String,
+        /// Comma-separated groups (cognito:groups), e.g. marketing,finance_read or Admins.
+        #[arg(long, value_delimiter = ',', num_args = 0..)]
+        groups: Vec<String>,
+        /// Tenant id (custom:tenantId).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+        /// Print an access token (client_id) instead of an ID token (aud).
+        #[arg(long)]
+        access: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<(), String> {
+    let cli = Cli::parse();
+    let keys = LocalKeys::load_or_create(&cli.data_dir)?;
+    match cli.command.unwrap_or(Command::Serve { port: 8080 }) {
+        Command::Token {
+            user,
+            groups,
+            tenant,
+            ttl,
+            access,
+        } => {
+            let token = keys.token(&TokenSpec {
+                user,
+                groups: groups.into_iter().filter(|g| !g.is_empty()).collect(),
+                tenant,
+                ttl_seconds: ttl,
+                access,
+            })?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Serve { port } => {
+            platform_http::init_tracing();
+            let gateway = Arc::new(Gateway::new(&keys, Functions::from_env()?));
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+            eprintln!(
+                "local server on http://127.0.0.1:{port} (data in {}); get a token with: scripts/dev.sh token --user alice --groups marketing",
+                cli.data_dir.display()
+            );
+            let shutdown = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            local_server::serve(listener, gateway, shutdown)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    }
+}
