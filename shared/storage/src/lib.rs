@@ -1,0 +1,20 @@
+//! Tenant-scoped storage (DESIGN.md section 4).
+//!
+//! - [`Table`]: the narrow table interface (get, batch get, put, delete, query on one partition,
+//!   conditional and transactional writes; no scan), with an embedded backend and DynamoDB.
+//! - [`Blobs`]: object storage with presigned URLs, with a local-folder backend and S3.
+//! - [`ScopedTable`] / [`ScopedBlobs`]: the only way handlers reach tenant data; every key is
+//!   built from a [`TenantScope`] and checked against it before it is sent.
+//! - [`PageTokens`]: opaque, signed paging tokens bound to the tenant and the query.
+
+mod blob;
+mod paging;
+mod scoped;
+mod table;
+
+pub use blob::{BlobMeta, Blobs};
+pub use paging::PageTokens;
+pub use scoped::{GlobalTable, ScopedBlobs, ScopedTable, GLOBAL_PREFIX};
+pub use table::{Attrs, Condition, Item, Key, Page, Query, SkRange, StorageError, Table, WriteOp, MAX_BATCH_GET, MAX_QUERY_LIMIT, MAX_TRANSACTION_OPS};
+
+pub use tenant_context::TenantScope;
