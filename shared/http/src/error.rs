@@ -3,6 +3,7 @@
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
 use serde::Serialize;
+use storage::StorageError;
 use tenant_context::TenantError;
 
 /// One invalid field of a request body (`{"key": ..., "error": ...}`).
@@ -33,6 +34,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A dependency (storage) failed; the caller may retry (503).
+    #[error("{0}")]
+    Unavailable(String),
     /// A failure of ours or of a dependency (logged; the caller gets a generic message).
     #[error("{0}")]
     Internal(String),
@@ -49,6 +53,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -63,7 +68,30 @@ impl ApiError {
                 tracing::error!(error = %detail, "internal error");
                 crate::json_response(status, &serde_json::json!({ "message": "internal error" }))
             }
+            ApiError::Unavailable(detail) => {
+                tracing::error!(error = %detail, "dependency unavailable");
+                crate::json_response(
+                    status,
+                    &serde_json::json!({ "message": "storage is unavailable; retry shortly" }),
+                )
+            }
             e => crate::json_response(status, &serde_json::json!({ "message": e.to_string() })),
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::ConditionFailed => {
+                ApiError::Conflict("the resource was changed by another request; read it again and retry".into())
+            }
+            StorageError::InvalidToken => {
+                ApiError::BadRequest("invalid 'next' token: it belongs to another site or query, or is corrupt".into())
+            }
+            StorageError::InvalidKey(m) | StorageError::InvalidRequest(m) => ApiError::BadRequest(m),
+            StorageError::OutOfScope(k) => ApiError::Internal(format!("refused key outside the tenant scope: {k}")),
+            StorageError::Unavailable(m) => ApiError::Unavailable(m),
         }
     }
 }

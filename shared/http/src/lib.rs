@@ -26,6 +26,15 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Res
         .unwrap_or_default()
 }
 
+/// The JSON body of a request, or a 400 saying what is wrong with it.
+pub fn json_body<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
+    let bytes: &[u8] = req.body().as_ref();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest("a JSON request body is required".into()));
+    }
+    serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("the request body is not valid JSON: {e}")))
+}
+
 /// The answer of a function to a route it does not serve yet.
 pub fn not_implemented(req: &Request) -> Response<Body> {
     ApiError::NotImplemented(format!("{} {}", req.method(), req.uri().path())).into_response()

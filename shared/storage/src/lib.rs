@@ -7,13 +7,23 @@
 //!   built from a [`TenantScope`] and checked against it before it is sent.
 //! - [`PageTokens`]: opaque, signed paging tokens bound to the tenant and the query.
 
+mod aws;
 mod blob;
+mod dynamo;
+mod embedded;
+mod local_blobs;
 mod paging;
+mod s3;
 mod scoped;
 mod table;
 
+pub use aws::AwsConfig;
 pub use blob::{BlobMeta, Blobs};
+pub use dynamo::{DynamoTable, Usage};
+pub use embedded::EmbeddedTable;
+pub use local_blobs::{LocalBlobs, PresignedUse};
 pub use paging::PageTokens;
+pub use s3::S3Blobs;
 pub use scoped::{GlobalTable, ScopedBlobs, ScopedTable, GLOBAL_PREFIX};
 pub use table::{Attrs, Condition, Item, Key, Page, Query, SkRange, StorageError, Table, WriteOp, MAX_BATCH_GET, MAX_QUERY_LIMIT, MAX_TRANSACTION_OPS};
 

@@ -191,6 +191,14 @@ pub(crate) fn check_query(q: &Query) -> Result<(), StorageError> {
     if q.pk.is_empty() || q.pk.contains('\0') {
         return Err(StorageError::InvalidKey("PK must be non-empty without NUL".into()));
     }
+    if let SkRange::Between(lo, hi) = &q.sk
+        && lo > hi
+    {
+        // DynamoDB refuses such a query; refuse it the same way everywhere.
+        return Err(StorageError::InvalidRequest(
+            "the lower sort-key bound is above the upper one".into(),
+        ));
+    }
     if let Some(k) = &q.start_after {
         k.validate()?;
         if k.pk != q.pk {

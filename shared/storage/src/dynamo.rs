@@ -1,0 +1,635 @@
+//! The DynamoDB backend of [`Table`].
+//!
+//! One table with string keys `PK`/`SK`. Every read is a strongly consistent GetItem,
+//! BatchGetItem or Query on one partition; this module has no code path that issues a Scan.
+//! Attribute values map from JSON as: string → `S`, number → `N` (integers come back as
+//! integers, other numbers as floats), bool → `BOOL`, null → `NULL`, array → `L`,
+//! object → `M`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, ConsumedCapacity, Delete, KeysAndAttributes, Put,
+    ReturnConsumedCapacity, TransactWriteItem,
+};
+use serde_json::{Number, Value};
+
+use crate::aws::{AwsConfig, LazyClient};
+use crate::table::{check_batch, check_query, check_transaction};
+use crate::{Attrs, Condition, Item, Key, Page, Query, SkRange, StorageError, Table, WriteOp};
+
+const PK: &str = "PK";
+const SK: &str = "SK";
+
+/// Attempts of a BatchGetItem before unprocessed keys are given up on.
+const BATCH_GET_ATTEMPTS: u32 = 8;
+
+type AvMap = HashMap<String, AttributeValue>;
+
+/// Capacity consumed through one [`DynamoTable`], as DynamoDB reports it
+/// (`ReturnConsumedCapacity = TOTAL` on every call).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Usage {
+    /// Read capacity units (GetItem, BatchGetItem, Query).
+    pub read_units: f64,
+    /// Write capacity units (PutItem, DeleteItem, TransactWriteItems).
+    pub write_units: f64,
+    /// Items returned by reads.
+    pub items_read: u64,
+    /// Requests sent to DynamoDB (retries of unprocessed keys and further query pages
+    /// included; the SDK's own retries of failed requests not).
+    pub calls: u64,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Read,
+    Write,
+}
+
+/// [`Table`] on a DynamoDB table with string keys `PK` and `SK`.
+pub struct DynamoTable {
+    client: LazyClient<Client>,
+    table: String,
+    usage: Arc<Mutex<Usage>>,
+}
+
+impl DynamoTable {
+    /// The table `config.table_name`. Does no I/O: the SDK configuration (region,
+    /// credentials) is loaded and the client created on first use.
+    pub fn from_config(config: &AwsConfig) -> DynamoTable {
+        DynamoTable {
+            client: LazyClient::lazy(config.clone(), |_, sdk: &SdkConfig| Client::new(sdk)),
+            table: config.table_name.clone(),
+            usage: Arc::default(),
+        }
+    }
+
+    /// The table `table_name` through a ready client (tests and local tooling, e.g. against
+    /// moto or DynamoDB Local).
+    pub fn with_client(client: Client, table_name: impl Into<String>) -> DynamoTable {
+        DynamoTable {
+            client: LazyClient::ready(client),
+            table: table_name.into(),
+            usage: Arc::default(),
+        }
+    }
+
+    /// The table's name.
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
+    /// Capacity consumed since creation or the last [`DynamoTable::reset_usage`].
+    pub fn usage(&self) -> Usage {
+        *self.usage.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets the usage counters back to zero.
+    pub fn reset_usage(&self) {
+        *self.usage.lock().unwrap_or_else(|e| e.into_inner()) = Usage::default();
+    }
+
+    async fn client(&self) -> &Client {
+        self.client.get().await
+    }
+
+    fn record<'a>(
+        &self,
+        kind: Kind,
+        capacity: impl IntoIterator<Item = &'a ConsumedCapacity>,
+        items_read: usize,
+    ) {
+        let mut u = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+        u.calls += 1;
+        u.items_read += items_read as u64;
+        for c in capacity {
+            let (r, w) = (c.read_capacity_units(), c.write_capacity_units());
+            if r.is_some() || w.is_some() {
+                u.read_units += r.unwrap_or(0.0);
+                u.write_units += w.unwrap_or(0.0);
+            } else {
+                let total = c.capacity_units().unwrap_or(0.0);
+                match kind {
+                    Kind::Read => u.read_units += total,
+                    Kind::Write => u.write_units += total,
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conversion
+
+fn to_av(v: &Value) -> AttributeValue {
+    match v {
+        Value::Null => AttributeValue::Null(true),
+        Value::Bool(b) => AttributeValue::Bool(*b),
+        Value::Number(n) => AttributeValue::N(n.to_string()),
+        Value::String(s) => AttributeValue::S(s.clone()),
+        Value::Array(a) => AttributeValue::L(a.iter().map(to_av).collect()),
+        Value::Object(o) => AttributeValue::M(o.iter().map(|(k, v)| (k.clone(), to_av(v))).collect()),
+    }
+}
+
+fn number(n: &str) -> Result<Value, StorageError> {
+    if let Ok(i) = n.parse::<i64>() {
+        return Ok(Value::from(i));
+    }
+    if let Ok(u) = n.parse::<u64>() {
+        return Ok(Value::from(u));
+    }
+    n.parse::<f64>()
+        .ok()
+        .and_then(Number::from_f64)
+        .map(Value::Number)
+        .ok_or_else(|| StorageError::Unavailable(format!("DynamoDB returned an unreadable number '{n}'")))
+}
+
+fn from_av(av: AttributeValue) -> Result<Value, StorageError> {
+    Ok(match av {
+        AttributeValue::S(s) => Value::String(s),
+        AttributeValue::N(n) => number(&n)?,
+        AttributeValue::Bool(b) => Value::Bool(b),
+        AttributeValue::Null(_) => Value::Null,
+        AttributeValue::L(l) => Value::Array(l.into_iter().map(from_av).collect::<Result<_, _>>()?),
+        AttributeValue::M(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| Ok((k, from_av(v)?)))
+                .collect::<Result<_, StorageError>>()?,
+        ),
+        // Sets are never written by this backend; read them as arrays if someone else did.
+        AttributeValue::Ss(ss) => Value::Array(ss.into_iter().map(Value::String).collect()),
+        AttributeValue::Ns(ns) => Value::Array(ns.iter().map(|n| number(n)).collect::<Result<_, _>>()?),
+        other => {
+            return Err(StorageError::Unavailable(format!(
+                "DynamoDB returned an attribute of an unsupported type: {other:?}"
+            )));
+        }
+    })
+}
+
+fn key_av(key: &Key) -> AvMap {
+    HashMap::from([
+        (PK.to_owned(), AttributeValue::S(key.pk.clone())),
+        (SK.to_owned(), AttributeValue::S(key.sk.clone())),
+    ])
+}
+
+fn item_av(item: &Item) -> Result<AvMap, StorageError> {
+    item.key.validate()?;
+    let mut m = key_av(&item.key);
+    for (name, v) in &item.attrs {
+        if name == PK || name == SK {
+            return Err(StorageError::InvalidRequest(format!(
+                "'{name}' is the key, not an attribute"
+            )));
+        }
+        m.insert(name.clone(), to_av(v));
+    }
+    Ok(m)
+}
+
+fn key_string(m: &mut AvMap, name: &str) -> Result<String, StorageError> {
+    match m.remove(name) {
+        Some(AttributeValue::S(s)) => Ok(s),
+        _ => Err(StorageError::Unavailable(format!("DynamoDB returned an item without a string {name}"))),
+    }
+}
+
+fn from_item(mut m: AvMap) -> Result<Item, StorageError> {
+    let key = Key::new(key_string(&mut m, PK)?, key_string(&mut m, SK)?);
+    let attrs = m
+        .into_iter()
+        .map(|(k, v)| Ok((k, from_av(v)?)))
+        .collect::<Result<Attrs, StorageError>>()?;
+    Ok(Item::new(key, attrs))
+}
+
+/// A condition as a DynamoDB condition expression with its names and values.
+#[derive(Default)]
+struct CondExpr {
+    expr: Option<String>,
+    names: Option<HashMap<String, String>>,
+    values: Option<AvMap>,
+}
+
+fn cond_expr(cond: &Condition) -> Result<CondExpr, StorageError> {
+    Ok(match cond {
+        Condition::None => CondExpr::default(),
+        Condition::NotExists => CondExpr {
+            expr: Some("attribute_not_exists(PK)".into()),
+            ..CondExpr::default()
+        },
+        Condition::Exists => CondExpr {
+            expr: Some("attribute_exists(PK)".into()),
+            ..CondExpr::default()
+        },
+        Condition::Equals { attr, value } => {
+            if attr.is_empty() || attr == PK || attr == SK {
+                return Err(StorageError::InvalidRequest(format!(
+                    "'{attr}' is not an attribute a condition can compare"
+                )));
+            }
+            CondExpr {
+                expr: Some("attribute_exists(PK) AND #a = :v".into()),
+                names: Some(HashMap::from([("#a".to_owned(), attr.clone())])),
+                values: Some(HashMap::from([(":v".to_owned(), to_av(value))])),
+            }
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+fn describe<E, R>(op: &str, err: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match (err.code(), err.message()) {
+        (Some(code), Some(msg)) => format!("DynamoDB {op}: {code}: {msg}"),
+        (Some(code), None) => format!("DynamoDB {op}: {code}"),
+        _ => format!("DynamoDB {op}: {}", DisplayErrorContext(err)),
+    }
+}
+
+/// Maps an SDK error: a failed condition is [`StorageError::ConditionFailed`], anything else
+/// [`StorageError::Unavailable`] with the service's error code.
+fn sdk_error<E, R>(op: &str, err: SdkError<E, R>) -> StorageError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    if err.code() == Some("ConditionalCheckFailedException") {
+        return StorageError::ConditionFailed;
+    }
+    let msg = describe(op, &err);
+    tracing::warn!(error = %msg, "DynamoDB call failed");
+    StorageError::Unavailable(msg)
+}
+
+fn transact_error<R: std::fmt::Debug>(err: SdkError<TransactWriteItemsError, R>) -> StorageError {
+    if let Some(TransactWriteItemsError::TransactionCanceledException(e)) = err.as_service_error() {
+        let condition_failed = e
+            .cancellation_reasons()
+            .iter()
+            .any(|r| r.code() == Some("ConditionalCheckFailed"))
+            || (e.cancellation_reasons().is_empty()
+                && e.message().is_some_and(|m| m.contains("ConditionalCheckFailed")));
+        if condition_failed {
+            return StorageError::ConditionFailed;
+        }
+    }
+    sdk_error("TransactWriteItems", err)
+}
+
+fn build_error(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Unavailable(format!("DynamoDB request: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queries
+
+/// The key condition of a query, or `None` when no item can match.
+struct KeyCondition {
+    expr: &'static str,
+    values: AvMap,
+}
+
+fn key_condition(pk: &str, range: &SkRange) -> Option<KeyCondition> {
+    let mut values = HashMap::from([(":pk".to_owned(), AttributeValue::S(pk.to_owned()))]);
+    let expr = match range {
+        SkRange::All => "PK = :pk",
+        // DynamoDB refuses an empty string in a key condition; every sort key begins with "".
+        SkRange::BeginsWith(p) if p.is_empty() => "PK = :pk",
+        SkRange::BeginsWith(p) => {
+            values.insert(":p".into(), AttributeValue::S(p.clone()));
+            "PK = :pk AND begins_with(SK, :p)"
+        }
+        // DynamoDB refuses BETWEEN with bounds out of order; nothing is between them.
+        SkRange::Between(lo, hi) if lo > hi || hi.is_empty() => return None,
+        SkRange::Between(lo, hi) if lo.is_empty() => {
+            values.insert(":hi".into(), AttributeValue::S(hi.clone()));
+            "PK = :pk AND SK <= :hi"
+        }
+        SkRange::Between(lo, hi) => {
+            values.insert(":lo".into(), AttributeValue::S(lo.clone()));
+            values.insert(":hi".into(), AttributeValue::S(hi.clone()));
+            "PK = :pk AND SK BETWEEN :lo AND :hi"
+        }
+    };
+    Some(KeyCondition { expr, values })
+}
+
+/// Where a `start_after` sort key lies relative to the queried range.
+#[derive(Debug, PartialEq, Eq)]
+enum Start {
+    /// Inside the range: continue after it.
+    Inside,
+    /// Before the range in the reading direction: read the range from its start.
+    Before,
+    /// After the range in the reading direction: nothing follows it.
+    After,
+}
+
+/// DynamoDB refuses an `ExclusiveStartKey` outside the key condition ("The provided starting
+/// key is outside query boundaries"); the interface allows any key of the partition.
+fn start_position(range: &SkRange, sk: &str, forward: bool) -> Start {
+    // Position in ascending order: Less = below the range, Greater = above it.
+    use std::cmp::Ordering::{Equal, Greater, Less};
+    let pos = match range {
+        SkRange::All => Equal,
+        SkRange::BeginsWith(p) if sk.starts_with(p.as_str()) => Equal,
+        SkRange::BeginsWith(p) => sk.cmp(p.as_str()),
+        SkRange::Between(lo, _) if sk < lo.as_str() => Less,
+        SkRange::Between(_, hi) if sk > hi.as_str() => Greater,
+        SkRange::Between(..) => Equal,
+    };
+    match (pos, forward) {
+        (Equal, _) => Start::Inside,
+        (Less, true) | (Greater, false) => Start::Before,
+        (Greater, true) | (Less, false) => Start::After,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table
+
+#[async_trait]
+impl Table for DynamoTable {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, StorageError> {
+        key.validate()?;
+        let out = self
+            .client()
+            .await
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_av(key)))
+            .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        self.record(Kind::Read, out.consumed_capacity(), usize::from(out.item.is_some()));
+        out.item.map(from_item).transpose()
+    }
+
+    async fn batch_get(&self, keys: &[Key]) -> Result<Vec<Item>, StorageError> {
+        check_batch(keys)?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await;
+        let mut found: HashMap<Key, Item> = HashMap::with_capacity(keys.len());
+        let mut pending: Vec<AvMap> = keys.iter().map(key_av).collect();
+        let mut attempt = 0;
+        loop {
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(pending))
+                .consistent_read(true)
+                .build()
+                .map_err(build_error)?;
+            let out = client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| sdk_error("BatchGetItem", e))?;
+            let items = out
+                .responses
+                .and_then(|mut r| r.remove(&self.table))
+                .unwrap_or_default();
+            self.record(Kind::Read, out.consumed_capacity.iter().flatten(), items.len());
+            for m in items {
+                let item = from_item(m)?;
+                found.insert(item.key.clone(), item);
+            }
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.table))
+                .map(|ka| ka.keys)
+                .unwrap_or_default();
+            if pending.is_empty() {
+                break;
+            }
+            attempt += 1;
+            if attempt >= BATCH_GET_ATTEMPTS {
+                return Err(StorageError::Unavailable(format!(
+                    "DynamoDB BatchGetItem: {} keys still unprocessed after {attempt} attempts",
+                    pending.len()
+                )));
+            }
+            let backoff = Duration::from_millis((25u64 << attempt).min(1000));
+            tokio::time::sleep(backoff).await;
+        }
+        Ok(keys.iter().filter_map(|k| found.remove(k)).collect())
+    }
+
+    async fn put(&self, item: Item, cond: Condition) -> Result<(), StorageError> {
+        let av = item_av(&item)?;
+        let c = cond_expr(&cond)?;
+        let out = self
+            .client()
+            .await
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(av))
+            .set_condition_expression(c.expr)
+            .set_expression_attribute_names(c.names)
+            .set_expression_attribute_values(c.values)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutItem", e))?;
+        self.record(Kind::Write, out.consumed_capacity(), 0);
+        Ok(())
+    }
+
+    async fn delete(&self, key: &Key, cond: Condition) -> Result<(), StorageError> {
+        key.validate()?;
+        let c = cond_expr(&cond)?;
+        let out = self
+            .client()
+            .await
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key_av(key)))
+            .set_condition_expression(c.expr)
+            .set_expression_attribute_names(c.names)
+            .set_expression_attribute_values(c.values)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DeleteItem", e))?;
+        self.record(Kind::Write, out.consumed_capacity(), 0);
+        Ok(())
+    }
+
+    async fn query(&self, q: &Query) -> Result<Page, StorageError> {
+        check_query(q)?;
+        let Some(cond) = key_condition(&q.pk, &q.sk) else {
+            return Ok(Page::default());
+        };
+        let mut start = match &q.start_after {
+            None => None,
+            Some(k) => match start_position(&q.sk, &k.sk, q.forward) {
+                Start::Inside => Some(key_av(k)),
+                Start::Before => None,
+                Start::After => return Ok(Page::default()),
+            },
+        };
+        // One item more than asked for tells whether more match.
+        let want = q.limit + 1;
+        let client = self.client().await;
+        let mut items: Vec<Item> = Vec::with_capacity(want.min(128));
+        loop {
+            let out = client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression(cond.expr)
+                .set_expression_attribute_values(Some(cond.values.clone()))
+                .scan_index_forward(q.forward)
+                .consistent_read(true)
+                .limit(i32::try_from(want - items.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            let page = out.items.unwrap_or_default();
+            self.record(Kind::Read, out.consumed_capacity.as_ref(), page.len());
+            for m in page {
+                items.push(from_item(m)?);
+            }
+            // A page can stop short of the limit (1 MB per page): read on.
+            match out.last_evaluated_key {
+                Some(last) if items.len() < want => start = Some(last),
+                _ => break,
+            }
+        }
+        let more = items.len() > q.limit;
+        items.truncate(q.limit);
+        let last_key = if more { items.last().map(|i| i.key.clone()) } else { None };
+        Ok(Page { items, last_key })
+    }
+
+    async fn transact(&self, ops: Vec<WriteOp>) -> Result<(), StorageError> {
+        check_transaction(&ops)?;
+        let mut items = Vec::with_capacity(ops.len());
+        for op in &ops {
+            let item = match op {
+                WriteOp::Put { item, cond } => {
+                    let c = cond_expr(cond)?;
+                    let put = Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(item_av(item)?))
+                        .set_condition_expression(c.expr)
+                        .set_expression_attribute_names(c.names)
+                        .set_expression_attribute_values(c.values)
+                        .build()
+                        .map_err(build_error)?;
+                    TransactWriteItem::builder().put(put).build()
+                }
+                WriteOp::Delete { key, cond } => {
+                    let c = cond_expr(cond)?;
+                    let delete = Delete::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key_av(key)))
+                        .set_condition_expression(c.expr)
+                        .set_expression_attribute_names(c.names)
+                        .set_expression_attribute_values(c.values)
+                        .build()
+                        .map_err(build_error)?;
+                    TransactWriteItem::builder().delete(delete).build()
+                }
+                WriteOp::Check { key, cond } => {
+                    let c = cond_expr(cond)?;
+                    // A check without a condition always holds: nothing to send.
+                    let Some(expr) = c.expr else { continue };
+                    let check = ConditionCheck::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key_av(key)))
+                        .condition_expression(expr)
+                        .set_expression_attribute_names(c.names)
+                        .set_expression_attribute_values(c.values)
+                        .build()
+                        .map_err(build_error)?;
+                    TransactWriteItem::builder().condition_check(check).build()
+                }
+            };
+            items.push(item);
+        }
+        if items.is_empty() {
+            return Ok(());
+        }
+        let out = self
+            .client()
+            .await
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(transact_error)?;
+        self.record(Kind::Write, out.consumed_capacity(), 0);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn values_round_trip() {
+        let v = json!({
+            "s": "x", "empty": "", "i": 3, "neg": -7, "big": u64::MAX, "f": 1.5, "b": true,
+            "n": null, "l": [1, "a", [false], {"k": 2.25}], "m": {"inner": {"deep": []}},
+        });
+        assert_eq!(from_av(to_av(&v)).unwrap(), v);
+        assert_eq!(to_av(&json!(3)), AttributeValue::N("3".into()));
+        assert_eq!(from_av(AttributeValue::N("3".into())).unwrap(), json!(3));
+        assert!(from_av(AttributeValue::N("3".into())).unwrap().is_i64());
+        assert!(from_av(AttributeValue::N("1.5".into())).unwrap().is_f64());
+        assert_eq!(from_av(AttributeValue::N("1E+2".into())).unwrap(), json!(100.0));
+    }
+
+    #[test]
+    fn key_attributes_are_refused() {
+        for name in [PK, SK] {
+            let mut attrs = Attrs::new();
+            attrs.insert(name.into(), json!("x"));
+            let item = Item::new(Key::new("a", "b"), attrs);
+            assert!(matches!(item_av(&item), Err(StorageError::InvalidRequest(_))));
+        }
+    }
+
+    #[test]
+    fn start_positions() {
+        use Start::*;
+        let p = SkRange::BeginsWith("doc#".into());
+        assert_eq!(start_position(&p, "doc#1", true), Inside);
+        assert_eq!(start_position(&p, "a", true), Before);
+        assert_eq!(start_position(&p, "z", true), After);
+        assert_eq!(start_position(&p, "a", false), After);
+        assert_eq!(start_position(&p, "z", false), Before);
+        let b = SkRange::Between("b".into(), "d".into());
+        assert_eq!(start_position(&b, "b", true), Inside);
+        assert_eq!(start_position(&b, "d", false), Inside);
+        assert_eq!(start_position(&b, "a", true), Before);
+        assert_eq!(start_position(&b, "e", true), After);
+        assert_eq!(start_position(&SkRange::All, "anything", false), Inside);
+    }
+}

@@ -1,0 +1,389 @@
+//! The embedded table backend: one `redb` database file (DESIGN.md section 4).
+//!
+//! One redb table `items` maps `PK bytes ++ [0] ++ SK bytes` to the JSON of the item's
+//! attributes. Keys never contain NUL ([`Key::validate`]), so the first NUL separates the
+//! partition key from the sort key, and byte order of the stored keys is (partition, UTF-8 sort
+//! key) order: the sort-key order DynamoDB uses. Every write is one redb write transaction
+//! committed with immediate durability, so a crash leaves either the old or the new state.
+
+use std::fmt::Display;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+
+use crate::table::{check_batch, check_query, check_transaction};
+use crate::{Attrs, Condition, Item, Key, Page, Query, SkRange, StorageError, Table, WriteOp};
+
+const ITEMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("items");
+
+/// Separates the partition key from the sort key in a stored key.
+const SEPARATOR: u8 = 0;
+
+fn unavailable(e: impl Display) -> StorageError {
+    StorageError::Unavailable(format!("embedded table: {e}"))
+}
+
+/// The table on an embedded redb database file. Cloning shares the open database.
+#[derive(Clone)]
+pub struct EmbeddedTable {
+    db: Arc<Database>,
+    path: Arc<PathBuf>,
+}
+
+impl std::fmt::Debug for EmbeddedTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedTable").field("path", &self.path).finish()
+    }
+}
+
+impl EmbeddedTable {
+    /// Opens the database at `path`, creating it (and its parent folders) if needed. A database
+    /// file can be open only once at a time.
+    pub fn open(path: &Path) -> Result<Self, StorageError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                unavailable(format_args!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let db = Database::create(path)
+            .map_err(|e| unavailable(format_args!("cannot open {}: {e}", path.display())))?;
+        // Create the table up front so read transactions can always open it.
+        let txn = db.begin_write().map_err(unavailable)?;
+        txn.open_table(ITEMS).map_err(unavailable)?;
+        txn.commit().map_err(unavailable)?;
+        Ok(EmbeddedTable {
+            db: Arc::new(db),
+            path: Arc::new(path.to_owned()),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in one write transaction: commits when it returns `Ok`, aborts otherwise.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut redb::Table<'_, &'static [u8], &'static [u8]>) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let txn = self.db.begin_write().map_err(unavailable)?;
+        let result = {
+            let mut table = txn.open_table(ITEMS).map_err(unavailable)?;
+            f(&mut table)
+        };
+        finish(txn, result)
+    }
+}
+
+fn finish<T>(txn: WriteTransaction, result: Result<T, StorageError>) -> Result<T, StorageError> {
+    match result {
+        Ok(v) => {
+            txn.commit().map_err(unavailable)?;
+            Ok(v)
+        }
+        Err(e) => {
+            txn.abort().map_err(unavailable)?;
+            Err(e)
+        }
+    }
+}
+
+fn partition_prefix(pk: &str) -> Vec<u8> {
+    let mut b = Vec::with_capacity(pk.len() + 1);
+    b.extend_from_slice(pk.as_bytes());
+    b.push(SEPARATOR);
+    b
+}
+
+fn encode_key(key: &Key) -> Vec<u8> {
+    let mut b = partition_prefix(&key.pk);
+    b.extend_from_slice(key.sk.as_bytes());
+    b
+}
+
+fn decode_key(bytes: &[u8]) -> Result<Key, StorageError> {
+    let sep = bytes
+        .iter()
+        .position(|&b| b == SEPARATOR)
+        .ok_or_else(|| unavailable("stored key without separator"))?;
+    let pk = std::str::from_utf8(&bytes[..sep]).map_err(unavailable)?;
+    let sk = std::str::from_utf8(&bytes[sep + 1..]).map_err(unavailable)?;
+    Ok(Key::new(pk, sk))
+}
+
+fn encode_attrs(attrs: &Attrs) -> Result<Vec<u8>, StorageError> {
+    serde_json::to_vec(attrs).map_err(unavailable)
+}
+
+fn decode_attrs(bytes: &[u8]) -> Result<Attrs, StorageError> {
+    serde_json::from_slice(bytes).map_err(|e| unavailable(format_args!("stored item: {e}")))
+}
+
+/// The smallest byte string greater than every string starting with `prefix`, if any.
+fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut s = prefix.to_vec();
+    while let Some(last) = s.pop() {
+        if last < u8::MAX {
+            s.push(last + 1);
+            return Some(s);
+        }
+    }
+    None
+}
+
+/// The tighter of two lower bounds.
+fn max_lower(a: Bound<Vec<u8>>, b: Bound<Vec<u8>>) -> Bound<Vec<u8>> {
+    use Bound::*;
+    match (&a, &b) {
+        (Unbounded, _) => b,
+        (_, Unbounded) => a,
+        (Included(x) | Excluded(x), Included(y) | Excluded(y)) => {
+            if x > y || (x == y && matches!(a, Excluded(_))) {
+                a
+            } else {
+                b
+            }
+        }
+    }
+}
+
+/// The tighter of two upper bounds.
+fn min_upper(a: Bound<Vec<u8>>, b: Bound<Vec<u8>>) -> Bound<Vec<u8>> {
+    use Bound::*;
+    match (&a, &b) {
+        (Unbounded, _) => b,
+        (_, Unbounded) => a,
+        (Included(x) | Excluded(x), Included(y) | Excluded(y)) => {
+            if x < y || (x == y && matches!(a, Excluded(_))) {
+                a
+            } else {
+                b
+            }
+        }
+    }
+}
+
+/// Whether no byte string lies within the bounds.
+fn is_empty_range(lo: &Bound<Vec<u8>>, hi: &Bound<Vec<u8>>) -> bool {
+    use Bound::*;
+    match (lo, hi) {
+        (Unbounded, _) | (_, Unbounded) => false,
+        (Included(l), Included(h)) => l > h,
+        (Included(l) | Excluded(l), Included(h) | Excluded(h)) => l >= h,
+    }
+}
+
+/// The stored-key bounds of a query (before `start_after`).
+fn query_bounds(q: &Query) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let prefix = partition_prefix(&q.pk);
+    let with = |sk: &str| {
+        let mut b = prefix.clone();
+        b.extend_from_slice(sk.as_bytes());
+        b
+    };
+    let begins = |p: Vec<u8>| {
+        let hi = prefix_successor(&p).map_or(Bound::Unbounded, Bound::Excluded);
+        (Bound::Included(p), hi)
+    };
+    match &q.sk {
+        SkRange::All => begins(prefix.clone()),
+        SkRange::BeginsWith(p) => begins(with(p)),
+        SkRange::Between(lo, hi) => (Bound::Included(with(lo)), Bound::Included(with(hi))),
+    }
+}
+
+fn holds(cond: &Condition, current: Option<&[u8]>) -> Result<bool, StorageError> {
+    Ok(match cond {
+        Condition::None => true,
+        Condition::NotExists => current.is_none(),
+        Condition::Exists => current.is_some(),
+        Condition::Equals { attr, value } => match current {
+            None => false,
+            Some(bytes) => decode_attrs(bytes)?.get(attr) == Some(value),
+        },
+    })
+}
+
+/// Checks `cond` on the item at `key` inside a write transaction.
+fn check(
+    table: &redb::Table<'_, &'static [u8], &'static [u8]>,
+    key: &[u8],
+    cond: &Condition,
+) -> Result<(), StorageError> {
+    if *cond == Condition::None {
+        return Ok(());
+    }
+    let current = table.get(key).map_err(unavailable)?;
+    if holds(cond, current.as_ref().map(|g| g.value()))? {
+        Ok(())
+    } else {
+        Err(StorageError::ConditionFailed)
+    }
+}
+
+#[async_trait]
+impl Table for EmbeddedTable {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, StorageError> {
+        key.validate()?;
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(ITEMS).map_err(unavailable)?;
+        let found = table.get(encode_key(key).as_slice()).map_err(unavailable)?;
+        match found {
+            None => Ok(None),
+            Some(v) => Ok(Some(Item::new(key.clone(), decode_attrs(v.value())?))),
+        }
+    }
+
+    async fn batch_get(&self, keys: &[Key]) -> Result<Vec<Item>, StorageError> {
+        check_batch(keys)?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(ITEMS).map_err(unavailable)?;
+        let mut items = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(v) = table.get(encode_key(key).as_slice()).map_err(unavailable)? {
+                items.push(Item::new(key.clone(), decode_attrs(v.value())?));
+            }
+        }
+        Ok(items)
+    }
+
+    async fn put(&self, item: Item, cond: Condition) -> Result<(), StorageError> {
+        item.key.validate()?;
+        let key = encode_key(&item.key);
+        let value = encode_attrs(&item.attrs)?;
+        self.write(|table| {
+            check(table, &key, &cond)?;
+            table.insert(key.as_slice(), value.as_slice()).map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    async fn delete(&self, key: &Key, cond: Condition) -> Result<(), StorageError> {
+        key.validate()?;
+        let key = encode_key(key);
+        self.write(|table| {
+            check(table, &key, &cond)?;
+            table.remove(key.as_slice()).map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    async fn query(&self, q: &Query) -> Result<Page, StorageError> {
+        check_query(q)?;
+        let (mut lo, mut hi) = query_bounds(q);
+        if let Some(after) = &q.start_after {
+            let after = Bound::Excluded(encode_key(after));
+            if q.forward {
+                lo = max_lower(lo, after);
+            } else {
+                hi = min_upper(hi, after);
+            }
+        }
+        if is_empty_range(&lo, &hi) {
+            return Ok(Page::default());
+        }
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(ITEMS).map_err(unavailable)?;
+        let bounds: (Bound<&[u8]>, Bound<&[u8]>) =
+            (lo.as_ref().map(Vec::as_slice), hi.as_ref().map(Vec::as_slice));
+        let range = table.range::<&[u8]>(bounds).map_err(unavailable)?;
+        let entries: Box<dyn Iterator<Item = _>> = if q.forward {
+            Box::new(range)
+        } else {
+            Box::new(range.rev())
+        };
+        let mut items = Vec::with_capacity(q.limit.min(64));
+        let mut more = false;
+        for entry in entries {
+            let (k, v) = entry.map_err(unavailable)?;
+            if items.len() == q.limit {
+                more = true;
+                break;
+            }
+            items.push(Item::new(decode_key(k.value())?, decode_attrs(v.value())?));
+        }
+        let last_key = if more {
+            items.last().map(|i: &Item| i.key.clone())
+        } else {
+            None
+        };
+        Ok(Page { items, last_key })
+    }
+
+    async fn transact(&self, ops: Vec<WriteOp>) -> Result<(), StorageError> {
+        check_transaction(&ops)?;
+        let mut encoded = Vec::with_capacity(ops.len());
+        for op in &ops {
+            let value = match op {
+                WriteOp::Put { item, .. } => Some(encode_attrs(&item.attrs)?),
+                _ => None,
+            };
+            encoded.push((encode_key(op.key()), value));
+        }
+        self.write(|table| {
+            // Every condition first (keys are distinct, so order does not matter) ...
+            for (op, (key, _)) in ops.iter().zip(&encoded) {
+                let cond = match op {
+                    WriteOp::Put { cond, .. }
+                    | WriteOp::Delete { cond, .. }
+                    | WriteOp::Check { cond, .. } => cond,
+                };
+                check(table, key, cond)?;
+            }
+            // ... then every write.
+            for (op, (key, value)) in ops.iter().zip(&encoded) {
+                match (op, value) {
+                    (WriteOp::Put { .. }, Some(value)) => {
+                        table.insert(key.as_slice(), value.as_slice()).map_err(unavailable)?;
+                    }
+                    (WriteOp::Delete { .. }, _) => {
+                        table.remove(key.as_slice()).map_err(unavailable)?;
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn successor() {
+        assert_eq!(prefix_successor(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_successor(b"a\xff\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_successor(b"\xff"), None);
+        assert_eq!(prefix_successor(b""), None);
+    }
+
+    #[test]
+    fn bounds() {
+        use Bound::*;
+        let v = |s: &str| s.as_bytes().to_vec();
+        assert_eq!(max_lower(Included(v("a")), Excluded(v("a"))), Excluded(v("a")));
+        assert_eq!(max_lower(Included(v("b")), Excluded(v("a"))), Included(v("b")));
+        assert_eq!(min_upper(Included(v("a")), Excluded(v("a"))), Excluded(v("a")));
+        assert_eq!(min_upper(Unbounded, Excluded(v("a"))), Excluded(v("a")));
+        assert!(is_empty_range(&Included(v("a")), &Excluded(v("a"))));
+        assert!(!is_empty_range(&Included(v("a")), &Included(v("a"))));
+        assert!(is_empty_range(&Included(v("b")), &Included(v("a"))));
+        assert!(!is_empty_range(&Excluded(v("a")), &Unbounded));
+    }
+
+    #[test]
+    fn keys_round_trip() {
+        let k = Key::new("site#docs", "a#b\u{10FFFF}");
+        assert_eq!(decode_key(&encode_key(&k)).unwrap(), k);
+        assert!(decode_key(b"no separator").is_err());
+    }
+}
