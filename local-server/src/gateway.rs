@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use lambda_http::{Body, Request, Response};
 use platform_http::{HttpApiRequest, http_api_event, json_response, request_from_event};
-use tenant_context::{JwtConfig, JwtVerifier, bearer_token};
+use std::path::Path;
+
+use storage::{Blobs, EmbeddedTable, LocalBlobs, PageTokens, Table};
+use tenant_context::{JwtConfig, JwtVerifier, TenantConfig, TenantContext, bearer_token};
 
 use crate::keys::{CLIENT_ID, ISSUER, LocalKeys};
 
@@ -16,17 +19,39 @@ pub struct Functions {
     pub sites: sites::Deps,
     pub groups: groups::Deps,
     pub fhir: fhir::Deps,
+    /// The blob store whose presigned URLs this server answers.
+    pub blobs: Arc<LocalBlobs>,
 }
 
 impl Functions {
-    /// Every function configured from the environment (the template's variables), as in Lambda.
-    pub fn from_env() -> Result<Self, String> {
-        let e = |e: tenant_context::ConfigError| e.to_string();
+    /// Every function on the embedded backend in `data_dir` (table `table.redb`, blobs in
+    /// `blobs/`), with presigned URLs pointing at `origin` (`http://127.0.0.1:<port>`) and the
+    /// tenant model configured from the environment (the template's variables), as in Lambda.
+    pub fn local(data_dir: &Path, origin: &str) -> Result<Self, String> {
+        let config = TenantConfig::from_env().map_err(|e| e.to_string())?;
+        let ctx = || TenantContext::new(config.clone());
+        let secrets = crate::keys::local_secrets(data_dir)?;
+        let table: Arc<dyn Table> = Arc::new(
+            EmbeddedTable::open(&data_dir.join("table.redb"))
+                .map_err(|e| format!("opening the embedded table: {e}"))?,
+        );
+        let blobs = Arc::new(LocalBlobs::new(
+            data_dir.join("blobs"),
+            origin.to_owned(),
+            &secrets.blobs,
+        ));
         Ok(Functions {
-            documents: documents::Deps::from_env().map_err(e)?,
-            sites: sites::Deps::from_env().map_err(e)?,
-            groups: groups::Deps::from_env().map_err(e)?,
-            fhir: fhir::Deps::from_env().map_err(e)?,
+            documents: documents::Deps {
+                tenant: ctx(),
+                table: table.clone(),
+                blobs: blobs.clone(),
+                tokens: PageTokens::new(&secrets.paging),
+                limits: documents::Limits::default(),
+            },
+            sites: sites::Deps { tenant: ctx() },
+            groups: groups::Deps { tenant: ctx() },
+            fhir: fhir::Deps { tenant: ctx() },
+            blobs,
         })
     }
 }
@@ -88,6 +113,9 @@ impl Gateway {
         if r.method == "GET" && r.path == "/.well-known/jwks.json" {
             return json_response(lambda_http::http::StatusCode::OK, &self.jwks);
         }
+        if let Some(encoded_key) = r.path.strip_prefix("/_blobs/") {
+            return self.blob(&r, encoded_key).await;
+        }
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
         let request_id = format!("local-{n}");
         let claims = if is_public(r.method, r.path) {
@@ -129,6 +157,71 @@ impl Gateway {
             }
         };
         self.route(req).await
+    }
+
+    /// A presigned blob URL (what S3 answers for presigned URLs in AWS).
+    async fn blob(&self, r: &Incoming<'_>, encoded_key: &str) -> Response<Body> {
+        use lambda_http::http::StatusCode;
+        let msg = |status: StatusCode, m: &str| {
+            json_response(status, &serde_json::json!({ "message": m }))
+        };
+        let Ok(key) = LocalBlobs::decode_key_path(encoded_key) else {
+            return msg(StatusCode::BAD_REQUEST, "malformed blob key");
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let blobs = &self.functions.blobs;
+        let signed = match blobs.verify_presigned(r.method, &key, r.query, now) {
+            Ok(s) => s,
+            Err(_) => {
+                return msg(
+                    StatusCode::FORBIDDEN,
+                    "the presigned URL is invalid or has expired",
+                );
+            }
+        };
+        let header = |name: &str| {
+            r.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        match r.method {
+            "PUT" => {
+                let content_type = header("content-type");
+                if let Some(signed_type) = &signed.content_type
+                    && content_type != Some(signed_type.as_str())
+                {
+                    return msg(
+                        StatusCode::FORBIDDEN,
+                        &format!("this URL was signed for Content-Type: {signed_type}"),
+                    );
+                }
+                let ct = content_type.unwrap_or("application/octet-stream");
+                match blobs.put(&key, r.body.to_vec(), ct).await {
+                    Ok(()) => Response::builder()
+                        .status(StatusCode::OK)
+                        .body(Body::Empty)
+                        .unwrap_or_default(),
+                    Err(e) => msg(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+                }
+            }
+            _ => match (blobs.get(&key).await, blobs.head(&key).await) {
+                (Ok(Some(bytes)), Ok(meta)) => Response::builder()
+                    .status(StatusCode::OK)
+                    .header(
+                        "content-type",
+                        meta.and_then(|m| m.content_type)
+                            .unwrap_or_else(|| "application/octet-stream".into()),
+                    )
+                    .body(Body::Binary(bytes))
+                    .unwrap_or_default(),
+                (Ok(None), _) => msg(StatusCode::NOT_FOUND, "no such blob"),
+                (Err(e), _) | (_, Err(e)) => msg(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            },
+        }
     }
 
     async fn route(&self, req: Request) -> Response<Body> {

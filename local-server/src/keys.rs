@@ -139,3 +139,37 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
     f.write_all(bytes)
         .map_err(|e| format!("writing {}: {e}", path.display()))
 }
+
+/// Secrets of the local server: paging tokens and presigned blob URLs.
+pub struct LocalSecrets {
+    pub paging: Vec<u8>,
+    pub blobs: Vec<u8>,
+}
+
+/// Loads `<data_dir>/keys/secrets` (64 random bytes, hex), creating it (mode 0600) on first use.
+pub fn local_secrets(data_dir: &Path) -> Result<LocalSecrets, String> {
+    use rand::RngCore;
+    let path = data_dir.join("keys").join("secrets");
+    let hex = if path.exists() {
+        std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?
+    } else {
+        let mut bytes = [0u8; 64];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        write_private(&path, hex.as_bytes())?;
+        hex
+    };
+    let bytes: Vec<u8> = (0..hex.trim().len() / 2)
+        .filter_map(|i| u8::from_str_radix(hex.trim().get(2 * i..2 * i + 2)?, 16).ok())
+        .collect();
+    if bytes.len() != 64 {
+        return Err(format!(
+            "{} is corrupt: delete it to create new secrets",
+            path.display()
+        ));
+    }
+    Ok(LocalSecrets {
+        paging: bytes[..32].to_vec(),
+        blobs: bytes[32..].to_vec(),
+    })
+}

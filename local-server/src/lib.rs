@@ -16,7 +16,7 @@ use hyper_util::rt::TokioIo;
 use lambda_http::Body;
 
 pub use gateway::{Functions, Gateway, Incoming};
-pub use keys::{CLIENT_ID, ISSUER, LocalKeys, TokenSpec};
+pub use keys::{CLIENT_ID, ISSUER, LocalKeys, LocalSecrets, TokenSpec, local_secrets};
 
 /// Largest request body accepted (API Gateway's payload limit is 10 MB).
 pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;

@@ -67,10 +67,11 @@ async fn main() -> Result<(), String> {
         }
         Command::Serve { port } => {
             platform_http::init_tracing();
-            let gateway = Arc::new(Gateway::new(&keys, Functions::from_env()?));
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
                 .await
                 .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+            let functions = Functions::local(&cli.data_dir, &format!("http://127.0.0.1:{port}"))?;
+            let gateway = Arc::new(Gateway::new(&keys, functions));
             eprintln!(
                 "local server on http://127.0.0.1:{port} (data in {}); get a token with: scripts/dev.sh token --user alice --groups marketing",
                 cli.data_dir.display()

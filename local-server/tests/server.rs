@@ -4,18 +4,7 @@
 use std::sync::Arc;
 
 use local_server::{Functions, Gateway, LocalKeys, TokenSpec};
-use serde_json::Value;
-use tenant_context::{TenantConfig, TenantContext};
-
-fn functions() -> Functions {
-    let ctx = || TenantContext::new(TenantConfig::default());
-    Functions {
-        documents: documents::Deps { tenant: ctx() },
-        sites: sites::Deps { tenant: ctx() },
-        groups: groups::Deps { tenant: ctx() },
-        fhir: fhir::Deps { tenant: ctx() },
-    }
-}
+use serde_json::{Value, json};
 
 struct Server {
     base: String,
@@ -54,9 +43,12 @@ impl Drop for TempDir {
 async fn start(tag: &str) -> Server {
     let dir = TempDir::new(tag);
     let keys = LocalKeys::load_or_create(&dir.0).unwrap();
-    let gateway = Arc::new(Gateway::new(&keys, functions()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
+    let gateway = Arc::new(Gateway::new(
+        &keys,
+        Functions::local(&dir.0, &base).unwrap(),
+    ));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(local_server::serve(listener, gateway, async {
         let _ = rx.await;
@@ -80,10 +72,23 @@ fn spec(user: &str, groups: &[&str]) -> TokenSpec {
 }
 
 async fn call(s: &Server, method: &str, path: &str, token: Option<&str>) -> (u16, Value) {
+    send(s, method, path, token, None).await
+}
+
+async fn send(
+    s: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
     let client = reqwest::Client::new();
     let mut req = client.request(method.parse().unwrap(), format!("{}{path}", s.base));
     if let Some(t) = token {
         req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
     }
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
@@ -115,29 +120,21 @@ async fn the_authorizer_stand_in_refuses_what_api_gateway_refuses() {
     }
     // A valid token reaches the function, which answers for itself.
     let (status, body) = call(&s, "GET", "/documents?siteId=marketing", Some(&good)).await;
-    assert_eq!(status, 404);
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("not implemented"),
-        "{body}"
-    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["documents"], json!([]));
 }
 
 #[tokio::test]
 async fn every_function_is_mounted_and_unknown_routes_are_404() {
     let s = start("routes").await;
     let token = s.keys.token(&spec("admin", &["Admins"])).unwrap();
-    for path in [
-        "/documents",
-        "/documents/x/tags",
-        "/search",
-        "/sites",
-        "/sites/a/groups",
-        "/groups",
-        "/fhir/Patient",
-    ] {
+    // The document routes answer for themselves (an unknown document is a 404 of its own).
+    let (status, body) = call(&s, "GET", "/documents/x/tags", Some(&token)).await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (404, Some("document 'x' not found"))
+    );
+    for path in ["/sites", "/sites/a/groups", "/groups", "/fhir/Patient"] {
         let (status, body) = call(&s, "GET", path, Some(&token)).await;
         assert_eq!(status, 404, "{path}");
         let msg = body["message"].as_str().unwrap_or_default();
@@ -182,7 +179,7 @@ async fn jwks_is_served_and_the_key_survives_restarts() {
     // A token from the reloaded key verifies against the running server.
     let token = again.token(&spec("carol", &["finance"])).unwrap();
     let (status, _) = call(&s, "GET", "/documents", Some(&token)).await;
-    assert_eq!(status, 404);
+    assert_eq!(status, 200);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -192,4 +189,110 @@ async fn jwks_is_served_and_the_key_survives_restarts() {
             .mode();
         assert_eq!(mode & 0o077, 0, "key readable by others: {mode:o}");
     }
+}
+
+/// The README's walkthrough, over HTTP: create a document in `marketing`, list it, read its
+/// content, and get 404 for it as a user of `finance`; then upload through a presigned URL.
+#[tokio::test]
+async fn readme_walkthrough_and_presigned_upload() {
+    let s = start("walkthrough").await;
+    let alice = s.keys.token(&spec("alice", &["marketing"])).unwrap();
+    let bob = s.keys.token(&spec("bob", &["finance"])).unwrap();
+
+    let (status, body) = send(
+        &s,
+        "POST",
+        "/documents?siteId=marketing",
+        Some(&alice),
+        Some(json!({"path": "plan.txt", "contentType": "text/plain", "content": "Q3 plan"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["documentId"].as_str().unwrap().to_owned();
+
+    let (status, body) = call(&s, "GET", "/documents?siteId=marketing", Some(&alice)).await;
+    assert_eq!(
+        (status, body["documents"][0]["documentId"].as_str()),
+        (200, Some(id.as_str()))
+    );
+    let (status, body) = call(
+        &s,
+        "GET",
+        &format!("/documents/{id}/content?siteId=marketing"),
+        Some(&alice),
+    )
+    .await;
+    assert_eq!((status, body["content"].as_str()), (200, Some("Q3 plan")));
+    let (status, _) = call(
+        &s,
+        "GET",
+        &format!("/documents/{id}?siteId=finance"),
+        Some(&bob),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = call(
+        &s,
+        "GET",
+        &format!("/documents/{id}?siteId=marketing"),
+        Some(&bob),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // Presigned upload: PUT the bytes, then read them back through the API and the URL.
+    let (status, body) = send(
+        &s,
+        "POST",
+        "/documents",
+        Some(&alice),
+        Some(json!({"path": "a.bin", "contentType": "application/octet-stream"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let upload = body["uploadUrl"].as_str().unwrap().to_owned();
+    let id = body["documentId"].as_str().unwrap().to_owned();
+    assert!(upload.starts_with(&s.base), "{upload}");
+    let client = reqwest::Client::new();
+    let bytes: Vec<u8> = (0..=255).collect();
+    let r = client
+        .put(&upload)
+        .header("content-type", "application/octet-stream")
+        .body(bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The URL is bound to its method, key and content type.
+    let r = client
+        .put(&upload)
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = client.get(&upload).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = client
+        .put(upload.replace("X-Expires=", "X-Expires=9"))
+        .header("content-type", "application/octet-stream")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    let (status, body) = call(&s, "GET", &format!("/documents/{id}"), Some(&alice)).await;
+    assert_eq!((status, body["contentLength"].as_u64()), (200, Some(256)));
+    let (_, body) = call(&s, "GET", &format!("/documents/{id}/url"), Some(&alice)).await;
+    let got = client
+        .get(body["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got.to_vec(), bytes);
 }

@@ -108,8 +108,15 @@ pub struct Resp {
 }
 
 /// The API Gateway event the authorizer-fronted API would deliver, as a request.
-pub fn request(user: Option<&User>, method: &str, path_and_query: &str, body: Option<&Value>) -> lambda_http::Request {
-    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+pub fn request(
+    user: Option<&User>,
+    method: &str,
+    path_and_query: &str,
+    body: Option<&Value>,
+) -> lambda_http::Request {
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
     let claims = user.map(|u| u.claims());
     let bytes = body.map(|b| serde_json::to_vec(b).expect("json"));
     let event = platform_http::http_api_event(&platform_http::HttpApiRequest {

@@ -8,7 +8,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
 use storage::{DynamoTable, S3Blobs};
 use tokio::sync::OnceCell;
 
@@ -78,10 +80,18 @@ impl Moto {
         let deadline = Instant::now() + Duration::from_secs(60);
         let client = reqwest::Client::new();
         loop {
-            if client.get(format!("{endpoint}/moto-api/")).send().await.is_ok() {
+            if client
+                .get(format!("{endpoint}/moto-api/"))
+                .send()
+                .await
+                .is_ok()
+            {
                 break;
             }
-            assert!(Instant::now() < deadline, "moto_server did not start on {endpoint}");
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start on {endpoint}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Moto { endpoint }
@@ -93,7 +103,9 @@ impl Moto {
         aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .endpoint_url(&self.endpoint)
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "moto"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "test", "test", None, None, "moto",
+            ))
             .load()
             .await
     }
@@ -118,13 +130,33 @@ impl Moto {
             .table_name(&name)
             .billing_mode(BillingMode::PayPerRequest)
             .attribute_definitions(
-                AttributeDefinition::builder().attribute_name("PK").attribute_type(ScalarAttributeType::S).build().expect("attr"),
+                AttributeDefinition::builder()
+                    .attribute_name("PK")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .expect("attr"),
             )
             .attribute_definitions(
-                AttributeDefinition::builder().attribute_name("SK").attribute_type(ScalarAttributeType::S).build().expect("attr"),
+                AttributeDefinition::builder()
+                    .attribute_name("SK")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .expect("attr"),
             )
-            .key_schema(KeySchemaElement::builder().attribute_name("PK").key_type(KeyType::Hash).build().expect("key"))
-            .key_schema(KeySchemaElement::builder().attribute_name("SK").key_type(KeyType::Range).build().expect("key"))
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("PK")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .expect("key"),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("SK")
+                    .key_type(KeyType::Range)
+                    .build()
+                    .expect("key"),
+            )
             .send()
             .await
             .expect("create table on moto");
@@ -134,7 +166,13 @@ impl Moto {
     /// A new bucket with a unique name.
     pub async fn create_bucket(&self) -> String {
         let name = format!("b-{}", uuid::Uuid::new_v4().simple());
-        self.s3().await.create_bucket().bucket(&name).send().await.expect("create bucket on moto");
+        self.s3()
+            .await
+            .create_bucket()
+            .bucket(&name)
+            .send()
+            .await
+            .expect("create bucket on moto");
         name
     }
 

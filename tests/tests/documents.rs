@@ -45,12 +45,25 @@ impl Api {
             domain: "api.example.com",
             request_id: "raw",
         });
-        response(documents::handle(platform_http::request_from_event(event).unwrap(), &self.deps).await)
+        response(
+            documents::handle(
+                platform_http::request_from_event(event).unwrap(),
+                &self.deps,
+            )
+            .await,
+        )
     }
 
     /// Creates a text document in `site` and returns its id.
     async fn create(&self, user: &User, site: &str, body: Value) -> String {
-        let r = self.call(user, "POST", &format!("/documents?siteId={site}"), Some(body)).await;
+        let r = self
+            .call(
+                user,
+                "POST",
+                &format!("/documents?siteId={site}"),
+                Some(body),
+            )
+            .await;
         assert_eq!(r.status, 201, "{:?}", r.body);
         r.body["documentId"].as_str().unwrap().to_owned()
     }
@@ -109,7 +122,14 @@ async fn document_lifecycle(api: Api) {
         )
         .await;
 
-    let r = api.call(&u, "GET", &format!("/documents/{id}?siteId=marketing"), None).await;
+    let r = api
+        .call(
+            &u,
+            "GET",
+            &format!("/documents/{id}?siteId=marketing"),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["documentId"], id);
     assert_eq!(r.body["siteId"], "marketing");
@@ -124,11 +144,28 @@ async fn document_lifecycle(api: Api) {
     let r = api.call(&u, "GET", &format!("/documents/{id}"), None).await;
     assert_eq!(r.status, 200);
 
-    let r = api.call(&u, "GET", &format!("/documents/{id}/content?siteId=marketing"), None).await;
-    assert_eq!((r.status, r.body["content"].as_str()), (200, Some("hello world")));
+    let r = api
+        .call(
+            &u,
+            "GET",
+            &format!("/documents/{id}/content?siteId=marketing"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["content"].as_str()),
+        (200, Some("hello world"))
+    );
     assert_eq!(r.body["isBase64"], false);
 
-    let r = api.call(&u, "GET", &format!("/documents/{id}/url?siteId=marketing"), None).await;
+    let r = api
+        .call(
+            &u,
+            "GET",
+            &format!("/documents/{id}/url?siteId=marketing"),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 200);
     assert!(r.body["url"].as_str().unwrap().starts_with("http"));
 
@@ -143,20 +180,38 @@ async fn document_lifecycle(api: Api) {
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let r = api.call(&u, "GET", &format!("/documents/{id}"), None).await;
-    assert_eq!((r.body["path"].as_str(), r.body["contentLength"].as_u64()), (Some("plans/q4.txt"), Some(7)));
-    let r = api.call(&u, "GET", &format!("/documents/{id}/content"), None).await;
+    assert_eq!(
+        (r.body["path"].as_str(), r.body["contentLength"].as_u64()),
+        (Some("plans/q4.txt"), Some(7))
+    );
+    let r = api
+        .call(&u, "GET", &format!("/documents/{id}/content"), None)
+        .await;
     assert_eq!(r.body["content"], "bonjour");
 
     // Binary content is not inlined: a URL is returned.
     let bin = api
-        .create(&u, "marketing", json!({"contentType": "image/png", "isBase64": true, "content": "iVBORw0KGgo="}))
+        .create(
+            &u,
+            "marketing",
+            json!({"contentType": "image/png", "isBase64": true, "content": "iVBORw0KGgo="}),
+        )
         .await;
-    let r = api.call(&u, "GET", &format!("/documents/{bin}/content"), None).await;
+    let r = api
+        .call(&u, "GET", &format!("/documents/{bin}/content"), None)
+        .await;
     assert_eq!(r.status, 200);
     assert!(r.body["contentUrl"].as_str().is_some() && r.body.get("content").is_none());
 
     // DELETE removes the document, its tags and its index entries.
-    let r = api.call(&u, "DELETE", &format!("/documents/{id}?siteId=marketing"), None).await;
+    let r = api
+        .call(
+            &u,
+            "DELETE",
+            &format!("/documents/{id}?siteId=marketing"),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 200);
     assert!(r.body["message"].as_str().unwrap().contains(&id));
     for path in [
@@ -168,12 +223,27 @@ async fn document_lifecycle(api: Api) {
     ] {
         assert_eq!(api.call(&u, "GET", &path, None).await.status, 404, "{path}");
     }
-    assert_eq!(api.call(&u, "DELETE", &format!("/documents/{id}"), None).await.status, 404);
+    assert_eq!(
+        api.call(&u, "DELETE", &format!("/documents/{id}"), None)
+            .await
+            .status,
+        404
+    );
     let r = api.call(&u, "GET", "/documents", None).await;
-    let ids: Vec<&str> = r.body["documents"].as_array().unwrap().iter().map(|d| d["documentId"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = r.body["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["documentId"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, [bin.as_str()]);
     let r = api
-        .call(&u, "POST", "/search", Some(json!({"query": {"tag": {"key": "status"}}})))
+        .call(
+            &u,
+            "POST",
+            "/search",
+            Some(json!({"query": {"tag": {"key": "status"}}})),
+        )
         .await;
     assert_eq!(r.body["documents"], json!([]));
 }
@@ -181,17 +251,31 @@ async fn document_lifecycle(api: Api) {
 async fn upload_urls(api: Api) {
     let u = alice();
     let r = api
-        .call(&u, "POST", "/documents", Some(json!({"path": "big.bin", "contentType": "application/pdf"})))
+        .call(
+            &u,
+            "POST",
+            "/documents",
+            Some(json!({"path": "big.bin", "contentType": "application/pdf"})),
+        )
         .await;
     assert_eq!(r.status, 201);
     assert!(r.body["uploadUrl"].as_str().unwrap().starts_with("http"));
     let id = r.body["documentId"].as_str().unwrap();
     // Not uploaded yet: no content.
-    let r = api.call(&u, "GET", &format!("/documents/{id}/content"), None).await;
+    let r = api
+        .call(&u, "GET", &format!("/documents/{id}/content"), None)
+        .await;
     assert_eq!(r.status, 404);
     assert!(r.body["message"].as_str().unwrap().contains("uploadUrl"));
 
-    let r = api.call(&u, "GET", "/documents/upload?path=scan.pdf&contentType=application/pdf", None).await;
+    let r = api
+        .call(
+            &u,
+            "GET",
+            "/documents/upload?path=scan.pdf&contentType=application/pdf",
+            None,
+        )
+        .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let id = r.body["documentId"].as_str().unwrap();
     assert!(r.body["url"].as_str().unwrap().starts_with("http"));
@@ -200,7 +284,9 @@ async fn upload_urls(api: Api) {
 
     // Inline content over 5 MB: 413 pointing at the upload URL.
     let big = "x".repeat(5 * 1024 * 1024 + 1);
-    let r = api.call(&u, "POST", "/documents", Some(json!({"content": big}))).await;
+    let r = api
+        .call(&u, "POST", "/documents", Some(json!({"content": big})))
+        .await;
     assert_eq!(r.status, 413);
     assert!(r.body["message"].as_str().unwrap().contains("uploadUrl"));
 }
@@ -208,10 +294,18 @@ async fn upload_urls(api: Api) {
 async fn tags_and_search(api: Api) {
     let u = alice();
     let a = api
-        .create(&u, "marketing", json!({"path": "a", "tags": [{"key": "status", "value": "draft"}]}))
+        .create(
+            &u,
+            "marketing",
+            json!({"path": "a", "tags": [{"key": "status", "value": "draft"}]}),
+        )
         .await;
     let b = api
-        .create(&u, "marketing", json!({"path": "b", "tags": [{"key": "status", "value": "drafted"}]}))
+        .create(
+            &u,
+            "marketing",
+            json!({"path": "b", "tags": [{"key": "status", "value": "drafted"}]}),
+        )
         .await;
     let c = api.create(&u, "marketing", json!({"path": "c"})).await;
 
@@ -226,30 +320,76 @@ async fn tags_and_search(api: Api) {
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let r = api
-        .call(&u, "POST", &format!("/documents/{c}/tags"), Some(json!({"key": "team", "values": ["x", "y"]})))
+        .call(
+            &u,
+            "POST",
+            &format!("/documents/{c}/tags"),
+            Some(json!({"key": "team", "values": ["x", "y"]})),
+        )
         .await;
     assert_eq!(r.status, 201);
 
-    let r = api.call(&u, "GET", &format!("/documents/{c}/tags"), None).await;
+    let r = api
+        .call(&u, "GET", &format!("/documents/{c}/tags"), None)
+        .await;
     assert_eq!(r.status, 200);
-    let mut keys: Vec<&str> = r.body["tags"].as_array().unwrap().iter().map(|t| t["key"].as_str().unwrap()).collect();
+    let mut keys: Vec<&str> = r.body["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["key"].as_str().unwrap())
+        .collect();
     keys.sort();
     assert_eq!(keys, ["reviewed", "status", "team"]);
 
-    let r = api.call(&u, "GET", &format!("/documents/{c}/tags/team"), None).await;
+    let r = api
+        .call(&u, "GET", &format!("/documents/{c}/tags/team"), None)
+        .await;
     assert_eq!((r.status, &r.body["values"]), (200, &json!(["x", "y"])));
-    let r = api.call(&u, "GET", &format!("/documents/{c}/tags/reviewed"), None).await;
+    let r = api
+        .call(&u, "GET", &format!("/documents/{c}/tags/reviewed"), None)
+        .await;
     assert!(r.body.get("value").is_none() && r.body.get("values").is_none());
 
     // PUT replaces values; DELETE removes; both 404 on a missing tag.
     let r = api
-        .call(&u, "PUT", &format!("/documents/{c}/tags/team"), Some(json!({"value": "z"})))
+        .call(
+            &u,
+            "PUT",
+            &format!("/documents/{c}/tags/team"),
+            Some(json!({"value": "z"})),
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    assert_eq!(api.call(&u, "GET", &format!("/documents/{c}/tags/team"), None).await.body["value"], "z");
-    assert_eq!(api.call(&u, "PUT", &format!("/documents/{c}/tags/none"), Some(json!({"value": "z"}))).await.status, 404);
-    assert_eq!(api.call(&u, "DELETE", &format!("/documents/{c}/tags/reviewed"), None).await.status, 200);
-    assert_eq!(api.call(&u, "DELETE", &format!("/documents/{c}/tags/reviewed"), None).await.status, 404);
+    assert_eq!(
+        api.call(&u, "GET", &format!("/documents/{c}/tags/team"), None)
+            .await
+            .body["value"],
+        "z"
+    );
+    assert_eq!(
+        api.call(
+            &u,
+            "PUT",
+            &format!("/documents/{c}/tags/none"),
+            Some(json!({"value": "z"}))
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        api.call(&u, "DELETE", &format!("/documents/{c}/tags/reviewed"), None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        api.call(&u, "DELETE", &format!("/documents/{c}/tags/reviewed"), None)
+            .await
+            .status,
+        404
+    );
 
     let search = |body: Value| {
         let api = &api;
@@ -257,8 +397,12 @@ async fn tags_and_search(api: Api) {
         async move {
             let r = api.call(u, "POST", "/search", Some(body)).await;
             assert_eq!(r.status, 200, "{:?}", r.body);
-            let mut ids: Vec<String> =
-                r.body["documents"].as_array().unwrap().iter().map(|d| d["documentId"].as_str().unwrap().to_owned()).collect();
+            let mut ids: Vec<String> = r.body["documents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["documentId"].as_str().unwrap().to_owned())
+                .collect();
             ids.sort();
             (ids, r.body)
         }
@@ -269,9 +413,13 @@ async fn tags_and_search(api: Api) {
     };
     let (ids, body) = search(json!({"query": {"tag": {"key": "status", "eq": "draft"}}})).await;
     assert_eq!(ids, [a.clone()], "eq must not match 'drafted'");
-    assert_eq!(body["documents"][0]["matchedTag"], json!({"key": "status", "value": "draft", "type": "USERDEFINED"}));
+    assert_eq!(
+        body["documents"][0]["matchedTag"],
+        json!({"key": "status", "value": "draft", "type": "USERDEFINED"})
+    );
     assert_eq!(body["documents"][0]["path"], "a");
-    let (ids, _) = search(json!({"query": {"tag": {"key": "status", "beginsWith": "draft"}}})).await;
+    let (ids, _) =
+        search(json!({"query": {"tag": {"key": "status", "beginsWith": "draft"}}})).await;
     assert_eq!(ids, sorted(vec![a.clone(), b.clone()]));
     let (ids, _) = search(json!({"query": {"tag": {"key": "status"}}})).await;
     assert_eq!(ids, sorted(vec![a.clone(), b.clone(), c.clone()]));
@@ -281,13 +429,24 @@ async fn tags_and_search(api: Api) {
     assert!(ids.is_empty(), "replaced values leave the index");
 
     // A PATCH of the path shows in search results at once.
-    api.call(&u, "PATCH", &format!("/documents/{a}"), Some(json!({"path": "renamed"}))).await;
+    api.call(
+        &u,
+        "PATCH",
+        &format!("/documents/{a}"),
+        Some(json!({"path": "renamed"})),
+    )
+    .await;
     let (_, body) = search(json!({"query": {"tag": {"key": "status", "eq": "draft"}}})).await;
     assert_eq!(body["documents"][0]["path"], "renamed");
 
     // Search paging.
     for i in 0..5 {
-        api.create(&u, "marketing", json!({"path": format!("p{i}"), "tags": [{"key": "batch", "value": "one"}]})).await;
+        api.create(
+            &u,
+            "marketing",
+            json!({"path": format!("p{i}"), "tags": [{"key": "batch", "value": "one"}]}),
+        )
+        .await;
     }
     let mut seen = Vec::new();
     let mut next: Option<String> = None;
@@ -296,9 +455,22 @@ async fn tags_and_search(api: Api) {
             Some(n) => format!("/search?limit=2&next={n}"),
             None => "/search?limit=2".into(),
         };
-        let r = api.call(&u, "POST", &q, Some(json!({"query": {"tag": {"key": "batch", "eq": "one"}}}))).await;
+        let r = api
+            .call(
+                &u,
+                "POST",
+                &q,
+                Some(json!({"query": {"tag": {"key": "batch", "eq": "one"}}})),
+            )
+            .await;
         assert_eq!(r.status, 200);
-        seen.extend(r.body["documents"].as_array().unwrap().iter().map(|d| d["path"].as_str().unwrap().to_owned()));
+        seen.extend(
+            r.body["documents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["path"].as_str().unwrap().to_owned()),
+        );
         next = r.body["next"].as_str().map(str::to_owned);
         if next.is_none() {
             break;
@@ -308,8 +480,20 @@ async fn tags_and_search(api: Api) {
     assert_eq!(seen, ["p0", "p1", "p2", "p3", "p4"]);
 
     // Search validation.
-    for bad in [json!({}), json!({"query": {"text": "x"}}), json!({"query": {"tag": {}}}), json!({"query": {"tag": {"key": "k", "eq": "a", "beginsWith": "b"}}}), json!({"query": {"tag": {"key": 5}}})] {
-        assert_eq!(api.call(&u, "POST", "/search", Some(bad.clone())).await.status, 400, "{bad}");
+    for bad in [
+        json!({}),
+        json!({"query": {"text": "x"}}),
+        json!({"query": {"tag": {}}}),
+        json!({"query": {"tag": {"key": "k", "eq": "a", "beginsWith": "b"}}}),
+        json!({"query": {"tag": {"key": 5}}}),
+    ] {
+        assert_eq!(
+            api.call(&u, "POST", "/search", Some(bad.clone()))
+                .await
+                .status,
+            400,
+            "{bad}"
+        );
     }
 }
 
@@ -317,7 +501,10 @@ async fn listing_pages_newest_first(api: Api) {
     let u = alice();
     let mut created = Vec::new();
     for i in 0..23 {
-        created.push(api.create(&u, "marketing", json!({"path": format!("doc-{i:02}")})).await);
+        created.push(
+            api.create(&u, "marketing", json!({"path": format!("doc-{i:02}")}))
+                .await,
+        );
     }
     let mut seen = Vec::new();
     let mut next: Option<String> = None;
@@ -330,7 +517,13 @@ async fn listing_pages_newest_first(api: Api) {
         let r = api.call(&u, "GET", &q, None).await;
         assert_eq!(r.status, 200, "{:?}", r.body);
         pages += 1;
-        seen.extend(r.body["documents"].as_array().unwrap().iter().map(|d| d["documentId"].as_str().unwrap().to_owned()));
+        seen.extend(
+            r.body["documents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["documentId"].as_str().unwrap().to_owned()),
+        );
         next = r.body["next"].as_str().map(str::to_owned);
         if next.is_none() {
             break;
@@ -343,14 +536,31 @@ async fn listing_pages_newest_first(api: Api) {
     // Default limit 10; limit bounds; bad tokens.
     let r = api.call(&u, "GET", "/documents", None).await;
     assert_eq!(r.body["documents"].as_array().unwrap().len(), 10);
-    for q in ["limit=0", "limit=101", "limit=abc", "limit=-1", "next=garbage", "next=a.b"] {
+    for q in [
+        "limit=0",
+        "limit=101",
+        "limit=abc",
+        "limit=-1",
+        "next=garbage",
+        "next=a.b",
+    ] {
         let r = api.call(&u, "GET", &format!("/documents?{q}"), None).await;
         assert_eq!(r.status, 400, "{q}");
         assert!(r.body["message"].is_string());
     }
     // A token of the list is not a token of the tags listing.
-    let list_next = api.call(&u, "GET", "/documents?limit=1", None).await.body["next"].as_str().unwrap().to_owned();
-    let r = api.call(&u, "GET", &format!("/documents/{}/tags?next={list_next}", created[0]), None).await;
+    let list_next = api.call(&u, "GET", "/documents?limit=1", None).await.body["next"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = api
+        .call(
+            &u,
+            "GET",
+            &format!("/documents/{}/tags?next={list_next}", created[0]),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 400);
 }
 
@@ -365,26 +575,64 @@ async fn bad_input_is_4xx_and_writes_nothing(api: Api) {
         ("POST", "/documents", r#"{"documentId": "nope"}"#),
         ("POST", "/documents", r#"{"contentType": "garbage"}"#),
         ("POST", "/documents", r#"{"content": 5}"#),
-        ("POST", "/documents", r#"{"content": "%%%", "isBase64": true}"#),
-        ("POST", "/documents", r#"{"isBase64": "yes", "content": "x"}"#),
+        (
+            "POST",
+            "/documents",
+            r#"{"content": "%%%", "isBase64": true}"#,
+        ),
+        (
+            "POST",
+            "/documents",
+            r#"{"isBase64": "yes", "content": "x"}"#,
+        ),
         ("POST", "/documents", r#"{"tags": "x"}"#),
         ("POST", "/documents", r#"{"tags": [{"value": "no key"}]}"#),
-        ("POST", "/documents", r#"{"tags": [{"key": "a"}, {"key": "a"}]}"#),
-        ("POST", "/documents", r#"{"metadata": [{"key": "a", "value": 1}]}"#),
+        (
+            "POST",
+            "/documents",
+            r#"{"tags": [{"key": "a"}, {"key": "a"}]}"#,
+        ),
+        (
+            "POST",
+            "/documents",
+            r#"{"metadata": [{"key": "a", "value": 1}]}"#,
+        ),
         ("POST", "/search", "nope"),
     ];
     for (method, path, body) in &cases {
         let r = api.raw(&u, method, path, body).await;
-        assert!((400..500).contains(&r.status), "{method} {path} {body}: {}", r.status);
-        assert!(r.body["message"].is_string() || r.body["errors"].is_array(), "{body}: {:?}", r.body);
+        assert!(
+            (400..500).contains(&r.status),
+            "{method} {path} {body}: {}",
+            r.status
+        );
+        assert!(
+            r.body["message"].is_string() || r.body["errors"].is_array(),
+            "{body}: {:?}",
+            r.body
+        );
     }
-    let r = api.raw(&u, "POST", "/documents", r#"{"path": "", "contentType": "bad"}"#).await;
-    let keys: Vec<&str> = r.body["errors"].as_array().unwrap().iter().map(|e| e["key"].as_str().unwrap()).collect();
+    let r = api
+        .raw(
+            &u,
+            "POST",
+            "/documents",
+            r#"{"path": "", "contentType": "bad"}"#,
+        )
+        .await;
+    let keys: Vec<&str> = r.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
     assert_eq!(keys, ["path", "contentType"]);
 
     // Too many tag values: 400, nothing written.
     let tags: Vec<Value> = (0..41).map(|i| json!({"key": format!("k{i}")})).collect();
-    let r = api.call(&u, "POST", "/documents", Some(json!({"tags": tags}))).await;
+    let r = api
+        .call(&u, "POST", "/documents", Some(json!({"tags": tags})))
+        .await;
     assert_eq!(r.status, 400);
 
     // Nothing of the above was written.
@@ -393,14 +641,31 @@ async fn bad_input_is_4xx_and_writes_nothing(api: Api) {
 
     // Unknown, malformed and duplicate ids.
     let missing = uuid::Uuid::new_v4();
-    for (m, p) in [("GET", format!("/documents/{missing}")), ("PATCH", format!("/documents/{missing}")), ("GET", "/documents/not-a-uuid".into()), ("DELETE", "/documents/12".into())] {
+    for (m, p) in [
+        ("GET", format!("/documents/{missing}")),
+        ("PATCH", format!("/documents/{missing}")),
+        ("GET", "/documents/not-a-uuid".into()),
+        ("DELETE", "/documents/12".into()),
+    ] {
         let r = api.call(&u, m, &p, Some(json!({"path": "x"}))).await;
         assert_eq!(r.status, 404, "{m} {p}");
     }
     let id = api.create(&u, "marketing", json!({"path": "x"})).await;
-    let r = api.call(&u, "POST", "/documents", Some(json!({"documentId": id, "content": "other"}))).await;
+    let r = api
+        .call(
+            &u,
+            "POST",
+            "/documents",
+            Some(json!({"documentId": id, "content": "other"})),
+        )
+        .await;
     assert_eq!(r.status, 409);
-    assert_eq!(api.call(&u, "GET", &format!("/documents/{id}"), None).await.body["path"], "x");
+    assert_eq!(
+        api.call(&u, "GET", &format!("/documents/{id}"), None)
+            .await
+            .body["path"],
+        "x"
+    );
     let r = api.call(&u, "PUT", "/documents", None).await;
     assert_eq!(r.status, 405);
 }
@@ -409,9 +674,18 @@ async fn isolation_between_sites(api: Api) {
     let a_user = User::new("ann", &["site-a"]);
     let b_user = User::new("bob", &["site-b"]);
     let b_doc = api
-        .create(&b_user, "site-b", json!({"path": "secret", "content": "b only", "tags": [{"key": "k", "value": "v"}]}))
+        .create(
+            &b_user,
+            "site-b",
+            json!({"path": "secret", "content": "b only", "tags": [{"key": "k", "value": "v"}]}),
+        )
         .await;
-    api.create(&a_user, "site-a", json!({"path": "mine", "tags": [{"key": "k", "value": "v"}]})).await;
+    api.create(
+        &a_user,
+        "site-a",
+        json!({"path": "mine", "tags": [{"key": "k", "value": "v"}]}),
+    )
+    .await;
 
     // Every route on B's document from site A: 404, exactly as for a missing one.
     let routes: Vec<(&str, String, Option<Value>)> = vec![
@@ -419,70 +693,157 @@ async fn isolation_between_sites(api: Api) {
         ("GET", format!("/documents/{b_doc}/content"), None),
         ("GET", format!("/documents/{b_doc}/url"), None),
         ("GET", format!("/documents/{b_doc}/tags"), None),
-        ("POST", format!("/documents/{b_doc}/tags"), Some(json!({"key": "x"}))),
+        (
+            "POST",
+            format!("/documents/{b_doc}/tags"),
+            Some(json!({"key": "x"})),
+        ),
         ("GET", format!("/documents/{b_doc}/tags/k"), None),
-        ("PUT", format!("/documents/{b_doc}/tags/k"), Some(json!({"value": "stolen"}))),
+        (
+            "PUT",
+            format!("/documents/{b_doc}/tags/k"),
+            Some(json!({"value": "stolen"})),
+        ),
         ("DELETE", format!("/documents/{b_doc}/tags/k"), None),
-        ("PATCH", format!("/documents/{b_doc}"), Some(json!({"path": "stolen"}))),
+        (
+            "PATCH",
+            format!("/documents/{b_doc}"),
+            Some(json!({"path": "stolen"})),
+        ),
         ("DELETE", format!("/documents/{b_doc}"), None),
     ];
     for (m, p, body) in &routes {
         let r = api.call(&a_user, m, p, body.clone()).await;
         assert_eq!(r.status, 404, "{m} {p}: {:?}", r.body);
         // Asking for site B explicitly is refused before any lookup.
-        let r = api.call(&a_user, m, &format!("{p}?siteId=site-b"), body.clone()).await;
+        let r = api
+            .call(&a_user, m, &format!("{p}?siteId=site-b"), body.clone())
+            .await;
         assert_eq!(r.status, 403, "{m} {p}?siteId=site-b");
     }
     // B's document is untouched.
-    let r = api.call(&b_user, "GET", &format!("/documents/{b_doc}/tags/k"), None).await;
+    let r = api
+        .call(&b_user, "GET", &format!("/documents/{b_doc}/tags/k"), None)
+        .await;
     assert_eq!(r.body["value"], "v");
-    let r = api.call(&b_user, "GET", &format!("/documents/{b_doc}"), None).await;
+    let r = api
+        .call(&b_user, "GET", &format!("/documents/{b_doc}"), None)
+        .await;
     assert_eq!(r.body["path"], "secret");
 
     // Lists and searches never show B's documents.
     let r = api.call(&a_user, "GET", "/documents", None).await;
-    let paths: Vec<&str> = r.body["documents"].as_array().unwrap().iter().map(|d| d["path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> = r.body["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
     assert_eq!(paths, ["mine"]);
-    let r = api.call(&a_user, "POST", "/search", Some(json!({"query": {"tag": {"key": "k", "eq": "v"}}}))).await;
-    let paths: Vec<&str> = r.body["documents"].as_array().unwrap().iter().map(|d| d["path"].as_str().unwrap()).collect();
+    let r = api
+        .call(
+            &a_user,
+            "POST",
+            "/search",
+            Some(json!({"query": {"tag": {"key": "k", "eq": "v"}}})),
+        )
+        .await;
+    let paths: Vec<&str> = r.body["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
     assert_eq!(paths, ["mine"]);
 
     // A `next` token of B replayed by A: 400.
-    api.create(&b_user, "site-b", json!({"path": "second"})).await;
+    api.create(&b_user, "site-b", json!({"path": "second"}))
+        .await;
     let r = api.call(&b_user, "GET", "/documents?limit=1", None).await;
-    let b_next = r.body["next"].as_str().expect("B has two documents").to_owned();
-    let r = api.call(&a_user, "GET", &format!("/documents?next={b_next}"), None).await;
+    let b_next = r.body["next"]
+        .as_str()
+        .expect("B has two documents")
+        .to_owned();
+    let r = api
+        .call(&a_user, "GET", &format!("/documents?next={b_next}"), None)
+        .await;
     assert_eq!(r.status, 400);
 }
 
 async fn read_only_users_cannot_write(api: Api) {
     let writer = User::new("w", &["hr"]);
     let reader = User::new("r", &["hr_read"]);
-    let id = api.create(&writer, "hr", json!({"path": "policy", "content": "text", "tags": [{"key": "k", "value": "v"}]})).await;
+    let id = api
+        .create(
+            &writer,
+            "hr",
+            json!({"path": "policy", "content": "text", "tags": [{"key": "k", "value": "v"}]}),
+        )
+        .await;
     for (m, p, body) in [
         ("POST", "/documents".to_string(), Some(json!({"path": "x"}))),
         ("GET", "/documents/upload".to_string(), None),
-        ("PATCH", format!("/documents/{id}"), Some(json!({"path": "x"}))),
+        (
+            "PATCH",
+            format!("/documents/{id}"),
+            Some(json!({"path": "x"})),
+        ),
         ("DELETE", format!("/documents/{id}"), None),
-        ("POST", format!("/documents/{id}/tags"), Some(json!({"key": "x"}))),
-        ("PUT", format!("/documents/{id}/tags/k"), Some(json!({"value": "x"}))),
+        (
+            "POST",
+            format!("/documents/{id}/tags"),
+            Some(json!({"key": "x"})),
+        ),
+        (
+            "PUT",
+            format!("/documents/{id}/tags/k"),
+            Some(json!({"value": "x"})),
+        ),
         ("DELETE", format!("/documents/{id}/tags/k"), None),
     ] {
         let r = api.call(&reader, m, &p, body).await;
         assert_eq!(r.status, 403, "{m} {p}");
-        assert!(r.body["message"].as_str().unwrap().contains("hr"), "{:?}", r.body);
+        assert!(
+            r.body["message"].as_str().unwrap().contains("hr"),
+            "{:?}",
+            r.body
+        );
     }
     // Reads work, including search.
-    for p in [format!("/documents/{id}"), format!("/documents/{id}/content"), format!("/documents/{id}/tags"), "/documents".into()] {
+    for p in [
+        format!("/documents/{id}"),
+        format!("/documents/{id}/content"),
+        format!("/documents/{id}/tags"),
+        "/documents".into(),
+    ] {
         assert_eq!(api.call(&reader, "GET", &p, None).await.status, 200, "{p}");
     }
-    let r = api.call(&reader, "POST", "/search", Some(json!({"query": {"tag": {"key": "k"}}}))).await;
+    let r = api
+        .call(
+            &reader,
+            "POST",
+            "/search",
+            Some(json!({"query": {"tag": {"key": "k"}}})),
+        )
+        .await;
     assert_eq!(r.status, 200);
     // Nothing changed.
-    let r = api.call(&writer, "GET", &format!("/documents/{id}"), None).await;
+    let r = api
+        .call(&writer, "GET", &format!("/documents/{id}"), None)
+        .await;
     assert_eq!(r.body["path"], "policy");
     // A caller without any grant: 401; no siteId with two sites: 400.
-    assert_eq!(api.call(&User::new("x", &["authentication_only"]), "GET", "/documents", None).await.status, 401);
+    assert_eq!(
+        api.call(
+            &User::new("x", &["authentication_only"]),
+            "GET",
+            "/documents",
+            None
+        )
+        .await
+        .status,
+        401
+    );
     let both = User::new("y", &["hr", "finance"]);
     let r = api.call(&both, "GET", "/documents", None).await;
     assert_eq!(r.status, 400);
@@ -491,17 +852,60 @@ async fn read_only_users_cannot_write(api: Api) {
 
 async fn admins_reach_every_site(api: Api) {
     let admin = User::new("root", &["Admins"]);
-    let a = api.create(&User::new("ann", &["site-a"]), "site-a", json!({"path": "in a"})).await;
-    let b = api.create(&User::new("bob", &["site-b"]), "site-b", json!({"path": "in b"})).await;
-    let r = api.call(&admin, "GET", &format!("/documents/{a}?siteId=site-a"), None).await;
+    let a = api
+        .create(
+            &User::new("ann", &["site-a"]),
+            "site-a",
+            json!({"path": "in a"}),
+        )
+        .await;
+    let b = api
+        .create(
+            &User::new("bob", &["site-b"]),
+            "site-b",
+            json!({"path": "in b"}),
+        )
+        .await;
+    let r = api
+        .call(
+            &admin,
+            "GET",
+            &format!("/documents/{a}?siteId=site-a"),
+            None,
+        )
+        .await;
     assert_eq!((r.status, r.body["path"].as_str()), (200, Some("in a")));
-    let r = api.call(&admin, "GET", &format!("/documents/{b}?siteId=site-b"), None).await;
+    let r = api
+        .call(
+            &admin,
+            "GET",
+            &format!("/documents/{b}?siteId=site-b"),
+            None,
+        )
+        .await;
     assert_eq!((r.status, r.body["path"].as_str()), (200, Some("in b")));
     // Without siteId an admin works in `default`, where neither document is.
-    assert_eq!(api.call(&admin, "GET", &format!("/documents/{a}"), None).await.status, 404);
-    let r = api.call(&admin, "DELETE", &format!("/documents/{b}?siteId=site-b"), None).await;
+    assert_eq!(
+        api.call(&admin, "GET", &format!("/documents/{a}"), None)
+            .await
+            .status,
+        404
+    );
+    let r = api
+        .call(
+            &admin,
+            "DELETE",
+            &format!("/documents/{b}?siteId=site-b"),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 200);
-    assert_eq!(api.call(&admin, "GET", "/documents?siteId=global", None).await.status, 400);
+    assert_eq!(
+        api.call(&admin, "GET", "/documents?siteId=global", None)
+            .await
+            .status,
+        400
+    );
 }
 
 async fn concurrent_tag_writes_lose_nothing(api: Api) {
@@ -514,9 +918,14 @@ async fn concurrent_tag_writes_lose_nothing(api: Api) {
         let u = u.clone();
         let id = id.clone();
         tasks.push(tokio::spawn(async move {
-            api.call(&u, "POST", &format!("/documents/{id}/tags"), Some(json!({"key": format!("k{i}"), "value": "v"})))
-                .await
-                .status
+            api.call(
+                &u,
+                "POST",
+                &format!("/documents/{id}/tags"),
+                Some(json!({"key": format!("k{i}"), "value": "v"})),
+            )
+            .await
+            .status
         }));
     }
     let mut ok = 0;
@@ -527,7 +936,9 @@ async fn concurrent_tag_writes_lose_nothing(api: Api) {
             s => panic!("unexpected status {s}"),
         }
     }
-    let r = api.call(&u, "GET", &format!("/documents/{id}/tags?limit=100"), None).await;
+    let r = api
+        .call(&u, "GET", &format!("/documents/{id}/tags?limit=100"), None)
+        .await;
     let n = r.body["tags"].as_array().unwrap().len();
     assert_eq!(n, ok, "every acknowledged tag write is present");
     assert!(ok >= 1);

@@ -10,7 +10,8 @@ use storage::{Key, MAX_TRANSACTION_OPS, Page, ScopedBlobs, ScopedTable, StorageE
 
 use crate::Ctx;
 use crate::model::{
-    self, DocState, Document, DocumentId, DocumentInput, Errors, MAX_TAG_VALUES, Tag, TagInput, TagValues,
+    self, DocState, Document, DocumentId, DocumentInput, Errors, MAX_TAG_VALUES, Tag, TagInput,
+    TagValues,
 };
 use crate::store::{DocStore, document_from, tag_value_prefix};
 
@@ -55,7 +56,11 @@ fn limit(ctx: &Ctx<'_>) -> Result<usize> {
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| ApiError::BadRequest(format!("limit must be a whole number from 1 to 100, not '{s}'"))),
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "limit must be a whole number from 1 to 100, not '{s}'"
+                ))
+            }),
     }
 }
 
@@ -63,7 +68,11 @@ fn limit(ctx: &Ctx<'_>) -> Result<usize> {
 fn after(ctx: &Ctx<'_>, query_id: &str) -> Result<Option<Key>> {
     match query_param(ctx.req, "next") {
         None | Some("") => Ok(None),
-        Some(t) => Ok(Some(ctx.deps.tokens.open(t, &ctx.scope.key_prefix(), query_id)?)),
+        Some(t) => Ok(Some(ctx.deps.tokens.open(
+            t,
+            &ctx.scope.key_prefix(),
+            query_id,
+        )?)),
     }
 }
 
@@ -100,7 +109,9 @@ fn check_fits(store: &DocStore<'_>, old: Option<&DocState>, new: &DocState) -> R
     if count > MAX_TAG_VALUES {
         return Err(ApiError::Validation(vec![platform_http::FieldError {
             key: "tags".into(),
-            error: format!("a document holds at most {MAX_TAG_VALUES} tag values ({count} requested)"),
+            error: format!(
+                "a document holds at most {MAX_TAG_VALUES} tag values ({count} requested)"
+            ),
         }]));
     }
     if store.ops(old, Some(new)).len() > MAX_TRANSACTION_OPS {
@@ -111,7 +122,11 @@ fn check_fits(store: &DocStore<'_>, old: Option<&DocState>, new: &DocState) -> R
     Ok(())
 }
 
-fn tag_map(tags: Vec<(String, TagValues)>, now: &str, user: &str) -> std::collections::BTreeMap<String, Tag> {
+fn tag_map(
+    tags: Vec<(String, TagValues)>,
+    now: &str,
+    user: &str,
+) -> std::collections::BTreeMap<String, Tag> {
     tags.into_iter()
         .map(|(key, values)| {
             let tag = Tag {
@@ -140,13 +155,19 @@ fn inline_content(input: &DocumentInput, errs: &mut Errors) -> Option<Vec<u8>> {
         Some(Value::String(s)) if is_base64 => match BASE64.decode(s.trim()) {
             Ok(b) => Some(b),
             Err(_) => {
-                errs.add("content", "isBase64 is true but content is not valid base64");
+                errs.add(
+                    "content",
+                    "isBase64 is true but content is not valid base64",
+                );
                 None
             }
         },
         Some(Value::String(s)) => Some(s.clone().into_bytes()),
         Some(_) => {
-            errs.add("content", "must be a string (text, or base64 with isBase64: true)");
+            errs.add(
+                "content",
+                "must be a string (text, or base64 with isBase64: true)",
+            );
             None
         }
     }
@@ -176,7 +197,9 @@ async fn insert(ctx: &Ctx<'_>, state: &DocState, content: Option<Vec<u8>>) -> Re
     check_fits(&store, None, state)?;
     let id = DocumentId::parse(&state.doc.document_id).expect("generated ids are valid");
     if store.get(&id).await?.is_some() {
-        return Err(ApiError::Conflict(format!("document '{id}' already exists")));
+        return Err(ApiError::Conflict(format!(
+            "document '{id}' already exists"
+        )));
     }
     let blobs = blobs(ctx);
     let wrote_content = content.is_some();
@@ -192,7 +215,9 @@ async fn insert(ctx: &Ctx<'_>, state: &DocState, content: Option<Vec<u8>>) -> Re
                 tracing::warn!(error = %cleanup, key = state.content_key, "could not remove content of a failed create");
             }
             Err(match e {
-                StorageError::ConditionFailed => ApiError::Conflict(format!("document '{id}' already exists")),
+                StorageError::ConditionFailed => {
+                    ApiError::Conflict(format!("document '{id}' already exists"))
+                }
                 e => e.into(),
             })
         }
@@ -233,7 +258,10 @@ pub(crate) async fn list(ctx: &Ctx<'_>) -> Result<Response<Body>> {
         .collect();
     ok(
         StatusCode::OK,
-        &with_next(json!({ "documents": documents }), next_token(ctx, "list", &page)),
+        &with_next(
+            json!({ "documents": documents }),
+            next_token(ctx, "list", &page),
+        ),
     )
 }
 
@@ -286,7 +314,11 @@ pub(crate) async fn create(ctx: &Ctx<'_>) -> Result<Response<Body>> {
     let mut body = json!({ "documentId": id.to_string(), "siteId": ctx.scope.site().as_str() });
     if !has_content {
         let url = blobs(ctx)
-            .presign_put(&state.content_key, Some(&state.doc.content_type), ctx.deps.limits.url_lifetime)
+            .presign_put(
+                &state.content_key,
+                Some(&state.doc.content_type),
+                ctx.deps.limits.url_lifetime,
+            )
             .await?;
         body["uploadUrl"] = Value::String(url);
     }
@@ -295,9 +327,14 @@ pub(crate) async fn create(ctx: &Ctx<'_>) -> Result<Response<Body>> {
 
 pub(crate) async fn upload(ctx: &Ctx<'_>) -> Result<Response<Body>> {
     let mut errs = Errors::default();
-    let path = model::path(query_param(ctx.req, "path").map(|p| json!(p)).as_ref(), &mut errs);
+    let path = model::path(
+        query_param(ctx.req, "path").map(|p| json!(p)).as_ref(),
+        &mut errs,
+    );
     let content_type = model::content_type(
-        query_param(ctx.req, "contentType").map(|c| json!(c)).as_ref(),
+        query_param(ctx.req, "contentType")
+            .map(|c| json!(c))
+            .as_ref(),
         &mut errs,
     );
     errs.finish(())?;
@@ -320,9 +357,16 @@ pub(crate) async fn upload(ctx: &Ctx<'_>) -> Result<Response<Body>> {
     };
     insert(ctx, &state, None).await?;
     let url = blobs(ctx)
-        .presign_put(&state.content_key, Some(&state.doc.content_type), ctx.deps.limits.url_lifetime)
+        .presign_put(
+            &state.content_key,
+            Some(&state.doc.content_type),
+            ctx.deps.limits.url_lifetime,
+        )
         .await?;
-    ok(StatusCode::OK, &json!({ "documentId": id.to_string(), "url": url }))
+    ok(
+        StatusCode::OK,
+        &json!({ "documentId": id.to_string(), "url": url }),
+    )
 }
 
 pub(crate) async fn get(ctx: &Ctx<'_>, id: &DocumentId) -> Result<Response<Body>> {
@@ -419,7 +463,9 @@ pub(crate) async fn delete(ctx: &Ctx<'_>, id: &DocumentId) -> Result<Response<Bo
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::Conflict(format!("document '{id}' is being changed by other requests; retry")))
+    Err(ApiError::Conflict(format!(
+        "document '{id}' is being changed by other requests; retry"
+    )))
 }
 
 pub(crate) async fn content(ctx: &Ctx<'_>, id: &DocumentId) -> Result<Response<Body>> {
@@ -440,7 +486,9 @@ pub(crate) async fn content(ctx: &Ctx<'_>, id: &DocumentId) -> Result<Response<B
             &json!({ "content": text, "contentType": doc.content_type, "isBase64": false }),
         );
     }
-    let url = blobs.presign_get(&key, ctx.deps.limits.url_lifetime).await?;
+    let url = blobs
+        .presign_get(&key, ctx.deps.limits.url_lifetime)
+        .await?;
     ok(
         StatusCode::OK,
         &json!({ "contentUrl": url, "contentType": doc.content_type }),
@@ -455,11 +503,18 @@ pub(crate) async fn url(ctx: &Ctx<'_>, id: &DocumentId) -> Result<Response<Body>
             .ok()
             .filter(|h| (1..=168).contains(h))
             .map(|h| std::time::Duration::from_secs(h * 3600))
-            .ok_or_else(|| ApiError::BadRequest(format!("duration is a number of hours from 1 to 168, not '{h}'")))?,
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "duration is a number of hours from 1 to 168, not '{h}'"
+                ))
+            })?,
     };
     let (_, key) = store(ctx).get(id).await?.ok_or_else(|| not_found(id))?;
     let url = blobs(ctx).presign_get(&key, lifetime).await?;
-    ok(StatusCode::OK, &json!({ "documentId": id.to_string(), "url": url }))
+    ok(
+        StatusCode::OK,
+        &json!({ "documentId": id.to_string(), "url": url }),
+    )
 }
 
 pub(crate) async fn list_tags(ctx: &Ctx<'_>, id: &DocumentId) -> Result<Response<Body>> {
@@ -491,7 +546,10 @@ pub(crate) async fn add_tags(ctx: &Ctx<'_>, id: &DocumentId) -> Result<Response<
         match serde_json::from_value::<TagInput>(body) {
             Ok(t) => model::tag(&t, None, &mut errs).into_iter().collect(),
             Err(_) => {
-                errs.add("tags", "send {\"tags\": [{key, value}]} or one {key, value}");
+                errs.add(
+                    "tags",
+                    "send {\"tags\": [{key, value}]} or one {key, value}",
+                );
                 Vec::new()
             }
         }
@@ -526,26 +584,34 @@ pub(crate) async fn get_tag(ctx: &Ctx<'_>, id: &DocumentId, key: &str) -> Result
 pub(crate) async fn set_tag(ctx: &Ctx<'_>, id: &DocumentId, key: &str) -> Result<Response<Body>> {
     let input: TagInput = json_body(ctx.req)?;
     let mut errs = Errors::default();
-    if input.value.as_ref().is_none_or(Value::is_null) && input.values.as_ref().is_none_or(Value::is_null) {
+    if input.value.as_ref().is_none_or(Value::is_null)
+        && input.values.as_ref().is_none_or(Value::is_null)
+    {
         errs.add("value", "value or values is required");
     }
     let tag = model::tag(&input, Some(key), &mut errs);
     let (_, values) = errs.finish(tag)?.expect("no error means a tag");
     let user = ctx.scope.username().to_owned();
     modify(ctx, id, |s| {
-        let t = s
-            .tags
-            .get_mut(key)
-            .ok_or_else(|| ApiError::NotFound(format!("tag '{key}' not found on document '{id}'")))?;
+        let t = s.tags.get_mut(key).ok_or_else(|| {
+            ApiError::NotFound(format!("tag '{key}' not found on document '{id}'"))
+        })?;
         t.values = values.clone();
         t.user_id = user.clone();
         Ok(())
     })
     .await?;
-    message(StatusCode::OK, format!("Updated tag '{key}' on document '{id}'."))
+    message(
+        StatusCode::OK,
+        format!("Updated tag '{key}' on document '{id}'."),
+    )
 }
 
-pub(crate) async fn delete_tag(ctx: &Ctx<'_>, id: &DocumentId, key: &str) -> Result<Response<Body>> {
+pub(crate) async fn delete_tag(
+    ctx: &Ctx<'_>,
+    id: &DocumentId,
+    key: &str,
+) -> Result<Response<Body>> {
     modify(ctx, id, |s| {
         s.tags
             .remove(key)
@@ -553,7 +619,10 @@ pub(crate) async fn delete_tag(ctx: &Ctx<'_>, id: &DocumentId, key: &str) -> Res
             .ok_or_else(|| ApiError::NotFound(format!("tag '{key}' not found on document '{id}'")))
     })
     .await?;
-    message(StatusCode::OK, format!("Removed '{key}' from document '{id}'."))
+    message(
+        StatusCode::OK,
+        format!("Removed '{key}' from document '{id}'."),
+    )
 }
 
 pub(crate) async fn search(ctx: &Ctx<'_>) -> Result<Response<Body>> {
@@ -568,7 +637,10 @@ pub(crate) async fn search(ctx: &Ctx<'_>) -> Result<Response<Body>> {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if !s.chars().any(char::is_control) => Some(s.clone()),
         Some(_) => {
-            errs.add(&format!("query.tag.{name}"), "must be a string without control characters");
+            errs.add(
+                &format!("query.tag.{name}"),
+                "must be a string without control characters",
+            );
             None
         }
     };
@@ -603,6 +675,9 @@ pub(crate) async fn search(ctx: &Ctx<'_>) -> Result<Response<Body>> {
         .collect();
     ok(
         StatusCode::OK,
-        &with_next(json!({ "documents": documents }), next_token(ctx, &query_id, &page)),
+        &with_next(
+            json!({ "documents": documents }),
+            next_token(ctx, &query_id, &page),
+        ),
     )
 }

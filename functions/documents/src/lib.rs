@@ -63,7 +63,10 @@ impl Deps {
         let aws = storage::AwsConfig::from_env()?;
         let secret = std::env::var("PAGING_TOKEN_SECRET").unwrap_or_default();
         if secret.len() < 16 {
-            return Err("environment variable PAGING_TOKEN_SECRET: missing or shorter than 16 characters".into());
+            return Err(
+                "environment variable PAGING_TOKEN_SECRET: missing or shorter than 16 characters"
+                    .into(),
+            );
         }
         Ok(Deps {
             tenant,
@@ -259,10 +262,19 @@ mod tests {
         assert_eq!(ok("GET", &format!("/documents/{id}")), Route::Get(d));
         assert_eq!(ok("PATCH", &format!("/documents/{id}")), Route::Update(d));
         assert_eq!(ok("DELETE", &format!("/documents/{id}")), Route::Delete(d));
-        assert_eq!(ok("GET", &format!("/documents/{id}/content")), Route::Content(d));
+        assert_eq!(
+            ok("GET", &format!("/documents/{id}/content")),
+            Route::Content(d)
+        );
         assert_eq!(ok("GET", &format!("/documents/{id}/url")), Route::Url(d));
-        assert_eq!(ok("GET", &format!("/documents/{id}/tags")), Route::ListTags(d));
-        assert_eq!(ok("POST", &format!("/documents/{id}/tags")), Route::AddTags(d));
+        assert_eq!(
+            ok("GET", &format!("/documents/{id}/tags")),
+            Route::ListTags(d)
+        );
+        assert_eq!(
+            ok("POST", &format!("/documents/{id}/tags")),
+            Route::AddTags(d)
+        );
         assert_eq!(
             ok("PUT", &format!("/documents/{id}/tags/a%20b%2Fc")),
             Route::SetTag(d, "a b/c".into())
@@ -277,6 +289,9 @@ mod tests {
         assert_eq!(err("GET", "/elsewhere"), 404);
         assert_eq!(Route::Upload.permission(&Method::GET), Permission::Write);
         assert_eq!(Route::Search.permission(&Method::POST), Permission::Read);
-        assert_eq!(Route::Delete(d).permission(&Method::DELETE), Permission::Delete);
+        assert_eq!(
+            Route::Delete(d).permission(&Method::DELETE),
+            Permission::Delete
+        );
     }
 }

@@ -120,9 +120,11 @@ impl Tag {
     pub fn from_json(v: &Value) -> Option<Tag> {
         let values = match (v.get("value"), v.get("values")) {
             (Some(Value::String(s)), _) => TagValues::One(s.clone()),
-            (_, Some(Value::Array(a))) => {
-                TagValues::Many(a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
-            }
+            (_, Some(Value::Array(a))) => TagValues::Many(
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect(),
+            ),
             _ => TagValues::KeyOnly,
         };
         Some(Tag {
@@ -197,7 +199,10 @@ fn opt_string(v: Option<&Value>, key: &str, errs: &mut Errors) -> Option<String>
 pub fn path(v: Option<&Value>, errs: &mut Errors) -> Option<String> {
     let p = opt_string(v, "path", errs)?;
     if p.is_empty() || p.len() > MAX_PATH || has_control(&p) {
-        errs.add("path", format!("must be 1-{MAX_PATH} characters without control characters"));
+        errs.add(
+            "path",
+            format!("must be 1-{MAX_PATH} characters without control characters"),
+        );
         return None;
     }
     Some(p)
@@ -212,7 +217,9 @@ pub fn content_type(v: Option<&Value>, errs: &mut Errors) -> Option<String> {
             .split(';')
             .next()
             .and_then(|m| m.trim().split_once('/'))
-            .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && !a.contains(' ') && !b.contains(' '));
+            .is_some_and(|(a, b)| {
+                !a.is_empty() && !b.is_empty() && !a.contains(' ') && !b.contains(' ')
+            });
     if !valid {
         errs.add("contentType", "must be a media type such as text/plain");
         return None;
@@ -248,7 +255,10 @@ pub fn tags(v: Option<&Value>, errs: &mut Errors) -> Vec<(String, TagValues)> {
                     }
                 }
             }
-            Err(_) => errs.add("tags", "each tag must be an object {key, value} or {key, values}"),
+            Err(_) => errs.add(
+                "tags",
+                "each tag must be an object {key, value} or {key, values}",
+            ),
         }
     }
     out
@@ -265,7 +275,10 @@ pub fn tag(t: &TagInput, path_key: Option<&str>, errs: &mut Errors) -> Option<(S
         }
     };
     if key.is_empty() || key.len() > MAX_TAG_KEY || has_control(&key) {
-        errs.add("key", format!("must be 1-{MAX_TAG_KEY} characters without control characters"));
+        errs.add(
+            "key",
+            format!("must be 1-{MAX_TAG_KEY} characters without control characters"),
+        );
         return None;
     }
     let values = match (&t.value, &t.values) {
@@ -297,7 +310,12 @@ pub fn tag(t: &TagInput, path_key: Option<&str>, errs: &mut Errors) -> Option<(S
     };
     for v in values.indexed() {
         if v.len() > MAX_TAG_VALUE || has_control(v) {
-            errs.add("value", format!("tag values are at most {MAX_TAG_VALUE} characters without control characters"));
+            errs.add(
+                "value",
+                format!(
+                    "tag values are at most {MAX_TAG_VALUE} characters without control characters"
+                ),
+            );
             return None;
         }
     }
@@ -308,7 +326,10 @@ pub fn tag(t: &TagInput, path_key: Option<&str>, errs: &mut Errors) -> Option<(S
 pub fn metadata(v: Option<&Value>, errs: &mut Errors) -> Option<Vec<Metadata>> {
     let v = v.filter(|v| !v.is_null())?;
     let Ok(items) = serde_json::from_value::<Vec<Metadata>>(v.clone()) else {
-        errs.add("metadata", "must be a list of {key, value} or {key, values} with string values");
+        errs.add(
+            "metadata",
+            "must be a list of {key, value} or {key, values} with string values",
+        );
         return None;
     };
     if items.len() > MAX_METADATA {
@@ -317,11 +338,17 @@ pub fn metadata(v: Option<&Value>, errs: &mut Errors) -> Option<Vec<Metadata>> {
     }
     for m in &items {
         if m.key.is_empty() || m.key.len() > MAX_TAG_KEY || has_control(&m.key) {
-            errs.add("metadata", format!("keys must be 1-{MAX_TAG_KEY} characters"));
+            errs.add(
+                "metadata",
+                format!("keys must be 1-{MAX_TAG_KEY} characters"),
+            );
             return None;
         }
         if m.value.is_some() && m.values.is_some() {
-            errs.add("metadata", format!("'{}': give either value or values, not both", m.key));
+            errs.add(
+                "metadata",
+                format!("'{}': give either value or values, not both", m.key),
+            );
             return None;
         }
     }
@@ -369,7 +396,9 @@ mod tests {
     #[test]
     fn tag_shapes() {
         assert_eq!(
-            check_tags(json!([{"key": "a", "value": "1"}, {"key": "b", "values": ["x", "y", "x"]}, {"key": "c"}])),
+            check_tags(
+                json!([{"key": "a", "value": "1"}, {"key": "b", "values": ["x", "y", "x"]}, {"key": "c"}])
+            ),
             Ok(vec![
                 ("a".into(), TagValues::One("1".into())),
                 ("b".into(), TagValues::Many(vec!["x".into(), "y".into()])),
@@ -396,10 +425,20 @@ mod tests {
     #[test]
     fn fields() {
         let mut e = Errors::default();
-        assert_eq!(path(Some(&json!("a/b.txt")), &mut e).as_deref(), Some("a/b.txt"));
-        assert_eq!(content_type(Some(&json!("text/plain; charset=utf-8")), &mut e).as_deref(), Some("text/plain; charset=utf-8"));
+        assert_eq!(
+            path(Some(&json!("a/b.txt")), &mut e).as_deref(),
+            Some("a/b.txt")
+        );
+        assert_eq!(
+            content_type(Some(&json!("text/plain; charset=utf-8")), &mut e).as_deref(),
+            Some("text/plain; charset=utf-8")
+        );
         assert!(e.0.is_empty());
-        for (v, f) in [(json!(""), "path"), (json!(5), "path"), (json!("a\nb"), "path")] {
+        for (v, f) in [
+            (json!(""), "path"),
+            (json!(5), "path"),
+            (json!("a\nb"), "path"),
+        ] {
             let mut e = Errors::default();
             assert!(path(Some(&v), &mut e).is_none());
             assert_eq!(e.0[0].key, f);
@@ -417,7 +456,11 @@ mod tests {
 
     #[test]
     fn tags_round_trip_through_storage() {
-        for values in [TagValues::KeyOnly, TagValues::One("v".into()), TagValues::Many(vec!["a".into(), "b".into()])] {
+        for values in [
+            TagValues::KeyOnly,
+            TagValues::One("v".into()),
+            TagValues::Many(vec!["a".into(), "b".into()]),
+        ] {
             let t = Tag {
                 key: "k".into(),
                 values,

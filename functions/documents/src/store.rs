@@ -69,7 +69,11 @@ impl<'a> DocStore<'a> {
 
     /// The document and its tags, in one consistent query of its partition.
     pub async fn load(&self, id: &DocumentId) -> Result<Option<DocState>, StorageError> {
-        let q = Query::new(self.table.pk(&doc_pk(id)), SkRange::All, storage::MAX_QUERY_LIMIT);
+        let q = Query::new(
+            self.table.pk(&doc_pk(id)),
+            SkRange::All,
+            storage::MAX_QUERY_LIMIT,
+        );
         let page = self.table.query(&q).await?;
         let mut doc = None;
         let mut version = 0;
@@ -95,8 +99,10 @@ impl<'a> DocStore<'a> {
     }
 
     fn list_key(&self, doc: &Document) -> Key {
-        self.table
-            .key(LIST_PK, format!("{}#{}", doc.inserted_date, doc.document_id))
+        self.table.key(
+            LIST_PK,
+            format!("{}#{}", doc.inserted_date, doc.document_id),
+        )
     }
 
     fn tag_index_key(&self, key: &str, value: &str, doc_id: &str) -> Key {
@@ -157,7 +163,10 @@ impl<'a> DocStore<'a> {
         for (k, t) in new_tags {
             if old_tags.get(k) != Some(t) {
                 ops.push(WriteOp::Put {
-                    item: Item::new(Key::new(pk.clone(), format!("tag#{k}")), to_attrs(t.to_json(&any.doc.document_id))),
+                    item: Item::new(
+                        Key::new(pk.clone(), format!("tag#{k}")),
+                        to_attrs(t.to_json(&any.doc.document_id)),
+                    ),
                     cond: Condition::None,
                 });
             }
@@ -172,7 +181,12 @@ impl<'a> DocStore<'a> {
         // Tag-index entries: (key, value) pairs.
         let pairs = |tags: &BTreeMap<String, Tag>| -> BTreeSet<(String, String)> {
             tags.values()
-                .flat_map(|t| t.values.indexed().into_iter().map(|v| (t.key.clone(), v.to_owned())))
+                .flat_map(|t| {
+                    t.values
+                        .indexed()
+                        .into_iter()
+                        .map(|v| (t.key.clone(), v.to_owned()))
+                })
                 .collect()
         };
         let old_pairs = pairs(old_tags);
@@ -202,7 +216,11 @@ impl<'a> DocStore<'a> {
     }
 
     /// Applies the change from `old` to `new` as one transaction.
-    pub async fn write(&self, old: Option<&DocState>, new: Option<&DocState>) -> Result<(), StorageError> {
+    pub async fn write(
+        &self,
+        old: Option<&DocState>,
+        new: Option<&DocState>,
+    ) -> Result<(), StorageError> {
         self.table.transact(self.ops(old, new)).await
     }
 
@@ -224,8 +242,17 @@ impl<'a> DocStore<'a> {
     }
 
     /// A page of the tags of a document.
-    pub async fn tags(&self, id: &DocumentId, limit: usize, after: Option<Key>) -> Result<Page, StorageError> {
-        let mut q = Query::new(self.table.pk(&doc_pk(id)), SkRange::BeginsWith("tag#".into()), limit);
+    pub async fn tags(
+        &self,
+        id: &DocumentId,
+        limit: usize,
+        after: Option<Key>,
+    ) -> Result<Page, StorageError> {
+        let mut q = Query::new(
+            self.table.pk(&doc_pk(id)),
+            SkRange::BeginsWith("tag#".into()),
+            limit,
+        );
         q.start_after = after;
         self.table.query(&q).await
     }

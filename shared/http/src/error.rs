@@ -83,14 +83,18 @@ impl ApiError {
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {
-            StorageError::ConditionFailed => {
-                ApiError::Conflict("the resource was changed by another request; read it again and retry".into())
+            StorageError::ConditionFailed => ApiError::Conflict(
+                "the resource was changed by another request; read it again and retry".into(),
+            ),
+            StorageError::InvalidToken => ApiError::BadRequest(
+                "invalid 'next' token: it belongs to another site or query, or is corrupt".into(),
+            ),
+            StorageError::InvalidKey(m) | StorageError::InvalidRequest(m) => {
+                ApiError::BadRequest(m)
             }
-            StorageError::InvalidToken => {
-                ApiError::BadRequest("invalid 'next' token: it belongs to another site or query, or is corrupt".into())
+            StorageError::OutOfScope(k) => {
+                ApiError::Internal(format!("refused key outside the tenant scope: {k}"))
             }
-            StorageError::InvalidKey(m) | StorageError::InvalidRequest(m) => ApiError::BadRequest(m),
-            StorageError::OutOfScope(k) => ApiError::Internal(format!("refused key outside the tenant scope: {k}")),
             StorageError::Unavailable(m) => ApiError::Unavailable(m),
         }
     }

@@ -30,9 +30,12 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Res
 pub fn json_body<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     let bytes: &[u8] = req.body().as_ref();
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::BadRequest("a JSON request body is required".into()));
+        return Err(ApiError::BadRequest(
+            "a JSON request body is required".into(),
+        ));
     }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("the request body is not valid JSON: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("the request body is not valid JSON: {e}")))
 }
 
 /// The answer of a function to a route it does not serve yet.

@@ -30,7 +30,8 @@ impl AwsConfig {
     /// profiles for everything else, credentials included, on first use).
     pub fn from_env() -> Result<AwsConfig, String> {
         let required = |name: &str| {
-            env_nonempty(name).ok_or_else(|| format!("environment variable {name}: missing or empty"))
+            env_nonempty(name)
+                .ok_or_else(|| format!("environment variable {name}: missing or empty"))
         };
         Ok(AwsConfig {
             table_name: required("TABLE_NAME")?,
@@ -54,16 +55,19 @@ impl AwsConfig {
     }
 }
 
+/// Builds a client from the configuration and the loaded SDK configuration.
+pub(crate) type MakeClient<C> = fn(&AwsConfig, &SdkConfig) -> C;
+
 /// A client created on first use from an [`AwsConfig`], or given ready-made.
 pub(crate) struct LazyClient<C> {
     /// How to build the client; `None` when it was given ready-made (the cell is then set).
-    source: Option<(AwsConfig, fn(&AwsConfig, &SdkConfig) -> C)>,
+    source: Option<(AwsConfig, MakeClient<C>)>,
     cell: OnceCell<C>,
 }
 
 impl<C> LazyClient<C> {
     /// A client built by `make` from `config` on first use.
-    pub(crate) fn lazy(config: AwsConfig, make: fn(&AwsConfig, &SdkConfig) -> C) -> Self {
+    pub(crate) fn lazy(config: AwsConfig, make: MakeClient<C>) -> Self {
         LazyClient {
             source: Some((config, make)),
             cell: OnceCell::new(),

@@ -39,10 +39,14 @@ pub(crate) fn check_blob_key(key: &str) -> Result<(), StorageError> {
         && key.len() <= 1024
         && !key.contains('\0')
         && !key.starts_with('/')
-        && key.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..");
+        && key
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
     if ok {
         Ok(())
     } else {
-        Err(StorageError::InvalidKey(format!("invalid blob key '{key}'")))
+        Err(StorageError::InvalidKey(format!(
+            "invalid blob key '{key}'"
+        )))
     }
 }

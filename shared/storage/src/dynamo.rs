@@ -136,7 +136,9 @@ fn to_av(v: &Value) -> AttributeValue {
         Value::Number(n) => AttributeValue::N(n.to_string()),
         Value::String(s) => AttributeValue::S(s.clone()),
         Value::Array(a) => AttributeValue::L(a.iter().map(to_av).collect()),
-        Value::Object(o) => AttributeValue::M(o.iter().map(|(k, v)| (k.clone(), to_av(v))).collect()),
+        Value::Object(o) => {
+            AttributeValue::M(o.iter().map(|(k, v)| (k.clone(), to_av(v))).collect())
+        }
     }
 }
 
@@ -151,7 +153,9 @@ fn number(n: &str) -> Result<Value, StorageError> {
         .ok()
         .and_then(Number::from_f64)
         .map(Value::Number)
-        .ok_or_else(|| StorageError::Unavailable(format!("DynamoDB returned an unreadable number '{n}'")))
+        .ok_or_else(|| {
+            StorageError::Unavailable(format!("DynamoDB returned an unreadable number '{n}'"))
+        })
 }
 
 fn from_av(av: AttributeValue) -> Result<Value, StorageError> {
@@ -168,7 +172,9 @@ fn from_av(av: AttributeValue) -> Result<Value, StorageError> {
         ),
         // Sets are never written by this backend; read them as arrays if someone else did.
         AttributeValue::Ss(ss) => Value::Array(ss.into_iter().map(Value::String).collect()),
-        AttributeValue::Ns(ns) => Value::Array(ns.iter().map(|n| number(n)).collect::<Result<_, _>>()?),
+        AttributeValue::Ns(ns) => {
+            Value::Array(ns.iter().map(|n| number(n)).collect::<Result<_, _>>()?)
+        }
         other => {
             return Err(StorageError::Unavailable(format!(
                 "DynamoDB returned an attribute of an unsupported type: {other:?}"
@@ -201,7 +207,9 @@ fn item_av(item: &Item) -> Result<AvMap, StorageError> {
 fn key_string(m: &mut AvMap, name: &str) -> Result<String, StorageError> {
     match m.remove(name) {
         Some(AttributeValue::S(s)) => Ok(s),
-        _ => Err(StorageError::Unavailable(format!("DynamoDB returned an item without a string {name}"))),
+        _ => Err(StorageError::Unavailable(format!(
+            "DynamoDB returned an item without a string {name}"
+        ))),
     }
 }
 
@@ -285,7 +293,8 @@ fn transact_error<R: std::fmt::Debug>(err: SdkError<TransactWriteItemsError, R>)
             .iter()
             .any(|r| r.code() == Some("ConditionalCheckFailed"))
             || (e.cancellation_reasons().is_empty()
-                && e.message().is_some_and(|m| m.contains("ConditionalCheckFailed")));
+                && e.message()
+                    .is_some_and(|m| m.contains("ConditionalCheckFailed")));
         if condition_failed {
             return StorageError::ConditionFailed;
         }
@@ -380,7 +389,11 @@ impl Table for DynamoTable {
             .send()
             .await
             .map_err(|e| sdk_error("GetItem", e))?;
-        self.record(Kind::Read, out.consumed_capacity(), usize::from(out.item.is_some()));
+        self.record(
+            Kind::Read,
+            out.consumed_capacity(),
+            usize::from(out.item.is_some()),
+        );
         out.item.map(from_item).transpose()
     }
 
@@ -410,7 +423,11 @@ impl Table for DynamoTable {
                 .responses
                 .and_then(|mut r| r.remove(&self.table))
                 .unwrap_or_default();
-            self.record(Kind::Read, out.consumed_capacity.iter().flatten(), items.len());
+            self.record(
+                Kind::Read,
+                out.consumed_capacity.iter().flatten(),
+                items.len(),
+            );
             for m in items {
                 let item = from_item(m)?;
                 found.insert(item.key.clone(), item);
@@ -520,7 +537,11 @@ impl Table for DynamoTable {
         }
         let more = items.len() > q.limit;
         items.truncate(q.limit);
-        let last_key = if more { items.last().map(|i| i.key.clone()) } else { None };
+        let last_key = if more {
+            items.last().map(|i| i.key.clone())
+        } else {
+            None
+        };
         Ok(Page { items, last_key })
     }
 
@@ -603,7 +624,10 @@ mod tests {
         assert_eq!(from_av(AttributeValue::N("3".into())).unwrap(), json!(3));
         assert!(from_av(AttributeValue::N("3".into())).unwrap().is_i64());
         assert!(from_av(AttributeValue::N("1.5".into())).unwrap().is_f64());
-        assert_eq!(from_av(AttributeValue::N("1E+2".into())).unwrap(), json!(100.0));
+        assert_eq!(
+            from_av(AttributeValue::N("1E+2".into())).unwrap(),
+            json!(100.0)
+        );
     }
 
     #[test]
@@ -612,7 +636,10 @@ mod tests {
             let mut attrs = Attrs::new();
             attrs.insert(name.into(), json!("x"));
             let item = Item::new(Key::new("a", "b"), attrs);
-            assert!(matches!(item_av(&item), Err(StorageError::InvalidRequest(_))));
+            assert!(matches!(
+                item_av(&item),
+                Err(StorageError::InvalidRequest(_))
+            ));
         }
     }
 

@@ -35,7 +35,9 @@ pub struct EmbeddedTable {
 
 impl std::fmt::Debug for EmbeddedTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedTable").field("path", &self.path).finish()
+        f.debug_struct("EmbeddedTable")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -260,7 +262,9 @@ impl Table for EmbeddedTable {
         let value = encode_attrs(&item.attrs)?;
         self.write(|table| {
             check(table, &key, &cond)?;
-            table.insert(key.as_slice(), value.as_slice()).map_err(unavailable)?;
+            table
+                .insert(key.as_slice(), value.as_slice())
+                .map_err(unavailable)?;
             Ok(())
         })
     }
@@ -291,8 +295,10 @@ impl Table for EmbeddedTable {
         }
         let txn = self.db.begin_read().map_err(unavailable)?;
         let table = txn.open_table(ITEMS).map_err(unavailable)?;
-        let bounds: (Bound<&[u8]>, Bound<&[u8]>) =
-            (lo.as_ref().map(Vec::as_slice), hi.as_ref().map(Vec::as_slice));
+        let bounds: (Bound<&[u8]>, Bound<&[u8]>) = (
+            lo.as_ref().map(Vec::as_slice),
+            hi.as_ref().map(Vec::as_slice),
+        );
         let range = table.range::<&[u8]>(bounds).map_err(unavailable)?;
         let entries: Box<dyn Iterator<Item = _>> = if q.forward {
             Box::new(range)
@@ -341,7 +347,9 @@ impl Table for EmbeddedTable {
             for (op, (key, value)) in ops.iter().zip(&encoded) {
                 match (op, value) {
                     (WriteOp::Put { .. }, Some(value)) => {
-                        table.insert(key.as_slice(), value.as_slice()).map_err(unavailable)?;
+                        table
+                            .insert(key.as_slice(), value.as_slice())
+                            .map_err(unavailable)?;
                     }
                     (WriteOp::Delete { .. }, _) => {
                         table.remove(key.as_slice()).map_err(unavailable)?;
@@ -370,9 +378,18 @@ mod tests {
     fn bounds() {
         use Bound::*;
         let v = |s: &str| s.as_bytes().to_vec();
-        assert_eq!(max_lower(Included(v("a")), Excluded(v("a"))), Excluded(v("a")));
-        assert_eq!(max_lower(Included(v("b")), Excluded(v("a"))), Included(v("b")));
-        assert_eq!(min_upper(Included(v("a")), Excluded(v("a"))), Excluded(v("a")));
+        assert_eq!(
+            max_lower(Included(v("a")), Excluded(v("a"))),
+            Excluded(v("a"))
+        );
+        assert_eq!(
+            max_lower(Included(v("b")), Excluded(v("a"))),
+            Included(v("b"))
+        );
+        assert_eq!(
+            min_upper(Included(v("a")), Excluded(v("a"))),
+            Excluded(v("a"))
+        );
         assert_eq!(min_upper(Unbounded, Excluded(v("a"))), Excluded(v("a")));
         assert!(is_empty_range(&Included(v("a")), &Excluded(v("a"))));
         assert!(!is_empty_range(&Included(v("a")), &Included(v("a"))));

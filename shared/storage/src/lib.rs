@@ -24,7 +24,10 @@ pub use embedded::EmbeddedTable;
 pub use local_blobs::{LocalBlobs, PresignedUse};
 pub use paging::PageTokens;
 pub use s3::S3Blobs;
-pub use scoped::{GlobalTable, ScopedBlobs, ScopedTable, GLOBAL_PREFIX};
-pub use table::{Attrs, Condition, Item, Key, Page, Query, SkRange, StorageError, Table, WriteOp, MAX_BATCH_GET, MAX_QUERY_LIMIT, MAX_TRANSACTION_OPS};
+pub use scoped::{GLOBAL_PREFIX, GlobalTable, ScopedBlobs, ScopedTable};
+pub use table::{
+    Attrs, Condition, Item, Key, MAX_BATCH_GET, MAX_QUERY_LIMIT, MAX_TRANSACTION_OPS, Page, Query,
+    SkRange, StorageError, Table, WriteOp,
+};
 
 pub use tenant_context::TenantScope;

@@ -311,10 +311,7 @@ fn random_name() -> Result<String, StorageError> {
 }
 
 /// Reads a blob file's header: the header and the number of bytes before the content.
-fn read_header(
-    file: &mut BufReader<fs::File>,
-    path: &Path,
-) -> Result<(Header, u64), StorageError> {
+fn read_header(file: &mut BufReader<fs::File>, path: &Path) -> Result<(Header, u64), StorageError> {
     let corrupt = || unavailable(format_args!("corrupt blob file {}", path.display()));
     let mut magic = [0u8; MAGIC.len()];
     file.read_exact(&mut magic).map_err(|_| corrupt())?;
@@ -356,7 +353,9 @@ impl Blobs for LocalBlobs {
         let path = self.object_path(key);
         let tmp_dir = self.inner.root.join("tmp");
         Self::blocking(move || {
-            let dir = path.parent().ok_or_else(|| unavailable("no parent folder"))?;
+            let dir = path
+                .parent()
+                .ok_or_else(|| unavailable("no parent folder"))?;
             fs::create_dir_all(dir).map_err(unavailable)?;
             fs::create_dir_all(&tmp_dir).map_err(unavailable)?;
             let tmp = tmp_dir.join(format!("{}.tmp", random_name()?));

@@ -37,14 +37,22 @@ impl PageTokens {
     pub fn seal(&self, scope: &str, query: &str, last: &Key) -> String {
         let payload = serde_json::to_vec(last).expect("a key serializes");
         let tag = hmac::sign(&self.key, &Self::message(scope, query, &payload));
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(tag.as_ref()))
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&payload),
+            URL_SAFE_NO_PAD.encode(tag.as_ref())
+        )
     }
 
     /// The key a token continues after, if the token was sealed for this tenant and query.
     pub fn open(&self, token: &str, scope: &str, query: &str) -> Result<Key, StorageError> {
         let (payload, tag) = token.split_once('.').ok_or(StorageError::InvalidToken)?;
-        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| StorageError::InvalidToken)?;
-        let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| StorageError::InvalidToken)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| StorageError::InvalidToken)?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| StorageError::InvalidToken)?;
         hmac::verify(&self.key, &Self::message(scope, query, &payload), &tag)
             .map_err(|_| StorageError::InvalidToken)?;
         let key: Key = serde_json::from_slice(&payload).map_err(|_| StorageError::InvalidToken)?;
@@ -69,15 +77,25 @@ mod tests {
         assert_eq!(t.open(&tok, "b#", "list"), Err(StorageError::InvalidToken));
         assert_eq!(t.open(&tok, "a#", "tag:x"), Err(StorageError::InvalidToken));
         let other = PageTokens::new(b"another secret, also long enough");
-        assert_eq!(other.open(&tok, "a#", "list"), Err(StorageError::InvalidToken));
+        assert_eq!(
+            other.open(&tok, "a#", "list"),
+            Err(StorageError::InvalidToken)
+        );
         let forged = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(br#"{"pk":"b#docs","sk":"z"}"#),
             tok.split_once('.').unwrap().1
         );
-        assert_eq!(t.open(&forged, "a#", "list"), Err(StorageError::InvalidToken));
+        assert_eq!(
+            t.open(&forged, "a#", "list"),
+            Err(StorageError::InvalidToken)
+        );
         for junk in ["", ".", "abc", "a.b", "!!.!!", &tok[1..]] {
-            assert_eq!(t.open(junk, "a#", "list"), Err(StorageError::InvalidToken), "{junk}");
+            assert_eq!(
+                t.open(junk, "a#", "list"),
+                Err(StorageError::InvalidToken),
+                "{junk}"
+            );
         }
     }
 

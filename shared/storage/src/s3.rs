@@ -5,12 +5,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::operation::head_object::HeadObjectError;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::config::http::HttpResponse;
 
 use crate::aws::{AwsConfig, LazyClient};
 use crate::blob::check_blob_key;
@@ -115,18 +115,18 @@ impl Blobs for S3Blobs {
             .await
         {
             Ok(out) => out,
-            Err(e) if matches!(e.as_service_error(), Some(GetObjectError::NoSuchKey(_))) => return Ok(None),
+            Err(e) if matches!(e.as_service_error(), Some(GetObjectError::NoSuchKey(_))) => {
+                return Ok(None);
+            }
             Err(e) if e.code() == Some("AccessDenied") => {
                 tracing::debug!(key, "GetObject: AccessDenied, read as a missing object");
                 return Ok(None);
             }
             Err(e) => return Err(sdk_error("GetObject", e)),
         };
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StorageError::Unavailable(format!("S3 GetObject: reading the body: {e}")))?;
+        let body = out.body.collect().await.map_err(|e| {
+            StorageError::Unavailable(format!("S3 GetObject: reading the body: {e}"))
+        })?;
         Ok(Some(body.into_bytes().to_vec()))
     }
 
@@ -142,10 +142,15 @@ impl Blobs for S3Blobs {
             .await
         {
             Ok(out) => Ok(Some(BlobMeta {
-                size: out.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                size: out
+                    .content_length()
+                    .and_then(|n| u64::try_from(n).ok())
+                    .unwrap_or(0),
                 content_type: out.content_type().map(str::to_owned),
             })),
-            Err(e) if matches!(e.as_service_error(), Some(HeadObjectError::NotFound(_))) => Ok(None),
+            Err(e) if matches!(e.as_service_error(), Some(HeadObjectError::NotFound(_))) => {
+                Ok(None)
+            }
             // A HEAD response has no body, so AccessDenied shows only as its status.
             Err(e) if e.code() == Some("AccessDenied") || status(&e) == Some(403) => {
                 tracing::debug!(key, "HeadObject: 403, read as a missing object");

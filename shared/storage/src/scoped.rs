@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tenant_context::{AdminScope, TenantScope};
 
-use crate::{Blobs, BlobMeta, Condition, Item, Key, Page, Query, StorageError, Table, WriteOp};
+use crate::{BlobMeta, Blobs, Condition, Item, Key, Page, Query, StorageError, Table, WriteOp};
 
 /// Partition-key prefix of global items (sites, site-group permissions).
 pub const GLOBAL_PREFIX: &str = "global#";
@@ -187,7 +187,12 @@ impl<'a> ScopedBlobs<'a> {
         }
     }
 
-    pub async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), StorageError> {
+    pub async fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), StorageError> {
         self.check(key)?;
         self.blobs.put(key, bytes, content_type).await
     }

@@ -125,10 +125,19 @@ pub struct Page {
 /// One write of a transaction.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WriteOp {
-    Put { item: Item, cond: Condition },
-    Delete { key: Key, cond: Condition },
+    Put {
+        item: Item,
+        cond: Condition,
+    },
+    Delete {
+        key: Key,
+        cond: Condition,
+    },
     /// Changes nothing; fails the transaction unless `cond` holds for `key`.
-    Check { key: Key, cond: Condition },
+    Check {
+        key: Key,
+        cond: Condition,
+    },
 }
 
 impl WriteOp {
@@ -189,7 +198,9 @@ pub(crate) fn check_query(q: &Query) -> Result<(), StorageError> {
         )));
     }
     if q.pk.is_empty() || q.pk.contains('\0') {
-        return Err(StorageError::InvalidKey("PK must be non-empty without NUL".into()));
+        return Err(StorageError::InvalidKey(
+            "PK must be non-empty without NUL".into(),
+        ));
     }
     if let SkRange::Between(lo, hi) = &q.sk
         && lo > hi
@@ -202,7 +213,9 @@ pub(crate) fn check_query(q: &Query) -> Result<(), StorageError> {
     if let Some(k) = &q.start_after {
         k.validate()?;
         if k.pk != q.pk {
-            return Err(StorageError::InvalidRequest("start_after is in another partition".into()));
+            return Err(StorageError::InvalidRequest(
+                "start_after is in another partition".into(),
+            ));
         }
     }
     Ok(())
@@ -211,13 +224,17 @@ pub(crate) fn check_query(q: &Query) -> Result<(), StorageError> {
 /// Checks batch-get limits.
 pub(crate) fn check_batch(keys: &[Key]) -> Result<(), StorageError> {
     if keys.len() > MAX_BATCH_GET {
-        return Err(StorageError::InvalidRequest(format!("at most {MAX_BATCH_GET} keys")));
+        return Err(StorageError::InvalidRequest(format!(
+            "at most {MAX_BATCH_GET} keys"
+        )));
     }
     let mut seen = std::collections::HashSet::new();
     for k in keys {
         k.validate()?;
         if !seen.insert(k) {
-            return Err(StorageError::InvalidRequest("duplicate key in batch".into()));
+            return Err(StorageError::InvalidRequest(
+                "duplicate key in batch".into(),
+            ));
         }
     }
     Ok(())
@@ -234,7 +251,9 @@ pub(crate) fn check_transaction(ops: &[WriteOp]) -> Result<(), StorageError> {
     for op in ops {
         op.key().validate()?;
         if !seen.insert(op.key()) {
-            return Err(StorageError::InvalidRequest("the same key twice in one transaction".into()));
+            return Err(StorageError::InvalidRequest(
+                "the same key twice in one transaction".into(),
+            ));
         }
     }
     Ok(())

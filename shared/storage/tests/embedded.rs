@@ -104,7 +104,13 @@ macro_rules! blob_contract {
     )*};
 }
 
-blob_contract!(blob_basics, blob_content, blob_keys, presign_urls, scoped_blobs);
+blob_contract!(
+    blob_basics,
+    blob_content,
+    blob_keys,
+    presign_urls,
+    scoped_blobs
+);
 
 /// The whole suite twice on one table and one folder: runs do not disturb each other.
 #[tokio::test]
@@ -181,7 +187,13 @@ async fn twenty_thousand_items_in_one_partition() {
     let pk = "site-a#big";
     let started = Instant::now();
     let items: Vec<Item> = (0..N)
-        .map(|i| item(pk, &format!("item#{i:05}"), json!({"i": i, "pad": "x".repeat(40)})))
+        .map(|i| {
+            item(
+                pk,
+                &format!("item#{i:05}"),
+                json!({"i": i, "pad": "x".repeat(40)}),
+            )
+        })
         .collect();
     contract::put_all(&t, items).await;
     // Other partitions around it must not leak in.
@@ -209,12 +221,19 @@ async fn twenty_thousand_items_in_one_partition() {
         }
     }
     let page = t
-        .query(&Query::new(pk, SkRange::BeginsWith("item#1234".into()), 100))
+        .query(&Query::new(
+            pk,
+            SkRange::BeginsWith("item#1234".into()),
+            100,
+        ))
         .await
         .unwrap();
     let want: Vec<String> = (12340..12350).map(|i| format!("item#{i:05}")).collect();
     assert_eq!(
-        page.items.iter().map(|i| i.key.sk.clone()).collect::<Vec<_>>(),
+        page.items
+            .iter()
+            .map(|i| i.key.sk.clone())
+            .collect::<Vec<_>>(),
         want
     );
     assert_eq!(page.last_key, None);
@@ -321,8 +340,22 @@ async fn concurrent_transactions_are_atomic() {
                     Key::new(pk, format!("acct{from}")),
                     Key::new(pk, format!("acct{to}")),
                 );
-                let fb = t.get(&fk).await.unwrap().unwrap().get("balance").cloned().unwrap();
-                let tb = t.get(&tk).await.unwrap().unwrap().get("balance").cloned().unwrap();
+                let fb = t
+                    .get(&fk)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .get("balance")
+                    .cloned()
+                    .unwrap();
+                let tb = t
+                    .get(&tk)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .get("balance")
+                    .cloned()
+                    .unwrap();
                 let (f, to_b) = (fb.as_i64().unwrap(), tb.as_i64().unwrap());
                 let ops = vec![
                     WriteOp::Put {
@@ -450,10 +483,7 @@ fn split_url(url: &str) -> (String, String) {
         .strip_prefix(&format!("{BASE_URL}/_blobs/"))
         .unwrap_or_else(|| panic!("unexpected URL {url}"));
     let (path, query) = rest.split_once('?').expect("query");
-    (
-        LocalBlobs::decode_key_path(path).unwrap(),
-        query.to_owned(),
-    )
+    (LocalBlobs::decode_key_path(path).unwrap(), query.to_owned())
 }
 
 fn param<'a>(query: &'a str, name: &str) -> &'a str {
@@ -494,12 +524,17 @@ async fn presigned_urls_verify() {
         .presign_put(key, Some("text/plain; charset=utf-8"), ttl)
         .await
         .unwrap();
-    assert!(put.starts_with(&format!("{BASE_URL}/_blobs/site-a/docs/a%20b%2Bc%25d/%C3%A9.txt?")));
+    assert!(put.starts_with(&format!(
+        "{BASE_URL}/_blobs/site-a/docs/a%20b%2Bc%25d/%C3%A9.txt?"
+    )));
     let (k, query) = split_url(&put);
     assert_eq!(k, key);
     let expires: u64 = param(&query, "X-Expires").parse().unwrap();
     let t0 = now();
-    assert!((t0 + 599..=t0 + 601).contains(&expires), "{expires} vs {t0}");
+    assert!(
+        (t0 + 599..=t0 + 601).contains(&expires),
+        "{expires} vs {t0}"
+    );
 
     let ok = b.verify_presigned("PUT", key, &query, t0).unwrap();
     assert_eq!(
@@ -523,25 +558,45 @@ async fn presigned_urls_verify() {
     invalid(b.verify_presigned("PUT", "", &query, t0));
     let later = (expires + 3600).to_string();
     invalid(b.verify_presigned("PUT", key, &replace_param(&query, "X-Expires", &later), t0));
-    invalid(b.verify_presigned("PUT", key, &replace_param(&query, "X-Expires", &format!("0{expires}")), t0));
+    invalid(b.verify_presigned(
+        "PUT",
+        key,
+        &replace_param(&query, "X-Expires", &format!("0{expires}")),
+        t0,
+    ));
     invalid(b.verify_presigned("PUT", key, &replace_param(&query, "X-Method", "GET"), t0));
-    invalid(b.verify_presigned("PUT", key, &replace_param(&query, "X-Content-Type", "text%2Fhtml"), t0));
+    invalid(b.verify_presigned(
+        "PUT",
+        key,
+        &replace_param(&query, "X-Content-Type", "text%2Fhtml"),
+        t0,
+    ));
     invalid(b.verify_presigned("PUT", key, &without_param(&query, "X-Content-Type"), t0));
     invalid(b.verify_presigned("PUT", key, &without_param(&query, "X-Signature"), t0));
     invalid(b.verify_presigned("PUT", key, &without_param(&query, "X-Expires"), t0));
     invalid(b.verify_presigned("PUT", key, &without_param(&query, "X-Method"), t0));
-    invalid(b.verify_presigned("PUT", key, &replace_param(&query, "X-Signature", "AAAA"), t0));
+    invalid(b.verify_presigned(
+        "PUT",
+        key,
+        &replace_param(&query, "X-Signature", "AAAA"),
+        t0,
+    ));
     invalid(b.verify_presigned("PUT", key, &replace_param(&query, "X-Signature", "%%"), t0));
     invalid(b.verify_presigned("PUT", key, &format!("{query}&X-Expires={later}"), t0));
     invalid(b.verify_presigned("PUT", key, &format!("{query}&X-Signature=x"), t0));
     invalid(b.verify_presigned("PUT", key, "", t0));
     invalid(b.verify_presigned("PUT", key, "garbage&&==&", t0));
     // Other parameters are ignored, a different origin does not matter.
-    assert!(b
-        .verify_presigned("PUT", key, &format!("x=1&{query}&y"), t0)
-        .is_ok());
+    assert!(
+        b.verify_presigned("PUT", key, &format!("x=1&{query}&y"), t0)
+            .is_ok()
+    );
     // Another secret does not accept it.
-    let other = LocalBlobs::new(b.root().to_owned(), BASE_URL.into(), b"another secret of enough length");
+    let other = LocalBlobs::new(
+        b.root().to_owned(),
+        BASE_URL.into(),
+        b"another secret of enough length",
+    );
     invalid(other.verify_presigned("PUT", key, &query, t0));
 
     // GET URLs: no content type; a content type added to it is tampering.
@@ -571,12 +626,14 @@ async fn presigned_urls_verify() {
     assert!(b.verify_presigned("GET", key, &nq, exp).is_ok());
     invalid(b.verify_presigned("GET", key, &nq, exp + 1));
     assert!(matches!(
-        b.presign_get(key, Duration::from_secs(7 * 24 * 3600 + 1)).await,
+        b.presign_get(key, Duration::from_secs(7 * 24 * 3600 + 1))
+            .await,
         Err(StorageError::InvalidRequest(_))
     ));
     // Content types that could not be sent as a header are refused.
     assert!(matches!(
-        b.presign_put(key, Some("text/plain\r\nX-Evil: 1"), ttl).await,
+        b.presign_put(key, Some("text/plain\r\nX-Evil: 1"), ttl)
+            .await,
         Err(StorageError::InvalidRequest(_))
     ));
     assert!(matches!(
@@ -596,9 +653,13 @@ async fn local_blobs_persist_and_leave_no_temporary_files() {
     {
         let b = LocalBlobs::new(root.clone(), BASE_URL.into(), SECRET);
         for i in 0..20u8 {
-            b.put(&format!("site-a/doc{i}"), vec![i; 1000], "application/octet-stream")
-                .await
-                .unwrap();
+            b.put(
+                &format!("site-a/doc{i}"),
+                vec![i; 1000],
+                "application/octet-stream",
+            )
+            .await
+            .unwrap();
         }
         b.put("site-a/doc0", b"replaced".to_vec(), "text/plain")
             .await
@@ -606,14 +667,23 @@ async fn local_blobs_persist_and_leave_no_temporary_files() {
         b.delete("site-a/doc19").await.unwrap();
     }
     let b = LocalBlobs::new(root.clone(), format!("{BASE_URL}/"), SECRET);
-    assert_eq!(b.get("site-a/doc0").await.unwrap(), Some(b"replaced".to_vec()));
+    assert_eq!(
+        b.get("site-a/doc0").await.unwrap(),
+        Some(b"replaced".to_vec())
+    );
     assert_eq!(b.get("site-a/doc7").await.unwrap(), Some(vec![7; 1000]));
     assert_eq!(b.get("site-a/doc19").await.unwrap(), None);
     let tmp: Vec<_> = std::fs::read_dir(root.join("tmp")).unwrap().collect();
     assert!(tmp.is_empty(), "temporary files left: {tmp:?}");
     // A trailing slash on the base URL does not double.
-    let url = b.presign_get("site-a/doc0", Duration::from_secs(1)).await.unwrap();
-    assert!(url.starts_with(&format!("{BASE_URL}/_blobs/site-a/doc0?")), "{url}");
+    let url = b
+        .presign_get("site-a/doc0", Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(
+        url.starts_with(&format!("{BASE_URL}/_blobs/site-a/doc0?")),
+        "{url}"
+    );
 }
 
 /// Concurrent writers of one blob: every read sees one whole version.

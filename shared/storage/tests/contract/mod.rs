@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use storage::{
     Attrs, BlobMeta, Blobs, Condition, GlobalTable, Item, Key, MAX_BATCH_GET, MAX_QUERY_LIMIT,
-    MAX_TRANSACTION_OPS, Page, PageTokens, Query, ScopedBlobs, ScopedTable, SkRange,
-    StorageError, Table, TenantScope, WriteOp,
+    MAX_TRANSACTION_OPS, Page, PageTokens, Query, ScopedBlobs, ScopedTable, SkRange, StorageError,
+    Table, TenantScope, WriteOp,
 };
 use tenant_context::{
     AdminScope, Claims, Credentials, Permission, RequestTarget, TenantConfig, TenantContext,
@@ -106,7 +106,10 @@ fn check_page(query: &Query, page: &Page) {
         );
     }
     for i in &page.items {
-        assert_eq!(i.key.pk, query.pk, "query returned an item of another partition");
+        assert_eq!(
+            i.key.pk, query.pk,
+            "query returned an item of another partition"
+        );
     }
 }
 
@@ -204,7 +207,9 @@ fn claims(v: Value) -> Claims {
 pub async fn scope_for(site: &str) -> TenantScope {
     let ctx = TenantContext::new(TenantConfig::default());
     let creds = Credentials {
-        authorizer_claims: Some(claims(json!({"cognito:username": "u", "cognito:groups": [site]}))),
+        authorizer_claims: Some(claims(
+            json!({"cognito:username": "u", "cognito:groups": [site]}),
+        )),
         ..Default::default()
     };
     let principal = ctx.authenticate(creds).await.expect("authenticate");
@@ -223,7 +228,9 @@ pub async fn admin_scope() -> AdminScope {
         ..Default::default()
     };
     let principal = ctx.authenticate(creds).await.expect("authenticate");
-    ctx.authorize_admin(&principal).await.expect("authorize_admin")
+    ctx.authorize_admin(&principal)
+        .await
+        .expect("authorize_admin")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -296,7 +303,7 @@ pub async fn attribute_types(t: &dyn Table) {
         "u64_max": u64::MAX,
         "float": 1.5,
         "negative_float": -2.25,
-        "pi": 3.141592653589793,
+        "pi": std::f64::consts::PI,
         "tenth": 0.1,
         "true": true,
         "false": false,
@@ -316,10 +323,17 @@ pub async fn attribute_types(t: &dyn Table) {
     t.put(it.clone(), Condition::None).await.unwrap();
     let got = t.get(&it.key).await.unwrap().expect("item");
     for (name, value) in attrs(v) {
-        assert_eq!(got.get(&name), Some(&value), "attribute {name:?} did not round-trip");
+        assert_eq!(
+            got.get(&name),
+            Some(&value),
+            "attribute {name:?} did not round-trip"
+        );
     }
     assert_eq!(got, it);
-    assert_eq!(t.batch_get(std::slice::from_ref(&it.key)).await.unwrap(), vec![it.clone()]);
+    assert_eq!(
+        t.batch_get(std::slice::from_ref(&it.key)).await.unwrap(),
+        vec![it.clone()]
+    );
     let page = t.query(&Query::new(&pk, SkRange::All, 10)).await.unwrap();
     assert_eq!(page.items, vec![it]);
 }
@@ -333,34 +347,62 @@ pub async fn conditional_put(t: &dyn Table) {
 
     // NotExists: creates, then refuses.
     t.put(with_v(json!(1)), Condition::NotExists).await.unwrap();
-    assert_err!(t.put(with_v(json!(2)), Condition::NotExists).await, StorageError::ConditionFailed);
+    assert_err!(
+        t.put(with_v(json!(2)), Condition::NotExists).await,
+        StorageError::ConditionFailed
+    );
     assert_eq!(t.get(&k).await.unwrap(), Some(with_v(json!(1))));
 
     // Exists: replaces an existing item, refuses to create one.
     t.put(with_v(json!(3)), Condition::Exists).await.unwrap();
     assert_eq!(t.get(&k).await.unwrap(), Some(with_v(json!(3))));
     let ghost = Item::new(missing.clone(), attrs(json!({"v": 1})));
-    assert_err!(t.put(ghost.clone(), Condition::Exists).await, StorageError::ConditionFailed);
+    assert_err!(
+        t.put(ghost.clone(), Condition::Exists).await,
+        StorageError::ConditionFailed
+    );
     assert_eq!(t.get(&missing).await, Ok(None));
 
     // Equals: the attribute must hold exactly that value.
     t.put(with_v(json!(4)), eq("v", json!(3))).await.unwrap();
     assert_eq!(t.get(&k).await.unwrap(), Some(with_v(json!(4))));
-    assert_err!(t.put(with_v(json!(5)), eq("v", json!(3))).await, StorageError::ConditionFailed);
-    assert_err!(t.put(with_v(json!(5)), eq("v", json!("4"))).await, StorageError::ConditionFailed);
-    assert_err!(t.put(with_v(json!(5)), eq("nope", json!(4))).await, StorageError::ConditionFailed);
+    assert_err!(
+        t.put(with_v(json!(5)), eq("v", json!(3))).await,
+        StorageError::ConditionFailed
+    );
+    assert_err!(
+        t.put(with_v(json!(5)), eq("v", json!("4"))).await,
+        StorageError::ConditionFailed
+    );
+    assert_err!(
+        t.put(with_v(json!(5)), eq("nope", json!(4))).await,
+        StorageError::ConditionFailed
+    );
     assert_eq!(t.get(&k).await.unwrap(), Some(with_v(json!(4))));
     // ... on an item that does not exist, never holds.
-    assert_err!(t.put(ghost.clone(), eq("v", json!(1))).await, StorageError::ConditionFailed);
+    assert_err!(
+        t.put(ghost.clone(), eq("v", json!(1))).await,
+        StorageError::ConditionFailed
+    );
     assert_eq!(t.get(&missing).await, Ok(None));
     // Attribute names with expression syntax in them are names, not syntax.
-    t.put(with_v(json!("s")), eq("#ver.x", json!("e1"))).await.unwrap();
-    assert_err!(t.put(with_v(json!(6)), eq("#ver.x", json!("e2"))).await, StorageError::ConditionFailed);
+    t.put(with_v(json!("s")), eq("#ver.x", json!("e1")))
+        .await
+        .unwrap();
+    assert_err!(
+        t.put(with_v(json!(6)), eq("#ver.x", json!("e2"))).await,
+        StorageError::ConditionFailed
+    );
     assert_eq!(t.get(&k).await.unwrap(), Some(with_v(json!("s"))));
     // String and boolean values.
-    t.put(with_v(json!(true)), eq("v", json!("s"))).await.unwrap();
+    t.put(with_v(json!(true)), eq("v", json!("s")))
+        .await
+        .unwrap();
     t.put(with_v(json!(7)), eq("v", json!(true))).await.unwrap();
-    assert_err!(t.put(with_v(json!(8)), eq("v", json!(false))).await, StorageError::ConditionFailed);
+    assert_err!(
+        t.put(with_v(json!(8)), eq("v", json!(false))).await,
+        StorageError::ConditionFailed
+    );
 
     // None: unconditional.
     t.put(with_v(json!(9)), Condition::None).await.unwrap();
@@ -376,14 +418,29 @@ pub async fn conditional_delete(t: &dyn Table) {
     t.put(it.clone(), Condition::None).await.unwrap();
 
     // Exists.
-    assert_err!(t.delete(&missing, Condition::Exists).await, StorageError::ConditionFailed);
+    assert_err!(
+        t.delete(&missing, Condition::Exists).await,
+        StorageError::ConditionFailed
+    );
     // NotExists: only a missing item "matches".
-    assert_err!(t.delete(&k, Condition::NotExists).await, StorageError::ConditionFailed);
+    assert_err!(
+        t.delete(&k, Condition::NotExists).await,
+        StorageError::ConditionFailed
+    );
     t.delete(&missing, Condition::NotExists).await.unwrap();
     // Equals.
-    assert_err!(t.delete(&k, eq("v", json!(2))).await, StorageError::ConditionFailed);
-    assert_err!(t.delete(&k, eq("w", json!(1))).await, StorageError::ConditionFailed);
-    assert_err!(t.delete(&missing, eq("v", json!(1))).await, StorageError::ConditionFailed);
+    assert_err!(
+        t.delete(&k, eq("v", json!(2))).await,
+        StorageError::ConditionFailed
+    );
+    assert_err!(
+        t.delete(&k, eq("w", json!(1))).await,
+        StorageError::ConditionFailed
+    );
+    assert_err!(
+        t.delete(&missing, eq("v", json!(1))).await,
+        StorageError::ConditionFailed
+    );
     assert_eq!(t.get(&k).await.unwrap(), Some(it.clone()));
     t.delete(&k, eq("v", json!(1))).await.unwrap();
     assert_eq!(t.get(&k).await, Ok(None));
@@ -391,7 +448,10 @@ pub async fn conditional_delete(t: &dyn Table) {
     t.put(it.clone(), Condition::None).await.unwrap();
     t.delete(&k, Condition::Exists).await.unwrap();
     assert_eq!(t.get(&k).await, Ok(None));
-    assert_err!(t.delete(&k, Condition::Exists).await, StorageError::ConditionFailed);
+    assert_err!(
+        t.delete(&k, Condition::Exists).await,
+        StorageError::ConditionFailed
+    );
     t.delete(&k, Condition::None).await.unwrap();
 }
 
@@ -414,7 +474,15 @@ pub async fn batch_get(t: &dyn Table) {
         items[1].key.clone(),
     ];
     let got = t.batch_get(&keys).await.unwrap();
-    assert_eq!(got, vec![items[2].clone(), items[0].clone(), items[4].clone(), items[1].clone()]);
+    assert_eq!(
+        got,
+        vec![
+            items[2].clone(),
+            items[0].clone(),
+            items[4].clone(),
+            items[1].clone()
+        ]
+    );
 
     assert_eq!(t.batch_get(&[]).await, Ok(vec![]));
     assert_eq!(t.batch_get(&[Key::new(&p1, "missing")]).await, Ok(vec![]));
@@ -431,8 +499,15 @@ pub async fn batch_get(t: &dyn Table) {
 
     let mut too_many = keys.clone();
     too_many.push(Key::new(&p3, "one more"));
-    assert_err!(t.batch_get(&too_many).await, StorageError::InvalidRequest(_));
-    let dup = vec![items[0].key.clone(), items[1].key.clone(), items[0].key.clone()];
+    assert_err!(
+        t.batch_get(&too_many).await,
+        StorageError::InvalidRequest(_)
+    );
+    let dup = vec![
+        items[0].key.clone(),
+        items[1].key.clone(),
+        items[0].key.clone(),
+    ];
     assert_err!(t.batch_get(&dup).await, StorageError::InvalidRequest(_));
 }
 
@@ -440,22 +515,35 @@ pub async fn batch_get(t: &dyn Table) {
 pub async fn query_ranges(t: &dyn Table) {
     let pk = format!("{}#ranges", run_id());
     let all = ["a", "a#1", "a#10", "a#2", "ab", "b", "b#1", "c"];
-    put_all(t, all.iter().map(|s| item(&pk, s, json!({"sk": s}))).collect()).await;
+    put_all(
+        t,
+        all.iter().map(|s| item(&pk, s, json!({"sk": s}))).collect(),
+    )
+    .await;
 
     let cases: Vec<(SkRange, Vec<&str>)> = vec![
         (SkRange::All, all.to_vec()),
         (SkRange::BeginsWith(String::new()), all.to_vec()),
         (SkRange::BeginsWith("a#".into()), vec!["a#1", "a#10", "a#2"]),
-        (SkRange::BeginsWith("a".into()), vec!["a", "a#1", "a#10", "a#2", "ab"]),
+        (
+            SkRange::BeginsWith("a".into()),
+            vec!["a", "a#1", "a#10", "a#2", "ab"],
+        ),
         (SkRange::BeginsWith("a#1".into()), vec!["a#1", "a#10"]),
         (SkRange::BeginsWith("c".into()), vec!["c"]),
         (SkRange::BeginsWith("zz".into()), vec![]),
         (SkRange::BeginsWith("a#3".into()), vec![]),
-        (SkRange::Between("a#1".into(), "b".into()), vec!["a#1", "a#10", "a#2", "ab", "b"]),
+        (
+            SkRange::Between("a#1".into(), "b".into()),
+            vec!["a#1", "a#10", "a#2", "ab", "b"],
+        ),
         (SkRange::Between("a#11".into(), "a#3".into()), vec!["a#2"]),
         (SkRange::Between("b".into(), "b".into()), vec!["b"]),
         (SkRange::Between("0".into(), "9".into()), vec![]),
-        (SkRange::Between("b#1".into(), "zzz".into()), vec!["b#1", "c"]),
+        (
+            SkRange::Between("b#1".into(), "zzz".into()),
+            vec!["b#1", "c"],
+        ),
         (SkRange::Between("\u{1}".into(), "a".into()), vec!["a"]),
     ];
     for (range, want) in cases {
@@ -466,12 +554,16 @@ pub async fn query_ranges(t: &dyn Table) {
     }
 
     // Items come back with their attributes.
-    let page = t.query(&Query::new(&pk, SkRange::BeginsWith("c".into()), 5)).await.unwrap();
+    let page = t
+        .query(&Query::new(&pk, SkRange::BeginsWith("c".into()), 5))
+        .await
+        .unwrap();
     assert_eq!(page.items, vec![item(&pk, "c", json!({"sk": "c"}))]);
 
     // An empty or unknown partition.
     assert_eq!(
-        t.query(&Query::new(format!("{pk}-none"), SkRange::All, 5)).await,
+        t.query(&Query::new(format!("{pk}-none"), SkRange::All, 5))
+            .await,
         Ok(Page::default())
     );
 }
@@ -480,8 +572,28 @@ pub async fn query_ranges(t: &dyn Table) {
 pub async fn query_sort_order(t: &dyn Table) {
     let pk = format!("{}#order", run_id());
     let mut all = vec![
-        "Z", "a", "z", "~", "é", "€", "😀", "\u{7f}", "0", "-", "A#b", "A", "a b", "\u{1}",
-        "\u{10FFFF}", "ÿ", "a\u{1}", "aa", "a~", "#", "##", "A#",
+        "Z",
+        "a",
+        "z",
+        "~",
+        "é",
+        "€",
+        "😀",
+        "\u{7f}",
+        "0",
+        "-",
+        "A#b",
+        "A",
+        "a b",
+        "\u{1}",
+        "\u{10FFFF}",
+        "ÿ",
+        "a\u{1}",
+        "aa",
+        "a~",
+        "#",
+        "##",
+        "A#",
     ];
     put_all(t, all.iter().map(|s| item(&pk, s, json!({}))).collect()).await;
     all.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
@@ -489,11 +601,18 @@ pub async fn query_sort_order(t: &dyn Table) {
     assert_eq!(query_sks(t, &pk, SkRange::All, false).await, reversed(&all));
     let between = SkRange::Between("\u{1}".into(), "\u{10FFFF}".into());
     assert_eq!(query_sks(t, &pk, between, true).await, strings(&all));
-    let high: Vec<&str> = all.iter().copied().filter(|s| s.as_bytes() >= "é".as_bytes()).collect();
+    let high: Vec<&str> = all
+        .iter()
+        .copied()
+        .filter(|s| s.as_bytes() >= "é".as_bytes())
+        .collect();
     let between = SkRange::Between("é".into(), "\u{10FFFF}".into());
     assert_eq!(query_sks(t, &pk, between, false).await, reversed(&high));
     let a: Vec<&str> = all.iter().copied().filter(|s| s.starts_with('a')).collect();
-    assert_eq!(query_sks(t, &pk, SkRange::BeginsWith("a".into()), true).await, strings(&a));
+    assert_eq!(
+        query_sks(t, &pk, SkRange::BeginsWith("a".into()), true).await,
+        strings(&a)
+    );
 }
 
 /// `limit` and `last_key`: present exactly when more items match.
@@ -514,37 +633,94 @@ pub async fn query_limit_and_last_key(t: &dyn Table) {
     let some = |s: &str| Some(s.to_owned());
 
     // Exactly `limit` items match: no last_key.
-    assert_eq!(run(SkRange::All, 5, true, None).await, (strings(&all), None));
-    assert_eq!(run(SkRange::All, 5, false, None).await, (reversed(&all), None));
-    assert_eq!(run(SkRange::All, 6, true, None).await, (strings(&all), None));
+    assert_eq!(
+        run(SkRange::All, 5, true, None).await,
+        (strings(&all), None)
+    );
+    assert_eq!(
+        run(SkRange::All, 5, false, None).await,
+        (reversed(&all), None)
+    );
+    assert_eq!(
+        run(SkRange::All, 6, true, None).await,
+        (strings(&all), None)
+    );
     // Fewer than match: last_key is the last item's key.
-    assert_eq!(run(SkRange::All, 4, true, None).await, (strings(&all[..4]), some("p#3")));
-    assert_eq!(run(SkRange::All, 4, false, None).await, (reversed(&all[1..]), some("p#1")));
-    assert_eq!(run(SkRange::All, 1, true, None).await, (strings(&["o#1"]), some("o#1")));
+    assert_eq!(
+        run(SkRange::All, 4, true, None).await,
+        (strings(&all[..4]), some("p#3"))
+    );
+    assert_eq!(
+        run(SkRange::All, 4, false, None).await,
+        (reversed(&all[1..]), some("p#1"))
+    );
+    assert_eq!(
+        run(SkRange::All, 1, true, None).await,
+        (strings(&["o#1"]), some("o#1"))
+    );
     // The range ends the query, not the partition: items outside it do not count as more.
     let p = || SkRange::BeginsWith("p#".into());
     let p_all = ["p#1", "p#2", "p#3"];
     assert_eq!(run(p(), 3, true, None).await, (strings(&p_all), None));
     assert_eq!(run(p(), 3, false, None).await, (reversed(&p_all), None));
-    assert_eq!(run(p(), 2, true, None).await, (strings(&p_all[..2]), some("p#2")));
-    assert_eq!(run(p(), 2, false, None).await, (reversed(&p_all[1..]), some("p#2")));
+    assert_eq!(
+        run(p(), 2, true, None).await,
+        (strings(&p_all[..2]), some("p#2"))
+    );
+    assert_eq!(
+        run(p(), 2, false, None).await,
+        (reversed(&p_all[1..]), some("p#2"))
+    );
     let b = || SkRange::Between("p#1".into(), "p#3".into());
     assert_eq!(run(b(), 3, true, None).await, (strings(&p_all), None));
     assert_eq!(run(b(), 3, false, None).await, (reversed(&p_all), None));
     // start_after continues strictly after the key, in the query's direction.
-    assert_eq!(run(SkRange::All, 1, true, Some("p#3")).await, (strings(&["q#1"]), None));
-    assert_eq!(run(SkRange::All, 10, true, Some("q#1")).await, (vec![], None));
-    assert_eq!(run(SkRange::All, 1, false, Some("p#1")).await, (strings(&["o#1"]), None));
-    assert_eq!(run(SkRange::All, 10, false, Some("o#1")).await, (vec![], None));
-    assert_eq!(run(p(), 1, true, Some("p#1")).await, (strings(&["p#2"]), some("p#2")));
-    assert_eq!(run(p(), 5, true, Some("p#2")).await, (strings(&["p#3"]), None));
-    assert_eq!(run(p(), 5, false, Some("p#2")).await, (strings(&["p#1"]), None));
-    assert_eq!(run(b(), 1, false, Some("p#3")).await, (strings(&["p#2"]), some("p#2")));
+    assert_eq!(
+        run(SkRange::All, 1, true, Some("p#3")).await,
+        (strings(&["q#1"]), None)
+    );
+    assert_eq!(
+        run(SkRange::All, 10, true, Some("q#1")).await,
+        (vec![], None)
+    );
+    assert_eq!(
+        run(SkRange::All, 1, false, Some("p#1")).await,
+        (strings(&["o#1"]), None)
+    );
+    assert_eq!(
+        run(SkRange::All, 10, false, Some("o#1")).await,
+        (vec![], None)
+    );
+    assert_eq!(
+        run(p(), 1, true, Some("p#1")).await,
+        (strings(&["p#2"]), some("p#2"))
+    );
+    assert_eq!(
+        run(p(), 5, true, Some("p#2")).await,
+        (strings(&["p#3"]), None)
+    );
+    assert_eq!(
+        run(p(), 5, false, Some("p#2")).await,
+        (strings(&["p#1"]), None)
+    );
+    assert_eq!(
+        run(b(), 1, false, Some("p#3")).await,
+        (strings(&["p#2"]), some("p#2"))
+    );
     // start_after need not be an existing item.
-    assert_eq!(run(SkRange::All, 2, true, Some("p#15")).await, (strings(&["p#2", "p#3"]), some("p#3")));
-    assert_eq!(run(SkRange::All, 9, false, Some("p#15")).await, (strings(&["p#1", "o#1"]), None));
+    assert_eq!(
+        run(SkRange::All, 2, true, Some("p#15")).await,
+        (strings(&["p#2", "p#3"]), some("p#3"))
+    );
+    assert_eq!(
+        run(SkRange::All, 9, false, Some("p#15")).await,
+        (strings(&["p#1", "o#1"]), None)
+    );
     // The largest limit.
-    assert_eq!(run(SkRange::All, MAX_QUERY_LIMIT, true, None).await, (strings(&all), None));
+    assert_eq!(
+        run(SkRange::All, MAX_QUERY_LIMIT, true, None).await,
+        (strings(&all), None)
+    );
 }
 
 /// Paging across several pages, both directions: every item exactly once, in order.
@@ -554,7 +730,11 @@ pub async fn query_paging(t: &dyn Table) {
     let mut all = numbered.clone();
     all.insert(0, "aaa".into());
     all.push("zzz".into());
-    put_all(t, all.iter().map(|s| item(&pk, s, json!({"sk": s}))).collect()).await;
+    put_all(
+        t,
+        all.iter().map(|s| item(&pk, s, json!({"sk": s}))).collect(),
+    )
+    .await;
 
     let cases: Vec<(SkRange, usize, Vec<String>)> = vec![
         (SkRange::All, 7, all.clone()),
@@ -562,7 +742,11 @@ pub async fn query_paging(t: &dyn Table) {
         (SkRange::All, 27, all.clone()),
         (SkRange::BeginsWith("item#".into()), 7, numbered.clone()),
         (SkRange::BeginsWith("item#".into()), 5, numbered.clone()),
-        (SkRange::Between("item#05".into(), "item#19".into()), 4, numbered[5..20].to_vec()),
+        (
+            SkRange::Between("item#05".into(), "item#19".into()),
+            4,
+            numbered[5..20].to_vec(),
+        ),
     ];
     for (range, limit, want) in cases {
         for forward in [true, false] {
@@ -572,7 +756,11 @@ pub async fn query_paging(t: &dyn Table) {
             if !forward {
                 want.reverse();
             }
-            assert_eq!(sks(&items), want, "{range:?} limit {limit} forward {forward}");
+            assert_eq!(
+                sks(&items),
+                want,
+                "{range:?} limit {limit} forward {forward}"
+            );
             assert!(
                 pages >= want.len().div_ceil(limit),
                 "{pages} pages of at most {limit} items for {} items",
@@ -601,9 +789,14 @@ pub async fn query_paging(t: &dyn Table) {
 /// Queries the interface refuses.
 pub async fn query_invalid(t: &dyn Table) {
     let pk = format!("{}#qinvalid", run_id());
-    t.put(item(&pk, "s", json!({})), Condition::None).await.unwrap();
+    t.put(item(&pk, "s", json!({})), Condition::None)
+        .await
+        .unwrap();
     for limit in [0, MAX_QUERY_LIMIT + 1, usize::MAX] {
-        assert_err!(t.query(&Query::new(&pk, SkRange::All, limit)).await, StorageError::InvalidRequest(_));
+        assert_err!(
+            t.query(&Query::new(&pk, SkRange::All, limit)).await,
+            StorageError::InvalidRequest(_)
+        );
     }
     // start_after in another partition.
     let mut query = Query::new(&pk, SkRange::All, 10);
@@ -613,11 +806,17 @@ pub async fn query_invalid(t: &dyn Table) {
     assert_err!(t.query(&query).await, StorageError::InvalidKey(_));
     // Bad partition keys.
     for bad in ["", "p\0q"] {
-        assert_err!(t.query(&Query::new(bad, SkRange::All, 10)).await, StorageError::InvalidKey(_));
+        assert_err!(
+            t.query(&Query::new(bad, SkRange::All, 10)).await,
+            StorageError::InvalidKey(_)
+        );
     }
     // A Between whose lower bound is above its upper bound.
     let inverted = SkRange::Between("b".into(), "a".into());
-    assert_err!(t.query(&Query::new(&pk, inverted, 10)).await, StorageError::InvalidRequest(_));
+    assert_err!(
+        t.query(&Query::new(&pk, inverted, 10)).await,
+        StorageError::InvalidRequest(_)
+    );
 }
 
 /// Partitions and sort-key prefixes do not leak into each other: `a#x` vs `ab#x`, `a#` vs `ab#`.
@@ -657,7 +856,10 @@ pub async fn prefix_isolation(t: &dyn Table) {
         assert_eq!(got, strings(&["a", "a#", "a#1"]));
     }
     // A partition that is a prefix of others holds nothing of theirs.
-    assert_eq!(query_sks(t, &run, SkRange::All, true).await, Vec::<String>::new());
+    assert_eq!(
+        query_sks(t, &run, SkRange::All, true).await,
+        Vec::<String>::new()
+    );
     assert_eq!(t.get(&Key::new(format!("{run}a"), "a#x")).await, Ok(None));
 }
 
@@ -766,7 +968,11 @@ pub async fn transactions(t: &dyn Table) {
             ];
             ops.insert(position * 2, bad.clone());
             assert_err!(t.transact(ops).await, StorageError::ConditionFailed);
-            assert_eq!(state().await, before, "a failed transaction changed something: {bad:?}");
+            assert_eq!(
+                state().await,
+                before,
+                "a failed transaction changed something: {bad:?}"
+            );
         }
     }
 
@@ -792,10 +998,18 @@ pub async fn transaction_limits(t: &dyn Table) {
     assert_err!(t.transact(vec![]).await, StorageError::InvalidRequest(_));
 
     let ops = |n: usize| -> Vec<WriteOp> {
-        (0..n).map(|i| put_op(item(&pk, &format!("{i:03}"), json!({"i": i})))).collect()
+        (0..n)
+            .map(|i| put_op(item(&pk, &format!("{i:03}"), json!({"i": i}))))
+            .collect()
     };
-    assert_err!(t.transact(ops(MAX_TRANSACTION_OPS + 1)).await, StorageError::InvalidRequest(_));
-    assert_eq!(t.query(&Query::new(&pk, SkRange::All, 10)).await, Ok(Page::default()));
+    assert_err!(
+        t.transact(ops(MAX_TRANSACTION_OPS + 1)).await,
+        StorageError::InvalidRequest(_)
+    );
+    assert_eq!(
+        t.query(&Query::new(&pk, SkRange::All, 10)).await,
+        Ok(Page::default())
+    );
 
     t.transact(ops(MAX_TRANSACTION_OPS)).await.unwrap();
     let (all, _) = query_all(t, &Query::new(&pk, SkRange::All, MAX_QUERY_LIMIT)).await;
@@ -838,9 +1052,18 @@ pub async fn invalid_keys(t: &dyn Table) {
     for k in &bad {
         assert_err!(t.get(k).await, StorageError::InvalidKey(_));
         let it = Item::new(k.clone(), Attrs::new());
-        assert_err!(t.put(it.clone(), Condition::None).await, StorageError::InvalidKey(_));
-        assert_err!(t.delete(k, Condition::None).await, StorageError::InvalidKey(_));
-        assert_err!(t.batch_get(&[good.clone(), k.clone()]).await, StorageError::InvalidKey(_));
+        assert_err!(
+            t.put(it.clone(), Condition::None).await,
+            StorageError::InvalidKey(_)
+        );
+        assert_err!(
+            t.delete(k, Condition::None).await,
+            StorageError::InvalidKey(_)
+        );
+        assert_err!(
+            t.batch_get(&[good.clone(), k.clone()]).await,
+            StorageError::InvalidKey(_)
+        );
         let ops = vec![put_op(Item::new(good.clone(), Attrs::new())), put_op(it)];
         assert_err!(t.transact(ops).await, StorageError::InvalidKey(_));
         let check = WriteOp::Check {
@@ -852,14 +1075,24 @@ pub async fn invalid_keys(t: &dyn Table) {
         query.start_after = Some(k.clone());
         assert_err!(t.query(&query).await, StorageError::InvalidKey(_));
     }
-    assert_eq!(t.get(&good).await, Ok(None), "a refused transaction wrote something");
+    assert_eq!(
+        t.get(&good).await,
+        Ok(None),
+        "a refused transaction wrote something"
+    );
 
     // The longest keys.
-    let longest = Key::new(format!("{pk}{}", "p".repeat(1024 - pk.len())), "s".repeat(1024));
+    let longest = Key::new(
+        format!("{pk}{}", "p".repeat(1024 - pk.len())),
+        "s".repeat(1024),
+    );
     let it = Item::new(longest.clone(), attrs(json!({"ok": true})));
     t.put(it.clone(), Condition::NotExists).await.unwrap();
     assert_eq!(t.get(&longest).await, Ok(Some(it.clone())));
-    let page = t.query(&Query::new(&longest.pk, SkRange::All, 10)).await.unwrap();
+    let page = t
+        .query(&Query::new(&longest.pk, SkRange::All, 10))
+        .await
+        .unwrap();
     assert_eq!(page.items, vec![it]);
 }
 
@@ -876,10 +1109,18 @@ pub async fn scoped_table(t: &dyn Table) {
     let mine_item = Item::new(mine.clone(), attrs(json!({"title": "mine"})));
 
     // In scope: everything works.
-    a.put(mine_item.clone(), Condition::NotExists).await.unwrap();
+    a.put(mine_item.clone(), Condition::NotExists)
+        .await
+        .unwrap();
     assert_eq!(a.get(&mine).await.unwrap(), Some(mine_item.clone()));
-    assert_eq!(a.batch_get(std::slice::from_ref(&mine)).await.unwrap(), vec![mine_item.clone()]);
-    let page = a.query(&Query::new(a.pk(&docs), SkRange::All, 10)).await.unwrap();
+    assert_eq!(
+        a.batch_get(std::slice::from_ref(&mine)).await.unwrap(),
+        vec![mine_item.clone()]
+    );
+    let page = a
+        .query(&Query::new(a.pk(&docs), SkRange::All, 10))
+        .await
+        .unwrap();
     assert_eq!(page.items, vec![mine_item.clone()]);
     a.transact(vec![WriteOp::Check {
         key: mine.clone(),
@@ -903,10 +1144,22 @@ pub async fn scoped_table(t: &dyn Table) {
     for k in &outside {
         let it = Item::new(k.clone(), attrs(json!({"title": "theirs"})));
         assert_err!(a.get(k).await, StorageError::OutOfScope(_));
-        assert_err!(a.batch_get(&[mine.clone(), k.clone()]).await, StorageError::OutOfScope(_));
-        assert_err!(a.put(it.clone(), Condition::None).await, StorageError::OutOfScope(_));
-        assert_err!(a.delete(k, Condition::None).await, StorageError::OutOfScope(_));
-        assert_err!(a.query(&Query::new(&k.pk, SkRange::All, 10)).await, StorageError::OutOfScope(_));
+        assert_err!(
+            a.batch_get(&[mine.clone(), k.clone()]).await,
+            StorageError::OutOfScope(_)
+        );
+        assert_err!(
+            a.put(it.clone(), Condition::None).await,
+            StorageError::OutOfScope(_)
+        );
+        assert_err!(
+            a.delete(k, Condition::None).await,
+            StorageError::OutOfScope(_)
+        );
+        assert_err!(
+            a.query(&Query::new(&k.pk, SkRange::All, 10)).await,
+            StorageError::OutOfScope(_)
+        );
         let mut query = Query::new(a.pk(&docs), SkRange::All, 10);
         query.start_after = Some(k.clone());
         assert_err!(a.query(&query).await, StorageError::OutOfScope(_));
@@ -937,9 +1190,18 @@ pub async fn scoped_table(t: &dyn Table) {
     let b = ScopedTable::new(t, &scope_b);
     assert_eq!(b.prefix(), "site-b#");
     assert_err!(b.get(&mine).await, StorageError::OutOfScope(_));
-    assert_err!(b.query(&Query::new(&mine.pk, SkRange::All, 10)).await, StorageError::OutOfScope(_));
-    assert_err!(b.delete(&mine, Condition::None).await, StorageError::OutOfScope(_));
-    assert_eq!(b.query(&Query::new(b.pk(&docs), SkRange::All, 10)).await, Ok(Page::default()));
+    assert_err!(
+        b.query(&Query::new(&mine.pk, SkRange::All, 10)).await,
+        StorageError::OutOfScope(_)
+    );
+    assert_err!(
+        b.delete(&mine, Condition::None).await,
+        StorageError::OutOfScope(_)
+    );
+    assert_eq!(
+        b.query(&Query::new(b.pk(&docs), SkRange::All, 10)).await,
+        Ok(Page::default())
+    );
 }
 
 /// [`GlobalTable`]: readers cannot write, and only `global#` keys are reachable.
@@ -956,15 +1218,31 @@ pub async fn global_table(t: &dyn Table) {
 
     writer.put(gi.clone(), Condition::NotExists).await.unwrap();
     assert_eq!(reader.get(&gk).await.unwrap(), Some(gi.clone()));
-    assert_eq!(reader.query(&Query::new(&pk, SkRange::All, 10)).await.unwrap().items, vec![gi.clone()]);
+    assert_eq!(
+        reader
+            .query(&Query::new(&pk, SkRange::All, 10))
+            .await
+            .unwrap()
+            .items,
+        vec![gi.clone()]
+    );
     assert_eq!(writer.get(&gk).await.unwrap(), Some(gi.clone()));
 
     let calls = spy.calls();
     // A reader cannot write.
     let changed = Item::new(gk.clone(), attrs(json!({"name": "changed"})));
-    assert_err!(reader.put(changed.clone(), Condition::None).await, StorageError::OutOfScope(_));
-    assert_err!(reader.delete(&gk, Condition::None).await, StorageError::OutOfScope(_));
-    assert_err!(reader.transact(vec![put_op(changed.clone())]).await, StorageError::OutOfScope(_));
+    assert_err!(
+        reader.put(changed.clone(), Condition::None).await,
+        StorageError::OutOfScope(_)
+    );
+    assert_err!(
+        reader.delete(&gk, Condition::None).await,
+        StorageError::OutOfScope(_)
+    );
+    assert_err!(
+        reader.transact(vec![put_op(changed.clone())]).await,
+        StorageError::OutOfScope(_)
+    );
     // Nobody reaches non-global keys through it.
     for pk in [
         format!("site-a#{run}"),
@@ -977,9 +1255,18 @@ pub async fn global_table(t: &dyn Table) {
         let it = Item::new(k.clone(), Attrs::new());
         assert_err!(reader.get(&k).await, StorageError::OutOfScope(_));
         assert_err!(writer.get(&k).await, StorageError::OutOfScope(_));
-        assert_err!(reader.query(&Query::new(&pk, SkRange::All, 10)).await, StorageError::OutOfScope(_));
-        assert_err!(writer.put(it.clone(), Condition::None).await, StorageError::OutOfScope(_));
-        assert_err!(writer.delete(&k, Condition::None).await, StorageError::OutOfScope(_));
+        assert_err!(
+            reader.query(&Query::new(&pk, SkRange::All, 10)).await,
+            StorageError::OutOfScope(_)
+        );
+        assert_err!(
+            writer.put(it.clone(), Condition::None).await,
+            StorageError::OutOfScope(_)
+        );
+        assert_err!(
+            writer.delete(&k, Condition::None).await,
+            StorageError::OutOfScope(_)
+        );
         let ops = vec![put_op(changed.clone()), put_op(it)];
         assert_err!(writer.transact(ops).await, StorageError::OutOfScope(_));
         assert_eq!(t.get(&k).await, Ok(None));
@@ -987,7 +1274,10 @@ pub async fn global_table(t: &dyn Table) {
     assert_eq!(spy.calls(), calls, "a refused call reached the table");
     assert_eq!(t.get(&gk).await.unwrap(), Some(gi));
 
-    writer.transact(vec![put_op(changed.clone())]).await.unwrap();
+    writer
+        .transact(vec![put_op(changed.clone())])
+        .await
+        .unwrap();
     assert_eq!(t.get(&gk).await.unwrap(), Some(changed));
     writer.delete(&gk, Condition::Exists).await.unwrap();
     assert_eq!(reader.get(&gk).await, Ok(None));
@@ -1009,8 +1299,14 @@ pub async fn page_tokens(t: &dyn Table) {
     let first = a.query(&query).await.unwrap();
     let token = tokens.seal(a.prefix(), "list", first.last_key.as_ref().expect("more"));
     // Another tenant or another query: refused.
-    assert_err!(tokens.open(&token, b.prefix(), "list"), StorageError::InvalidToken);
-    assert_err!(tokens.open(&token, a.prefix(), "tag:x"), StorageError::InvalidToken);
+    assert_err!(
+        tokens.open(&token, b.prefix(), "list"),
+        StorageError::InvalidToken
+    );
+    assert_err!(
+        tokens.open(&token, a.prefix(), "tag:x"),
+        StorageError::InvalidToken
+    );
     // The right tenant and query: the next page.
     let after = tokens.open(&token, a.prefix(), "list").unwrap();
     let second = a
@@ -1024,9 +1320,15 @@ pub async fn page_tokens(t: &dyn Table) {
     assert!(second.items.iter().all(|i| i.key.pk == a.pk(&docs)));
 
     // Tenant B's token does not open under A.
-    let b_first = b.query(&Query::new(b.pk(&docs), SkRange::All, 2)).await.unwrap();
+    let b_first = b
+        .query(&Query::new(b.pk(&docs), SkRange::All, 2))
+        .await
+        .unwrap();
     let b_token = tokens.seal(b.prefix(), "list", b_first.last_key.as_ref().expect("more"));
-    assert_err!(tokens.open(&b_token, a.prefix(), "list"), StorageError::InvalidToken);
+    assert_err!(
+        tokens.open(&b_token, a.prefix(), "list"),
+        StorageError::InvalidToken
+    );
     assert!(tokens.open(&b_token, b.prefix(), "list").is_ok());
 }
 
@@ -1058,7 +1360,9 @@ pub async fn blob_basics(b: &dyn Blobs) {
     assert_eq!(b.head(&k).await, Ok(Some(meta)));
 
     // Overwrite: new bytes and new content type.
-    b.put(&k, b"{\"a\": 12}".to_vec(), "application/json").await.unwrap();
+    b.put(&k, b"{\"a\": 12}".to_vec(), "application/json")
+        .await
+        .unwrap();
     assert_eq!(b.get(&k).await, Ok(Some(b"{\"a\": 12}".to_vec())));
     let meta = b.head(&k).await.unwrap().expect("blob");
     assert_eq!(meta.size, 9);
@@ -1074,7 +1378,9 @@ pub async fn blob_basics(b: &dyn Blobs) {
 pub async fn blob_content(b: &dyn Blobs) {
     let base = format!("contract-{}/content", run_id());
     let every_byte: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
-    let large: Vec<u8> = (0..(1 << 20) + 7).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let large: Vec<u8> = (0..(1 << 20) + 7)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     let cases = [
         ("binary.bin", every_byte, "application/octet-stream"),
         ("empty", Vec::new(), "text/plain"),
@@ -1085,7 +1391,12 @@ pub async fn blob_content(b: &dyn Blobs) {
         let k = format!("{base}/{name}");
         b.put(&k, bytes.clone(), ct).await.unwrap();
         let got = b.get(&k).await.unwrap().expect("blob");
-        assert!(got == bytes, "{name}: content differs ({} vs {} bytes)", got.len(), bytes.len());
+        assert!(
+            got == bytes,
+            "{name}: content differs ({} vs {} bytes)",
+            got.len(),
+            bytes.len()
+        );
         let meta = b.head(&k).await.unwrap().expect("blob");
         assert_eq!(meta.size, bytes.len() as u64, "{name}");
         assert_eq!(meta.content_type.as_deref(), Some(ct), "{name}");
@@ -1110,18 +1421,28 @@ pub async fn blob_keys(b: &dyn Blobs) {
     ];
     let ttl = Duration::from_secs(60);
     for k in &bad {
-        assert_err!(b.put(k, b"x".to_vec(), "text/plain").await, StorageError::InvalidKey(_));
+        assert_err!(
+            b.put(k, b"x".to_vec(), "text/plain").await,
+            StorageError::InvalidKey(_)
+        );
         assert_err!(b.get(k).await, StorageError::InvalidKey(_));
         assert_err!(b.head(k).await, StorageError::InvalidKey(_));
         assert_err!(b.delete(k).await, StorageError::InvalidKey(_));
-        assert_err!(b.presign_put(k, None, ttl).await, StorageError::InvalidKey(_));
+        assert_err!(
+            b.presign_put(k, None, ttl).await,
+            StorageError::InvalidKey(_)
+        );
         assert_err!(b.presign_get(k, ttl).await, StorageError::InvalidKey(_));
     }
 
     // "p/a" is a blob and a prefix of "p/a/b" at the same time.
     let (parent, child) = (format!("{base}/p/a"), format!("{base}/p/a/b"));
-    b.put(&parent, b"parent".to_vec(), "text/plain").await.unwrap();
-    b.put(&child, b"child".to_vec(), "text/plain").await.unwrap();
+    b.put(&parent, b"parent".to_vec(), "text/plain")
+        .await
+        .unwrap();
+    b.put(&child, b"child".to_vec(), "text/plain")
+        .await
+        .unwrap();
     assert_eq!(b.get(&parent).await, Ok(Some(b"parent".to_vec())));
     assert_eq!(b.get(&child).await, Ok(Some(b"child".to_vec())));
     b.delete(&parent).await.unwrap();
@@ -1137,7 +1458,9 @@ pub async fn blob_keys(b: &dyn Blobs) {
         format!("{base}/.hidden/...x"),
     ];
     for (i, k) in odd.iter().enumerate() {
-        b.put(k, vec![i as u8], "application/octet-stream").await.unwrap();
+        b.put(k, vec![i as u8], "application/octet-stream")
+            .await
+            .unwrap();
     }
     for (i, k) in odd.iter().enumerate() {
         assert_eq!(b.get(k).await, Ok(Some(vec![i as u8])), "{k}");
@@ -1153,7 +1476,10 @@ pub async fn presign_urls(b: &dyn Blobs) {
     let put_any = b.presign_put(&k, None, ttl).await.unwrap();
     let get = b.presign_get(&k, ttl).await.unwrap();
     for url in [&put, &put_any, &get] {
-        assert!(url.starts_with("http://") || url.starts_with("https://"), "{url}");
+        assert!(
+            url.starts_with("http://") || url.starts_with("https://"),
+            "{url}"
+        );
         assert!(!url.contains(' '), "unencoded space in {url}");
     }
     assert_ne!(put, get);
@@ -1184,11 +1510,17 @@ pub async fn scoped_blobs(b: &dyn Blobs) {
         "site-a".to_owned(),
     ];
     for k in &outside {
-        assert_err!(s.put(k, b"theirs".to_vec(), "text/plain").await, StorageError::OutOfScope(_));
+        assert_err!(
+            s.put(k, b"theirs".to_vec(), "text/plain").await,
+            StorageError::OutOfScope(_)
+        );
         assert_err!(s.get(k).await, StorageError::OutOfScope(_));
         assert_err!(s.head(k).await, StorageError::OutOfScope(_));
         assert_err!(s.delete(k).await, StorageError::OutOfScope(_));
-        assert_err!(s.presign_put(k, None, ttl).await, StorageError::OutOfScope(_));
+        assert_err!(
+            s.presign_put(k, None, ttl).await,
+            StorageError::OutOfScope(_)
+        );
         assert_err!(s.presign_get(k, ttl).await, StorageError::OutOfScope(_));
         assert_eq!(b.head(k).await, Ok(None), "{k} was written");
     }
@@ -1214,7 +1546,11 @@ pub async fn presigned_round_trip(b: &dyn Blobs) {
         .send()
         .await
         .expect("presigned PUT");
-    assert!(resp.status().is_success(), "presigned PUT: {}", resp.status());
+    assert!(
+        resp.status().is_success(),
+        "presigned PUT: {}",
+        resp.status()
+    );
     assert_eq!(b.get(&k).await, Ok(Some(body.clone())));
     let meta = b.head(&k).await.unwrap().expect("blob");
     assert_eq!(meta.size, body.len() as u64);
@@ -1222,17 +1558,34 @@ pub async fn presigned_round_trip(b: &dyn Blobs) {
 
     let url = b.presign_get(&k, ttl).await.unwrap();
     let resp = http.get(&url).send().await.expect("presigned GET");
-    assert!(resp.status().is_success(), "presigned GET: {}", resp.status());
+    assert!(
+        resp.status().is_success(),
+        "presigned GET: {}",
+        resp.status()
+    );
     assert_eq!(resp.bytes().await.expect("body").to_vec(), body);
 
     // Without a content type, binary content.
     let k = format!("{base}/binary.bin");
     let body: Vec<u8> = (0..=255u8).collect();
     let url = b.presign_put(&k, None, ttl).await.unwrap();
-    let resp = http.put(&url).body(body.clone()).send().await.expect("presigned PUT");
-    assert!(resp.status().is_success(), "presigned PUT: {}", resp.status());
+    let resp = http
+        .put(&url)
+        .body(body.clone())
+        .send()
+        .await
+        .expect("presigned PUT");
+    assert!(
+        resp.status().is_success(),
+        "presigned PUT: {}",
+        resp.status()
+    );
     let url = b.presign_get(&k, ttl).await.unwrap();
     let resp = http.get(&url).send().await.expect("presigned GET");
-    assert!(resp.status().is_success(), "presigned GET: {}", resp.status());
+    assert!(
+        resp.status().is_success(),
+        "presigned GET: {}",
+        resp.status()
+    );
     assert_eq!(resp.bytes().await.expect("body").to_vec(), body);
 }

@@ -30,7 +30,11 @@ pub struct Moto {
 fn moto_executable() -> PathBuf {
     if let Some(path) = std::env::var_os("MOTO_SERVER").filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
-        assert!(path.exists(), "MOTO_SERVER={} does not exist", path.display());
+        assert!(
+            path.exists(),
+            "MOTO_SERVER={} does not exist",
+            path.display()
+        );
         return path;
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -84,7 +88,10 @@ impl Moto {
         let deadline = Instant::now() + STARTUP;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("moto_server exited with {status}: {}", self.log_tail()));
+                return Err(format!(
+                    "moto_server exited with {status}: {}",
+                    self.log_tail()
+                ));
             }
             if http
                 .get(format!("{}/moto-api/", self.endpoint))
@@ -159,7 +166,12 @@ impl Moto {
             .billing_mode(BillingMode::PayPerRequest)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("CreateTable: {}", aws_sdk_dynamodb::error::DisplayErrorContext(e)));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "CreateTable: {}",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e)
+                )
+            });
         DynamoTable::with_client(client, name)
     }
 
@@ -172,7 +184,12 @@ impl Moto {
             .bucket(&name)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("CreateBucket: {}", aws_sdk_s3::error::DisplayErrorContext(e)));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "CreateBucket: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(e)
+                )
+            });
         S3Blobs::with_client(client, name)
     }
 }
