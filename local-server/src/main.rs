@@ -12,6 +12,9 @@ struct Cli {
     /// Folder for the embedded database, blobs and the local signing key.
     #[arg(long, global = true, env = "LOCAL_DATA_DIR", default_value = ".local")]
     data_dir: PathBuf,
+    /// Port on 127.0.0.1.
+    #[arg(long, global = true, env = "LOCAL_PORT", default_value_t = 8080)]
+    port: u16,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -19,10 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve every route on 127.0.0.1 (the default command).
-    Serve {
-        #[arg(long, env = "LOCAL_PORT", default_value_t = 8080)]
-        port: u16,
-    },
+    Serve,
     /// Print a token signed by the local key, as Cognito would issue it.
     Token {
         /// Username (cognito:username).
@@ -47,7 +47,8 @@ enum Command {
 async fn main() -> Result<(), String> {
     let cli = Cli::parse();
     let keys = LocalKeys::load_or_create(&cli.data_dir)?;
-    match cli.command.unwrap_or(Command::Serve { port: 8080 }) {
+    let port = cli.port;
+    match cli.command.unwrap_or(Command::Serve) {
         Command::Token {
             user,
             groups,
@@ -65,7 +66,7 @@ async fn main() -> Result<(), String> {
             println!("{token}");
             Ok(())
         }
-        Command::Serve { port } => {
+        Command::Serve => {
             platform_http::init_tracing();
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
                 .await
