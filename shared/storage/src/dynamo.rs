@@ -199,6 +199,11 @@ fn item_av(item: &Item) -> Result<AvMap, StorageError> {
                 "'{name}' is the key, not an attribute"
             )));
         }
+        if name.is_empty() {
+            return Err(StorageError::InvalidRequest(
+                "an attribute name must not be empty".into(),
+            ));
+        }
         m.insert(name.clone(), to_av(v));
     }
     Ok(m)
@@ -632,7 +637,7 @@ mod tests {
 
     #[test]
     fn key_attributes_are_refused() {
-        for name in [PK, SK] {
+        for name in [PK, SK, ""] {
             let mut attrs = Attrs::new();
             attrs.insert(name.into(), json!("x"));
             let item = Item::new(Key::new("a", "b"), attrs);
@@ -641,6 +646,13 @@ mod tests {
                 Err(StorageError::InvalidRequest(_))
             ));
         }
+    }
+
+    #[test]
+    fn there_is_no_scan() {
+        // Every read is GetItem, BatchGetItem or Query; no call of the client's scan builder.
+        let source = include_str!("dynamo.rs");
+        assert!(!source.contains(concat!(".sc", "an()")));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
-use crate::table::{check_batch, check_query, check_transaction};
+use crate::table::{check_batch, check_condition, check_item, check_query, check_transaction};
 use crate::{Attrs, Condition, Item, Key, Page, Query, SkRange, StorageError, Table, WriteOp};
 
 const ITEMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("items");
@@ -257,7 +257,8 @@ impl Table for EmbeddedTable {
     }
 
     async fn put(&self, item: Item, cond: Condition) -> Result<(), StorageError> {
-        item.key.validate()?;
+        check_item(&item)?;
+        check_condition(&cond)?;
         let key = encode_key(&item.key);
         let value = encode_attrs(&item.attrs)?;
         self.write(|table| {
@@ -271,6 +272,7 @@ impl Table for EmbeddedTable {
 
     async fn delete(&self, key: &Key, cond: Condition) -> Result<(), StorageError> {
         key.validate()?;
+        check_condition(&cond)?;
         let key = encode_key(key);
         self.write(|table| {
             check(table, &key, &cond)?;

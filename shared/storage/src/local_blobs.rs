@@ -287,8 +287,10 @@ fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
         match bytes[i] {
             b'%' => {
                 let h = bytes.get(i + 1..i + 3)?;
-                let h = std::str::from_utf8(h).ok()?;
-                out.push(u8::from_str_radix(h, 16).ok()?);
+                if !h.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                out.push(u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()?);
                 i += 3;
             }
             b'+' if plus_is_space => {
@@ -451,7 +453,7 @@ mod tests {
         assert_eq!(percent_decode(&percent_encode(s), true).as_deref(), Some(s));
         assert_eq!(percent_decode("a+b", true).as_deref(), Some("a b"));
         assert_eq!(percent_decode("a+b", false).as_deref(), Some("a+b"));
-        for bad in ["%", "%4", "%zz", "%FF", "%C3"] {
+        for bad in ["%", "%4", "%zz", "%FF", "%C3", "%+1", "%-1"] {
             assert_eq!(percent_decode(bad, true), None, "{bad}");
         }
     }

@@ -255,6 +255,41 @@ pub(crate) fn check_transaction(ops: &[WriteOp]) -> Result<(), StorageError> {
                 "the same key twice in one transaction".into(),
             ));
         }
+        match op {
+            WriteOp::Put { item, cond } => {
+                check_item(item)?;
+                check_condition(cond)?;
+            }
+            WriteOp::Delete { cond, .. } | WriteOp::Check { cond, .. } => check_condition(cond)?,
+        }
     }
     Ok(())
+}
+
+/// The names of the key attributes in DynamoDB; never item attributes.
+const KEY_ATTRIBUTES: [&str; 2] = ["PK", "SK"];
+
+fn check_attr_name(name: &str) -> Result<(), StorageError> {
+    if name.is_empty() || KEY_ATTRIBUTES.contains(&name) {
+        Err(StorageError::InvalidRequest(format!(
+            "'{name}' cannot be an attribute name (empty, or the key)"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks an item to write: a valid key, and attribute names that are neither empty nor the
+/// key's (`PK`, `SK`).
+pub(crate) fn check_item(item: &Item) -> Result<(), StorageError> {
+    item.key.validate()?;
+    item.attrs.keys().try_for_each(|name| check_attr_name(name))
+}
+
+/// Checks a write condition: [`Condition::Equals`] must name an attribute an item can have.
+pub(crate) fn check_condition(cond: &Condition) -> Result<(), StorageError> {
+    match cond {
+        Condition::Equals { attr, .. } => check_attr_name(attr),
+        _ => Ok(()),
+    }
 }

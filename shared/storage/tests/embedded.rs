@@ -89,6 +89,7 @@ table_contract!(
     transactions,
     transaction_limits,
     invalid_keys,
+    reserved_attributes,
     scoped_table,
     global_table,
     page_tokens,
@@ -400,7 +401,7 @@ const CRASH_BATCH: usize = 100;
 
 /// Not a test on its own: the child process of `killed_writer_leaves_whole_transactions`. It
 /// rewrites the same 100 items in one transaction after another, each generation with a larger
-/// number, until it is killed.
+/// number, until it is killed; it creates `<db>.ready` once the first generation is committed.
 #[tokio::test]
 #[ignore = "child process of killed_writer_leaves_whole_transactions"]
 async fn crash_child() {
@@ -408,7 +409,6 @@ async fn crash_child() {
         return;
     };
     let t = EmbeddedTable::open(Path::new(&path)).unwrap();
-    std::fs::write(format!("{path}.ready"), b"").unwrap();
     for generation in 1u64.. {
         let ops = (0..CRASH_BATCH)
             .map(|i| WriteOp::Put {
@@ -421,6 +421,10 @@ async fn crash_child() {
             })
             .collect();
         t.transact(ops).await.unwrap();
+        if generation == 1 {
+            // The parent kills this process only after one whole generation is written.
+            std::fs::write(format!("{path}.ready"), b"").unwrap();
+        }
     }
 }
 

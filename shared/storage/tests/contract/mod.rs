@@ -252,6 +252,7 @@ pub async fn all_table(t: &dyn Table) {
     transactions(t).await;
     transaction_limits(t).await;
     invalid_keys(t).await;
+    reserved_attributes(t).await;
     scoped_table(t).await;
     global_table(t).await;
     page_tokens(t).await;
@@ -1094,6 +1095,62 @@ pub async fn invalid_keys(t: &dyn Table) {
         .await
         .unwrap();
     assert_eq!(page.items, vec![it]);
+}
+
+/// `PK` and `SK` are the key, never attributes; attribute names are not empty. Writes carrying
+/// or comparing such names are refused and write nothing.
+pub async fn reserved_attributes(t: &dyn Table) {
+    let pk = format!("{}#reserved", run_id());
+    let k = Key::new(&pk, "s");
+    t.put(
+        Item::new(k.clone(), attrs(json!({"v": 1}))),
+        Condition::None,
+    )
+    .await
+    .unwrap();
+    let fresh = Key::new(&pk, "fresh");
+    for name in ["PK", "SK", ""] {
+        let mut a = attrs(json!({"v": 2}));
+        a.insert(name.to_owned(), json!("x"));
+        let bad = Item::new(fresh.clone(), a.clone());
+        assert_err!(
+            t.put(bad.clone(), Condition::None).await,
+            StorageError::InvalidRequest(_)
+        );
+        assert_err!(
+            t.transact(vec![put_op(bad)]).await,
+            StorageError::InvalidRequest(_)
+        );
+        let good = Item::new(fresh.clone(), attrs(json!({"v": 2})));
+        assert_err!(
+            t.put(good.clone(), eq(name, json!("x"))).await,
+            StorageError::InvalidRequest(_)
+        );
+        assert_err!(
+            t.delete(&k, eq(name, json!("x"))).await,
+            StorageError::InvalidRequest(_)
+        );
+        let ops = vec![
+            put_op(good),
+            WriteOp::Check {
+                key: k.clone(),
+                cond: eq(name, json!(pk)),
+            },
+        ];
+        assert_err!(t.transact(ops).await, StorageError::InvalidRequest(_));
+        assert_eq!(t.get(&fresh).await, Ok(None), "attribute {name:?}");
+    }
+    // Names that merely resemble them are ordinary attributes.
+    let fine = Item::new(
+        fresh.clone(),
+        attrs(json!({"pk": 1, "sk": 2, "PK ": 3, "_SK": 4})),
+    );
+    t.put(fine.clone(), Condition::NotExists).await.unwrap();
+    assert_eq!(t.get(&fresh).await, Ok(Some(fine)));
+    assert_eq!(
+        t.get(&k).await.unwrap(),
+        Some(Item::new(k.clone(), attrs(json!({"v": 1}))))
+    );
 }
 
 /// [`ScopedTable`] refuses every key outside its tenant before anything reaches the table.
