@@ -4,7 +4,6 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -14,9 +13,19 @@ use aws_sdk_dynamodb::types::{
 use storage::{DynamoTable, S3Blobs};
 use tokio::sync::OnceCell;
 
-/// A running `moto_server`; killed when the test process exits.
+/// A running `moto_server`, killed when dropped (the shared one: when the process exits).
 pub struct Moto {
     pub endpoint: String,
+    child: std::sync::Mutex<Child>,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        if let Ok(c) = self.child.get_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// The `moto_server` executable: `$MOTO_SERVER`, else `<workspace>/.venv/bin/moto_server`.
@@ -34,17 +43,13 @@ fn executable() -> PathBuf {
     p
 }
 
-/// Children to kill at exit (statics are not dropped).
-static CHILDREN: OnceLock<std::sync::Mutex<Vec<Child>>> = OnceLock::new();
-
-extern "C" fn kill_children() {
-    if let Some(m) = CHILDREN.get()
-        && let Ok(mut children) = m.lock()
+/// Kills the shared server at exit (statics are never dropped).
+extern "C" fn kill_shared() {
+    if let Some(m) = SHARED.get()
+        && let Ok(mut c) = m.child.lock()
     {
-        for c in children.iter_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        let _ = c.kill();
+        let _ = c.wait();
     }
 }
 
@@ -69,14 +74,11 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .expect("start moto_server");
-        let list = CHILDREN.get_or_init(|| {
-            // SAFETY: registers a plain function with no captured state.
-            unsafe { atexit(kill_children) };
-            std::sync::Mutex::new(Vec::new())
-        });
-        list.lock().expect("children").push(child);
-
-        let endpoint = format!("http://127.0.0.1:{port}");
+        let moto = Moto {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child: std::sync::Mutex::new(child),
+        };
+        let endpoint = moto.endpoint.clone();
         let deadline = Instant::now() + Duration::from_secs(60);
         let client = reqwest::Client::new();
         loop {
@@ -94,7 +96,7 @@ impl Moto {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Moto { endpoint }
+        moto
     }
 
     /// SDK configuration for this server. Built anew for every caller: HTTP connections belong
@@ -122,7 +124,7 @@ impl Moto {
     }
 
     /// A new table (`PK`/`SK`, on demand) with a unique name.
-    pub async fn create_table(&self) -> String {
+    pub async fn create_table(&self) -> DynamoTable {
         let name = format!("t-{}", uuid::Uuid::new_v4().simple());
         self.dynamodb()
             .await
@@ -160,30 +162,24 @@ impl Moto {
             .send()
             .await
             .expect("create table on moto");
-        name
+        DynamoTable::with_client(self.dynamodb().await, name)
     }
 
     /// A new bucket with a unique name.
-    pub async fn create_bucket(&self) -> String {
+    pub async fn create_bucket(&self) -> S3Blobs {
         let name = format!("b-{}", uuid::Uuid::new_v4().simple());
-        self.s3()
-            .await
-            .create_bucket()
+        let s3 = self.s3().await;
+        s3.create_bucket()
             .bucket(&name)
             .send()
             .await
             .expect("create bucket on moto");
-        name
+        S3Blobs::with_client(s3, name)
     }
 
     /// A fresh table and bucket as storage backends.
     pub async fn fresh_backends(&self) -> (DynamoTable, S3Blobs) {
-        let table = self.create_table().await;
-        let bucket = self.create_bucket().await;
-        (
-            DynamoTable::with_client(self.dynamodb().await, table),
-            S3Blobs::with_client(self.s3().await, bucket),
-        )
+        (self.create_table().await, self.create_bucket().await)
     }
 }
 
@@ -191,5 +187,11 @@ static SHARED: OnceCell<Moto> = OnceCell::const_new();
 
 /// One `moto_server` per test process, started on first use.
 pub async fn shared() -> &'static Moto {
-    SHARED.get_or_init(Moto::start).await
+    SHARED
+        .get_or_init(|| async {
+            // SAFETY: registers a plain function that captures nothing.
+            unsafe { atexit(kill_shared) };
+            Moto::start().await
+        })
+        .await
 }

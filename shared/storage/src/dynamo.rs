@@ -22,7 +22,7 @@ use aws_sdk_dynamodb::types::{
 use serde_json::{Number, Value};
 
 use crate::aws::{AwsConfig, LazyClient};
-use crate::table::{check_batch, check_query, check_transaction};
+use crate::table::{check_batch, check_condition, check_item, check_query, check_transaction};
 use crate::{Attrs, Condition, Item, Key, Page, Query, SkRange, StorageError, Table, WriteOp};
 
 const PK: &str = "PK";
@@ -190,23 +190,13 @@ fn key_av(key: &Key) -> AvMap {
     ])
 }
 
-fn item_av(item: &Item) -> Result<AvMap, StorageError> {
-    item.key.validate()?;
+/// The item as DynamoDB attributes (checked by [`check_item`] before).
+fn item_av(item: &Item) -> AvMap {
     let mut m = key_av(&item.key);
     for (name, v) in &item.attrs {
-        if name == PK || name == SK {
-            return Err(StorageError::InvalidRequest(format!(
-                "'{name}' is the key, not an attribute"
-            )));
-        }
-        if name.is_empty() {
-            return Err(StorageError::InvalidRequest(
-                "an attribute name must not be empty".into(),
-            ));
-        }
         m.insert(name.clone(), to_av(v));
     }
-    Ok(m)
+    m
 }
 
 fn key_string(m: &mut AvMap, name: &str) -> Result<String, StorageError> {
@@ -235,8 +225,9 @@ struct CondExpr {
     values: Option<AvMap>,
 }
 
-fn cond_expr(cond: &Condition) -> Result<CondExpr, StorageError> {
-    Ok(match cond {
+/// The condition as an expression (checked by [`check_condition`] before).
+fn cond_expr(cond: &Condition) -> CondExpr {
+    match cond {
         Condition::None => CondExpr::default(),
         Condition::NotExists => CondExpr {
             expr: Some("attribute_not_exists(PK)".into()),
@@ -246,19 +237,12 @@ fn cond_expr(cond: &Condition) -> Result<CondExpr, StorageError> {
             expr: Some("attribute_exists(PK)".into()),
             ..CondExpr::default()
         },
-        Condition::Equals { attr, value } => {
-            if attr.is_empty() || attr == PK || attr == SK {
-                return Err(StorageError::InvalidRequest(format!(
-                    "'{attr}' is not an attribute a condition can compare"
-                )));
-            }
-            CondExpr {
-                expr: Some("attribute_exists(PK) AND #a = :v".into()),
-                names: Some(HashMap::from([("#a".to_owned(), attr.clone())])),
-                values: Some(HashMap::from([(":v".to_owned(), to_av(value))])),
-            }
-        }
-    })
+        Condition::Equals { attr, value } => CondExpr {
+            expr: Some("attribute_exists(PK) AND #a = :v".into()),
+            names: Some(HashMap::from([("#a".to_owned(), attr.clone())])),
+            values: Some(HashMap::from([(":v".to_owned(), to_av(value))])),
+        },
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -459,8 +443,10 @@ impl Table for DynamoTable {
     }
 
     async fn put(&self, item: Item, cond: Condition) -> Result<(), StorageError> {
-        let av = item_av(&item)?;
-        let c = cond_expr(&cond)?;
+        check_item(&item)?;
+        check_condition(&cond)?;
+        let av = item_av(&item);
+        let c = cond_expr(&cond);
         let out = self
             .client()
             .await
@@ -480,7 +466,8 @@ impl Table for DynamoTable {
 
     async fn delete(&self, key: &Key, cond: Condition) -> Result<(), StorageError> {
         key.validate()?;
-        let c = cond_expr(&cond)?;
+        check_condition(&cond)?;
+        let c = cond_expr(&cond);
         let out = self
             .client()
             .await
@@ -556,10 +543,10 @@ impl Table for DynamoTable {
         for op in &ops {
             let item = match op {
                 WriteOp::Put { item, cond } => {
-                    let c = cond_expr(cond)?;
+                    let c = cond_expr(cond);
                     let put = Put::builder()
                         .table_name(&self.table)
-                        .set_item(Some(item_av(item)?))
+                        .set_item(Some(item_av(item)))
                         .set_condition_expression(c.expr)
                         .set_expression_attribute_names(c.names)
                         .set_expression_attribute_values(c.values)
@@ -568,7 +555,7 @@ impl Table for DynamoTable {
                     TransactWriteItem::builder().put(put).build()
                 }
                 WriteOp::Delete { key, cond } => {
-                    let c = cond_expr(cond)?;
+                    let c = cond_expr(cond);
                     let delete = Delete::builder()
                         .table_name(&self.table)
                         .set_key(Some(key_av(key)))
@@ -580,7 +567,7 @@ impl Table for DynamoTable {
                     TransactWriteItem::builder().delete(delete).build()
                 }
                 WriteOp::Check { key, cond } => {
-                    let c = cond_expr(cond)?;
+                    let c = cond_expr(cond);
                     // A check without a condition always holds: nothing to send.
                     let Some(expr) = c.expr else { continue };
                     let check = ConditionCheck::builder()
@@ -633,19 +620,6 @@ mod tests {
             from_av(AttributeValue::N("1E+2".into())).unwrap(),
             json!(100.0)
         );
-    }
-
-    #[test]
-    fn key_attributes_are_refused() {
-        for name in [PK, SK, ""] {
-            let mut attrs = Attrs::new();
-            attrs.insert(name.into(), json!("x"));
-            let item = Item::new(Key::new("a", "b"), attrs);
-            assert!(matches!(
-                item_av(&item),
-                Err(StorageError::InvalidRequest(_))
-            ));
-        }
     }
 
     #[test]

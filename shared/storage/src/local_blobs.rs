@@ -35,7 +35,7 @@ const MAGIC: &[u8] = b"LOCALBLOB1\n";
 /// Longest accepted content type.
 const MAX_CONTENT_TYPE: usize = 1024;
 /// Longest lifetime of a presigned URL (S3's limit for SigV4 presigned URLs).
-pub const MAX_PRESIGN_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
+const MAX_PRESIGN_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 
 fn unavailable(e: impl Display) -> StorageError {
     StorageError::Unavailable(format!("local blobs: {e}"))

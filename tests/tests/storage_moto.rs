@@ -1,13 +1,14 @@
-//! The DynamoDB and S3 backends against moto_server.
+//! The DynamoDB and S3 storage backends against moto_server: the storage contract suite
+//! (shared with the embedded backend's tests) and DynamoDB/S3-specific behaviour.
 
+#[path = "../../shared/storage/tests/contract/mod.rs"]
 mod contract;
-mod support;
 
 use std::time::Duration;
 
+use integration_tests::moto::Moto;
 use serde_json::{Value, json};
 use storage::{Attrs, Blobs, Condition, Item, Key, Query, SkRange, StorageError, Table, WriteOp};
-use support::moto::Moto;
 
 fn attrs(v: Value) -> Attrs {
     match v {
