@@ -224,6 +224,46 @@ async fn insert(ctx: &Ctx<'_>, state: &DocState, content: Option<Vec<u8>>) -> Re
     }
 }
 
+/// A presigned URL to PUT the content of a new document to.
+async fn upload_url(ctx: &Ctx<'_>, state: &DocState) -> Result<String> {
+    Ok(blobs(ctx)
+        .presign_put(
+            &state.content_key,
+            Some(&state.doc.content_type),
+            ctx.deps.limits.url_lifetime,
+        )
+        .await?)
+}
+
+/// The state of a new document created now by the caller.
+fn new_state(
+    ctx: &Ctx<'_>,
+    id: &DocumentId,
+    path: Option<String>,
+    content_type: String,
+    content_length: Option<u64>,
+    tags: Vec<(String, TagValues)>,
+    metadata: Vec<model::Metadata>,
+) -> DocState {
+    let now = now();
+    let user = ctx.scope.username();
+    DocState {
+        doc: Document {
+            document_id: id.to_string(),
+            path: path.unwrap_or_else(|| id.to_string()),
+            content_type,
+            content_length,
+            user_id: user.to_owned(),
+            inserted_date: now.clone(),
+            last_modified_date: now.clone(),
+            metadata,
+        },
+        version: 1,
+        content_key: new_content_key(ctx, id),
+        tags: tag_map(tags, &now, user),
+    }
+}
+
 /// Reads, changes and writes a document, retrying when another request changed it meanwhile.
 async fn modify<F>(ctx: &Ctx<'_>, id: &DocumentId, mut change: F) -> Result<(DocState, DocState)>
 where
@@ -287,40 +327,25 @@ pub(crate) async fn create(ctx: &Ctx<'_>) -> Result<Response<Body>> {
     let id = errs.finish(id)?.expect("no error means an id");
     check_size(ctx, &bytes)?;
 
-    let now = now();
-    let user = ctx.scope.username();
     let default_type = if bytes.is_some() && input.is_base64 != Some(Value::Bool(true)) {
         "text/plain"
     } else {
         "application/octet-stream"
     };
-    let state = DocState {
-        doc: Document {
-            document_id: id.to_string(),
-            path: path.unwrap_or_else(|| id.to_string()),
-            content_type: content_type.unwrap_or_else(|| default_type.into()),
-            content_length: bytes.as_ref().map(|b| b.len() as u64),
-            user_id: user.to_owned(),
-            inserted_date: now.clone(),
-            last_modified_date: now.clone(),
-            metadata,
-        },
-        version: 1,
-        content_key: new_content_key(ctx, &id),
-        tags: tag_map(tags, &now, user),
-    };
+    let state = new_state(
+        ctx,
+        &id,
+        path,
+        content_type.unwrap_or_else(|| default_type.into()),
+        bytes.as_ref().map(|b| b.len() as u64),
+        tags,
+        metadata,
+    );
     let has_content = bytes.is_some();
     insert(ctx, &state, bytes).await?;
     let mut body = json!({ "documentId": id.to_string(), "siteId": ctx.scope.site().as_str() });
     if !has_content {
-        let url = blobs(ctx)
-            .presign_put(
-                &state.content_key,
-                Some(&state.doc.content_type),
-                ctx.deps.limits.url_lifetime,
-            )
-            .await?;
-        body["uploadUrl"] = Value::String(url);
+        body["uploadUrl"] = Value::String(upload_url(ctx, &state).await?);
     }
     ok(StatusCode::CREATED, &body)
 }
@@ -339,30 +364,17 @@ pub(crate) async fn upload(ctx: &Ctx<'_>) -> Result<Response<Body>> {
     );
     errs.finish(())?;
     let id = DocumentId::new();
-    let now = now();
-    let state = DocState {
-        doc: Document {
-            document_id: id.to_string(),
-            path: path.unwrap_or_else(|| id.to_string()),
-            content_type: content_type.unwrap_or_else(|| "application/octet-stream".into()),
-            content_length: None,
-            user_id: ctx.scope.username().to_owned(),
-            inserted_date: now.clone(),
-            last_modified_date: now,
-            metadata: Vec::new(),
-        },
-        version: 1,
-        content_key: new_content_key(ctx, &id),
-        tags: Default::default(),
-    };
+    let state = new_state(
+        ctx,
+        &id,
+        path,
+        content_type.unwrap_or_else(|| "application/octet-stream".into()),
+        None,
+        Vec::new(),
+        Vec::new(),
+    );
     insert(ctx, &state, None).await?;
-    let url = blobs(ctx)
-        .presign_put(
-            &state.content_key,
-            Some(&state.doc.content_type),
-            ctx.deps.limits.url_lifetime,
-        )
-        .await?;
+    let url = upload_url(ctx, &state).await?;
     ok(
         StatusCode::OK,
         &json!({ "documentId": id.to_string(), "url": url }),
