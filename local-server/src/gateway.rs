@@ -8,6 +8,7 @@ use lambda_http::{Body, Request, Response};
 use platform_http::{HttpApiRequest, http_api_event, json_response, request_from_event};
 use std::path::Path;
 
+use directory::EmbeddedDirectory;
 use storage::{Blobs, EmbeddedTable, LocalBlobs, PageTokens, Table};
 use tenant_context::{JwtConfig, JwtVerifier, TenantConfig, TenantContext, bearer_token};
 
@@ -21,6 +22,8 @@ pub struct Functions {
     pub fhir: fhir::Deps,
     /// The blob store whose presigned URLs this server answers.
     pub blobs: Arc<LocalBlobs>,
+    /// The embedded user directory (groups and their users) behind the groups API.
+    pub directory: Arc<EmbeddedDirectory>,
 }
 
 impl Functions {
@@ -29,7 +32,6 @@ impl Functions {
     /// tenant model configured from the environment (the template's variables), as in Lambda.
     pub fn local(data_dir: &Path, origin: &str) -> Result<Self, String> {
         let config = TenantConfig::from_env().map_err(|e| e.to_string())?;
-        let ctx = || TenantContext::new(config.clone());
         let secrets = crate::keys::local_secrets(data_dir)?;
         let table: Arc<dyn Table> = Arc::new(
             EmbeddedTable::open(&data_dir.join("table.redb"))
@@ -40,17 +42,24 @@ impl Functions {
             origin.to_owned(),
             &secrets.blobs,
         ));
+        let directory = Arc::new(EmbeddedDirectory::new(
+            table.clone(),
+            PageTokens::new(&secrets.paging),
+        ));
         Ok(Functions {
-            documents: documents::Deps {
-                tenant: ctx(),
-                table: table.clone(),
-                blobs: blobs.clone(),
-                tokens: PageTokens::new(&secrets.paging),
-                limits: documents::Limits::default(),
+            documents: documents::Deps::new(
+                config.clone(),
+                table.clone(),
+                blobs.clone(),
+                PageTokens::new(&secrets.paging),
+                documents::Limits::default(),
+            ),
+            sites: sites::Deps::new(config.clone(), table.clone()),
+            groups: groups::Deps::new(config.clone(), directory.clone(), table.clone()),
+            fhir: fhir::Deps {
+                tenant: TenantContext::new(config),
             },
-            sites: sites::Deps { tenant: ctx() },
-            groups: groups::Deps { tenant: ctx() },
-            fhir: fhir::Deps { tenant: ctx() },
+            directory,
             blobs,
         })
     }
@@ -115,6 +124,21 @@ impl Gateway {
         }
         if let Some(encoded_key) = r.path.strip_prefix("/_blobs/") {
             return self.blob(&r, encoded_key).await;
+        }
+        if let Some(user) = r
+            .path
+            .strip_prefix("/_local/users/")
+            .and_then(|p| p.strip_suffix("/groups"))
+            && r.method == "GET"
+        {
+            let user = percent_encoding::percent_decode_str(user)
+                .decode_utf8_lossy()
+                .into_owned();
+            let groups = directory_groups(&self.functions.directory, &user).await;
+            return json_response(
+                lambda_http::http::StatusCode::OK,
+                &serde_json::json!({ "username": user, "groups": groups }),
+            );
         }
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
         let request_id = format!("local-{n}");
@@ -243,6 +267,13 @@ impl Gateway {
             )
         }
     }
+}
+
+/// The groups of `user` in the embedded directory (none for an unknown user): what Cognito
+/// would put in the user's `cognito:groups` claim.
+pub async fn directory_groups(directory: &EmbeddedDirectory, user: &str) -> Vec<String> {
+    use directory::Directory;
+    directory.groups_of_user(user).await.unwrap_or_default()
 }
 
 /// API Gateway's answer when the JWT authorizer refuses a request.

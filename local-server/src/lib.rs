@@ -18,6 +18,41 @@ use lambda_http::Body;
 pub use gateway::{Functions, Gateway, Incoming};
 pub use keys::{CLIENT_ID, ISSUER, LocalKeys, LocalSecrets, TokenSpec, local_secrets};
 
+/// The groups of `user` in the local directory: asked of the server running on `port` (which
+/// holds the database open), or read from the database in `data_dir` when no server runs.
+pub async fn directory_groups_of(
+    data_dir: &std::path::Path,
+    port: u16,
+    user: &str,
+) -> Result<Vec<String>, String> {
+    let url = format!(
+        "http://127.0.0.1:{port}/_local/users/{}/groups",
+        percent_encoding::utf8_percent_encode(user, percent_encoding::NON_ALPHANUMERIC)
+    );
+    if let Ok(resp) = reqwest::get(&url).await {
+        let body: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|e| format!("asking the local server: {e}"))?;
+        return Ok(body["groups"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|g| g.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default());
+    }
+    let table = storage::EmbeddedTable::open(&data_dir.join("table.redb"))
+        .map_err(|e| format!("opening the local database: {e}"))?;
+    let secrets = keys::local_secrets(data_dir)?;
+    let directory = directory::EmbeddedDirectory::new(
+        std::sync::Arc::new(table),
+        storage::PageTokens::new(&secrets.paging),
+    );
+    Ok(gateway::directory_groups(&directory, user).await)
+}
+
 /// Largest request body accepted (API Gateway's payload limit is 10 MB).
 pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 

@@ -29,8 +29,9 @@ enum Command {
         #[arg(long)]
         user: String,
         /// Comma-separated groups (cognito:groups), e.g. marketing,finance_read or Admins.
+        /// Without it, the user's groups in the local directory (managed with the groups API).
         #[arg(long, value_delimiter = ',', num_args = 0..)]
-        groups: Vec<String>,
+        groups: Option<Vec<String>>,
         /// Tenant id (custom:tenantId).
         #[arg(long)]
         tenant: Option<String>,
@@ -56,6 +57,10 @@ async fn main() -> Result<(), String> {
             ttl,
             access,
         } => {
+            let groups = match groups {
+                Some(g) => g,
+                None => local_server::directory_groups_of(&cli.data_dir, port, &user).await?,
+            };
             let token = keys.token(&TokenSpec {
                 user,
                 groups: groups.into_iter().filter(|g| !g.is_empty()).collect(),

@@ -134,15 +134,24 @@ async fn every_function_is_mounted_and_unknown_routes_are_404() {
         (status, body["message"].as_str()),
         (404, Some("document 'x' not found"))
     );
-    for path in ["/sites", "/sites/a/groups", "/groups", "/fhir/Patient"] {
-        let (status, body) = call(&s, "GET", path, Some(&token)).await;
-        assert_eq!(status, 404, "{path}");
-        let msg = body["message"].as_str().unwrap_or_default();
-        assert!(
-            msg.contains("not implemented") && msg.contains(path),
-            "{path}: {msg}"
-        );
-    }
+    // Every function answers for itself.
+    let (status, body) = call(&s, "GET", "/sites", Some(&token)).await;
+    assert_eq!(
+        (status, body["username"].as_str()),
+        (200, Some("admin")),
+        "{body}"
+    );
+    let (status, body) = call(&s, "GET", "/groups", Some(&token)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["groups"].is_array());
+    let (status, body) = call(&s, "GET", "/fhir/Patient", Some(&token)).await;
+    assert_eq!(status, 404);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("not implemented")
+    );
     let (status, body) = call(&s, "GET", "/nowhere", Some(&token)).await;
     assert_eq!((status, body["message"].as_str()), (404, Some("Not Found")));
     let (status, _) = call(&s, "GET", "/documentsx", Some(&token)).await;
@@ -295,4 +304,60 @@ async fn readme_walkthrough_and_presigned_upload() {
         .await
         .unwrap();
     assert_eq!(got.to_vec(), bytes);
+}
+
+/// The embedded directory behind the groups API decides what `token` puts in `cognito:groups`
+/// when `--groups` is not given: an admin creates group `team`, adds `dana`, and her next token
+/// reaches site `team`.
+#[tokio::test]
+async fn token_groups_come_from_the_local_directory() {
+    let s = start("directory").await;
+    let admin = s.keys.token(&spec("root", &["Admins"])).unwrap();
+    let (status, body) = send(
+        &s,
+        "POST",
+        "/groups",
+        Some(&admin),
+        Some(json!({"group": {"name": "team"}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = send(
+        &s,
+        "POST",
+        "/groups/team/users",
+        Some(&admin),
+        Some(json!({"user": {"username": "dana"}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    let port: u16 = s.base.rsplit(':').next().unwrap().parse().unwrap();
+    let groups = local_server::directory_groups_of(&s._dir.0, port, "dana")
+        .await
+        .unwrap();
+    assert_eq!(groups, ["team"]);
+    assert!(
+        local_server::directory_groups_of(&s._dir.0, port, "nobody")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let dana = s
+        .keys
+        .token(&TokenSpec {
+            groups,
+            ..spec("dana", &[])
+        })
+        .unwrap();
+    let (status, body) = send(
+        &s,
+        "POST",
+        "/documents?siteId=team",
+        Some(&dana),
+        Some(json!({"content": "hi"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
 }

@@ -55,11 +55,30 @@ pub struct Deps {
 }
 
 impl Deps {
+    /// The dependencies on `table` and `blobs` for the tenant model `config`. In defined mode
+    /// the tenant context reads grants from the table's defined sites (cached for
+    /// `PermissionCacheSeconds`).
+    pub fn new(
+        config: TenantConfig,
+        table: Arc<dyn Table>,
+        blobs: Arc<dyn Blobs>,
+        tokens: PageTokens,
+        limits: Limits,
+    ) -> Self {
+        Deps {
+            tenant: storage::tenant_context(config, table.clone()),
+            table,
+            blobs,
+            tokens,
+            limits,
+        }
+    }
+
     /// Dependencies from the environment variables the template sets: DynamoDB and S3
     /// (`TABLE_NAME`, `BUCKET_NAME`; clients are created on first use) and the paging-token
     /// secret (`PAGING_TOKEN_SECRET`).
     pub fn from_env() -> Result<Self, String> {
-        let tenant = TenantContext::new(TenantConfig::from_env().map_err(|e| e.to_string())?);
+        let config = TenantConfig::from_env().map_err(|e| e.to_string())?;
         let aws = storage::AwsConfig::from_env()?;
         let secret = std::env::var("PAGING_TOKEN_SECRET").unwrap_or_default();
         if secret.len() < 16 {
@@ -68,13 +87,13 @@ impl Deps {
                     .into(),
             );
         }
-        Ok(Deps {
-            tenant,
-            table: Arc::new(storage::DynamoTable::from_config(&aws)),
-            blobs: Arc::new(storage::S3Blobs::from_config(&aws)),
-            tokens: PageTokens::new(secret.as_bytes()),
-            limits: Limits::default(),
-        })
+        Ok(Deps::new(
+            config,
+            Arc::new(storage::DynamoTable::from_config(&aws)),
+            Arc::new(storage::S3Blobs::from_config(&aws)),
+            PageTokens::new(secret.as_bytes()),
+            Limits::default(),
+        ))
     }
 }
 

@@ -1,11 +1,24 @@
-//! The groups API: the user directory (Cognito groups and their users).
+//! The groups API (FormKiQ-shaped): the user directory's groups and their users
+//! (`../shared/DESIGN.md` sections 3 and 5).
 //!
-//! Handlers take their dependencies as arguments, so the same code runs in Lambda, in the
-//! local server and in tests. Until this function's routes land, every request under its
-//! prefixes is answered with a JSON 404 saying the route is not implemented.
+//! Handlers take their dependencies as arguments ([`Deps`]), so the same code runs in Lambda
+//! (Cognito), in the local server and in tests (the embedded directory).
+//!
+//! Every route needs ADMIN: in automatic site mode a group *is* a site grant (creating group
+//! `X` and adding a user to it opens site `X` to that user), and the list of groups reveals
+//! every tenant. Anyone else gets 403, on reads too.
 
+mod handlers;
+
+use std::sync::Arc;
+
+use directory::{CognitoDirectory, Directory};
+use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
-use tenant_context::{ConfigError, TenantConfig, TenantContext};
+use platform_http::{ApiError, credentials};
+use storage::Table;
+use tenant_context::{AdminScope, TenantConfig, TenantContext};
+use tracing::Instrument;
 
 /// The path prefixes this function serves.
 pub const PREFIXES: &[&str] = &["/groups"];
@@ -13,55 +26,157 @@ pub const PREFIXES: &[&str] = &["/groups"];
 /// What the handlers need; built once per process.
 pub struct Deps {
     pub tenant: TenantContext,
+    pub directory: Arc<dyn Directory>,
 }
 
 impl Deps {
-    /// Dependencies from the environment variables the template sets.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Deps {
-            tenant: TenantContext::new(TenantConfig::from_env()?),
-        })
+    /// The dependencies for the tenant model `config` on `directory`. In defined mode the
+    /// tenant context reads grants from the table's defined sites (cached for
+    /// `PermissionCacheSeconds`), as every function must to decide who is who there; `table` is
+    /// not touched otherwise.
+    pub fn new(config: TenantConfig, directory: Arc<dyn Directory>, table: Arc<dyn Table>) -> Self {
+        Deps {
+            tenant: storage::tenant_context(config, table),
+            directory,
+        }
     }
+
+    /// Dependencies from the environment variables the template sets: the tenant model, the
+    /// Cognito user pool `USER_POOL_ID` and DynamoDB (`TABLE_NAME`, read in defined mode only).
+    /// No client is created here; each is created on first use.
+    pub fn from_env() -> Result<Self, String> {
+        let config = TenantConfig::from_env().map_err(|e| e.to_string())?;
+        let directory = CognitoDirectory::from_env()?;
+        let aws = storage::AwsConfig::from_env()?;
+        Ok(Deps::new(
+            config,
+            Arc::new(directory),
+            Arc::new(storage::DynamoTable::from_config(&aws)),
+        ))
+    }
+}
+
+/// A route of this function. Path segments are kept as sent (percent-encoded); they are
+/// decoded and validated only after the caller is known to be an administrator, so nobody
+/// else learns anything from a 400.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    List,
+    Create,
+    Get(String),
+    Delete(String),
+    ListUsers(String),
+    AddUser(String),
+    RemoveUser(String, String),
+}
+
+/// Matches method and path to a route: unknown paths are 404, known paths with another
+/// method 405.
+fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let not_found = || ApiError::NotFound(format!("no route {path}"));
+    let m = method.as_str();
+    let wrong_method = || ApiError::MethodNotAllowed(m.to_owned());
+    let r = match segments.as_slice() {
+        ["groups"] => match m {
+            "GET" => Route::List,
+            "POST" => Route::Create,
+            _ => return Err(wrong_method()),
+        },
+        ["groups", g] if !g.is_empty() => match m {
+            "GET" => Route::Get(g.to_string()),
+            "DELETE" => Route::Delete(g.to_string()),
+            _ => return Err(wrong_method()),
+        },
+        ["groups", g, "users"] if !g.is_empty() => match m {
+            "GET" => Route::ListUsers(g.to_string()),
+            "POST" => Route::AddUser(g.to_string()),
+            _ => return Err(wrong_method()),
+        },
+        ["groups", g, "users", u] if !g.is_empty() && !u.is_empty() => match m {
+            "DELETE" => Route::RemoveUser(g.to_string(), u.to_string()),
+            _ => return Err(wrong_method()),
+        },
+        _ => return Err(not_found()),
+    };
+    Ok(r)
+}
+
+/// One request being served by an administrator.
+pub(crate) struct Ctx<'a> {
+    pub deps: &'a Deps,
+    pub admin: AdminScope,
+    pub req: &'a Request,
 }
 
 /// Answers one request.
 pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
-    let _ = &deps.tenant;
-    platform_http::not_implemented(&req)
+    let span = tracing::info_span!(
+        "request",
+        request_id = %platform_http::request_id(&req),
+        method = %req.method(),
+        path = %req.uri().path(),
+        user = tracing::field::Empty,
+    );
+    async {
+        let resp = match serve(&req, deps).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        };
+        tracing::info!(status = resp.status().as_u16(), "done");
+        resp
+    }
+    .instrument(span)
+    .await
+}
+
+async fn serve(req: &Request, deps: &Deps) -> Result<Response<Body>, ApiError> {
+    let route = route(req.method(), req.uri().path())?;
+    let principal = deps
+        .tenant
+        .authenticate(credentials(req, deps.tenant.config()))
+        .await?;
+    tracing::Span::current().record("user", principal.username());
+    let admin = deps.tenant.authorize_admin(&principal).await?;
+    let ctx = Ctx { deps, admin, req };
+    match route {
+        Route::List => handlers::list_groups(&ctx).await,
+        Route::Create => handlers::create_group(&ctx).await,
+        Route::Get(g) => handlers::get_group(&ctx, &g).await,
+        Route::Delete(g) => handlers::delete_group(&ctx, &g).await,
+        Route::ListUsers(g) => handlers::list_users(&ctx, &g).await,
+        Route::AddUser(g) => handlers::add_user(&ctx, &g).await,
+        Route::RemoveUser(g, u) => handlers::remove_user(&ctx, &g, &u).await,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn every_route_is_a_json_404_until_implemented() {
-        let deps = Deps {
-            tenant: TenantContext::new(TenantConfig::default()),
-        };
-        for prefix in PREFIXES {
-            for (method, path) in [
-                ("GET", prefix.to_string()),
-                ("POST", format!("{prefix}/x/y")),
-            ] {
-                let req = lambda_http::http::Request::builder()
-                    .method(method)
-                    .uri(format!("https://api.example.com{path}"))
-                    .body(Body::Empty)
-                    .unwrap();
-                let resp = handle(req, &deps).await;
-                assert_eq!(resp.status(), 404, "{method} {path}");
-                assert_eq!(resp.headers()["content-type"], "application/json");
-                let Body::Text(body) = resp.body() else {
-                    panic!("text body")
-                };
-                let v: serde_json::Value = serde_json::from_str(body).unwrap();
-                let msg = v["message"].as_str().unwrap();
-                assert!(
-                    msg.contains("not implemented") && msg.contains(&path),
-                    "{msg}"
-                );
-            }
-        }
+    #[test]
+    fn routes() {
+        let ok = |m: &str, p: &str| route(&m.parse().unwrap(), p).unwrap();
+        assert_eq!(ok("GET", "/groups"), Route::List);
+        assert_eq!(ok("GET", "/groups/"), Route::List);
+        assert_eq!(ok("POST", "/groups"), Route::Create);
+        assert_eq!(ok("GET", "/groups/a"), Route::Get("a".into()));
+        assert_eq!(ok("DELETE", "/groups/a%20b"), Route::Delete("a%20b".into()));
+        assert_eq!(ok("GET", "/groups/a/users"), Route::ListUsers("a".into()));
+        assert_eq!(ok("POST", "/groups/a/users/"), Route::AddUser("a".into()));
+        assert_eq!(
+            ok("DELETE", "/groups/a/users/u%40x.com"),
+            Route::RemoveUser("a".into(), "u%40x.com".into())
+        );
+        let err = |m: &str, p: &str| route(&m.parse().unwrap(), p).unwrap_err().status().as_u16();
+        assert_eq!(err("PUT", "/groups"), 405);
+        assert_eq!(err("POST", "/groups/a"), 405);
+        assert_eq!(err("PATCH", "/groups/a/users"), 405);
+        assert_eq!(err("GET", "/groups/a/users/u"), 405);
+        assert_eq!(err("GET", "/groups/a/nope"), 404);
+        assert_eq!(err("GET", "/groups/a/users/u/x"), 404);
+        assert_eq!(err("GET", "/groups//users"), 404);
+        assert_eq!(err("GET", "/groupsx"), 404);
+        assert_eq!(err("GET", "/elsewhere"), 404);
     }
 }

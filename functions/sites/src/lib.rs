@@ -1,11 +1,36 @@
-//! The sites API: the caller's sites and, in defined mode, sites and per-group permissions.
+//! The sites API (FormKiQ-shaped): the caller's sites and, in defined mode, sites and
+//! per-(site, group) permissions (`../shared/DESIGN.md` sections 3 and 5).
 //!
-//! Handlers take their dependencies as arguments, so the same code runs in Lambda, in the
-//! local server and in tests. Until this function's routes land, every request under its
-//! prefixes is answered with a JSON 404 saying the route is not implemented.
+//! Handlers take their dependencies as arguments ([`Deps`]), so the same code runs in Lambda,
+//! in the local server and in tests. Every request is authenticated by the tenant-context
+//! library; site routes are authorized on the `{siteId}` of their path into one
+//! `TenantScope`, and changes of sites and grants need the library's `AdminScope`.
+//!
+//! | route | permission |
+//! |---|---|
+//! | `GET /sites` | any authenticated caller with a grant |
+//! | `POST /sites` | ADMIN (administrators group) |
+//! | `GET /sites/{siteId}` | READ on the site |
+//! | `PATCH /sites/{siteId}` | GOVERN on the site |
+//! | `DELETE /sites/{siteId}` | ADMIN |
+//! | `GET /sites/{siteId}/groups` | GOVERN on the site |
+//! | `GET /sites/{siteId}/groups/{groupName}` | GOVERN on the site |
+//! | `DELETE /sites/{siteId}/groups/{groupName}` | ADMIN |
+//! | `PUT /sites/{siteId}/groups/{groupName}/permissions` | ADMIN |
+//!
+//! Every route but `GET /sites` and `GET /sites/{siteId}` exists in defined mode only
+//! (`SiteMode=defined`); elsewhere it answers 400 saying where sites come from.
 
+mod handlers;
+
+use std::sync::Arc;
+
+use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
-use tenant_context::{ConfigError, TenantConfig, TenantContext};
+use platform_http::{ApiError, credentials, query_param};
+use storage::{SiteStore, Table};
+use tenant_context::{Permission, Principal, RequestTarget, SiteMode, TenantConfig, TenantContext};
+use tracing::Instrument;
 
 /// The path prefixes this function serves.
 pub const PREFIXES: &[&str] = &["/sites"];
@@ -13,55 +38,399 @@ pub const PREFIXES: &[&str] = &["/sites"];
 /// What the handlers need; built once per process.
 pub struct Deps {
     pub tenant: TenantContext,
+    pub table: Arc<dyn Table>,
+    pub sites: SiteStore,
 }
 
 impl Deps {
-    /// Dependencies from the environment variables the template sets.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Deps {
-            tenant: TenantContext::new(TenantConfig::from_env()?),
-        })
+    /// The dependencies on `table` for the tenant model `config`. In defined mode the tenant
+    /// context reads grants from the table's defined sites (cached for `PermissionCacheSeconds`).
+    pub fn new(config: TenantConfig, table: Arc<dyn Table>) -> Deps {
+        Deps {
+            tenant: storage::tenant_context(config, table.clone()),
+            sites: SiteStore::new(table.clone()),
+            table,
+        }
     }
+
+    /// Dependencies from the environment variables the template sets: the tenant model and
+    /// DynamoDB (`TABLE_NAME`; the client is created on first use).
+    pub fn from_env() -> Result<Self, String> {
+        let config = TenantConfig::from_env().map_err(|e| e.to_string())?;
+        let aws = storage::AwsConfig::from_env()?;
+        Ok(Deps::new(
+            config,
+            Arc::new(storage::DynamoTable::from_config(&aws)),
+        ))
+    }
+
+    /// Sites and grants are stored (`POST /sites`, `PUT .../permissions`) only in defined mode.
+    fn defined_mode(&self) -> Result<(), ApiError> {
+        let c = self.tenant.config();
+        if !c.multi_tenancy {
+            return Err(ApiError::BadRequest(
+                "sites cannot be defined while multi-tenancy is off (EnableMultiTenancy=false): \
+                 the only site is 'default'"
+                    .into(),
+            ));
+        }
+        match c.site_mode {
+            SiteMode::Defined => Ok(()),
+            SiteMode::Automatic => Err(ApiError::BadRequest(
+                "sites come from groups in automatic mode (SiteMode=automatic): a group named X \
+                 is site X (X_read: read-only, X_govern: govern), so create the group instead; \
+                 set SiteMode=defined to define sites and their group permissions here"
+                    .into(),
+            )),
+        }
+    }
+}
+
+/// A route of this function, with its path parameters percent-decoded (site ids are parsed by
+/// the tenant library when it authorizes, group names by the handlers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    ListSites,
+    CreateSite,
+    GetSite(String),
+    UpdateSite(String),
+    DeleteSite(String),
+    ListGroups(String),
+    GetGroup(String, String),
+    DeleteGroup(String, String),
+    SetPermissions(String, String),
+}
+
+impl Route {
+    /// The permission the route needs on its site (for `GET /sites`: on any site). These are
+    /// route-specific: site settings and grants need GOVERN to read, ADMIN to change.
+    fn permission(&self) -> Permission {
+        match self {
+            Route::ListSites | Route::GetSite(_) => Permission::Read,
+            Route::UpdateSite(_) | Route::ListGroups(_) | Route::GetGroup(..) => Permission::Govern,
+            Route::CreateSite
+            | Route::DeleteSite(_)
+            | Route::DeleteGroup(..)
+            | Route::SetPermissions(..) => Permission::Admin,
+        }
+    }
+
+    /// The `{siteId}` of the path, for site routes.
+    fn site(&self) -> Option<&str> {
+        match self {
+            Route::ListSites | Route::CreateSite => None,
+            Route::GetSite(s)
+            | Route::UpdateSite(s)
+            | Route::DeleteSite(s)
+            | Route::ListGroups(s)
+            | Route::GetGroup(s, _)
+            | Route::DeleteGroup(s, _)
+            | Route::SetPermissions(s, _) => Some(s),
+        }
+    }
+
+    /// Whether the route exists only in defined mode.
+    fn defined_only(&self) -> bool {
+        !matches!(self, Route::ListSites | Route::GetSite(_))
+    }
+}
+
+fn decode_segment(s: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
+}
+
+/// Matches method and path to a route: unknown paths are 404, known paths with another
+/// method 405.
+fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let not_found = || ApiError::NotFound(format!("no route {path}"));
+    let decode = |s: &str| decode_segment(s).ok_or_else(not_found);
+    let m = method.as_str();
+    let wrong_method = || ApiError::MethodNotAllowed(m.to_owned());
+    let r = match segments.as_slice() {
+        ["sites"] => match m {
+            "GET" => Route::ListSites,
+            "POST" => Route::CreateSite,
+            _ => return Err(wrong_method()),
+        },
+        ["sites", site] => {
+            let site = decode(site)?;
+            match m {
+                "GET" => Route::GetSite(site),
+                "PATCH" => Route::UpdateSite(site),
+                "DELETE" => Route::DeleteSite(site),
+                _ => return Err(wrong_method()),
+            }
+        }
+        ["sites", site, "groups"] => match m {
+            "GET" => Route::ListGroups(decode(site)?),
+            _ => return Err(wrong_method()),
+        },
+        ["sites", site, "groups", group] => {
+            let (site, group) = (decode(site)?, decode(group)?);
+            match m {
+                "GET" => Route::GetGroup(site, group),
+                "DELETE" => Route::DeleteGroup(site, group),
+                _ => return Err(wrong_method()),
+            }
+        }
+        ["sites", site, "groups", group, "permissions"] => match m {
+            "PUT" => Route::SetPermissions(decode(site)?, decode(group)?),
+            _ => return Err(wrong_method()),
+        },
+        _ => return Err(not_found()),
+    };
+    Ok(r)
+}
+
+/// One request being served: the caller and the dependencies.
+pub(crate) struct Ctx<'a> {
+    pub deps: &'a Deps,
+    pub principal: Principal,
+    pub req: &'a Request,
 }
 
 /// Answers one request.
 pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
-    let _ = &deps.tenant;
-    platform_http::not_implemented(&req)
+    let span = tracing::info_span!(
+        "request",
+        request_id = %platform_http::request_id(&req),
+        method = %req.method(),
+        path = %req.uri().path(),
+        site = tracing::field::Empty,
+        user = tracing::field::Empty,
+    );
+    async {
+        let resp = match serve(&req, deps).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        };
+        tracing::info!(status = resp.status().as_u16(), "done");
+        resp
+    }
+    .instrument(span)
+    .await
+}
+
+async fn serve(req: &Request, deps: &Deps) -> Result<Response<Body>, ApiError> {
+    let route = route(req.method(), req.uri().path())?;
+    let principal = deps
+        .tenant
+        .authenticate(credentials(req, deps.tenant.config()))
+        .await?;
+    let span = tracing::Span::current();
+    span.record("user", principal.username());
+    if route.defined_only() {
+        deps.defined_mode()?;
+    }
+    let ctx = Ctx {
+        deps,
+        principal,
+        req,
+    };
+
+    let Some(site) = route.site() else {
+        return match route {
+            Route::CreateSite => {
+                let admin = deps.tenant.authorize_admin(&ctx.principal).await?;
+                handlers::create_site(&ctx, &admin).await
+            }
+            _ => handlers::list_sites(&ctx).await,
+        };
+    };
+
+    // Site routes act on the site of their path; a `siteId` parameter may only repeat it.
+    if let Some(q) = query_param(req, "siteId")
+        && q != site
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the siteId parameter '{q}' conflicts with the site '{site}' in the path; drop the parameter"
+        )));
+    }
+    let scope = deps
+        .tenant
+        .authorize(
+            &ctx.principal,
+            RequestTarget::site(Some(site)),
+            route.permission(),
+        )
+        .await?;
+    span.record("site", scope.site().as_str());
+    let admin = || async { deps.tenant.authorize_admin(&ctx.principal).await };
+    match &route {
+        Route::GetSite(_) => handlers::get_site(&ctx, &scope).await,
+        Route::UpdateSite(_) => handlers::update_site(&ctx, &scope).await,
+        Route::ListGroups(_) => handlers::list_groups(&ctx, &scope).await,
+        Route::GetGroup(_, group) => handlers::get_group(&ctx, &scope, group).await,
+        Route::DeleteSite(_) => handlers::delete_site(&ctx, &scope, &admin().await?).await,
+        Route::DeleteGroup(_, group) => {
+            handlers::delete_group(&ctx, &scope, &admin().await?, group).await
+        }
+        Route::SetPermissions(_, group) => {
+            handlers::set_permissions(&ctx, &scope, &admin().await?, group).await
+        }
+        Route::ListSites | Route::CreateSite => unreachable!("site routes only"),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn every_route_is_a_json_404_until_implemented() {
-        let deps = Deps {
-            tenant: TenantContext::new(TenantConfig::default()),
+    #[test]
+    fn routes() {
+        let ok = |m: &str, p: &str| route(&m.parse().unwrap(), p).unwrap();
+        assert_eq!(ok("GET", "/sites"), Route::ListSites);
+        assert_eq!(ok("GET", "/sites/"), Route::ListSites);
+        assert_eq!(ok("POST", "/sites"), Route::CreateSite);
+        assert_eq!(ok("GET", "/sites/acme"), Route::GetSite("acme".into()));
+        assert_eq!(
+            ok("GET", "/sites/jane%40example.com"),
+            Route::GetSite("jane@example.com".into())
+        );
+        assert_eq!(ok("PATCH", "/sites/acme"), Route::UpdateSite("acme".into()));
+        assert_eq!(
+            ok("DELETE", "/sites/acme"),
+            Route::DeleteSite("acme".into())
+        );
+        assert_eq!(
+            ok("GET", "/sites/acme/groups"),
+            Route::ListGroups("acme".into())
+        );
+        assert_eq!(
+            ok("GET", "/sites/acme/groups/a%20b%2Fc"),
+            Route::GetGroup("acme".into(), "a b/c".into())
+        );
+        assert_eq!(
+            ok("DELETE", "/sites/acme/groups/team"),
+            Route::DeleteGroup("acme".into(), "team".into())
+        );
+        assert_eq!(
+            ok("PUT", "/sites/acme/groups/team/permissions"),
+            Route::SetPermissions("acme".into(), "team".into())
+        );
+        let err = |m: &str, p: &str| route(&m.parse().unwrap(), p).unwrap_err().status().as_u16();
+        assert_eq!(err("PUT", "/sites"), 405);
+        assert_eq!(err("POST", "/sites/acme"), 405);
+        assert_eq!(err("POST", "/sites/acme/groups"), 405);
+        assert_eq!(err("PUT", "/sites/acme/groups/team"), 405);
+        assert_eq!(err("GET", "/sites/acme/groups/team/permissions"), 405);
+        assert_eq!(err("GET", "/sites/acme/nope"), 404);
+        assert_eq!(err("GET", "/sites/acme/groups/team/permissions/x"), 404);
+        assert_eq!(err("GET", "/sites/%FF"), 404);
+        assert_eq!(err("GET", "/elsewhere"), 404);
+    }
+
+    /// A request as API Gateway's JWT authorizer delivers it for a user in `groups`.
+    fn req(groups: &[&str], method: &str, path: &str, body: Option<&str>) -> Request {
+        let claims = serde_json::json!({"cognito:username": "u", "cognito:groups": groups});
+        let event = platform_http::http_api_event(&platform_http::HttpApiRequest {
+            method,
+            path,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.map(str::as_bytes),
+            claims: claims.as_object(),
+            domain: "api.example.com",
+            request_id: "unit",
+            ..Default::default()
+        });
+        platform_http::request_from_event(event).unwrap()
+    }
+
+    async fn call(deps: &Deps, r: Request) -> (u16, serde_json::Value) {
+        let resp = handle(r, deps).await;
+        let Body::Text(t) = resp.body() else {
+            panic!("text body")
         };
-        for prefix in PREFIXES {
-            for (method, path) in [
-                ("GET", prefix.to_string()),
-                ("POST", format!("{prefix}/x/y")),
-            ] {
-                let req = lambda_http::http::Request::builder()
-                    .method(method)
-                    .uri(format!("https://api.example.com{path}"))
-                    .body(Body::Empty)
-                    .unwrap();
-                let resp = handle(req, &deps).await;
-                assert_eq!(resp.status(), 404, "{method} {path}");
-                assert_eq!(resp.headers()["content-type"], "application/json");
-                let Body::Text(body) = resp.body() else {
-                    panic!("text body")
-                };
-                let v: serde_json::Value = serde_json::from_str(body).unwrap();
-                let msg = v["message"].as_str().unwrap();
-                assert!(
-                    msg.contains("not implemented") && msg.contains(&path),
-                    "{msg}"
-                );
-            }
-        }
+        (resp.status().as_u16(), serde_json::from_str(t).unwrap())
+    }
+
+    #[tokio::test]
+    async fn defined_mode_round_trip_on_the_embedded_table() {
+        let dir = std::env::temp_dir().join(format!(
+            "sites-unit-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let table: Arc<dyn Table> =
+            Arc::new(storage::EmbeddedTable::open(&dir.join("t.redb")).unwrap());
+        let config = TenantConfig {
+            site_mode: SiteMode::Defined,
+            permission_cache: std::time::Duration::ZERO,
+            ..TenantConfig::default()
+        };
+        let deps = Deps::new(config, table.clone());
+        let admin = &["Admins"];
+        let (s, b) = call(
+            &deps,
+            req(admin, "POST", "/sites", Some(r#"{"site":{"id":"acme"}}"#)),
+        )
+        .await;
+        assert_eq!(
+            (s, b["message"].as_str()),
+            (201, Some("Site 'acme' created"))
+        );
+        let (s, _) = call(
+            &deps,
+            req(
+                admin,
+                "PUT",
+                "/sites/acme/groups/team/permissions",
+                Some(r#"{"permissions":["write"]}"#),
+            ),
+        )
+        .await;
+        assert_eq!(s, 200);
+        // The tenant context of these deps reads the grant (defined mode is wired).
+        let (s, b) = call(&deps, req(&["team"], "GET", "/sites", None)).await;
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(
+            b["sites"][0]["permissions"],
+            serde_json::json!(["READ", "WRITE"])
+        );
+        let (s, _) = call(&deps, req(&["team"], "GET", "/sites/acme/groups", None)).await;
+        assert_eq!(s, 403);
+        // Automatic mode on the same table: the defined-only routes explain themselves.
+        let auto = Deps::new(TenantConfig::default(), table);
+        let (s, b) = call(
+            &auto,
+            req(admin, "POST", "/sites", Some(r#"{"site":{"id":"x"}}"#)),
+        )
+        .await;
+        assert_eq!(s, 400);
+        assert!(
+            b["message"]
+                .as_str()
+                .unwrap()
+                .contains("SiteMode=automatic")
+        );
+        drop(deps);
+        drop(auto);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn permissions_are_route_specific() {
+        let s = || "acme".to_owned();
+        assert_eq!(Route::ListSites.permission(), Permission::Read);
+        assert_eq!(Route::CreateSite.permission(), Permission::Admin);
+        assert_eq!(Route::GetSite(s()).permission(), Permission::Read);
+        assert_eq!(Route::UpdateSite(s()).permission(), Permission::Govern);
+        assert_eq!(Route::DeleteSite(s()).permission(), Permission::Admin);
+        assert_eq!(Route::ListGroups(s()).permission(), Permission::Govern);
+        assert_eq!(Route::GetGroup(s(), s()).permission(), Permission::Govern);
+        assert_eq!(Route::DeleteGroup(s(), s()).permission(), Permission::Admin);
+        assert_eq!(
+            Route::SetPermissions(s(), s()).permission(),
+            Permission::Admin
+        );
+        assert!(!Route::ListSites.defined_only());
+        assert!(!Route::GetSite(s()).defined_only());
+        assert!(Route::CreateSite.defined_only());
+        assert!(Route::SetPermissions(s(), s()).defined_only());
     }
 }

@@ -5,6 +5,7 @@
 //! - [`Blobs`]: object storage with presigned URLs, with a local-folder backend and S3.
 //! - [`ScopedTable`] / [`ScopedBlobs`]: the only way handlers reach tenant data; every key is
 //!   built from a [`TenantScope`] and checked against it before it is sent.
+//! - [`SiteStore`]: defined sites and per-(site, group) permissions (global items).
 //! - [`PageTokens`]: opaque, signed paging tokens bound to the tenant and the query.
 
 mod aws;
@@ -15,6 +16,7 @@ mod local_blobs;
 mod paging;
 mod s3;
 mod scoped;
+mod sites;
 mod table;
 
 pub use aws::AwsConfig;
@@ -25,6 +27,11 @@ pub use local_blobs::{LocalBlobs, PresignedUse};
 pub use paging::PageTokens;
 pub use s3::S3Blobs;
 pub use scoped::{GLOBAL_PREFIX, GlobalTable, ScopedBlobs, ScopedTable};
+pub use sites::{
+    DataPartition, MAX_GROUP_NAME, MAX_TITLE, NewSite, SITE_DATA_PARTITIONS, SiteRecord,
+    SiteStatus, SiteStore, SiteUpdate, check_group_name, check_title, site_holds_data,
+    tenant_context,
+};
 pub use table::{
     Attrs, Condition, Item, Key, MAX_BATCH_GET, MAX_QUERY_LIMIT, MAX_TRANSACTION_OPS, Page, Query,
     SkRange, StorageError, Table, WriteOp,

@@ -1,0 +1,414 @@
+//! The Cognito user pool as the directory.
+//!
+//! Cold start matters: [`CognitoDirectory::new`] does no I/O; the SDK configuration (region,
+//! credentials chain, `AWS_ENDPOINT_URL`) is loaded and the client created on first use.
+//!
+//! Cognito's own `NextToken` is passed through as `next`. Cognito pages hold at most
+//! [`COGNITO_MAX_PAGE`] items, so a larger `limit` returns 60 items and a `next` token.
+//!
+//! IAM actions used: `cognito-idp:ListGroups`, `CreateGroup`, `GetGroup`, `DeleteGroup`,
+//! `ListUsersInGroup`, `AdminAddUserToGroup`, `AdminRemoveUserFromGroup`,
+//! `AdminListGroupsForUser`, `AdminCreateUser`.
+
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_sdk_cognitoidentityprovider::Client;
+use aws_sdk_cognitoidentityprovider::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_cognitoidentityprovider::operation::admin_add_user_to_group::AdminAddUserToGroupError;
+use aws_sdk_cognitoidentityprovider::primitives::DateTime;
+use aws_sdk_cognitoidentityprovider::types::{
+    AttributeType, GroupType, MessageActionType, UserType,
+};
+use tenant_context::AdminScope;
+use tokio::sync::OnceCell;
+
+use crate::{
+    Directory, DirectoryError, Group, Page, User, check_description, check_group_name, check_limit,
+    check_username, iso8601, looks_like_email,
+};
+
+/// Most items Cognito returns in one page of `ListGroups`, `ListUsersInGroup` and
+/// `AdminListGroupsForUser`.
+pub const COGNITO_MAX_PAGE: usize = 60;
+
+/// The user directory in a Cognito user pool.
+pub struct CognitoDirectory {
+    pool_id: String,
+    client: OnceCell<Client>,
+}
+
+/// What a failing call was about, for the error message.
+#[derive(Clone, Copy, Default)]
+struct About<'a> {
+    group: Option<&'a str>,
+    user: Option<&'a str>,
+}
+
+impl<'a> About<'a> {
+    fn group(group: &'a str) -> Self {
+        About {
+            group: Some(group),
+            user: None,
+        }
+    }
+
+    fn member(group: &'a str, user: &'a str) -> Self {
+        About {
+            group: Some(group),
+            user: Some(user),
+        }
+    }
+
+    fn user(user: &'a str) -> Self {
+        About {
+            group: None,
+            user: Some(user),
+        }
+    }
+}
+
+fn error_code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
+    e.as_service_error().and_then(|s| s.code())
+}
+
+/// Maps a Cognito error: unknown group or user -> NotFound, existing group -> Conflict,
+/// refused parameters or paging tokens -> Invalid, anything else -> Unavailable.
+fn map_err<E, R>(e: SdkError<E, R>, about: About<'_>) -> DirectoryError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let message = || {
+        e.as_service_error()
+            .and_then(|s| s.message())
+            .unwrap_or("refused by Cognito")
+            .to_owned()
+    };
+    match error_code(&e) {
+        Some("ResourceNotFoundException") => match about.group {
+            Some(g) => DirectoryError::NotFound(format!("group '{g}' not found")),
+            // Only the user pool itself can be missing: a configuration error.
+            None => DirectoryError::Unavailable(format!("user pool not found: {}", message())),
+        },
+        Some("UserNotFoundException") => DirectoryError::NotFound(format!(
+            "user '{}' not found",
+            about.user.unwrap_or_default()
+        )),
+        Some("GroupExistsException") => DirectoryError::Conflict(format!(
+            "group '{}' already exists",
+            about.group.unwrap_or_default()
+        )),
+        // `InvalidToken` is what moto answers for a bad paging token.
+        Some("InvalidParameterException" | "InvalidToken" | "InvalidNextTokenException") => {
+            DirectoryError::Invalid(message())
+        }
+        _ => {
+            let detail = DisplayErrorContext(&e).to_string();
+            tracing::warn!(error = %detail, "Cognito call failed");
+            DirectoryError::Unavailable(detail)
+        }
+    }
+}
+
+fn date(d: Option<&DateTime>) -> String {
+    d.map(|d| iso8601(d.secs(), d.subsec_nanos() / 1_000_000))
+        .unwrap_or_default()
+}
+
+fn group_from(g: &GroupType) -> Group {
+    Group {
+        name: g.group_name().unwrap_or_default().to_owned(),
+        description: g.description().unwrap_or_default().to_owned(),
+        inserted_date: date(g.creation_date()),
+        last_modified_date: date(g.last_modified_date()),
+    }
+}
+
+fn user_from(u: &UserType) -> User {
+    User {
+        username: u.username().unwrap_or_default().to_owned(),
+        email: u
+            .attributes()
+            .iter()
+            .find(|a| a.name() == "email")
+            .and_then(|a| a.value())
+            .map(str::to_owned),
+        enabled: u.enabled(),
+        user_status: u
+            .user_status()
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default(),
+        inserted_date: date(u.user_create_date()),
+        last_modified_date: date(u.user_last_modified_date()),
+    }
+}
+
+fn page_size(limit: usize) -> i32 {
+    limit.min(COGNITO_MAX_PAGE) as i32
+}
+
+fn token(next: Option<&str>) -> Option<String> {
+    next.filter(|t| !t.is_empty()).map(str::to_owned)
+}
+
+impl CognitoDirectory {
+    /// The directory in user pool `pool_id`; the client is created on first use from the
+    /// environment (region, credentials, `AWS_ENDPOINT_URL`).
+    pub fn new(pool_id: impl Into<String>) -> Self {
+        CognitoDirectory {
+            pool_id: pool_id.into(),
+            client: OnceCell::new(),
+        }
+    }
+
+    /// The directory in user pool `pool_id`, through a ready client (tests, moto).
+    pub fn with_client(client: Client, pool_id: impl Into<String>) -> Self {
+        CognitoDirectory {
+            pool_id: pool_id.into(),
+            client: OnceCell::new_with(Some(client)),
+        }
+    }
+
+    /// The directory in the user pool named by `USER_POOL_ID`.
+    pub fn from_env() -> Result<Self, String> {
+        match std::env::var("USER_POOL_ID") {
+            Ok(id) if !id.trim().is_empty() => Ok(Self::new(id.trim())),
+            _ => Err(
+                "environment variable USER_POOL_ID: missing or empty; set it to the Cognito user pool id (e.g. us-east-1_AbC123)"
+                    .into(),
+            ),
+        }
+    }
+
+    pub fn pool_id(&self) -> &str {
+        &self.pool_id
+    }
+
+    async fn client(&self) -> &Client {
+        self.client
+            .get_or_init(|| async {
+                let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+                Client::new(&sdk)
+            })
+            .await
+    }
+
+    async fn create_user(&self, username: &str) -> Result<(), DirectoryError> {
+        let mut req = self
+            .client()
+            .await
+            .admin_create_user()
+            .user_pool_id(&self.pool_id)
+            .username(username)
+            .message_action(MessageActionType::Suppress);
+        if looks_like_email(username) {
+            let email = AttributeType::builder()
+                .name("email")
+                .value(username)
+                .build()
+                .map_err(|e| DirectoryError::Invalid(e.to_string()))?;
+            req = req.user_attributes(email);
+        }
+        match req.send().await {
+            Ok(_) => Ok(()),
+            // Created concurrently: fine, it exists now.
+            Err(e) if error_code(&e) == Some("UsernameExistsException") => Ok(()),
+            Err(e) => Err(map_err(e, About::user(username))),
+        }
+    }
+
+    async fn add_existing_user(
+        &self,
+        group: &str,
+        username: &str,
+    ) -> Result<(), SdkError<AdminAddUserToGroupError>> {
+        self.client()
+            .await
+            .admin_add_user_to_group()
+            .user_pool_id(&self.pool_id)
+            .group_name(group)
+            .username(username)
+            .send()
+            .await
+            .map(|_| ())
+    }
+}
+
+#[async_trait]
+impl Directory for CognitoDirectory {
+    async fn list_groups(
+        &self,
+        limit: usize,
+        next: Option<&str>,
+    ) -> Result<Page<Group>, DirectoryError> {
+        check_limit(limit)?;
+        let out = self
+            .client()
+            .await
+            .list_groups()
+            .user_pool_id(&self.pool_id)
+            .limit(page_size(limit))
+            .set_next_token(token(next))
+            .send()
+            .await
+            .map_err(|e| map_err(e, About::default()))?;
+        Ok(Page {
+            items: out.groups().iter().map(group_from).collect(),
+            next: out.next_token().map(str::to_owned),
+        })
+    }
+
+    async fn create_group(
+        &self,
+        _admin: &AdminScope,
+        name: &str,
+        description: Option<&str>,
+    ) -> Result<Group, DirectoryError> {
+        check_group_name(name)?;
+        check_description(description)?;
+        let out = self
+            .client()
+            .await
+            .create_group()
+            .user_pool_id(&self.pool_id)
+            .group_name(name)
+            .set_description(description.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| map_err(e, About::group(name)))?;
+        out.group()
+            .map(group_from)
+            .ok_or_else(|| DirectoryError::Unavailable("CreateGroup returned no group".into()))
+    }
+
+    async fn get_group(&self, name: &str) -> Result<Group, DirectoryError> {
+        check_group_name(name)?;
+        let out = self
+            .client()
+            .await
+            .get_group()
+            .user_pool_id(&self.pool_id)
+            .group_name(name)
+            .send()
+            .await
+            .map_err(|e| map_err(e, About::group(name)))?;
+        out.group()
+            .map(group_from)
+            .ok_or_else(|| DirectoryError::Unavailable("GetGroup returned no group".into()))
+    }
+
+    async fn delete_group(&self, _admin: &AdminScope, name: &str) -> Result<(), DirectoryError> {
+        check_group_name(name)?;
+        self.client()
+            .await
+            .delete_group()
+            .user_pool_id(&self.pool_id)
+            .group_name(name)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| map_err(e, About::group(name)))
+    }
+
+    async fn list_users_in_group(
+        &self,
+        group: &str,
+        limit: usize,
+        next: Option<&str>,
+    ) -> Result<Page<User>, DirectoryError> {
+        check_group_name(group)?;
+        check_limit(limit)?;
+        let out = self
+            .client()
+            .await
+            .list_users_in_group()
+            .user_pool_id(&self.pool_id)
+            .group_name(group)
+            .limit(page_size(limit))
+            .set_next_token(token(next))
+            .send()
+            .await
+            .map_err(|e| map_err(e, About::group(group)))?;
+        Ok(Page {
+            items: out.users().iter().map(user_from).collect(),
+            next: out.next_token().map(str::to_owned),
+        })
+    }
+
+    /// `AdminAddUserToGroup`; if the user does not exist, the group is checked (`GetGroup`, so
+    /// no user is created for a missing group), the user created with `AdminCreateUser`
+    /// (`MessageAction=SUPPRESS`: no invitation) and added.
+    async fn add_user_to_group(
+        &self,
+        _admin: &AdminScope,
+        group: &str,
+        username: &str,
+    ) -> Result<(), DirectoryError> {
+        check_group_name(group)?;
+        check_username(username)?;
+        let about = About::member(group, username);
+        match self.add_existing_user(group, username).await {
+            Ok(()) => Ok(()),
+            Err(e) if error_code(&e) == Some("UserNotFoundException") => {
+                self.get_group(group).await?;
+                self.create_user(username).await?;
+                self.add_existing_user(group, username)
+                    .await
+                    .map_err(|e| map_err(e, about))
+            }
+            Err(e) => Err(map_err(e, about)),
+        }
+    }
+
+    async fn remove_user_from_group(
+        &self,
+        _admin: &AdminScope,
+        group: &str,
+        username: &str,
+    ) -> Result<(), DirectoryError> {
+        check_group_name(group)?;
+        check_username(username)?;
+        self.client()
+            .await
+            .admin_remove_user_from_group()
+            .user_pool_id(&self.pool_id)
+            .group_name(group)
+            .username(username)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| map_err(e, About::member(group, username)))
+    }
+
+    async fn groups_of_user(&self, username: &str) -> Result<Vec<String>, DirectoryError> {
+        check_username(username)?;
+        let mut names = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let out = self
+                .client()
+                .await
+                .admin_list_groups_for_user()
+                .user_pool_id(&self.pool_id)
+                .username(username)
+                .limit(COGNITO_MAX_PAGE as i32)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| map_err(e, About::user(username)))?;
+            names.extend(
+                out.groups()
+                    .iter()
+                    .filter_map(|g| g.group_name())
+                    .map(str::to_owned),
+            );
+            match out.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+}
