@@ -26,9 +26,10 @@ bash scripts/lint-template.sh
 
 if [[ $quick -eq 0 ]]; then
   echo "==> cargo lambda build --release (documents, sites, groups, fhir)"
-  cargo lambda build --release --locked
+  cargo lambda build --release --locked -p documents -p sites -p groups -p fhir
+  target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
   for f in documents sites groups fhir; do
-    test -x "target/lambda/$f/bootstrap" || { echo "missing target/lambda/$f/bootstrap"; exit 1; }
+    test -x "$target_dir/lambda/$f/bootstrap" || { echo "missing $target_dir/lambda/$f/bootstrap"; exit 1; }
   done
 fi
 
