@@ -875,27 +875,31 @@ async fn scope_keys_never_reach_another_tenant() {
 async fn defined_grants_are_cached_at_most_permission_cache_seconds() {
     use Permission::*;
     let store = std::sync::Arc::new(MemSites::new(&["s"], &[("team", "s", &[Read, Write])]));
-    let ttl = Duration::from_millis(300);
+    let ttl = Duration::from_millis(1000);
     let ctx = TenantContext::new(TenantConfig {
         permission_cache: ttl,
         ..defined()
     })
     .with_defined_sites(store.clone());
     let user = json!({"cognito:groups": ["team"]});
+    let cached_at = std::time::Instant::now();
     assert_eq!(
         resolve(&ctx, user.clone(), None, Some("s"), "POST").await,
         Ok("s".into())
     );
     let lookups = store.lookups.load(Ordering::SeqCst);
 
-    // Revoke WRITE: within the cache bound the old grant may still apply, and no lookup happens.
+    // Revoke WRITE: within the cache bound the old grant may still apply, and no lookup happens
+    // (checked only when this machine was quick enough to stay inside the bound).
     store.grant("team", "s", &[Read]);
     let _ = resolve(&ctx, user.clone(), None, Some("s"), "POST").await;
-    assert_eq!(
-        store.lookups.load(Ordering::SeqCst),
-        lookups,
-        "served from cache"
-    );
+    if cached_at.elapsed() < ttl / 2 {
+        assert_eq!(
+            store.lookups.load(Ordering::SeqCst),
+            lookups,
+            "served from cache"
+        );
+    }
 
     // After the bound, the revocation bites.
     tokio::time::sleep(ttl + Duration::from_millis(50)).await;
