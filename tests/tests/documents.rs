@@ -628,6 +628,38 @@ async fn bad_input_is_4xx_and_writes_nothing(api: Api) {
         .collect();
     assert_eq!(keys, ["path", "contentType"]);
 
+    // Values that would exceed DynamoDB's key and item limits are refused up front: 400, not a
+    // storage error.
+    let long_value = "é".repeat(451);
+    let r = api
+        .call(
+            &u,
+            "POST",
+            "/documents",
+            Some(json!({"tags": [{"key": "k", "value": long_value}]})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    let big = "x".repeat(9000);
+    let r = api
+        .call(
+            &u,
+            "POST",
+            "/documents",
+            Some(json!({"metadata": [{"key": "k", "value": big}]})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    let r = api
+        .call(
+            &u,
+            "POST",
+            "/documents",
+            Some(json!({"path": "p".repeat(1025)})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+
     // Too many tag values: 400, nothing written.
     let tags: Vec<Value> = (0..41).map(|i| json!({"key": format!("k{i}")})).collect();
     let r = api

@@ -12,9 +12,15 @@ use serde_json::Value;
 pub const MAX_TAG_VALUES: usize = 40;
 /// Most metadata entries of a document.
 pub const MAX_METADATA: usize = 25;
+/// Largest metadata of a document, as JSON. Metadata travels with the document's summary into
+/// its list and tag-index entries, so it must keep every item and transaction well inside
+/// DynamoDB's limits (400 KB an item, 4 MB a transaction).
+pub const MAX_METADATA_BYTES: usize = 8 * 1024;
 const MAX_PATH: usize = 1024;
 const MAX_TAG_KEY: usize = 256;
-const MAX_TAG_VALUE: usize = 1024;
+/// Bytes; a tag value is part of a tag-index sort key (at most 1024 bytes in DynamoDB) with the
+/// document id.
+const MAX_TAG_VALUE: usize = 900;
 const MAX_CONTENT_TYPE: usize = 256;
 
 /// A document id: a UUID, kept in its canonical lower-case form.
@@ -352,6 +358,14 @@ pub fn metadata(v: Option<&Value>, errs: &mut Errors) -> Option<Vec<Metadata>> {
             return None;
         }
     }
+    let size = serde_json::to_vec(&items).map_or(usize::MAX, |b| b.len());
+    if size > MAX_METADATA_BYTES {
+        errs.add(
+            "metadata",
+            format!("metadata is limited to {MAX_METADATA_BYTES} bytes as JSON ({size} sent)"),
+        );
+        return None;
+    }
     Some(items)
 }
 
@@ -449,6 +463,10 @@ mod tests {
         }
         let mut e = Errors::default();
         assert!(metadata(Some(&json!([{"key": "k", "value": 1}])), &mut e).is_none());
+        let big = "x".repeat(MAX_METADATA_BYTES);
+        let mut e = Errors::default();
+        assert!(metadata(Some(&json!([{"key": "k", "value": big}])), &mut e).is_none());
+        assert_eq!(e.0[0].key, "metadata");
         assert!(DocumentId::parse("not-a-uuid").is_none());
         let id = DocumentId::parse("6F9619FF-8B86-D011-B42D-00C04FC964FF").unwrap();
         assert_eq!(id.to_string(), "6f9619ff-8b86-d011-b42d-00c04fc964ff");
