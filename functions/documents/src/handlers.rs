@@ -20,21 +20,7 @@ type Result<T> = std::result::Result<T, ApiError>;
 /// Attempts of a read-modify-write before giving up with 409.
 const WRITE_ATTEMPTS: usize = 5;
 
-/// The current time as FormKiQ-style ISO 8601 with milliseconds (`2026-11-22T10:00:00.000Z`);
-/// fixed width, so it sorts as it reads.
-fn now() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
-}
+use storage::now;
 
 fn store<'a>(ctx: &'a Ctx<'_>) -> DocStore<'a> {
     DocStore::new(ScopedTable::new(&*ctx.deps.table, &ctx.scope))

@@ -18,7 +18,6 @@ use lambda_http::{Body, Request, Response};
 use platform_http::{ApiError, credentials};
 use storage::Table;
 use tenant_context::{AdminScope, TenantConfig, TenantContext};
-use tracing::Instrument;
 
 /// The path prefixes this function serves.
 pub const PREFIXES: &[&str] = &["/groups"];
@@ -111,23 +110,7 @@ pub(crate) struct Ctx<'a> {
 
 /// Answers one request.
 pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
-    let span = tracing::info_span!(
-        "request",
-        request_id = %platform_http::request_id(&req),
-        method = %req.method(),
-        path = %req.uri().path(),
-        user = tracing::field::Empty,
-    );
-    async {
-        let resp = match serve(&req, deps).await {
-            Ok(r) => r,
-            Err(e) => e.into_response(),
-        };
-        tracing::info!(status = resp.status().as_u16(), "done");
-        resp
-    }
-    .instrument(span)
-    .await
+    platform_http::respond(&req, serve(&req, deps)).await
 }
 
 async fn serve(req: &Request, deps: &Deps) -> Result<Response<Body>, ApiError> {

@@ -19,20 +19,7 @@ use crate::Ctx;
 
 type Result<T> = std::result::Result<T, ApiError>;
 
-/// The current time as FormKiQ-style ISO 8601 with milliseconds (`2026-11-22T10:00:00.000Z`).
-fn now() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
-}
+use storage::now;
 
 fn ok(status: StatusCode, body: &Value) -> Result<Response<Body>> {
     Ok(json_response(status, body))

@@ -30,7 +30,6 @@ use lambda_http::{Body, Request, Response};
 use platform_http::{ApiError, credentials, query_param};
 use storage::{SiteStore, Table};
 use tenant_context::{Permission, Principal, RequestTarget, SiteMode, TenantConfig, TenantContext};
-use tracing::Instrument;
 
 /// The path prefixes this function serves.
 pub const PREFIXES: &[&str] = &["/sites"];
@@ -195,24 +194,7 @@ pub(crate) struct Ctx<'a> {
 
 /// Answers one request.
 pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
-    let span = tracing::info_span!(
-        "request",
-        request_id = %platform_http::request_id(&req),
-        method = %req.method(),
-        path = %req.uri().path(),
-        site = tracing::field::Empty,
-        user = tracing::field::Empty,
-    );
-    async {
-        let resp = match serve(&req, deps).await {
-            Ok(r) => r,
-            Err(e) => e.into_response(),
-        };
-        tracing::info!(status = resp.status().as_u16(), "done");
-        resp
-    }
-    .instrument(span)
-    .await
+    platform_http::respond(&req, serve(&req, deps)).await
 }
 
 async fn serve(req: &Request, deps: &Deps) -> Result<Response<Body>, ApiError> {

@@ -215,29 +215,15 @@ pub(crate) fn looks_like_email(username: &str) -> bool {
     }
 }
 
-/// `unix_seconds` + `millis` as fixed-width ISO 8601 UTC (`2026-11-22T10:00:00.000Z`).
+/// `unix_seconds` + `millis` as a stored [`storage::timestamp`].
 pub(crate) fn iso8601(unix_seconds: i64, millis: u32) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp(unix_seconds)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        millis.min(999)
-    )
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        + time::Duration::milliseconds(i64::from(millis.min(999)));
+    storage::timestamp(t)
 }
 
-/// The current time as [`iso8601`].
-pub(crate) fn now() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    iso8601(d.as_secs() as i64, d.subsec_millis())
-}
+pub(crate) use storage::now;
 
 #[cfg(test)]
 mod tests {

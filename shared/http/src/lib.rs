@@ -26,6 +26,31 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Res
         .unwrap_or_default()
 }
 
+/// Serves one request inside a tracing span carrying its request id, method, path, and (once
+/// known, recorded by the handler) site and user; errors become their HTTP responses in one
+/// place, and the status is logged.
+pub async fn respond<F>(req: &Request, serve: F) -> Response<Body>
+where
+    F: std::future::Future<Output = Result<Response<Body>, ApiError>>,
+{
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id(req),
+        method = %req.method(),
+        path = %req.uri().path(),
+        site = tracing::field::Empty,
+        user = tracing::field::Empty,
+    );
+    async {
+        let resp = serve.await.unwrap_or_else(ApiError::into_response);
+        tracing::info!(status = resp.status().as_u16(), "done");
+        resp
+    }
+    .instrument(span)
+    .await
+}
+
 /// The JSON body of a request, or a 400 saying what is wrong with it.
 pub fn json_body<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     let bytes: &[u8] = req.body().as_ref();

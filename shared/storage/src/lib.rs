@@ -38,3 +38,24 @@ pub use table::{
 };
 
 pub use tenant_context::TenantScope;
+
+/// A time as stored and returned: fixed-width ISO 8601 UTC with milliseconds
+/// (`2026-11-22T10:00:00.000Z`), so stored timestamps sort as they read.
+pub fn timestamp(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// The current time as a [`timestamp`].
+pub fn now() -> String {
+    timestamp(time::OffsetDateTime::now_utc())
+}
