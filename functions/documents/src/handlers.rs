@@ -4,7 +4,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
-use platform_http::{ApiError, json_body, json_response, query_param};
+use platform_http::{ApiError, json_body, json_response, page_limit, query_param, with_next};
 use serde_json::{Value, json};
 use storage::{Key, MAX_TRANSACTION_OPS, Page, ScopedBlobs, ScopedTable, StorageError};
 
@@ -34,22 +34,6 @@ fn not_found(id: &DocumentId) -> ApiError {
     ApiError::NotFound(format!("document '{id}' not found"))
 }
 
-/// `limit`: 1-100, default 10.
-fn limit(ctx: &Ctx<'_>) -> Result<usize> {
-    match query_param(ctx.req, "limit") {
-        None | Some("") => Ok(10),
-        Some(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "limit must be a whole number from 1 to 100, not '{s}'"
-                ))
-            }),
-    }
-}
-
 /// The key a `next` token continues after, checked against this tenant and query.
 fn after(ctx: &Ctx<'_>, query_id: &str) -> Result<Option<Key>> {
     match query_param(ctx.req, "next") {
@@ -66,13 +50,6 @@ fn next_token(ctx: &Ctx<'_>, query_id: &str, page: &Page) -> Option<String> {
     page.last_key
         .as_ref()
         .map(|k| ctx.deps.tokens.seal(&ctx.scope.key_prefix(), query_id, k))
-}
-
-fn with_next(mut body: Value, next: Option<String>) -> Value {
-    if let Some(n) = next {
-        body["next"] = Value::String(n);
-    }
-    body
 }
 
 fn doc_json(ctx: &Ctx<'_>, doc: &Document) -> Value {
@@ -275,7 +252,9 @@ where
 }
 
 pub(crate) async fn list(ctx: &Ctx<'_>) -> Result<Response<Body>> {
-    let page = store(ctx).list(limit(ctx)?, after(ctx, "list")?).await?;
+    let page = store(ctx)
+        .list(page_limit(ctx.req)?, after(ctx, "list")?)
+        .await?;
     let documents: Vec<Value> = page
         .items
         .iter()
@@ -518,7 +497,7 @@ pub(crate) async fn url(ctx: &Ctx<'_>, id: &DocumentId) -> Result<Response<Body>
 pub(crate) async fn list_tags(ctx: &Ctx<'_>, id: &DocumentId) -> Result<Response<Body>> {
     let store = store(ctx);
     let query_id = format!("tags:{id}");
-    let (limit, after) = (limit(ctx)?, after(ctx, &query_id)?);
+    let (limit, after) = (page_limit(ctx.req)?, after(ctx, &query_id)?);
     if store.get(id).await?.is_none() {
         return Err(not_found(id));
     }
@@ -659,7 +638,7 @@ pub(crate) async fn search(ctx: &Ctx<'_>) -> Result<Response<Body>> {
     };
     let query_id = serde_json::to_string(&json!(["search", key, mode])).unwrap_or_default();
     let page = store(ctx)
-        .search(&key, prefix, limit(ctx)?, after(ctx, &query_id)?)
+        .search(&key, prefix, page_limit(ctx.req)?, after(ctx, &query_id)?)
         .await?;
     let documents: Vec<Value> = page
         .items

@@ -128,13 +128,6 @@ impl Route {
     }
 }
 
-fn decode_segment(s: &str) -> Option<String> {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8()
-        .ok()
-        .map(|c| c.into_owned())
-}
-
 /// Matches method and path to a route: unknown paths are 404, known paths with another
 /// method 405. A document id that is not a UUID names no document: 404.
 fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
@@ -182,7 +175,7 @@ fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         }
         ["documents", id, "tags", key] => {
             let id = doc(id)?;
-            let key = decode_segment(key).ok_or_else(not_found)?;
+            let key = platform_http::path_segment(key).ok_or_else(not_found)?;
             match m {
                 "GET" => Route::GetTag(id, key),
                 "PUT" => Route::SetTag(id, key),

@@ -5,7 +5,9 @@
 use directory::{DirectoryError, MAX_DESCRIPTION, group_name_problem, username_problem};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
-use platform_http::{ApiError, FieldError, json_body, json_response, query_param};
+use platform_http::{
+    ApiError, FieldError, json_body, json_response, page_limit, query_param, with_next,
+};
 use serde_json::{Map, Value, json};
 use tenant_context::{
     AUTHENTICATION_ONLY_GROUP, DEFAULT_READ_GROUP, RESERVED_SITE_IDS, SiteId, TenantConfig,
@@ -14,10 +16,6 @@ use tenant_context::{
 use crate::Ctx;
 
 type Result<T> = std::result::Result<T, ApiError>;
-
-/// Default and largest `limit` of a list.
-const DEFAULT_LIMIT: usize = 10;
-const MAX_LIMIT: usize = 100;
 
 fn api_error(e: DirectoryError) -> ApiError {
     match e {
@@ -43,39 +41,14 @@ fn invalid(key: &str, error: impl Into<String>) -> ApiError {
     }])
 }
 
-/// `limit`: 1-100, default 10.
-fn limit(ctx: &Ctx<'_>) -> Result<usize> {
-    match query_param(ctx.req, "limit") {
-        None | Some("") => Ok(DEFAULT_LIMIT),
-        Some(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "limit must be a whole number from 1 to {MAX_LIMIT}, not '{s}'"
-                ))
-            }),
-    }
-}
-
 fn next<'a>(ctx: &Ctx<'a>) -> Option<&'a str> {
     query_param(ctx.req, "next").filter(|n| !n.is_empty())
 }
 
-fn with_next(mut body: Value, next: Option<String>) -> Value {
-    if let Some(n) = next {
-        body["next"] = Value::String(n);
-    }
-    body
-}
-
 /// A percent-decoded path segment.
 fn decode(raw: &str, what: &str) -> Result<String> {
-    percent_encoding::percent_decode_str(raw)
-        .decode_utf8()
-        .map(|s| s.into_owned())
-        .map_err(|_| ApiError::BadRequest(format!("the {what} in the path is not valid UTF-8")))
+    platform_http::path_segment(raw)
+        .ok_or_else(|| ApiError::BadRequest(format!("the {what} in the path is not valid UTF-8")))
 }
 
 /// The group named in the path. Any name a directory can hold is accepted here (a group made
@@ -159,7 +132,7 @@ pub(crate) async fn list_groups(ctx: &Ctx<'_>) -> Result<Response<Body>> {
     let page = ctx
         .deps
         .directory
-        .list_groups(limit(ctx)?, next(ctx))
+        .list_groups(page_limit(ctx.req)?, next(ctx))
         .await
         .map_err(api_error)?;
     ok(
@@ -245,7 +218,7 @@ pub(crate) async fn list_users(ctx: &Ctx<'_>, raw: &str) -> Result<Response<Body
     let page = ctx
         .deps
         .directory
-        .list_users_in_group(&name, limit(ctx)?, next(ctx))
+        .list_users_in_group(&name, page_limit(ctx.req)?, next(ctx))
         .await
         .map_err(api_error)?;
     ok(

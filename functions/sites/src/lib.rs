@@ -134,19 +134,12 @@ impl Route {
     }
 }
 
-fn decode_segment(s: &str) -> Option<String> {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8()
-        .ok()
-        .map(|c| c.into_owned())
-}
-
 /// Matches method and path to a route: unknown paths are 404, known paths with another
 /// method 405.
 fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let not_found = || ApiError::NotFound(format!("no route {path}"));
-    let decode = |s: &str| decode_segment(s).ok_or_else(not_found);
+    let decode = |s: &str| platform_http::path_segment(s).ok_or_else(not_found);
     let m = method.as_str();
     let wrong_method = || ApiError::MethodNotAllowed(m.to_owned());
     let r = match segments.as_slice() {

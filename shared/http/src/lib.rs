@@ -51,6 +51,38 @@ where
     .await
 }
 
+/// The `limit` query parameter of a list: 1-100, default 10; anything else is a 400.
+pub fn page_limit(req: &Request) -> Result<usize, ApiError> {
+    match query_param(req, "limit") {
+        None | Some("") => Ok(10),
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "limit must be a whole number from 1 to 100, not '{s}'"
+                ))
+            }),
+    }
+}
+
+/// `body` with `"next": <token>` added when there is a next page.
+pub fn with_next(mut body: serde_json::Value, next: Option<String>) -> serde_json::Value {
+    if let Some(n) = next {
+        body["next"] = serde_json::Value::String(n);
+    }
+    body
+}
+
+/// A percent-decoded path segment, or `None` when it does not decode to UTF-8.
+pub fn path_segment(raw: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
+}
+
 /// The JSON body of a request, or a 400 saying what is wrong with it.
 pub fn json_body<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     let bytes: &[u8] = req.body().as_ref();
