@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use aws_config::{BehaviorVersion, Region};
 use serde_json::{Map, Value, json};
 use storage::{DynamoTable, PageTokens, Usage};
 use tenant_context::TenantConfig;
@@ -286,14 +285,7 @@ pub async fn section(opts: &Opts) -> (Value, Vec<Goal>) {
     let moto = integration_tests::moto::shared().await;
     let tap = Tap::start(&moto.endpoint).await.expect("proxy");
     let name = moto.create_table().await.table_name().to_owned();
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(tap.endpoint())
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "bench",
-        ))
-        .load()
-        .await;
+    let sdk = integration_tests::moto::moto_sdk_config(&tap.endpoint(), "bench").await;
     let table = Arc::new(DynamoTable::with_client(
         aws_sdk_dynamodb::Client::new(&sdk),
         name,

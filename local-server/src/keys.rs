@@ -104,6 +104,7 @@ impl LocalKeys {
         }
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(self.kid.clone());
+        tenant_context::jwt_crypto::install();
         jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(|e| format!("signing: {e}"))
     }
 }

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::config::SharedCredentialsProvider;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
@@ -106,14 +107,7 @@ impl Moto {
     /// SDK configuration for this server. Built anew for every caller: HTTP connections belong
     /// to the Tokio runtime that opened them, and every test has its own runtime.
     pub async fn sdk(&self) -> SdkConfig {
-        aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(&self.endpoint)
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "test", "test", None, None, "moto",
-            ))
-            .load()
-            .await
+        moto_sdk_config(&self.endpoint, "moto").await
     }
 
     pub async fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
@@ -369,4 +363,22 @@ impl CognitoPool {
     pub async fn id_token(&self, username: &str) -> String {
         self.sign_in(username).await.0
     }
+}
+
+/// The project's SDK configuration ([`storage::sdk_config`]) for a moto endpoint, with moto's
+/// dummy credentials.
+pub async fn moto_sdk_config(endpoint: &str, credentials_name: &'static str) -> SdkConfig {
+    storage::sdk_config(Some(endpoint), Some("us-east-1"), None)
+        .await
+        .into_builder()
+        .credentials_provider(SharedCredentialsProvider::new(
+            aws_sdk_dynamodb::config::Credentials::new(
+                "test",
+                "test",
+                None,
+                None,
+                credentials_name,
+            ),
+        ))
+        .build()
 }

@@ -11,7 +11,6 @@
 //! `AdminListGroupsForUser`, `AdminCreateUser`.
 
 use async_trait::async_trait;
-use aws_config::BehaviorVersion;
 use aws_sdk_cognitoidentityprovider::Client;
 use aws_sdk_cognitoidentityprovider::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_cognitoidentityprovider::operation::admin_add_user_to_group::AdminAddUserToGroupError;
@@ -186,10 +185,7 @@ impl CognitoDirectory {
 
     async fn client(&self) -> &Client {
         self.client
-            .get_or_init(|| async {
-                let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
-                Client::new(&sdk)
-            })
+            .get_or_init(|| async { Client::new(&storage::sdk_config(None, None, None).await) })
             .await
     }
 

@@ -9,9 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, Region};
 use aws_sdk_cognitoidentityprovider::Client;
-use aws_sdk_cognitoidentityprovider::config::Credentials;
+use aws_sdk_cognitoidentityprovider::config::{Credentials, SharedCredentialsProvider};
 use directory::{CognitoDirectory, Directory, DirectoryError};
 use tokio::sync::OnceCell;
 
@@ -77,12 +76,13 @@ async fn start_moto() -> String {
 /// A Cognito client for moto, built in the calling test's runtime.
 async fn client() -> Client {
     let endpoint = ENDPOINT.get_or_init(start_moto).await;
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
-        .load()
-        .await;
+    let sdk = storage::sdk_config(Some(endpoint), Some("us-east-1"), None)
+        .await
+        .into_builder()
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "test", "test", None, None, "moto",
+        )))
+        .build();
     Client::new(&sdk)
 }
 

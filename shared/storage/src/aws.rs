@@ -1,10 +1,24 @@
-//! Configuration of the AWS backends ([`crate::DynamoTable`], [`crate::S3Blobs`]).
+//! Configuration of the AWS backends ([`crate::DynamoTable`], [`crate::S3Blobs`]) and the one
+//! way the project loads an SDK configuration ([`sdk_config`]).
 //!
 //! Cold start matters: building a backend from an [`AwsConfig`] does no I/O and loads no
 //! credentials; the SDK configuration and the client are created on first use.
+//!
+//! The AWS clients' HTTPS client ([`http_client`]) is rustls on ring (the only crypto library in
+//! the deployed binaries) trusting the Amazon Trust Services roots that every AWS endpoint
+//! chains to, plus the certificates of `AWS_CA_BUNDLE` when it is set. The SDK's default client
+//! would load and parse the system's whole CA store (about 140 certificates) on the first
+//! request: several milliseconds of every cold start.
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::config::SharedHttpClient;
+use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use tokio::sync::OnceCell;
+
+/// The roots AWS endpoints chain to (see the file's header).
+const AMAZON_ROOTS: &str = include_str!("amazon-roots.pem");
 
 /// Where the AWS backends store their data.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -18,6 +32,9 @@ pub struct AwsConfig {
     pub endpoint_url: Option<String>,
     /// The region; `None` leaves it to the SDK's provider chain.
     pub region: Option<String>,
+    /// Extra trusted CA certificates (PEM), from the file `AWS_CA_BUNDLE` names: for endpoints
+    /// behind a TLS-inspecting proxy or a private CA. Read and checked by [`AwsConfig::from_env`].
+    pub ca_bundle: Option<String>,
 }
 
 fn env_nonempty(name: &str) -> Option<String> {
@@ -26,8 +43,8 @@ fn env_nonempty(name: &str) -> Option<String> {
 
 impl AwsConfig {
     /// `TABLE_NAME` and `BUCKET_NAME` (both required), and the SDK's standard
-    /// `AWS_ENDPOINT_URL` and `AWS_REGION` (optional; the SDK reads its usual variables and
-    /// profiles for everything else, credentials included, on first use).
+    /// `AWS_ENDPOINT_URL`, `AWS_REGION` and `AWS_CA_BUNDLE` (optional; the SDK reads its usual
+    /// variables and profiles for everything else, credentials included, on first use).
     pub fn from_env() -> Result<AwsConfig, String> {
         let required = |name: &str| {
             env_nonempty(name)
@@ -38,21 +55,91 @@ impl AwsConfig {
             bucket_name: required("BUCKET_NAME")?,
             endpoint_url: env_nonempty("AWS_ENDPOINT_URL"),
             region: env_nonempty("AWS_REGION").or_else(|| env_nonempty("AWS_DEFAULT_REGION")),
+            ca_bundle: ca_bundle_from_env()?,
         })
     }
 
     /// Loads the SDK configuration (region and credential chains, HTTP client). Does not fetch
     /// credentials itself; the clients resolve them on their first request.
     pub(crate) async fn load_sdk_config(&self) -> SdkConfig {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
-        if let Some(url) = &self.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        if let Some(region) = &self.region {
-            loader = loader.region(Region::new(region.clone()));
-        }
-        loader.load().await
+        sdk_config(
+            self.endpoint_url.as_deref(),
+            self.region.as_deref(),
+            self.ca_bundle.as_deref(),
+        )
+        .await
     }
+}
+
+/// `AWS_CA_BUNDLE`'s certificates, checked: a file that cannot be read or holds no valid PEM
+/// certificate is a configuration error at init, not a failure on the first request.
+fn ca_bundle_from_env() -> Result<Option<String>, String> {
+    let Some(path) = env_nonempty("AWS_CA_BUNDLE") else {
+        return Ok(None);
+    };
+    let pem = std::fs::read_to_string(&path)
+        .map_err(|e| format!("environment variable AWS_CA_BUNDLE: cannot read {path}: {e}"))?;
+    check_pem_certificates(&pem)
+        .map_err(|e| format!("environment variable AWS_CA_BUNDLE: {path}: {e}"))?;
+    Ok(Some(pem))
+}
+
+/// The number of certificates in `pem`; an error unless there is at least one and all parse.
+fn check_pem_certificates(pem: &str) -> Result<usize, String> {
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not a PEM certificate bundle ({e})"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| format!("unusable certificate ({e})"))?;
+    }
+    match roots.len() {
+        0 => Err("no certificate in the bundle".into()),
+        n => Ok(n),
+    }
+}
+
+/// The HTTPS client of an SDK configuration (see the module's header). Each configuration gets
+/// its own (HTTP connections belong to the Tokio runtime that opened them); its TLS
+/// configuration, a few certificates, is built when the first connection is made.
+fn http_client(ca_bundle: Option<&str>) -> SharedHttpClient {
+    let mut trust = TrustStore::empty()
+        .with_native_roots(false)
+        .with_pem_certificate(AMAZON_ROOTS.as_bytes());
+    if let Some(pem) = ca_bundle {
+        trust.add_pem_certificate(pem.as_bytes());
+    }
+    let context = TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .expect("a TLS context of PEM certificates always builds");
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .tls_context(context)
+        .build_https()
+}
+
+/// The SDK configuration of every AWS client in the project: the SDK's standard region and
+/// credential chains and the shared [`http_client`], with an optional endpoint (moto, DynamoDB
+/// Local, MinIO), region and extra CA certificates (already checked).
+pub async fn sdk_config(
+    endpoint_url: Option<&str>,
+    region: Option<&str>,
+    ca_bundle: Option<&str>,
+) -> SdkConfig {
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).http_client(http_client(ca_bundle));
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if let Some(region) = region {
+        loader = loader.region(Region::new(region.to_owned()));
+    }
+    loader.load().await
 }
 
 /// Builds a client from the configuration and the loaded SDK configuration.
@@ -90,5 +177,23 @@ impl<C> LazyClient<C> {
                 make(config, &sdk)
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_amazon_roots_parse() {
+        assert_eq!(check_pem_certificates(AMAZON_ROOTS), Ok(5));
+    }
+
+    #[test]
+    fn a_bad_ca_bundle_is_refused() {
+        assert!(check_pem_certificates("").is_err());
+        assert!(check_pem_certificates("hello").is_err());
+        let broken = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(check_pem_certificates(broken).is_err());
     }
 }

@@ -22,9 +22,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use aws_lc_rs::{digest, hmac, rand as lc_rand};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::rand::SecureRandom;
+use ring::{digest, hmac};
 use serde::{Deserialize, Serialize};
 
 use crate::blob::check_blob_key;
@@ -308,7 +309,9 @@ fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
 
 fn random_name() -> Result<String, StorageError> {
     let mut b = [0u8; 16];
-    lc_rand::fill(&mut b).map_err(|_| unavailable("no randomness"))?;
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| unavailable("no randomness"))?;
     Ok(hex(&b))
 }
 

@@ -1,9 +1,9 @@
 //! Opaque paging tokens, HMAC-signed and bound to the tenant and the query, so a token
 //! replayed under another tenant or for another query is refused.
 
-use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::hmac;
 
 use crate::{Key, StorageError};
 

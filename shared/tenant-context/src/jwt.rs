@@ -49,6 +49,8 @@ impl HttpJwks {
 impl JwksSource for HttpJwks {
     async fn fetch(&self) -> Result<JwkSet, String> {
         let client = self.client.get_or_init(|| {
+            // reqwest is built without a crypto provider of its own (see Cargo.toml): ring.
+            let _ = rustls::crypto::ring::default_provider().install_default();
             reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(5))
                 .build()
@@ -115,6 +117,7 @@ impl JwtVerifier {
 
     /// Verifies `token` and returns its claims, or a 401 error saying why not.
     pub async fn verify(&self, token: &str) -> Result<Claims, TenantError> {
+        crate::jwt_crypto::install();
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
             ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => {
                 unauthenticated("only RS256 tokens are accepted")

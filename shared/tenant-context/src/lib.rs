@@ -12,6 +12,7 @@ mod config;
 mod error;
 mod grants;
 mod jwt;
+pub mod jwt_crypto;
 mod permission;
 mod principal;
 mod scope;

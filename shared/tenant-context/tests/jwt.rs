@@ -169,7 +169,18 @@ fn with(mut base: Value, changes: Value) -> Value {
     base
 }
 
+/// jsonwebtoken's `encode` with the project's crypto provider installed.
+fn encode(
+    header: &Header,
+    claims: &Value,
+    key: &EncodingKey,
+) -> jsonwebtoken::errors::Result<String> {
+    tenant_context::jwt_crypto::install();
+    jsonwebtoken::encode(header, claims, key)
+}
+
 fn sign_with_header(header: &Header, key: &TestKey, claims: &Value) -> String {
+    tenant_context::jwt_crypto::install();
     jsonwebtoken::encode(header, claims, &key.encoding).expect("signing")
 }
 
@@ -607,7 +618,7 @@ async fn attack_matrix_every_forged_or_invalid_token_is_rejected_with_401() {
         ),
         (
             "HS256 keyed with the RSA public key PEM (SPKI), right kid",
-            jsonwebtoken::encode(
+            encode(
                 &{
                     let mut h = Header::new(Algorithm::HS256);
                     h.kid = Some(KID_A.to_owned());
@@ -621,7 +632,7 @@ async fn attack_matrix_every_forged_or_invalid_token_is_rejected_with_401() {
         ),
         (
             "HS256 keyed with the JWK modulus, right kid",
-            jsonwebtoken::encode(
+            encode(
                 &{
                     let mut h = Header::new(Algorithm::HS256);
                     h.kid = Some(KID_A.to_owned());
