@@ -285,7 +285,7 @@ pub async fn section(opts: &Opts) -> (Value, Vec<Goal>) {
     let moto = integration_tests::moto::shared().await;
     let tap = Tap::start(&moto.endpoint).await.expect("proxy");
     let name = moto.create_table().await.table_name().to_owned();
-    let sdk = integration_tests::moto::moto_sdk_config(&tap.endpoint(), "bench").await;
+    let sdk = integration_tests::moto::moto_sdk_config(&tap.endpoint(), "bench");
     let table = Arc::new(DynamoTable::with_client(
         aws_sdk_dynamodb::Client::new(&sdk),
         name,

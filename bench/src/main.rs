@@ -347,6 +347,15 @@ async fn cold_section(opts: &Opts, targets: &[lambda::Target]) -> (Value, Vec<Go
                 2.0,
                 "x",
             ));
+            // The same bound on the function's own cold cost: moto answers a warm call in
+            // milliseconds, several times hello's whole cold start, so the raw ratio of a route
+            // that calls the backend measures moto as much as the function.
+            goals.push(Goal::new(
+                format!("cold first response minus backend time {} / hello", t.name),
+                overhead_ratio,
+                2.0,
+                "x",
+            ));
         }
     }
     report::table(

@@ -107,7 +107,7 @@ impl Moto {
     /// SDK configuration for this server. Built anew for every caller: HTTP connections belong
     /// to the Tokio runtime that opened them, and every test has its own runtime.
     pub async fn sdk(&self) -> SdkConfig {
-        moto_sdk_config(&self.endpoint, "moto").await
+        moto_sdk_config(&self.endpoint, "moto")
     }
 
     pub async fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
@@ -367,9 +367,8 @@ impl CognitoPool {
 
 /// The project's SDK configuration ([`storage::sdk_config`]) for a moto endpoint, with moto's
 /// dummy credentials.
-pub async fn moto_sdk_config(endpoint: &str, credentials_name: &'static str) -> SdkConfig {
+pub fn moto_sdk_config(endpoint: &str, credentials_name: &'static str) -> SdkConfig {
     storage::sdk_config(Some(endpoint), Some("us-east-1"), None)
-        .await
         .into_builder()
         .credentials_provider(SharedCredentialsProvider::new(
             aws_sdk_dynamodb::config::Credentials::new(

@@ -185,7 +185,7 @@ impl CognitoDirectory {
 
     async fn client(&self) -> &Client {
         self.client
-            .get_or_init(|| async { Client::new(&storage::sdk_config(None, None, None).await) })
+            .get_or_init(|| async { Client::new(&storage::sdk_config(None, None, None)) })
             .await
     }
 

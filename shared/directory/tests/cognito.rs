@@ -77,7 +77,6 @@ async fn start_moto() -> String {
 async fn client() -> Client {
     let endpoint = ENDPOINT.get_or_init(start_moto).await;
     let sdk = storage::sdk_config(Some(endpoint), Some("us-east-1"), None)
-        .await
         .into_builder()
         .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
             "test", "test", None, None, "moto",
