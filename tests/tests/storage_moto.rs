@@ -459,19 +459,23 @@ async fn s3_backend() {
     ));
 }
 
-/// The lazy path the Lambdas use: [`storage::AwsConfig::from_env`], then `from_config`, with the
-/// SDK's own environment handling. Runs [`lazy_clients_child`] in a child process so the
+/// The lazy path the Lambdas use: [`storage::AwsConfig::from_env`], then `from_config`, and
+/// [`directory::CognitoDirectory::from_env`], with nothing but the environment (endpoint,
+/// region, credentials) to go on. Runs [`lazy_clients_child`] in a child process so the
 /// environment is set without racing the other tests of this process.
 #[tokio::test(flavor = "multi_thread")]
 async fn lazy_clients_from_env() {
     let moto = Moto::start().await;
     let t = moto.create_table().await;
     let b = moto.create_bucket().await;
+    let pool = moto.create_user_pool().await;
+    pool.create_group("lazy-group").await;
     let out = tokio::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "lazy_clients_child", "--ignored", "--nocapture"])
         .env("LAZY_CLIENTS_CHILD", "1")
         .env("TABLE_NAME", t.table_name())
         .env("BUCKET_NAME", b.bucket_name())
+        .env("USER_POOL_ID", &pool.pool_id)
         .env("AWS_ENDPOINT_URL", &moto.endpoint)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")
@@ -527,4 +531,10 @@ async fn lazy_clients_child() {
     assert!(url.starts_with(&prefix), "path-style URL expected: {url}");
     let body = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
     assert_eq!(body.as_ref(), b"lazy");
+
+    use directory::Directory;
+    let users = directory::CognitoDirectory::from_env().unwrap();
+    let groups = users.list_groups(10, None).await.unwrap();
+    let names: Vec<&str> = groups.items.iter().map(|g| g.name.as_str()).collect();
+    assert!(names.contains(&"lazy-group"), "{names:?}");
 }

@@ -131,6 +131,7 @@ fn http_client(ca_bundle: Option<&str>) -> SharedHttpClient {
 /// - credentials: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` (what
 ///   Lambda, `sam local` and CI runners provide), read on first use and cached by the client;
 /// - region: `region`, else `AWS_REGION` or `AWS_DEFAULT_REGION`;
+/// - endpoint: `endpoint_url`, else `AWS_ENDPOINT_URL` (an emulator: moto, DynamoDB Local);
 /// - `AWS_USE_FIPS_ENDPOINT` / `AWS_USE_DUALSTACK_ENDPOINT` (`true`) as the SDK reads them;
 /// - the HTTPS client of [`http_client`], with the extra CA certificates `ca_bundle` (checked);
 /// - retries, timeouts, sleep and time source: the SDK clients' defaults.
@@ -155,7 +156,10 @@ pub fn sdk_config(
     if let Some(region) = region {
         builder = builder.region(Region::new(region));
     }
-    if let Some(url) = endpoint_url {
+    if let Some(url) = endpoint_url
+        .map(str::to_owned)
+        .or_else(|| env_nonempty("AWS_ENDPOINT_URL"))
+    {
         builder = builder.endpoint_url(url);
     }
     builder.build()
@@ -205,6 +209,18 @@ mod tests {
     #[test]
     fn the_amazon_roots_parse() {
         assert_eq!(check_pem_certificates(AMAZON_ROOTS), Ok(5));
+    }
+
+    #[test]
+    fn the_sdk_configuration_takes_what_it_is_given() {
+        let sdk = sdk_config(Some("http://127.0.0.1:1"), Some("eu-west-1"), None);
+        assert_eq!(sdk.region().map(|r| r.as_ref()), Some("eu-west-1"));
+        assert_eq!(sdk.endpoint_url(), Some("http://127.0.0.1:1"));
+        assert!(sdk.http_client().is_some());
+        assert!(sdk.credentials_provider().is_some());
+        assert!(sdk.behavior_version().is_some());
+        let with_bundle = sdk_config(None, Some("eu-west-1"), Some(AMAZON_ROOTS));
+        assert!(with_bundle.http_client().is_some());
     }
 
     #[test]
