@@ -8,8 +8,9 @@
 #                         [--out PATH] [more runner options: scripts/bench.sh --help]
 #   --no-build   run with what the last build left in target/ (skip every cargo step)
 #
-# The runner itself is optimized (opt-level 3) but not fat-LTO linked, to keep its build short;
-# set BENCH_RUNNER_LTO=fat to link it exactly like the functions (slower build).
+# The runner is optimized like the functions (the release profile's levels) but not fat-LTO
+# linked, to keep its build short; set BENCH_RUNNER_LTO=fat to link it exactly like the
+# functions (slower build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
