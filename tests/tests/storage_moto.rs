@@ -476,6 +476,14 @@ async fn lazy_clients_from_env() {
         .env("TABLE_NAME", t.table_name())
         .env("BUCKET_NAME", b.bucket_name())
         .env("USER_POOL_ID", &pool.pool_id)
+        // Extra CAs, read and checked by both from_env functions (a real bundle of 5 roots).
+        .env(
+            "AWS_CA_BUNDLE",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../shared/storage/src/amazon-roots.pem"
+            ),
+        )
         .env("AWS_ENDPOINT_URL", &moto.endpoint)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")
@@ -508,6 +516,12 @@ async fn lazy_clients_child() {
     }
     let config = storage::AwsConfig::from_env().unwrap();
     assert!(config.endpoint_url.is_some());
+    assert!(
+        config
+            .ca_bundle
+            .as_deref()
+            .is_some_and(|pem| pem.contains("BEGIN CERTIFICATE"))
+    );
     let t = storage::DynamoTable::from_config(&config);
     let b = storage::S3Blobs::from_config(&config);
 

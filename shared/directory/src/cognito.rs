@@ -33,6 +33,8 @@ pub const COGNITO_MAX_PAGE: usize = 60;
 /// The user directory in a Cognito user pool.
 pub struct CognitoDirectory {
     pool_id: String,
+    /// Extra trusted CAs (`AWS_CA_BUNDLE`), for the client created on first use.
+    ca_bundle: Option<String>,
     client: OnceCell<Client>,
 }
 
@@ -156,6 +158,7 @@ impl CognitoDirectory {
     pub fn new(pool_id: impl Into<String>) -> Self {
         CognitoDirectory {
             pool_id: pool_id.into(),
+            ca_bundle: None,
             client: OnceCell::new(),
         }
     }
@@ -164,14 +167,19 @@ impl CognitoDirectory {
     pub fn with_client(client: Client, pool_id: impl Into<String>) -> Self {
         CognitoDirectory {
             pool_id: pool_id.into(),
+            ca_bundle: None,
             client: OnceCell::new_with(Some(client)),
         }
     }
 
-    /// The directory in the user pool named by `USER_POOL_ID`.
+    /// The directory in the user pool named by `USER_POOL_ID`, trusting `AWS_CA_BUNDLE`'s CAs
+    /// as well when it is set (checked here, at init).
     pub fn from_env() -> Result<Self, String> {
         match std::env::var("USER_POOL_ID") {
-            Ok(id) if !id.trim().is_empty() => Ok(Self::new(id.trim())),
+            Ok(id) if !id.trim().is_empty() => Ok(CognitoDirectory {
+                ca_bundle: storage::ca_bundle_from_env()?,
+                ..Self::new(id.trim())
+            }),
             _ => Err(
                 "environment variable USER_POOL_ID: missing or empty; set it to the Cognito user pool id (e.g. us-east-1_AbC123)"
                     .into(),
@@ -185,7 +193,9 @@ impl CognitoDirectory {
 
     async fn client(&self) -> &Client {
         self.client
-            .get_or_init(|| async { Client::new(&storage::sdk_config(None, None, None)) })
+            .get_or_init(|| async {
+                Client::new(&storage::sdk_config(None, None, self.ca_bundle.as_deref()))
+            })
             .await
     }
 

@@ -44,8 +44,8 @@ fn env_nonempty(name: &str) -> Option<String> {
 
 impl AwsConfig {
     /// `TABLE_NAME` and `BUCKET_NAME` (both required), and the SDK's standard
-    /// `AWS_ENDPOINT_URL`, `AWS_REGION` and `AWS_CA_BUNDLE` (optional; the SDK reads its usual
-    /// variables and profiles for everything else, credentials included, on first use).
+    /// `AWS_ENDPOINT_URL`, `AWS_REGION` and `AWS_CA_BUNDLE` (optional; see [`sdk_config`] for
+    /// the rest, credentials included, read on first use).
     pub fn from_env() -> Result<AwsConfig, String> {
         let required = |name: &str| {
             env_nonempty(name)
@@ -72,8 +72,9 @@ impl AwsConfig {
 }
 
 /// `AWS_CA_BUNDLE`'s certificates, checked: a file that cannot be read or holds no valid PEM
-/// certificate is a configuration error at init, not a failure on the first request.
-fn ca_bundle_from_env() -> Result<Option<String>, String> {
+/// certificate is a configuration error at init, not a failure on the first request. Every
+/// AWS client built from the environment passes them to [`sdk_config`].
+pub fn ca_bundle_from_env() -> Result<Option<String>, String> {
     let Some(path) = env_nonempty("AWS_CA_BUNDLE") else {
         return Ok(None);
     };
