@@ -92,19 +92,6 @@ pub async fn scope(tenant: &TenantContext, site: &str, permission: Permission) -
 /// The tag values bulk-loaded documents get: document `i` has `status` = `STATUSES[i % 4]`.
 pub const STATUSES: [&str; 4] = ["draft", "review", "final", "archived"];
 
-fn timestamp(t: time::OffsetDateTime) -> String {
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
-}
-
 /// Writes `n` documents into `site` directly through the document store (the same items and
 /// transactions `POST /documents` writes, without content blobs), many documents per
 /// transaction. Document `i` is `docs/<i>.txt` with tag `status` = `STATUSES[i % 4]`, inserted
@@ -124,7 +111,7 @@ pub async fn bulk_load(
     let mut batch: Vec<WriteOp> = Vec::new();
     for i in 0..n {
         let id = DocumentId::new();
-        let now = timestamp(start + time::Duration::milliseconds(i as i64));
+        let now = storage::timestamp(start + time::Duration::milliseconds(i as i64));
         let user = scope.username().to_owned();
         let mut tags = std::collections::BTreeMap::new();
         tags.insert(

@@ -539,7 +539,7 @@ async fn lazy_clients_child() {
         .unwrap();
     let prefix = format!(
         "{}/{}/lazy/blob?",
-        config.endpoint_url.unwrap(),
+        config.endpoint_url.as_deref().unwrap(),
         config.bucket_name
     );
     assert!(url.starts_with(&prefix), "path-style URL expected: {url}");
@@ -547,7 +547,7 @@ async fn lazy_clients_child() {
     assert_eq!(body.as_ref(), b"lazy");
 
     use directory::Directory;
-    let users = directory::CognitoDirectory::from_env().unwrap();
+    let users = directory::CognitoDirectory::from_env(&config).unwrap();
     let groups = users.list_groups(10, None).await.unwrap();
     let names: Vec<&str> = groups.items.iter().map(|g| g.name.as_str()).collect();
     assert!(names.contains(&"lazy-group"), "{names:?}");

@@ -45,8 +45,8 @@ impl Deps {
     /// No client is created here; each is created on first use.
     pub fn from_env() -> Result<Self, String> {
         let config = TenantConfig::from_env().map_err(|e| e.to_string())?;
-        let directory = CognitoDirectory::from_env()?;
         let aws = storage::AwsConfig::from_env()?;
+        let directory = CognitoDirectory::from_env(&aws)?;
         Ok(Deps::new(
             config,
             Arc::new(directory),

@@ -1,7 +1,8 @@
 //! The Cognito user pool as the directory.
 //!
-//! Cold start matters: [`CognitoDirectory::new`] does no I/O; the SDK configuration (region,
-//! credentials chain, `AWS_ENDPOINT_URL`) is loaded and the client created on first use.
+//! Cold start matters: [`CognitoDirectory::new`] does no I/O; the SDK configuration
+//! ([`storage::sdk_config`]: region, credentials, endpoint, extra CAs) is built and the client
+//! created on first use.
 //!
 //! Cognito's own `NextToken` is passed through as `next`. Cognito pages hold at most
 //! [`COGNITO_MAX_PAGE`] items, so a larger `limit` returns 60 items and a `next` token.
@@ -33,8 +34,9 @@ pub const COGNITO_MAX_PAGE: usize = 60;
 /// The user directory in a Cognito user pool.
 pub struct CognitoDirectory {
     pool_id: String,
-    /// Extra trusted CAs (`AWS_CA_BUNDLE`), for the client created on first use.
-    ca_bundle: Option<String>,
+    /// Endpoint, region and extra CAs for the client created on first use (the function's
+    /// [`storage::AwsConfig`]); `None`: the environment's, as [`storage::sdk_config`] reads it.
+    aws: Option<storage::AwsConfig>,
     client: OnceCell<Client>,
 }
 
@@ -158,7 +160,7 @@ impl CognitoDirectory {
     pub fn new(pool_id: impl Into<String>) -> Self {
         CognitoDirectory {
             pool_id: pool_id.into(),
-            ca_bundle: None,
+            aws: None,
             client: OnceCell::new(),
         }
     }
@@ -167,17 +169,18 @@ impl CognitoDirectory {
     pub fn with_client(client: Client, pool_id: impl Into<String>) -> Self {
         CognitoDirectory {
             pool_id: pool_id.into(),
-            ca_bundle: None,
+            aws: None,
             client: OnceCell::new_with(Some(client)),
         }
     }
 
-    /// The directory in the user pool named by `USER_POOL_ID`, trusting `AWS_CA_BUNDLE`'s CAs
-    /// as well when it is set (checked here, at init).
-    pub fn from_env() -> Result<Self, String> {
+    /// The directory in the user pool named by `USER_POOL_ID`, reached with the function's AWS
+    /// settings `aws` (endpoint, region and `AWS_CA_BUNDLE`'s CAs, read once by
+    /// [`storage::AwsConfig::from_env`]).
+    pub fn from_env(aws: &storage::AwsConfig) -> Result<Self, String> {
         match std::env::var("USER_POOL_ID") {
             Ok(id) if !id.trim().is_empty() => Ok(CognitoDirectory {
-                ca_bundle: storage::ca_bundle_from_env()?,
+                aws: Some(aws.clone()),
                 ..Self::new(id.trim())
             }),
             _ => Err(
@@ -194,7 +197,11 @@ impl CognitoDirectory {
     async fn client(&self) -> &Client {
         self.client
             .get_or_init(|| async {
-                Client::new(&storage::sdk_config(None, None, self.ca_bundle.as_deref()))
+                let sdk = match &self.aws {
+                    Some(aws) => aws.sdk_config(),
+                    None => storage::sdk_config(None, None, None),
+                };
+                Client::new(&sdk)
             })
             .await
     }

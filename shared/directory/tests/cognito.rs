@@ -158,7 +158,9 @@ async fn a_missing_pool_is_unavailable_not_not_found() {
 async fn from_env_needs_a_pool_id() {
     // Only reads the variable; never set in this test process.
     if std::env::var_os("USER_POOL_ID").is_none() {
-        let e = CognitoDirectory::from_env().err().expect("missing pool id");
+        let e = CognitoDirectory::from_env(&storage::AwsConfig::default())
+            .err()
+            .expect("missing pool id");
         assert!(e.contains("USER_POOL_ID"), "{e}");
     }
 }

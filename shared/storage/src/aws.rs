@@ -62,7 +62,7 @@ impl AwsConfig {
 
     /// The SDK configuration ([`sdk_config`]). Does no I/O; the clients read the credentials on
     /// their first request.
-    pub(crate) fn sdk_config(&self) -> SdkConfig {
+    pub fn sdk_config(&self) -> SdkConfig {
         sdk_config(
             self.endpoint_url.as_deref(),
             self.region.as_deref(),
@@ -72,9 +72,8 @@ impl AwsConfig {
 }
 
 /// `AWS_CA_BUNDLE`'s certificates, checked: a file that cannot be read or holds no valid PEM
-/// certificate is a configuration error at init, not a failure on the first request. Every
-/// AWS client built from the environment passes them to [`sdk_config`].
-pub fn ca_bundle_from_env() -> Result<Option<String>, String> {
+/// certificate is a configuration error at init, not a failure on the first request.
+fn ca_bundle_from_env() -> Result<Option<String>, String> {
     let Some(path) = env_nonempty("AWS_CA_BUNDLE") else {
         return Ok(None);
     };

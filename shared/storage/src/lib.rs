@@ -19,7 +19,7 @@ mod scoped;
 mod sites;
 mod table;
 
-pub use aws::{AwsConfig, ca_bundle_from_env, sdk_config};
+pub use aws::{AwsConfig, sdk_config};
 pub use blob::{BlobMeta, Blobs};
 pub use dynamo::{DynamoTable, Usage};
 pub use embedded::EmbeddedTable;
