@@ -286,10 +286,8 @@ pub async fn section(opts: &Opts) -> (Value, Vec<Goal>) {
     let tap = Tap::start(&moto.endpoint).await.expect("proxy");
     let name = moto.create_table().await.table_name().to_owned();
     let sdk = integration_tests::moto::moto_sdk_config(&tap.endpoint(), "bench");
-    let table = Arc::new(DynamoTable::with_client(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        name,
-    ));
+    let table =
+        Arc::new(DynamoTable::with_client(aws_sdk_dynamodb::Client::new(&sdk), name).with_usage());
     let counting = Arc::new(Counting::new(table.clone()));
     let blobs = Arc::new(moto.create_bucket().await);
     let deps = documents::Deps::new(

@@ -111,7 +111,7 @@ pub async fn bulk_load(
     let mut batch: Vec<WriteOp> = Vec::new();
     for i in 0..n {
         let id = DocumentId::new();
-        let now = storage::timestamp(start + time::Duration::milliseconds(i as i64));
+        let now = timestamp::format(start + time::Duration::milliseconds(i as i64));
         let user = scope.username().to_owned();
         let mut tags = std::collections::BTreeMap::new();
         tags.insert(
@@ -161,6 +161,7 @@ pub struct Counts {
     pub put: u64,
     pub delete: u64,
     pub transact: u64,
+    pub batch_write: u64,
     /// Items returned by get, batch_get and query.
     pub items_read: u64,
     /// Read capacity units by DynamoDB's rules for strongly consistent reads: GetItem and each
@@ -169,7 +170,8 @@ pub struct Counts {
     pub model_read_units: f64,
     /// Write capacity units by DynamoDB's rules: PutItem 1 per 1 KB of the item; DeleteItem 1;
     /// TransactWriteItems 2 per 1 KB of each item put, and 2 for each delete and condition
-    /// check (their items are assumed under 1 KB: tag, list and index entries are).
+    /// check (their items are assumed under 1 KB: tag, list and index entries are);
+    /// BatchWriteItem as PutItem and DeleteItem.
     pub model_write_units: f64,
 }
 
@@ -206,6 +208,7 @@ pub fn item_size(item: &Item) -> usize {
             .iter()
             .map(|(k, v)| k.len() + value_size(v))
             .sum::<usize>()
+        + item.body.as_ref().map_or(0, |b| 4 + b.len())
 }
 
 fn units(bytes: usize, unit: usize) -> f64 {
@@ -315,6 +318,21 @@ impl Table for Counting {
             c.model_write_units += wu;
         });
         self.inner.transact(ops).await
+    }
+
+    async fn batch_write(&self, ops: Vec<storage::BatchOp>) -> Result<(), StorageError> {
+        let wu: f64 = ops
+            .iter()
+            .map(|op| match op {
+                storage::BatchOp::Put(item) => units(item_size(item), 1024),
+                storage::BatchOp::Delete(_) => 1.0,
+            })
+            .sum();
+        self.add(|c| {
+            c.batch_write += ops.len().div_ceil(storage::BATCH_WRITE_CHUNK) as u64;
+            c.model_write_units += wu;
+        });
+        self.inner.batch_write(ops).await
     }
 }
 

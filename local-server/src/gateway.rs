@@ -10,7 +10,7 @@ use std::path::Path;
 
 use directory::EmbeddedDirectory;
 use storage::{Blobs, EmbeddedTable, LocalBlobs, PageTokens, Table};
-use tenant_context::{JwtConfig, JwtVerifier, TenantConfig, TenantContext, bearer_token};
+use tenant_context::{JwtConfig, JwtVerifier, TenantConfig, bearer_token};
 
 use crate::keys::{CLIENT_ID, ISSUER, LocalKeys};
 
@@ -56,9 +56,7 @@ impl Functions {
             ),
             sites: sites::Deps::new(config.clone(), table.clone()),
             groups: groups::Deps::new(config.clone(), directory.clone(), table.clone()),
-            fhir: fhir::Deps {
-                tenant: TenantContext::new(config),
-            },
+            fhir: fhir::Deps::new(config, table.clone()),
             directory,
             blobs,
         })

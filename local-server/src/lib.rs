@@ -1,5 +1,5 @@
 //! The local server: every function's routes on 127.0.0.1 in one process, behind a local
-//! stand-in for the API Gateway JWT authorizer (DESIGN.md section 7).
+//! stand-in for the API Gateway JWT authorizer (`docs/architecture.md`, "Running locally").
 
 pub mod gateway;
 pub mod keys;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use local_server::{Functions, Gateway, LocalKeys, TokenSpec};
 use serde_json::{Value, json};
+use tempfile::TempDir;
 
 struct Server {
     base: String,
@@ -21,33 +22,22 @@ impl Drop for Server {
     }
 }
 
-/// A temporary folder removed on drop.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p =
-            std::env::temp_dir().join(format!("local-server-test-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A temporary folder removed on drop, named after the test.
+fn temp_dir(tag: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("local-server-test-{tag}-"))
+        .tempdir()
+        .unwrap()
 }
 
 async fn start(tag: &str) -> Server {
-    let dir = TempDir::new(tag);
-    let keys = LocalKeys::load_or_create(&dir.0).unwrap();
+    let dir = temp_dir(tag);
+    let keys = LocalKeys::load_or_create(dir.path()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let gateway = Arc::new(Gateway::new(
         &keys,
-        Functions::local(&dir.0, &base).unwrap(),
+        Functions::local(dir.path(), &base).unwrap(),
     ));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(local_server::serve(listener, gateway, async {
@@ -100,8 +90,8 @@ async fn send(
 async fn the_authorizer_stand_in_refuses_what_api_gateway_refuses() {
     let s = start("authz").await;
     let good = s.keys.token(&spec("alice", &["marketing"])).unwrap();
-    let other_dir = TempDir::new("authz-other");
-    let foreign = LocalKeys::load_or_create(&other_dir.0)
+    let other_dir = temp_dir("authz-other");
+    let foreign = LocalKeys::load_or_create(other_dir.path())
         .unwrap()
         .token(&spec("alice", &["marketing"]))
         .unwrap();
@@ -183,7 +173,7 @@ async fn jwks_is_served_and_the_key_survives_restarts() {
     assert_eq!(status, 200);
     assert_eq!(body["keys"][0]["kid"], s.keys.kid());
     assert_eq!(body["keys"][0]["alg"], "RS256");
-    let again = LocalKeys::load_or_create(&s._dir.0).unwrap();
+    let again = LocalKeys::load_or_create(s._dir.path()).unwrap();
     assert_eq!(again.kid(), s.keys.kid());
     // A token from the reloaded key verifies against the running server.
     let token = again.token(&spec("carol", &["finance"])).unwrap();
@@ -192,7 +182,7 @@ async fn jwks_is_served_and_the_key_survives_restarts() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(s._dir.0.join("keys/signing-key.pem"))
+        let mode = std::fs::metadata(s._dir.path().join("keys/signing-key.pem"))
             .unwrap()
             .permissions()
             .mode();
@@ -333,12 +323,12 @@ async fn token_groups_come_from_the_local_directory() {
     assert_eq!(status, 201, "{body}");
 
     let port: u16 = s.base.rsplit(':').next().unwrap().parse().unwrap();
-    let groups = local_server::directory_groups_of(&s._dir.0, port, "dana")
+    let groups = local_server::directory_groups_of(s._dir.path(), port, "dana")
         .await
         .unwrap();
     assert_eq!(groups, ["team"]);
     assert!(
-        local_server::directory_groups_of(&s._dir.0, port, "nobody")
+        local_server::directory_groups_of(s._dir.path(), port, "nobody")
             .await
             .unwrap()
             .is_empty()

@@ -4,28 +4,10 @@
 
 pub mod moto;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 use storage::{Blobs, EmbeddedTable, LocalBlobs, Table};
-
-/// A temporary folder, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("it-{tag}-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A table and a blob store, with whatever keeps them alive.
 pub struct Backend {
@@ -38,10 +20,11 @@ pub struct Backend {
 impl Backend {
     /// The embedded backend in a fresh temporary folder.
     pub fn embedded() -> Backend {
-        let dir = TempDir::new("embedded");
-        let table = EmbeddedTable::open(&dir.0.join("table.redb")).expect("open embedded table");
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let table =
+            EmbeddedTable::open(&dir.path().join("table.redb")).expect("open embedded table");
         let blobs = LocalBlobs::new(
-            dir.0.join("blobs"),
+            dir.path().join("blobs"),
             "http://127.0.0.1:9".into(),
             b"test-blob-secret-0123456789abcdef",
         );

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_config::SdkConfig;
 use aws_sdk_dynamodb::config::SharedCredentialsProvider;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
+use aws_setup::SdkConfig;
 use storage::{DynamoTable, S3Blobs};
 use tokio::sync::OnceCell;
 
@@ -121,9 +121,16 @@ impl Moto {
         aws_sdk_s3::Client::from_conf(conf)
     }
 
-    /// A new table (`PK`/`SK`, on demand) with a unique name.
+    /// A new table (`PK`/`SK`, on demand) with a unique name, measuring the capacity it uses
+    /// ([`DynamoTable::with_usage`]).
     pub async fn create_table(&self) -> DynamoTable {
-        let name = format!("t-{}", uuid::Uuid::new_v4().simple());
+        self.create_table_named("t").await.with_usage()
+    }
+
+    /// A new table whose name begins with `prefix`, as production uses it (no capacity
+    /// reporting). `scripts/moto_server.py` gives some prefixes a fault to inject.
+    pub async fn create_table_named(&self, prefix: &str) -> DynamoTable {
+        let name = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
         self.dynamodb()
             .await
             .create_table()
@@ -175,9 +182,12 @@ impl Moto {
         S3Blobs::with_client(s3, name)
     }
 
-    /// A fresh table and bucket as storage backends.
+    /// A fresh table and bucket as storage backends, configured as in production.
     pub async fn fresh_backends(&self) -> (DynamoTable, S3Blobs) {
-        (self.create_table().await, self.create_bucket().await)
+        (
+            self.create_table_named("t").await,
+            self.create_bucket().await,
+        )
     }
 }
 
@@ -365,10 +375,10 @@ impl CognitoPool {
     }
 }
 
-/// The project's SDK configuration ([`storage::sdk_config`]) for a moto endpoint, with moto's
+/// The project's SDK configuration ([`aws_setup::sdk_config`]) for a moto endpoint, with moto's
 /// dummy credentials.
 pub fn moto_sdk_config(endpoint: &str, credentials_name: &'static str) -> SdkConfig {
-    storage::sdk_config(Some(endpoint), Some("us-east-1"), None)
+    aws_setup::sdk_config(Some(endpoint), Some("us-east-1"), None)
         .into_builder()
         .credentials_provider(SharedCredentialsProvider::new(
             aws_sdk_dynamodb::config::Credentials::new(

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use documents::Limits;
 use integration_tests::{Backend, Resp, User, request, response};
 use serde_json::{Value, json};
-use storage::{PageTokens, SiteStore};
+use site_store::SiteStore;
+use storage::PageTokens;
 use tenant_context::{SiteId, SiteMode, TenantConfig};
 
 /// The sites and documents functions of one deployment (one tenant model) on a backend.

@@ -32,6 +32,86 @@ async fn contract_table_on_dynamodb() {
     contract::all_table(&t).await;
 }
 
+/// An SDK retry of a transaction that DynamoDB applied but whose response was lost carries the
+/// same `ClientRequestToken`, so it is answered as applied, not as a failed condition (a false
+/// 409). The emulator applies the first call of a `lost-response-*` table and answers 500.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_transaction_is_not_a_false_conflict() {
+    let moto = storage_moto_server().await;
+    let t = moto.create_table_named("lost-response").await;
+    let it = item("tx", "once", json!({"n": 1}));
+    let create = || {
+        vec![WriteOp::Put {
+            item: it.clone(),
+            cond: Condition::NotExists,
+        }]
+    };
+    t.transact(create()).await.unwrap();
+    assert_eq!(t.get(&it.key).await.unwrap(), Some(it.clone()));
+    // A new transaction (a new token) with the same condition does fail.
+    assert_eq!(
+        t.transact(create()).await,
+        Err(StorageError::ConditionFailed)
+    );
+}
+
+/// Items DynamoDB leaves unprocessed (throttling) are sent again until every one is written.
+/// The emulator processes half of each BatchWriteItem request of an `unprocessed-*` table.
+#[tokio::test(flavor = "multi_thread")]
+async fn batch_writes_retry_unprocessed_items() {
+    let moto = storage_moto_server().await;
+    let t = moto.create_table_named("unprocessed").await;
+    let items: Vec<Item> = (0..30)
+        .map(|i| item("bw", &format!("{i:02}"), json!({"i": i})))
+        .collect();
+    t.batch_write(items.iter().cloned().map(storage::BatchOp::Put).collect())
+        .await
+        .unwrap();
+    let page = t.query(&Query::new("bw", SkRange::All, 100)).await.unwrap();
+    assert_eq!(page.items, items);
+    let deletes = items
+        .iter()
+        .map(|i| storage::BatchOp::Delete(i.key.clone()))
+        .collect();
+    t.batch_write(deletes).await.unwrap();
+    assert!(
+        t.query(&Query::new("bw", SkRange::All, 100))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+/// Capacity is asked for only when usage is measured: a production table counts its calls
+/// but reports no capacity (no `ReturnConsumedCapacity` sent).
+#[tokio::test(flavor = "multi_thread")]
+async fn capacity_is_measured_only_on_request() {
+    let moto = storage_moto_server().await;
+    let plain = moto.create_table_named("plain").await;
+    plain
+        .put(item("u", "1", json!({"n": 1})), Condition::None)
+        .await
+        .unwrap();
+    plain.get(&Key::new("u", "1")).await.unwrap();
+    let u = plain.usage();
+    assert_eq!((u.calls, u.items_read), (2, 1));
+    assert_eq!((u.read_units, u.write_units), (0.0, 0.0));
+    let measured = moto.create_table().await;
+    measured
+        .put(item("u", "1", json!({"n": 1})), Condition::None)
+        .await
+        .unwrap();
+    measured.get(&Key::new("u", "1")).await.unwrap();
+    let u = measured.usage();
+    assert!(u.read_units > 0.0 && u.write_units > 0.0, "{u:?}");
+}
+
+/// The shared `moto_server` of this test process (these tests use fresh tables of it).
+async fn storage_moto_server() -> &'static Moto {
+    integration_tests::moto::shared().await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_blobs_on_s3() {
     let moto = Moto::start().await;
@@ -459,7 +539,8 @@ async fn s3_backend() {
     ));
 }
 
-/// The lazy path the Lambdas use: [`storage::AwsConfig::from_env`], then `from_config`, and
+/// The lazy path the Lambdas use: [`aws_setup::AwsConfig::from_env`], then `from_env` of each
+/// backend, and
 /// [`directory::CognitoDirectory::from_env`], with nothing but the environment (endpoint,
 /// region, credentials) to go on. Runs [`lazy_clients_child`] in a child process so the
 /// environment is set without racing the other tests of this process.
@@ -481,7 +562,7 @@ async fn lazy_clients_from_env() {
             "AWS_CA_BUNDLE",
             concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/../shared/storage/src/amazon-roots.pem"
+                "/../shared/aws/src/amazon-roots.pem"
             ),
         )
         .env("AWS_ENDPOINT_URL", &moto.endpoint)
@@ -514,7 +595,7 @@ async fn lazy_clients_child() {
     if std::env::var_os("LAZY_CLIENTS_CHILD").is_none() {
         return;
     }
-    let config = storage::AwsConfig::from_env().unwrap();
+    let config = aws_setup::AwsConfig::from_env().unwrap();
     assert!(config.endpoint_url.is_some());
     assert!(
         config
@@ -522,8 +603,8 @@ async fn lazy_clients_child() {
             .as_deref()
             .is_some_and(|pem| pem.contains("BEGIN CERTIFICATE"))
     );
-    let t = storage::DynamoTable::from_config(&config);
-    let b = storage::S3Blobs::from_config(&config);
+    let t = storage::DynamoTable::from_env(&config).unwrap();
+    let b = storage::S3Blobs::from_env(&config).unwrap();
 
     let it = item("lazy", "item", json!({"n": 1}));
     t.put(it.clone(), Condition::NotExists).await.unwrap();
@@ -540,7 +621,7 @@ async fn lazy_clients_child() {
     let prefix = format!(
         "{}/{}/lazy/blob?",
         config.endpoint_url.as_deref().unwrap(),
-        config.bucket_name
+        b.bucket_name()
     );
     assert!(url.starts_with(&prefix), "path-style URL expected: {url}");
     let body = reqwest::get(&url).await.unwrap().bytes().await.unwrap();

@@ -2,32 +2,33 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use formkiq_api::{ApiError, invalid, json_body, message, ok, page_limit, with_next};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
-use platform_http::{ApiError, json_body, json_response, page_limit, query_param, with_next};
+use platform_http::query_param;
 use serde_json::{Value, json};
-use storage::{Key, MAX_TRANSACTION_OPS, Page, ScopedBlobs, ScopedTable, StorageError};
+use storage::{
+    Key, MAX_TRANSACTION_OPS, Page, ScopedBlobs, ScopedTable, StorageError, committed,
+    retry_on_conflict,
+};
 
 use crate::Ctx;
 use crate::model::{
     self, DocState, Document, DocumentId, DocumentInput, Errors, MAX_TAG_VALUES, Tag, TagInput,
     TagValues,
 };
-use crate::store::{DocStore, document_from, tag_value_prefix};
+use crate::store::{DocStore, document_from, tag_from, tag_value_prefix};
 
 type Result<T> = std::result::Result<T, ApiError>;
 
-/// Attempts of a read-modify-write before giving up with 409.
-const WRITE_ATTEMPTS: usize = 5;
-
-use storage::now;
+use timestamp::now;
 
 fn store<'a>(ctx: &'a Ctx<'_>) -> DocStore<'a> {
-    DocStore::new(ScopedTable::new(&*ctx.deps.table, &ctx.scope))
+    DocStore::new(ScopedTable::new(&*ctx.deps.table, ctx.scope))
 }
 
 fn blobs<'a>(ctx: &'a Ctx<'_>) -> ScopedBlobs<'a> {
-    ScopedBlobs::new(&*ctx.deps.blobs, &ctx.scope)
+    ScopedBlobs::new(&*ctx.deps.blobs, ctx.scope)
 }
 
 fn not_found(id: &DocumentId) -> ApiError {
@@ -58,24 +59,14 @@ fn doc_json(ctx: &Ctx<'_>, doc: &Document) -> Value {
     v
 }
 
-fn ok(status: StatusCode, body: &Value) -> Result<Response<Body>> {
-    Ok(json_response(status, body))
-}
-
-fn message(status: StatusCode, text: String) -> Result<Response<Body>> {
-    ok(status, &json!({ "message": text }))
-}
-
 /// Fails with 400 unless the state fits the per-document limits and one transaction.
 fn check_fits(store: &DocStore<'_>, old: Option<&DocState>, new: &DocState) -> Result<()> {
     let count = model::tag_value_count(new.tags.values().map(|t| &t.values));
     if count > MAX_TAG_VALUES {
-        return Err(ApiError::Validation(vec![platform_http::FieldError {
-            key: "tags".into(),
-            error: format!(
-                "a document holds at most {MAX_TAG_VALUES} tag values ({count} requested)"
-            ),
-        }]));
+        return Err(invalid(
+            "tags",
+            format!("a document holds at most {MAX_TAG_VALUES} tag values ({count} requested)"),
+        ));
     }
     if store.ops(old, Some(new)).len() > MAX_TRANSACTION_OPS {
         return Err(ApiError::BadRequest(
@@ -155,11 +146,15 @@ fn new_content_key(ctx: &Ctx<'_>, id: &DocumentId) -> String {
 /// Stores a new document: content first (under a fresh key), then the document, its list
 /// entry, tags and tag-index entries in one transaction. If the transaction fails the content
 /// is removed again, so nothing is left half-written.
-async fn insert(ctx: &Ctx<'_>, state: &DocState, content: Option<Vec<u8>>) -> Result<()> {
+async fn insert(
+    ctx: &Ctx<'_>,
+    id: &DocumentId,
+    state: &DocState,
+    content: Option<Vec<u8>>,
+) -> Result<()> {
     let store = store(ctx);
     check_fits(&store, None, state)?;
-    let id = DocumentId::parse(&state.doc.document_id).expect("generated ids are valid");
-    if store.get(&id).await?.is_some() {
+    if store.get(id).await?.is_some() {
         return Err(ApiError::Conflict(format!(
             "document '{id}' already exists"
         )));
@@ -227,40 +222,44 @@ fn new_state(
     }
 }
 
-/// Reads, changes and writes a document, retrying when another request changed it meanwhile.
-async fn modify<F>(ctx: &Ctx<'_>, id: &DocumentId, mut change: F) -> Result<(DocState, DocState)>
-where
-    F: FnMut(&mut DocState) -> Result<()>,
-{
-    let store = store(ctx);
-    for _ in 0..WRITE_ATTEMPTS {
-        let old = store.load(id).await?.ok_or_else(|| not_found(id))?;
-        let mut new = old.clone();
-        change(&mut new)?;
-        new.version = old.version + 1;
-        new.doc.last_modified_date = now();
-        check_fits(&store, Some(&old), &new)?;
-        match store.write(Some(&old), Some(&new)).await {
-            Ok(()) => return Ok((old, new)),
-            Err(StorageError::ConditionFailed) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(ApiError::Conflict(format!(
+/// 409 after every attempt of a read-modify-write lost to concurrent writers.
+fn busy(id: &DocumentId) -> ApiError {
+    ApiError::Conflict(format!(
         "document '{id}' is being changed by other requests; retry"
-    )))
+    ))
+}
+
+/// Reads, changes and writes a document, retrying when another request changed it meanwhile.
+async fn modify<F>(ctx: &Ctx<'_>, id: &DocumentId, change: F) -> Result<(DocState, DocState)>
+where
+    F: Fn(&mut DocState) -> Result<()>,
+{
+    let (store, change) = (&store(ctx), &change);
+    retry_on_conflict(
+        || busy(id),
+        || async move {
+            let old = store.load(id).await?.ok_or_else(|| not_found(id))?;
+            let mut new = old.clone();
+            change(&mut new)?;
+            new.version = old.version + 1;
+            new.doc.last_modified_date = now();
+            check_fits(store, Some(&old), &new)?;
+            let written = committed(store.write(Some(&old), Some(&new)).await)?;
+            Ok(written.map(|()| (old, new)))
+        },
+    )
+    .await
 }
 
 pub(crate) async fn list(ctx: &Ctx<'_>) -> Result<Response<Body>> {
     let page = store(ctx)
         .list(page_limit(ctx.req)?, after(ctx, "list")?)
         .await?;
-    let documents: Vec<Value> = page
+    let documents = page
         .items
         .iter()
-        .filter_map(document_from)
-        .map(|d| doc_json(ctx, &d))
-        .collect();
+        .map(|i| document_from(i).map(|d| doc_json(ctx, &d)))
+        .collect::<std::result::Result<Vec<Value>, _>>()?;
     ok(
         StatusCode::OK,
         &with_next(
@@ -307,7 +306,7 @@ pub(crate) async fn create(ctx: &Ctx<'_>) -> Result<Response<Body>> {
         metadata,
     );
     let has_content = bytes.is_some();
-    insert(ctx, &state, bytes).await?;
+    insert(ctx, &id, &state, bytes).await?;
     let mut body = json!({ "documentId": id.to_string(), "siteId": ctx.scope.site().as_str() });
     if !has_content {
         body["uploadUrl"] = Value::String(upload_url(ctx, &state).await?);
@@ -338,7 +337,7 @@ pub(crate) async fn upload(ctx: &Ctx<'_>) -> Result<Response<Body>> {
         Vec::new(),
         Vec::new(),
     );
-    insert(ctx, &state, None).await?;
+    insert(ctx, &id, &state, None).await?;
     let url = upload_url(ctx, &state).await?;
     ok(
         StatusCode::OK,
@@ -426,23 +425,19 @@ pub(crate) async fn update(ctx: &Ctx<'_>, id: &DocumentId) -> Result<Response<Bo
 }
 
 pub(crate) async fn delete(ctx: &Ctx<'_>, id: &DocumentId) -> Result<Response<Body>> {
-    let store = store(ctx);
-    for _ in 0..WRITE_ATTEMPTS {
-        let old = store.load(id).await?.ok_or_else(|| not_found(id))?;
-        match store.write(Some(&old), None).await {
-            Ok(()) => {
-                if let Err(e) = blobs(ctx).delete(&old.content_key).await {
-                    tracing::warn!(error = %e, key = old.content_key, "could not remove content of a deleted document");
-                }
-                return message(StatusCode::OK, format!("'{id}' object deleted"));
-            }
-            Err(StorageError::ConditionFailed) => continue,
-            Err(e) => return Err(e.into()),
-        }
+    let store = &store(ctx);
+    let old = retry_on_conflict(
+        || busy(id),
+        || async move {
+            let old = store.load(id).await?.ok_or_else(|| not_found(id))?;
+            Ok(committed(store.write(Some(&old), None).await)?.map(|()| old))
+        },
+    )
+    .await?;
+    if let Err(e) = blobs(ctx).delete(&old.content_key).await {
+        tracing::warn!(error = %e, key = old.content_key, "could not remove content of a deleted document");
     }
-    Err(ApiError::Conflict(format!(
-        "document '{id}' is being changed by other requests; retry"
-    )))
+    message(StatusCode::OK, format!("'{id}' object deleted"))
 }
 
 pub(crate) async fn content(ctx: &Ctx<'_>, id: &DocumentId) -> Result<Response<Body>> {
@@ -502,12 +497,11 @@ pub(crate) async fn list_tags(ctx: &Ctx<'_>, id: &DocumentId) -> Result<Response
         return Err(not_found(id));
     }
     let page = store.tags(id, limit, after).await?;
-    let tags: Vec<Value> = page
+    let tags = page
         .items
         .iter()
-        .filter_map(|i| Tag::from_json(&Value::Object(i.attrs.clone())))
-        .map(|t| t.to_json(&id.to_string()))
-        .collect();
+        .map(|i| tag_from(i).map(|t| t.to_json(&id.to_string())))
+        .collect::<std::result::Result<Vec<Value>, _>>()?;
     ok(
         StatusCode::OK,
         &with_next(json!({ "tags": tags }), next_token(ctx, &query_id, &page)),
@@ -640,16 +634,15 @@ pub(crate) async fn search(ctx: &Ctx<'_>) -> Result<Response<Body>> {
     let page = store(ctx)
         .search(&key, prefix, page_limit(ctx.req)?, after(ctx, &query_id)?)
         .await?;
-    let documents: Vec<Value> = page
+    let documents = page
         .items
         .iter()
-        .filter_map(|item| {
-            let doc = document_from(item)?;
-            let mut v = doc_json(ctx, &doc);
+        .map(|item| {
+            let mut v = doc_json(ctx, &document_from(item)?);
             v["matchedTag"] = item.get("matchedTag").cloned().unwrap_or(Value::Null);
-            Some(v)
+            Ok(v)
         })
-        .collect();
+        .collect::<std::result::Result<Vec<Value>, StorageError>>()?;
     ok(
         StatusCode::OK,
         &with_next(

@@ -1,22 +1,24 @@
 //! The document API (FormKiQ-shaped): documents, content, tags and tag search
-//! (`../shared/DESIGN.md` section 5).
+//! (`docs/architecture.md`, "APIs").
 //!
 //! Handlers take their dependencies as arguments ([`Deps`]), so the same code runs in Lambda,
-//! in the local server and in tests. Every request is authenticated and authorized by the
-//! tenant-context library into one [`TenantScope`]; storage is reached only through it.
+//! in the local server and in tests. Every request goes through the shared pipeline
+//! ([`platform_http::serve`]): it is authenticated and authorized by the tenant-context library
+//! into one [`TenantScope`]; storage is reached only through it.
 
 mod handlers;
 pub mod model;
 pub mod store;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use formkiq_api::ApiError;
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
-use platform_http::{ApiError, credentials, query_param};
+use platform_http::{Access, Api, Call, Router};
 use storage::{Blobs, PageTokens, Table};
-use tenant_context::{Permission, RequestTarget, TenantConfig, TenantContext, TenantScope};
+use tenant_context::{Permission, TenantConfig, TenantContext, TenantScope};
 
 use crate::model::DocumentId;
 
@@ -65,7 +67,7 @@ impl Deps {
         limits: Limits,
     ) -> Self {
         Deps {
-            tenant: storage::tenant_context(config, table.clone()),
+            tenant: site_store::tenant_context(config, table.clone()),
             table,
             blobs,
             tokens,
@@ -78,7 +80,7 @@ impl Deps {
     /// secret (`PAGING_TOKEN_SECRET`).
     pub fn from_env() -> Result<Self, String> {
         let config = TenantConfig::from_env().map_err(|e| e.to_string())?;
-        let aws = storage::AwsConfig::from_env()?;
+        let aws = aws_setup::AwsConfig::from_env()?;
         let secret = std::env::var("PAGING_TOKEN_SECRET").unwrap_or_default();
         if secret.len() < 16 {
             return Err(
@@ -88,8 +90,8 @@ impl Deps {
         }
         Ok(Deps::new(
             config,
-            Arc::new(storage::DynamoTable::from_config(&aws)),
-            Arc::new(storage::S3Blobs::from_config(&aws)),
+            Arc::new(storage::DynamoTable::from_env(&aws)?),
+            Arc::new(storage::S3Blobs::from_env(&aws)?),
             PageTokens::new(secret.as_bytes()),
             Limits::default(),
         ))
@@ -98,7 +100,7 @@ impl Deps {
 
 /// A route of this function, with its path parameters parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Route {
+pub enum Route {
     List,
     Create,
     Upload,
@@ -126,123 +128,136 @@ impl Route {
             _ => Permission::for_method(method.as_str()),
         }
     }
+
+    /// The HTTP method of the route.
+    fn method(&self) -> Method {
+        match self {
+            Route::List | Route::Upload | Route::Get(_) | Route::Content(_) | Route::Url(_) => {
+                Method::GET
+            }
+            Route::ListTags(_) | Route::GetTag(..) => Method::GET,
+            Route::Create | Route::AddTags(_) | Route::Search => Method::POST,
+            Route::Update(_) => Method::PATCH,
+            Route::SetTag(..) => Method::PUT,
+            Route::Delete(_) | Route::DeleteTag(..) => Method::DELETE,
+        }
+    }
 }
 
-/// Matches method and path to a route: unknown paths are 404, known paths with another
-/// method 405. A document id that is not a UUID names no document: 404.
-fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-    let not_found = || ApiError::NotFound(format!("no route {path}"));
-    let doc = |s: &str| {
-        DocumentId::parse(s).ok_or_else(|| ApiError::NotFound(format!("document '{s}' not found")))
-    };
-    let m = method.as_str();
-    let wrong_method = || ApiError::MethodNotAllowed(m.to_owned());
-    let r = match segments.as_slice() {
-        ["documents"] => match m {
-            "GET" => Route::List,
-            "POST" => Route::Create,
-            _ => return Err(wrong_method()),
-        },
-        ["documents", "upload"] => match m {
-            "GET" => Route::Upload,
-            _ => return Err(wrong_method()),
-        },
-        ["documents", id] => {
-            let id = doc(id)?;
-            match m {
-                "GET" => Route::Get(id),
-                "PATCH" => Route::Update(id),
-                "DELETE" => Route::Delete(id),
-                _ => return Err(wrong_method()),
-            }
-        }
-        ["documents", id, "content"] => match m {
-            "GET" => Route::Content(doc(id)?),
-            _ => return Err(wrong_method()),
-        },
-        ["documents", id, "url"] => match m {
-            "GET" => Route::Url(doc(id)?),
-            _ => return Err(wrong_method()),
-        },
-        ["documents", id, "tags"] => {
-            let id = doc(id)?;
-            match m {
-                "GET" => Route::ListTags(id),
-                "POST" => Route::AddTags(id),
-                _ => return Err(wrong_method()),
-            }
-        }
-        ["documents", id, "tags", key] => {
-            let id = doc(id)?;
-            let key = platform_http::path_segment(key).ok_or_else(not_found)?;
-            match m {
-                "GET" => Route::GetTag(id, key),
-                "PUT" => Route::SetTag(id, key),
-                "DELETE" => Route::DeleteTag(id, key),
-                _ => return Err(wrong_method()),
-            }
-        }
-        ["search"] => match m {
-            "POST" => Route::Search,
-            _ => return Err(wrong_method()),
-        },
-        _ => return Err(not_found()),
-    };
-    Ok(r)
+/// The `{documentId}` of a path: a document id that is not a UUID names no document (404).
+fn doc(p: &platform_http::Params<'_, '_>) -> Result<DocumentId, ApiError> {
+    let s = p.get("documentId").unwrap_or_default();
+    DocumentId::parse(s).ok_or_else(|| ApiError::NotFound(format!("document '{s}' not found")))
 }
+
+/// The `{tagKey}` of a path, percent-decoded.
+fn tag_key(p: &platform_http::Params<'_, '_>) -> Result<String, ApiError> {
+    let raw = p.get("tagKey").unwrap_or_default();
+    platform_http::path_segment(raw)
+        .ok_or_else(|| ApiError::NotFound(format!("no route for tag '{raw}'")))
+}
+
+/// The routes: unknown paths are 404, known paths with another method 405.
+static ROUTES: LazyLock<Router<Route, ApiError>> = LazyLock::new(|| {
+    const DOC: &str = "/documents/{documentId}";
+    Router::new()
+        .route(Method::GET, "/documents", |_| Ok(Route::List))
+        .route(Method::POST, "/documents", |_| Ok(Route::Create))
+        .route(Method::GET, "/documents/upload", |_| Ok(Route::Upload))
+        .route(Method::GET, DOC, |p| Ok(Route::Get(doc(p)?)))
+        .route(Method::PATCH, DOC, |p| Ok(Route::Update(doc(p)?)))
+        .route(Method::DELETE, DOC, |p| Ok(Route::Delete(doc(p)?)))
+        .route(Method::GET, "/documents/{documentId}/content", |p| {
+            Ok(Route::Content(doc(p)?))
+        })
+        .route(Method::GET, "/documents/{documentId}/url", |p| {
+            Ok(Route::Url(doc(p)?))
+        })
+        .route(Method::GET, "/documents/{documentId}/tags", |p| {
+            Ok(Route::ListTags(doc(p)?))
+        })
+        .route(Method::POST, "/documents/{documentId}/tags", |p| {
+            Ok(Route::AddTags(doc(p)?))
+        })
+        .route(Method::GET, "/documents/{documentId}/tags/{tagKey}", |p| {
+            Ok(Route::GetTag(doc(p)?, tag_key(p)?))
+        })
+        .route(Method::PUT, "/documents/{documentId}/tags/{tagKey}", |p| {
+            Ok(Route::SetTag(doc(p)?, tag_key(p)?))
+        })
+        .route(
+            Method::DELETE,
+            "/documents/{documentId}/tags/{tagKey}",
+            |p| Ok(Route::DeleteTag(doc(p)?, tag_key(p)?)),
+        )
+        .route(Method::POST, "/search", |_| Ok(Route::Search))
+});
 
 /// One request being served: its scope and dependencies.
 pub(crate) struct Ctx<'a> {
     pub deps: &'a Deps,
-    pub scope: TenantScope,
+    pub scope: &'a TenantScope,
     pub req: &'a Request,
 }
 
 /// Answers one request.
 pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
-    platform_http::respond(&req, serve(&req, deps)).await
+    platform_http::serve(deps, req).await
 }
 
-async fn serve(req: &Request, deps: &Deps) -> Result<Response<Body>, ApiError> {
-    let route = route(req.method(), req.uri().path())?;
-    let principal = deps
-        .tenant
-        .authenticate(credentials(req, deps.tenant.config()))
-        .await?;
-    let scope = deps
-        .tenant
-        .authorize(
-            &principal,
-            RequestTarget::site(query_param(req, "siteId")),
-            route.permission(req.method()),
-        )
-        .await?;
-    let span = tracing::Span::current();
-    span.record("site", scope.site().as_str());
-    span.record("user", principal.username());
-    let ctx = Ctx { deps, scope, req };
-    match route {
-        Route::List => handlers::list(&ctx).await,
-        Route::Create => handlers::create(&ctx).await,
-        Route::Upload => handlers::upload(&ctx).await,
-        Route::Get(id) => handlers::get(&ctx, &id).await,
-        Route::Update(id) => handlers::update(&ctx, &id).await,
-        Route::Delete(id) => handlers::delete(&ctx, &id).await,
-        Route::Content(id) => handlers::content(&ctx, &id).await,
-        Route::Url(id) => handlers::url(&ctx, &id).await,
-        Route::ListTags(id) => handlers::list_tags(&ctx, &id).await,
-        Route::AddTags(id) => handlers::add_tags(&ctx, &id).await,
-        Route::GetTag(id, key) => handlers::get_tag(&ctx, &id, &key).await,
-        Route::SetTag(id, key) => handlers::set_tag(&ctx, &id, &key).await,
-        Route::DeleteTag(id, key) => handlers::delete_tag(&ctx, &id, &key).await,
-        Route::Search => handlers::search(&ctx).await,
+impl Api for Deps {
+    type Route = Route;
+    type Error = ApiError;
+
+    fn router(&self) -> &Router<Route, ApiError> {
+        &ROUTES
+    }
+
+    fn tenant(&self) -> &TenantContext {
+        &self.tenant
+    }
+
+    fn access(route: &Route) -> Access<'_> {
+        Access::Site(route.permission(&route.method()))
+    }
+
+    async fn handle(&self, route: Route, call: Call<'_>) -> Result<Response<Body>, ApiError> {
+        let ctx = Ctx {
+            deps: self,
+            scope: call.scope()?,
+            req: call.req,
+        };
+        match route {
+            Route::List => handlers::list(&ctx).await,
+            Route::Create => handlers::create(&ctx).await,
+            Route::Upload => handlers::upload(&ctx).await,
+            Route::Get(id) => handlers::get(&ctx, &id).await,
+            Route::Update(id) => handlers::update(&ctx, &id).await,
+            Route::Delete(id) => handlers::delete(&ctx, &id).await,
+            Route::Content(id) => handlers::content(&ctx, &id).await,
+            Route::Url(id) => handlers::url(&ctx, &id).await,
+            Route::ListTags(id) => handlers::list_tags(&ctx, &id).await,
+            Route::AddTags(id) => handlers::add_tags(&ctx, &id).await,
+            Route::GetTag(id, key) => handlers::get_tag(&ctx, &id, &key).await,
+            Route::SetTag(id, key) => handlers::set_tag(&ctx, &id, &key).await,
+            Route::DeleteTag(id, key) => handlers::delete_tag(&ctx, &id, &key).await,
+            Route::Search => handlers::search(&ctx).await,
+        }
+    }
+
+    fn error_response(e: ApiError) -> Response<Body> {
+        e.into_response()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Matches method and path to a route.
+    fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
+        ROUTES.find(method, path)
+    }
 
     #[test]
     fn routes() {

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use platform_http::{ApiError, FieldError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -164,26 +163,7 @@ pub struct DocumentInput {
 }
 
 /// Collects field errors of one request.
-#[derive(Debug, Default)]
-pub struct Errors(Vec<FieldError>);
-
-impl Errors {
-    pub fn add(&mut self, key: &str, error: impl Into<String>) {
-        self.0.push(FieldError {
-            key: key.to_owned(),
-            error: error.into(),
-        });
-    }
-
-    /// `Ok(value)` when no error was recorded, else the validation error.
-    pub fn finish<T>(self, value: T) -> Result<T, ApiError> {
-        if self.0.is_empty() {
-            Ok(value)
-        } else {
-            Err(ApiError::Validation(self.0))
-        }
-    }
-}
+pub use formkiq_api::FieldErrors as Errors;
 
 fn has_control(s: &str) -> bool {
     s.chars().any(char::is_control)

@@ -10,6 +10,9 @@
 //! List and tag-index entries carry the document's summary, so listing and searching read one
 //! item per document returned. Every change of a document, its tags and its index entries is
 //! one transaction, conditioned on the document's version.
+//!
+//! The `docs` list holds one item per document, so it is the partition that tells whether a
+//! site still holds documents ([`SITE_DATA`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,11 +23,17 @@ use crate::model::{DocState, Document, DocumentId, Tag};
 
 const DOC_SK: &str = "doc";
 const LIST_PK: &str = "docs";
+
+/// The document API's data in a site, as the sites function checks before deleting a site.
+pub const SITE_DATA: site_store::DataPartition = site_store::DataPartition {
+    pk: LIST_PK,
+    what: "documents",
+};
 /// Separates a tag value from the document id in tag-index sort keys; tag values cannot
 /// contain control characters, so a value's entries never run into another value's.
 pub const VALUE_SEP: char = '\u{1f}';
 
-fn doc_pk(id: &DocumentId) -> String {
+fn doc_pk(id: impl std::fmt::Display) -> String {
     format!("doc#{id}")
 }
 
@@ -48,9 +57,17 @@ fn document_attrs(doc: &Document) -> Map<String, Value> {
     to_attrs(serde_json::to_value(doc).unwrap_or(Value::Null))
 }
 
-/// A document read back from any item that carries its summary.
-pub fn document_from(item: &Item) -> Option<Document> {
-    serde_json::from_value(Value::Object(item.attrs.clone())).ok()
+/// A document read back from any item that carries its summary; an item that does not is
+/// [`StorageError::Unreadable`] (a 500 for the request, logged).
+pub fn document_from(item: &Item) -> Result<Document, StorageError> {
+    serde_json::from_value(Value::Object(item.attrs.clone()))
+        .map_err(|e| StorageError::unreadable(&item.key, e))
+}
+
+/// A tag read back from its item (`tag#<key>` in the document's partition).
+pub fn tag_from(item: &Item) -> Result<Tag, StorageError> {
+    Tag::from_json(&Value::Object(item.attrs.clone()))
+        .ok_or_else(|| StorageError::unreadable(&item.key, "not a tag"))
 }
 
 /// Documents of one tenant.
@@ -83,10 +100,9 @@ impl<'a> DocStore<'a> {
             if item.key.sk == DOC_SK {
                 version = item.get("version").and_then(Value::as_u64).unwrap_or(0);
                 content_key = item.str("contentKey").unwrap_or_default().to_owned();
-                doc = document_from(item);
-            } else if item.key.sk.starts_with("tag#")
-                && let Some(tag) = Tag::from_json(&Value::Object(item.attrs.clone()))
-            {
+                doc = Some(document_from(item)?);
+            } else if item.key.sk.starts_with("tag#") {
+                let tag = tag_from(item)?;
                 tags.insert(tag.key.clone(), tag);
             }
         }
@@ -114,9 +130,11 @@ impl<'a> DocStore<'a> {
     /// on `old`'s version so concurrent writers cannot lose each other's updates.
     pub fn ops(&self, old: Option<&DocState>, new: Option<&DocState>) -> Vec<WriteOp> {
         let mut ops = Vec::new();
-        let any = new.or(old).expect("a write has an old or a new state");
-        let id = DocumentId::parse(&any.doc.document_id).expect("stored ids are valid");
-        let doc_key = self.table.key(&doc_pk(&id), DOC_SK);
+        let Some(any) = new.or(old) else {
+            return ops;
+        };
+        let id = &any.doc.document_id;
+        let doc_key = self.table.key(&doc_pk(id), DOC_SK);
         let cond = match old {
             None => Condition::NotExists,
             Some(o) => Condition::Equals {
@@ -159,7 +177,7 @@ impl<'a> DocStore<'a> {
         let empty = BTreeMap::new();
         let old_tags = old.map(|o| &o.tags).unwrap_or(&empty);
         let new_tags = new.map(|n| &n.tags).unwrap_or(&empty);
-        let pk = self.table.pk(&doc_pk(&id));
+        let pk = self.table.pk(&doc_pk(id));
         for (k, t) in new_tags {
             if old_tags.get(k) != Some(t) {
                 ops.push(WriteOp::Put {
@@ -227,10 +245,11 @@ impl<'a> DocStore<'a> {
     /// The document item alone (one read), with its content key.
     pub async fn get(&self, id: &DocumentId) -> Result<Option<(Document, String)>, StorageError> {
         let item = self.table.get(&self.table.key(&doc_pk(id), DOC_SK)).await?;
-        Ok(item.and_then(|i| {
+        item.map(|i| {
             let key = i.str("contentKey").unwrap_or_default().to_owned();
             document_from(&i).map(|d| (d, key))
-        }))
+        })
+        .transpose()
     }
 
     /// A page of the newest documents.

@@ -4,8 +4,11 @@
 //! local server and in tests. Until this function's routes land, every request under its
 //! prefixes is answered with a JSON 404 saying the route is not implemented.
 
+use std::sync::Arc;
+
 use lambda_http::{Body, Request, Response};
-use tenant_context::{ConfigError, TenantConfig, TenantContext};
+use storage::Table;
+use tenant_context::{TenantConfig, TenantContext};
 
 /// The path prefixes this function serves.
 pub const PREFIXES: &[&str] = &["/fhir"];
@@ -16,11 +19,23 @@ pub struct Deps {
 }
 
 impl Deps {
-    /// Dependencies from the environment variables the template sets.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Deps {
-            tenant: TenantContext::new(TenantConfig::from_env()?),
-        })
+    /// The dependencies on `table` for the tenant model `config`: the tenant context every
+    /// function builds, so in defined mode FHIR reads grants from the table's defined sites.
+    pub fn new(config: TenantConfig, table: Arc<dyn Table>) -> Self {
+        Deps {
+            tenant: site_store::tenant_context(config, table),
+        }
+    }
+
+    /// Dependencies from the environment variables the template sets: the tenant model and
+    /// DynamoDB (`TABLE_NAME`; the client is created on first use).
+    pub fn from_env() -> Result<Self, String> {
+        let config = TenantConfig::from_env().map_err(|e| e.to_string())?;
+        let aws = aws_setup::AwsConfig::from_env()?;
+        Ok(Deps::new(
+            config,
+            Arc::new(storage::DynamoTable::from_env(&aws)?),
+        ))
     }
 }
 

@@ -3,11 +3,10 @@
 //! [`AdminScope`]: tenant_context::AdminScope
 
 use directory::{DirectoryError, MAX_DESCRIPTION, group_name_problem, username_problem};
+use formkiq_api::{ApiError, FieldErrors, invalid, json_body, message, ok, page_limit, with_next};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
-use platform_http::{
-    ApiError, FieldError, json_body, json_response, page_limit, query_param, with_next,
-};
+use platform_http::query_param;
 use serde_json::{Map, Value, json};
 use tenant_context::{
     AUTHENTICATION_ONLY_GROUP, DEFAULT_READ_GROUP, RESERVED_SITE_IDS, SiteId, TenantConfig,
@@ -24,21 +23,6 @@ fn api_error(e: DirectoryError) -> ApiError {
         DirectoryError::Invalid(m) => ApiError::BadRequest(m),
         DirectoryError::Unavailable(m) => ApiError::Unavailable(m),
     }
-}
-
-fn ok(status: StatusCode, body: &Value) -> Result<Response<Body>> {
-    Ok(json_response(status, body))
-}
-
-fn message(status: StatusCode, text: String) -> Result<Response<Body>> {
-    ok(status, &json!({ "message": text }))
-}
-
-fn invalid(key: &str, error: impl Into<String>) -> ApiError {
-    ApiError::Validation(vec![FieldError {
-        key: key.into(),
-        error: error.into(),
-    }])
 }
 
 fn next<'a>(ctx: &Ctx<'a>) -> Option<&'a str> {
@@ -145,37 +129,29 @@ pub(crate) async fn list_groups(ctx: &Ctx<'_>) -> Result<Response<Body>> {
 pub(crate) async fn create_group(ctx: &Ctx<'_>) -> Result<Response<Body>> {
     let group = body_object(ctx, "group")?;
     let name = required_str(&group, "name")?;
-    let mut errors = Vec::new();
+    let mut errors = FieldErrors::default();
     if let Some(p) = creatable_group_problem(&name, ctx.deps.tenant.config()) {
-        errors.push(FieldError {
-            key: "name".into(),
-            error: p,
-        });
+        errors.add("name", p);
     }
     let description = match group.get("description") {
         None | Some(Value::Null) => None,
         Some(Value::String(d)) if d.chars().count() > MAX_DESCRIPTION => {
-            errors.push(FieldError {
-                key: "description".into(),
-                error: format!("at most {MAX_DESCRIPTION} characters"),
-            });
+            errors.add(
+                "description",
+                format!("at most {MAX_DESCRIPTION} characters"),
+            );
             None
         }
         Some(Value::String(d)) => Some(d.as_str()),
         Some(_) => {
-            errors.push(FieldError {
-                key: "description".into(),
-                error: "must be a string".into(),
-            });
+            errors.add("description", "must be a string");
             None
         }
     };
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
+    errors.finish(())?;
     ctx.deps
         .directory
-        .create_group(&ctx.admin, &name, description)
+        .create_group(ctx.admin, &name, description)
         .await
         .map_err(api_error)?;
     tracing::info!(group = %name, "group created");
@@ -205,7 +181,7 @@ pub(crate) async fn delete_group(ctx: &Ctx<'_>, raw: &str) -> Result<Response<Bo
     }
     ctx.deps
         .directory
-        .delete_group(&ctx.admin, &name)
+        .delete_group(ctx.admin, &name)
         .await
         .map_err(api_error)?;
     tracing::info!(group = %name, "group deleted");
@@ -243,7 +219,7 @@ pub(crate) async fn add_user(ctx: &Ctx<'_>, raw: &str) -> Result<Response<Body>>
     }
     ctx.deps
         .directory
-        .add_user_to_group(&ctx.admin, &group, &username)
+        .add_user_to_group(ctx.admin, &group, &username)
         .await
         .map_err(api_error)?;
     tracing::info!(group = %group, member = %username, "user added to group");
@@ -263,7 +239,7 @@ pub(crate) async fn remove_user(
     let username = path_user(raw_user)?;
     ctx.deps
         .directory
-        .remove_user_from_group(&ctx.admin, &group, &username)
+        .remove_user_from_group(ctx.admin, &group, &username)
         .await
         .map_err(api_error)?;
     tracing::info!(group = %group, member = %username, "user removed from group");

@@ -1,5 +1,5 @@
 //! The groups API (FormKiQ-shaped): the user directory's groups and their users
-//! (`../shared/DESIGN.md` sections 3 and 5).
+//! (`docs/architecture.md`, "Tenant model" and "APIs").
 //!
 //! Handlers take their dependencies as arguments ([`Deps`]), so the same code runs in Lambda
 //! (Cognito), in the local server and in tests (the embedded directory).
@@ -10,12 +10,13 @@
 
 mod handlers;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use directory::{CognitoDirectory, Directory};
+use formkiq_api::ApiError;
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
-use platform_http::{ApiError, credentials};
+use platform_http::{Access, Api, Call, Params, Router};
 use storage::Table;
 use tenant_context::{AdminScope, TenantConfig, TenantContext};
 
@@ -35,7 +36,7 @@ impl Deps {
     /// not touched otherwise.
     pub fn new(config: TenantConfig, directory: Arc<dyn Directory>, table: Arc<dyn Table>) -> Self {
         Deps {
-            tenant: storage::tenant_context(config, table),
+            tenant: site_store::tenant_context(config, table),
             directory,
         }
     }
@@ -45,12 +46,12 @@ impl Deps {
     /// No client is created here; each is created on first use.
     pub fn from_env() -> Result<Self, String> {
         let config = TenantConfig::from_env().map_err(|e| e.to_string())?;
-        let aws = storage::AwsConfig::from_env()?;
+        let aws = aws_setup::AwsConfig::from_env()?;
         let directory = CognitoDirectory::from_env(&aws)?;
         Ok(Deps::new(
             config,
             Arc::new(directory),
-            Arc::new(storage::DynamoTable::from_config(&aws)),
+            Arc::new(storage::DynamoTable::from_env(&aws)?),
         ))
     }
 }
@@ -59,7 +60,7 @@ impl Deps {
 /// decoded and validated only after the caller is known to be an administrator, so nobody
 /// else learns anything from a 400.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Route {
+pub enum Route {
     List,
     Create,
     Get(String),
@@ -69,73 +70,94 @@ enum Route {
     RemoveUser(String, String),
 }
 
-/// Matches method and path to a route: unknown paths are 404, known paths with another
-/// method 405.
-fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-    let not_found = || ApiError::NotFound(format!("no route {path}"));
-    let m = method.as_str();
-    let wrong_method = || ApiError::MethodNotAllowed(m.to_owned());
-    let r = match segments.as_slice() {
-        ["groups"] => match m {
-            "GET" => Route::List,
-            "POST" => Route::Create,
-            _ => return Err(wrong_method()),
-        },
-        ["groups", g] if !g.is_empty() => match m {
-            "GET" => Route::Get(g.to_string()),
-            "DELETE" => Route::Delete(g.to_string()),
-            _ => return Err(wrong_method()),
-        },
-        ["groups", g, "users"] if !g.is_empty() => match m {
-            "GET" => Route::ListUsers(g.to_string()),
-            "POST" => Route::AddUser(g.to_string()),
-            _ => return Err(wrong_method()),
-        },
-        ["groups", g, "users", u] if !g.is_empty() && !u.is_empty() => match m {
-            "DELETE" => Route::RemoveUser(g.to_string(), u.to_string()),
-            _ => return Err(wrong_method()),
-        },
-        _ => return Err(not_found()),
-    };
-    Ok(r)
+/// A path parameter as sent.
+fn raw(p: &Params<'_, '_>, name: &str) -> String {
+    p.get(name).unwrap_or_default().to_owned()
 }
+
+/// The routes: unknown paths are 404, known paths with another method 405.
+static ROUTES: LazyLock<Router<Route, ApiError>> = LazyLock::new(|| {
+    const GROUP: &str = "/groups/{groupName}";
+    const USERS: &str = "/groups/{groupName}/users";
+    Router::new()
+        .route(Method::GET, "/groups", |_| Ok(Route::List))
+        .route(Method::POST, "/groups", |_| Ok(Route::Create))
+        .route(Method::GET, GROUP, |p| Ok(Route::Get(raw(p, "groupName"))))
+        .route(Method::DELETE, GROUP, |p| {
+            Ok(Route::Delete(raw(p, "groupName")))
+        })
+        .route(Method::GET, USERS, |p| {
+            Ok(Route::ListUsers(raw(p, "groupName")))
+        })
+        .route(Method::POST, USERS, |p| {
+            Ok(Route::AddUser(raw(p, "groupName")))
+        })
+        .route(
+            Method::DELETE,
+            "/groups/{groupName}/users/{username}",
+            |p| Ok(Route::RemoveUser(raw(p, "groupName"), raw(p, "username"))),
+        )
+});
 
 /// One request being served by an administrator.
 pub(crate) struct Ctx<'a> {
     pub deps: &'a Deps,
-    pub admin: AdminScope,
+    pub admin: &'a AdminScope,
     pub req: &'a Request,
 }
 
 /// Answers one request.
 pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
-    platform_http::respond(&req, serve(&req, deps)).await
+    platform_http::serve(deps, req).await
 }
 
-async fn serve(req: &Request, deps: &Deps) -> Result<Response<Body>, ApiError> {
-    let route = route(req.method(), req.uri().path())?;
-    let principal = deps
-        .tenant
-        .authenticate(credentials(req, deps.tenant.config()))
-        .await?;
-    tracing::Span::current().record("user", principal.username());
-    let admin = deps.tenant.authorize_admin(&principal).await?;
-    let ctx = Ctx { deps, admin, req };
-    match route {
-        Route::List => handlers::list_groups(&ctx).await,
-        Route::Create => handlers::create_group(&ctx).await,
-        Route::Get(g) => handlers::get_group(&ctx, &g).await,
-        Route::Delete(g) => handlers::delete_group(&ctx, &g).await,
-        Route::ListUsers(g) => handlers::list_users(&ctx, &g).await,
-        Route::AddUser(g) => handlers::add_user(&ctx, &g).await,
-        Route::RemoveUser(g, u) => handlers::remove_user(&ctx, &g, &u).await,
+impl Api for Deps {
+    type Route = Route;
+    type Error = ApiError;
+
+    fn router(&self) -> &Router<Route, ApiError> {
+        &ROUTES
+    }
+
+    fn tenant(&self) -> &TenantContext {
+        &self.tenant
+    }
+
+    /// Every route needs an administrator (see the module documentation).
+    fn access(_: &Route) -> Access<'_> {
+        Access::Admin
+    }
+
+    async fn handle(&self, route: Route, call: Call<'_>) -> Result<Response<Body>, ApiError> {
+        let ctx = Ctx {
+            deps: self,
+            admin: call.admin()?,
+            req: call.req,
+        };
+        match route {
+            Route::List => handlers::list_groups(&ctx).await,
+            Route::Create => handlers::create_group(&ctx).await,
+            Route::Get(g) => handlers::get_group(&ctx, &g).await,
+            Route::Delete(g) => handlers::delete_group(&ctx, &g).await,
+            Route::ListUsers(g) => handlers::list_users(&ctx, &g).await,
+            Route::AddUser(g) => handlers::add_user(&ctx, &g).await,
+            Route::RemoveUser(g, u) => handlers::remove_user(&ctx, &g, &u).await,
+        }
+    }
+
+    fn error_response(e: ApiError) -> Response<Body> {
+        e.into_response()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Matches method and path to a route.
+    fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
+        ROUTES.find(method, path)
+    }
 
     #[test]
     fn routes() {

@@ -11,13 +11,7 @@ use tenant_context::TenantConfig;
 
 struct Api {
     deps: Deps,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    _dir: tempfile::TempDir,
 }
 
 impl Api {
@@ -26,18 +20,16 @@ impl Api {
     }
 
     fn with_config(config: TenantConfig) -> Api {
-        let dir =
-            std::env::temp_dir().join(format!("groups-api-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile::tempdir().unwrap();
         let table: Arc<dyn storage::Table> =
-            Arc::new(EmbeddedTable::open(&dir.join("t.redb")).unwrap());
+            Arc::new(EmbeddedTable::open(&dir.path().join("t.redb")).unwrap());
         let directory = EmbeddedDirectory::new(
             table.clone(),
             PageTokens::new(b"groups-api-test-secret-123456789"),
         );
         Api {
             deps: Deps::new(config, Arc::new(directory), table),
-            dir,
+            _dir: dir,
         }
     }
 

@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use formkiq_api::{ApiError, FieldErrors as Errors, invalid, json_body, message, ok};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
-use platform_http::{ApiError, FieldError, json_body, json_response, query_param};
+use platform_http::query_param;
 use serde_json::{Map, Value, json};
-use storage::{
+use site_store::{
     NewSite, SiteRecord, SiteStatus, SiteUpdate, check_group_name, check_title, site_holds_data,
 };
 use tenant_context::{
@@ -15,19 +16,11 @@ use tenant_context::{
     SiteMode, TenantError, TenantScope,
 };
 
-use crate::Ctx;
+use crate::{Ctx, SITE_DATA};
 
 type Result<T> = std::result::Result<T, ApiError>;
 
-use storage::now;
-
-fn ok(status: StatusCode, body: &Value) -> Result<Response<Body>> {
-    Ok(json_response(status, body))
-}
-
-fn message(status: StatusCode, text: String) -> Result<Response<Body>> {
-    ok(status, &json!({ "message": text }))
-}
+use timestamp::now;
 
 /// Whether sites are stored (defined mode with multi-tenancy on).
 fn defined(ctx: &Ctx<'_>) -> bool {
@@ -72,35 +65,13 @@ fn site_json(
     v
 }
 
-/// Validation errors collected over a request body.
-#[derive(Default)]
-struct Errors(Vec<FieldError>);
-
-impl Errors {
-    fn add(&mut self, key: &str, error: impl Into<String>) {
-        self.0.push(FieldError {
-            key: key.into(),
-            error: error.into(),
-        });
-    }
-
-    fn finish(self) -> Result<()> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::Validation(self.0))
-        }
-    }
-}
-
 /// The `{"site": {...}}` object of a create or update body.
 fn site_object(body: &Value) -> Result<&Map<String, Value>> {
     body.get("site").and_then(Value::as_object).ok_or_else(|| {
-        ApiError::Validation(vec![FieldError {
-            key: "site".into(),
-            error: "required: an object {\"site\": {\"id\": ..., \"title\": ..., \"status\": ...}}"
-                .into(),
-        }])
+        invalid(
+            "site",
+            "required: an object {\"site\": {\"id\": ..., \"title\": ..., \"status\": ...}}",
+        )
     })
 }
 
@@ -141,12 +112,7 @@ fn status_field(obj: &Map<String, Value>, errs: &mut Errors) -> Option<SiteStatu
 
 /// A group name of the path, checked as the store requires.
 fn group_name(group: &str) -> Result<()> {
-    check_group_name(group).map_err(|e| {
-        ApiError::Validation(vec![FieldError {
-            key: "groupName".into(),
-            error: e,
-        }])
-    })
+    check_group_name(group).map_err(|e| invalid("groupName", e))
 }
 
 // -- GET /sites ---------------------------------------------------------------------------------
@@ -156,13 +122,13 @@ fn group_name(group: &str) -> Result<()> {
 pub async fn list_sites(ctx: &Ctx<'_>) -> Result<Response<Body>> {
     let deps = ctx.deps;
     let config = deps.tenant.config();
-    let grants = deps.tenant.grants(&ctx.principal).await?;
+    let grants = deps.tenant.grants(ctx.principal).await?;
     if grants.is_empty() {
         // The library's own refusal of a token that grants nothing (401).
         return Err(
             match deps
                 .tenant
-                .authorize(&ctx.principal, RequestTarget::default(), Permission::Read)
+                .authorize(ctx.principal, RequestTarget::default(), Permission::Read)
                 .await
             {
                 Err(e) => e.into(),
@@ -241,7 +207,7 @@ pub async fn create_site(ctx: &Ctx<'_>, admin: &AdminScope) -> Result<Response<B
         }
         (Some(a), _) | (None, Some(a)) => Some(a),
         (None, None) => {
-            if !errs.0.iter().any(|e| e.key == "id" || e.key == "siteId") {
+            if !errs.has("id") && !errs.has("siteId") {
                 errs.add("id", "required: the site id");
             }
             None
@@ -256,8 +222,9 @@ pub async fn create_site(ctx: &Ctx<'_>, admin: &AdminScope) -> Result<Response<B
     });
     let title = title_field(obj, &mut errs);
     let status = status_field(obj, &mut errs);
-    errs.finish()?;
-    let site_id = site_id.expect("validated");
+    let site_id = errs
+        .finish(site_id)?
+        .ok_or_else(|| invalid("id", "required: the site id"))?;
     let new = NewSite {
         site_id: site_id.clone(),
         title,
@@ -312,10 +279,10 @@ pub async fn update_site(ctx: &Ctx<'_>, scope: &TenantScope) -> Result<Response<
             errs.add(key, "a site id cannot be changed");
         }
     }
-    if errs.0.is_empty() && update == SiteUpdate::default() {
+    if errs.is_empty() && update == SiteUpdate::default() {
         errs.add("site", "nothing to update: send a title or a status");
     }
-    errs.finish()?;
+    errs.finish(())?;
     match ctx.deps.sites.update_site(scope, &update).await? {
         Some(_) => message(StatusCode::OK, format!("Site '{}' updated", scope.site())),
         None => Err(site_not_found(scope.site())),
@@ -330,7 +297,7 @@ pub async fn delete_site(
 ) -> Result<Response<Body>> {
     let site = scope.site();
     defined_site(ctx, scope).await?;
-    let held = site_holds_data(&*ctx.deps.table, scope).await?;
+    let held = site_holds_data(&*ctx.deps.table, scope, SITE_DATA).await?;
     if !held.is_empty() {
         return Err(ApiError::Conflict(format!(
             "site '{site}' still holds {}; delete them first, then delete the site",
@@ -459,7 +426,7 @@ pub async fn set_permissions(
             "must be a list such as [\"READ\", \"WRITE\"]",
         ),
     }
-    errs.finish()?;
+    errs.finish(())?;
     let site = scope.site();
     if !ctx
         .deps

@@ -1,10 +1,11 @@
 //! The sites API (FormKiQ-shaped): the caller's sites and, in defined mode, sites and
-//! per-(site, group) permissions (`../shared/DESIGN.md` sections 3 and 5).
+//! per-(site, group) permissions (`docs/architecture.md`, "Tenant model" and "APIs").
 //!
 //! Handlers take their dependencies as arguments ([`Deps`]), so the same code runs in Lambda,
-//! in the local server and in tests. Every request is authenticated by the tenant-context
-//! library; site routes are authorized on the `{siteId}` of their path into one
-//! `TenantScope`, and changes of sites and grants need the library's `AdminScope`.
+//! in the local server and in tests. Every request goes through the shared pipeline
+//! ([`platform_http::serve`]) and is authenticated by the tenant-context library; site routes
+//! are authorized on the `{siteId}` of their path into one `TenantScope`, and changes of sites
+//! and grants need the library's `AdminScope`.
 //!
 //! | route | permission |
 //! |---|---|
@@ -23,16 +24,22 @@
 
 mod handlers;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
+use formkiq_api::ApiError;
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
-use platform_http::{ApiError, credentials, query_param};
-use storage::{SiteStore, Table};
-use tenant_context::{Permission, Principal, RequestTarget, SiteMode, TenantConfig, TenantContext};
+use platform_http::{Access, Api, Call, Params, Router};
+use site_store::{DataPartition, SiteStore};
+use storage::Table;
+use tenant_context::{Permission, Principal, SiteMode, TenantConfig, TenantContext};
 
 /// The path prefixes this function serves.
 pub const PREFIXES: &[&str] = &["/sites"];
+
+/// The data of every domain: a site that holds any of it cannot be deleted. A new domain adds
+/// its partition here.
+pub const SITE_DATA: &[DataPartition] = &[documents::store::SITE_DATA];
 
 /// What the handlers need; built once per process.
 pub struct Deps {
@@ -46,7 +53,7 @@ impl Deps {
     /// context reads grants from the table's defined sites (cached for `PermissionCacheSeconds`).
     pub fn new(config: TenantConfig, table: Arc<dyn Table>) -> Deps {
         Deps {
-            tenant: storage::tenant_context(config, table.clone()),
+            tenant: site_store::tenant_context(config, table.clone()),
             sites: SiteStore::new(table.clone()),
             table,
         }
@@ -56,10 +63,10 @@ impl Deps {
     /// DynamoDB (`TABLE_NAME`; the client is created on first use).
     pub fn from_env() -> Result<Self, String> {
         let config = TenantConfig::from_env().map_err(|e| e.to_string())?;
-        let aws = storage::AwsConfig::from_env()?;
+        let aws = aws_setup::AwsConfig::from_env()?;
         Ok(Deps::new(
             config,
-            Arc::new(storage::DynamoTable::from_config(&aws)),
+            Arc::new(storage::DynamoTable::from_env(&aws)?),
         ))
     }
 
@@ -88,7 +95,7 @@ impl Deps {
 /// A route of this function, with its path parameters percent-decoded (site ids are parsed by
 /// the tenant library when it authorizes, group names by the handlers).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Route {
+pub enum Route {
     ListSites,
     CreateSite,
     GetSite(String),
@@ -134,126 +141,131 @@ impl Route {
     }
 }
 
-/// Matches method and path to a route: unknown paths are 404, known paths with another
-/// method 405.
-fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-    let not_found = || ApiError::NotFound(format!("no route {path}"));
-    let decode = |s: &str| platform_http::path_segment(s).ok_or_else(not_found);
-    let m = method.as_str();
-    let wrong_method = || ApiError::MethodNotAllowed(m.to_owned());
-    let r = match segments.as_slice() {
-        ["sites"] => match m {
-            "GET" => Route::ListSites,
-            "POST" => Route::CreateSite,
-            _ => return Err(wrong_method()),
-        },
-        ["sites", site] => {
-            let site = decode(site)?;
-            match m {
-                "GET" => Route::GetSite(site),
-                "PATCH" => Route::UpdateSite(site),
-                "DELETE" => Route::DeleteSite(site),
-                _ => return Err(wrong_method()),
-            }
-        }
-        ["sites", site, "groups"] => match m {
-            "GET" => Route::ListGroups(decode(site)?),
-            _ => return Err(wrong_method()),
-        },
-        ["sites", site, "groups", group] => {
-            let (site, group) = (decode(site)?, decode(group)?);
-            match m {
-                "GET" => Route::GetGroup(site, group),
-                "DELETE" => Route::DeleteGroup(site, group),
-                _ => return Err(wrong_method()),
-            }
-        }
-        ["sites", site, "groups", group, "permissions"] => match m {
-            "PUT" => Route::SetPermissions(decode(site)?, decode(group)?),
-            _ => return Err(wrong_method()),
-        },
-        _ => return Err(not_found()),
-    };
-    Ok(r)
+/// A percent-decoded path parameter; one that does not decode names nothing (404).
+fn decoded(p: &Params<'_, '_>, name: &str) -> Result<String, ApiError> {
+    let raw = p.get(name).unwrap_or_default();
+    platform_http::path_segment(raw)
+        .ok_or_else(|| ApiError::NotFound(format!("no route for '{raw}'")))
 }
+
+fn site(p: &Params<'_, '_>) -> Result<String, ApiError> {
+    decoded(p, "siteId")
+}
+
+fn group(p: &Params<'_, '_>) -> Result<(String, String), ApiError> {
+    Ok((site(p)?, decoded(p, "groupName")?))
+}
+
+/// The routes: unknown paths are 404, known paths with another method 405.
+static ROUTES: LazyLock<Router<Route, ApiError>> = LazyLock::new(|| {
+    const SITE: &str = "/sites/{siteId}";
+    const GROUP: &str = "/sites/{siteId}/groups/{groupName}";
+    Router::new()
+        .route(Method::GET, "/sites", |_| Ok(Route::ListSites))
+        .route(Method::POST, "/sites", |_| Ok(Route::CreateSite))
+        .route(Method::GET, SITE, |p| Ok(Route::GetSite(site(p)?)))
+        .route(Method::PATCH, SITE, |p| Ok(Route::UpdateSite(site(p)?)))
+        .route(Method::DELETE, SITE, |p| Ok(Route::DeleteSite(site(p)?)))
+        .route(Method::GET, "/sites/{siteId}/groups", |p| {
+            Ok(Route::ListGroups(site(p)?))
+        })
+        .route(Method::GET, GROUP, |p| {
+            let (s, g) = group(p)?;
+            Ok(Route::GetGroup(s, g))
+        })
+        .route(Method::DELETE, GROUP, |p| {
+            let (s, g) = group(p)?;
+            Ok(Route::DeleteGroup(s, g))
+        })
+        .route(
+            Method::PUT,
+            "/sites/{siteId}/groups/{groupName}/permissions",
+            |p| {
+                let (s, g) = group(p)?;
+                Ok(Route::SetPermissions(s, g))
+            },
+        )
+});
 
 /// One request being served: the caller and the dependencies.
 pub(crate) struct Ctx<'a> {
     pub deps: &'a Deps,
-    pub principal: Principal,
+    pub principal: &'a Principal,
     pub req: &'a Request,
 }
 
 /// Answers one request.
 pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
-    platform_http::respond(&req, serve(&req, deps)).await
+    platform_http::serve(deps, req).await
 }
 
-async fn serve(req: &Request, deps: &Deps) -> Result<Response<Body>, ApiError> {
-    let route = route(req.method(), req.uri().path())?;
-    let principal = deps
-        .tenant
-        .authenticate(credentials(req, deps.tenant.config()))
-        .await?;
-    let span = tracing::Span::current();
-    span.record("user", principal.username());
-    if route.defined_only() {
-        deps.defined_mode()?;
-    }
-    let ctx = Ctx {
-        deps,
-        principal,
-        req,
-    };
+impl Api for Deps {
+    type Route = Route;
+    type Error = ApiError;
 
-    let Some(site) = route.site() else {
-        return match route {
-            Route::CreateSite => {
-                let admin = deps.tenant.authorize_admin(&ctx.principal).await?;
-                handlers::create_site(&ctx, &admin).await
-            }
-            _ => handlers::list_sites(&ctx).await,
+    fn router(&self) -> &Router<Route, ApiError> {
+        &ROUTES
+    }
+
+    fn tenant(&self) -> &TenantContext {
+        &self.tenant
+    }
+
+    fn access(route: &Route) -> Access<'_> {
+        match (route, route.site()) {
+            (Route::CreateSite, _) => Access::Admin,
+            (_, Some(site)) => Access::PathSite(site, route.permission()),
+            (_, None) => Access::Authenticated,
+        }
+    }
+
+    fn check(&self, route: &Route) -> Result<(), ApiError> {
+        if route.defined_only() {
+            self.defined_mode()?;
+        }
+        Ok(())
+    }
+
+    async fn handle(&self, route: Route, call: Call<'_>) -> Result<Response<Body>, ApiError> {
+        let ctx = Ctx {
+            deps: self,
+            principal: call.principal()?,
+            req: call.req,
         };
-    };
-
-    // Site routes act on the site of their path; a `siteId` parameter may only repeat it.
-    if let Some(q) = query_param(req, "siteId")
-        && q != site
-    {
-        return Err(ApiError::BadRequest(format!(
-            "the siteId parameter '{q}' conflicts with the site '{site}' in the path; drop the parameter"
-        )));
+        // Changes of sites and grants need an administrator besides the site's scope.
+        let admin = || async { self.tenant.authorize_admin(ctx.principal).await };
+        match &route {
+            Route::ListSites => handlers::list_sites(&ctx).await,
+            Route::CreateSite => handlers::create_site(&ctx, call.admin()?).await,
+            Route::GetSite(_) => handlers::get_site(&ctx, call.scope()?).await,
+            Route::UpdateSite(_) => handlers::update_site(&ctx, call.scope()?).await,
+            Route::ListGroups(_) => handlers::list_groups(&ctx, call.scope()?).await,
+            Route::GetGroup(_, group) => handlers::get_group(&ctx, call.scope()?, group).await,
+            Route::DeleteSite(_) => {
+                handlers::delete_site(&ctx, call.scope()?, &admin().await?).await
+            }
+            Route::DeleteGroup(_, group) => {
+                handlers::delete_group(&ctx, call.scope()?, &admin().await?, group).await
+            }
+            Route::SetPermissions(_, group) => {
+                handlers::set_permissions(&ctx, call.scope()?, &admin().await?, group).await
+            }
+        }
     }
-    let scope = deps
-        .tenant
-        .authorize(
-            &ctx.principal,
-            RequestTarget::site(Some(site)),
-            route.permission(),
-        )
-        .await?;
-    span.record("site", scope.site().as_str());
-    let admin = || async { deps.tenant.authorize_admin(&ctx.principal).await };
-    match &route {
-        Route::GetSite(_) => handlers::get_site(&ctx, &scope).await,
-        Route::UpdateSite(_) => handlers::update_site(&ctx, &scope).await,
-        Route::ListGroups(_) => handlers::list_groups(&ctx, &scope).await,
-        Route::GetGroup(_, group) => handlers::get_group(&ctx, &scope, group).await,
-        Route::DeleteSite(_) => handlers::delete_site(&ctx, &scope, &admin().await?).await,
-        Route::DeleteGroup(_, group) => {
-            handlers::delete_group(&ctx, &scope, &admin().await?, group).await
-        }
-        Route::SetPermissions(_, group) => {
-            handlers::set_permissions(&ctx, &scope, &admin().await?, group).await
-        }
-        Route::ListSites | Route::CreateSite => unreachable!("site routes only"),
+
+    fn error_response(e: ApiError) -> Response<Body> {
+        e.into_response()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Matches method and path to a route.
+    fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
+        ROUTES.find(method, path)
+    }
 
     #[test]
     fn routes() {
@@ -325,14 +337,9 @@ mod tests {
 
     #[tokio::test]
     async fn defined_mode_round_trip_on_the_embedded_table() {
-        let dir = std::env::temp_dir().join(format!(
-            "sites-unit-{}-{:?}",
-            std::process::id(),
-            std::time::SystemTime::now()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile::tempdir().unwrap();
         let table: Arc<dyn Table> =
-            Arc::new(storage::EmbeddedTable::open(&dir.join("t.redb")).unwrap());
+            Arc::new(storage::EmbeddedTable::open(&dir.path().join("t.redb")).unwrap());
         let config = TenantConfig {
             site_mode: SiteMode::Defined,
             permission_cache: std::time::Duration::ZERO,
@@ -385,7 +392,6 @@ mod tests {
         );
         drop(deps);
         drop(auto);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

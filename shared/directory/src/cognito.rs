@@ -1,7 +1,7 @@
 //! The Cognito user pool as the directory.
 //!
 //! Cold start matters: [`CognitoDirectory::new`] does no I/O; the SDK configuration
-//! ([`storage::sdk_config`]: region, credentials, endpoint, extra CAs) is built and the client
+//! ([`aws_setup::sdk_config`]: region, credentials, endpoint, extra CAs) is built and the client
 //! created on first use.
 //!
 //! Cognito's own `NextToken` is passed through as `next`. Cognito pages hold at most
@@ -19,8 +19,8 @@ use aws_sdk_cognitoidentityprovider::primitives::DateTime;
 use aws_sdk_cognitoidentityprovider::types::{
     AttributeType, GroupType, MessageActionType, UserType,
 };
+use aws_setup::{AwsConfig, LazyClient};
 use tenant_context::AdminScope;
-use tokio::sync::OnceCell;
 
 use crate::{
     Directory, DirectoryError, Group, Page, User, check_description, check_group_name, check_limit,
@@ -34,10 +34,7 @@ pub const COGNITO_MAX_PAGE: usize = 60;
 /// The user directory in a Cognito user pool.
 pub struct CognitoDirectory {
     pool_id: String,
-    /// Endpoint, region and extra CAs for the client created on first use (the function's
-    /// [`storage::AwsConfig`]); `None`: the environment's, as [`storage::sdk_config`] reads it.
-    aws: Option<storage::AwsConfig>,
-    client: OnceCell<Client>,
+    client: LazyClient<Client>,
 }
 
 /// What a failing call was about, for the error message.
@@ -158,10 +155,15 @@ impl CognitoDirectory {
     /// The directory in user pool `pool_id`; the client is created on first use from the
     /// environment (region, credentials, `AWS_ENDPOINT_URL`).
     pub fn new(pool_id: impl Into<String>) -> Self {
+        Self::with_aws(&AwsConfig::default(), pool_id)
+    }
+
+    /// The directory in user pool `pool_id`, reached with `aws` (endpoint, region, extra CAs);
+    /// the client is created on first use.
+    pub fn with_aws(aws: &AwsConfig, pool_id: impl Into<String>) -> Self {
         CognitoDirectory {
             pool_id: pool_id.into(),
-            aws: None,
-            client: OnceCell::new(),
+            client: LazyClient::lazy(aws.clone(), |_, sdk| Client::new(sdk)),
         }
     }
 
@@ -169,20 +171,16 @@ impl CognitoDirectory {
     pub fn with_client(client: Client, pool_id: impl Into<String>) -> Self {
         CognitoDirectory {
             pool_id: pool_id.into(),
-            aws: None,
-            client: OnceCell::new_with(Some(client)),
+            client: LazyClient::ready(client),
         }
     }
 
     /// The directory in the user pool named by `USER_POOL_ID`, reached with the function's AWS
     /// settings `aws` (endpoint, region and `AWS_CA_BUNDLE`'s CAs, read once by
-    /// [`storage::AwsConfig::from_env`]).
-    pub fn from_env(aws: &storage::AwsConfig) -> Result<Self, String> {
+    /// [`AwsConfig::from_env`]).
+    pub fn from_env(aws: &AwsConfig) -> Result<Self, String> {
         match std::env::var("USER_POOL_ID") {
-            Ok(id) if !id.trim().is_empty() => Ok(CognitoDirectory {
-                aws: Some(aws.clone()),
-                ..Self::new(id.trim())
-            }),
+            Ok(id) if !id.trim().is_empty() => Ok(Self::with_aws(aws, id.trim())),
             _ => Err(
                 "environment variable USER_POOL_ID: missing or empty; set it to the Cognito user pool id (e.g. us-east-1_AbC123)"
                     .into(),
@@ -195,15 +193,7 @@ impl CognitoDirectory {
     }
 
     async fn client(&self) -> &Client {
-        self.client
-            .get_or_init(|| async {
-                let sdk = match &self.aws {
-                    Some(aws) => aws.sdk_config(),
-                    None => storage::sdk_config(None, None, None),
-                };
-                Client::new(&sdk)
-            })
-            .await
+        self.client.get().await
     }
 
     async fn create_user(&self, username: &str) -> Result<(), DirectoryError> {

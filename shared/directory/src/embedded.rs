@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use storage::{
     Attrs, Condition, GlobalTable, Item, Key, MAX_BATCH_GET, MAX_QUERY_LIMIT, PageTokens, Query,
-    SkRange, StorageError, Table, WriteOp,
+    SkRange, StorageError, Table, WriteOp, committed, retry_on_conflict,
 };
 use tenant_context::AdminScope;
 
@@ -36,8 +36,6 @@ use crate::{
 const TOKEN_SCOPE: &str = "global#directory#";
 /// Memberships removed per transaction when a group is deleted (two items each).
 const PAIRS_PER_TRANSACTION: usize = 49;
-/// Attempts of a read-check-write before giving up.
-const WRITE_ATTEMPTS: usize = 5;
 /// The status of users of the embedded directory: they sign in through the local server's
 /// token command, never with a password.
 const USER_STATUS: &str = "CONFIRMED";
@@ -90,9 +88,9 @@ fn storage_err(e: StorageError) -> DirectoryError {
         StorageError::ConditionFailed => {
             DirectoryError::Unavailable("a concurrent change interfered; retry".into())
         }
-        e @ (StorageError::OutOfScope(_) | StorageError::Unavailable(_)) => {
-            DirectoryError::Unavailable(e.to_string())
-        }
+        e @ (StorageError::OutOfScope(_)
+        | StorageError::Unavailable(_)
+        | StorageError::Unreadable(_)) => DirectoryError::Unavailable(e.to_string()),
     }
 }
 
@@ -326,7 +324,7 @@ impl Directory for EmbeddedDirectory {
         let keys: Vec<Key> = names.iter().map(|u| user_key(u)).collect();
         let mut users: HashMap<String, User> = HashMap::new();
         for chunk in keys.chunks(MAX_BATCH_GET) {
-            for item in self.table.batch_get(chunk).await.map_err(storage_err)? {
+            for item in reader.batch_get(chunk).await.map_err(storage_err)? {
                 users.insert(item.key.sk.clone(), user_from(&item));
             }
         }
@@ -346,70 +344,72 @@ impl Directory for EmbeddedDirectory {
         check_username(username)?;
         let writer = GlobalTable::writer(&*self.table, admin);
         let (member, membership) = membership_keys(group, username);
-        for _ in 0..WRITE_ATTEMPTS {
-            if self.group_item(group).await?.is_none() {
-                return Err(group_not_found(group));
-            }
-            if writer
-                .get(&membership)
-                .await
-                .map_err(storage_err)?
-                .is_some()
-            {
-                return Ok(());
-            }
-            let user_exists = writer
-                .get(&user_key(username))
-                .await
-                .map_err(storage_err)?
-                .is_some();
-            let at = now();
-            let user_op = if user_exists {
-                WriteOp::Check {
-                    key: user_key(username),
-                    cond: Condition::Exists,
+        retry_on_conflict(
+            || {
+                DirectoryError::Unavailable(format!(
+                    "adding '{username}' to '{group}' kept conflicting with concurrent changes; retry"
+                ))
+            },
+            || async {
+                if self.group_item(group).await?.is_none() {
+                    return Err(group_not_found(group));
                 }
-            } else {
-                let mut a = attrs(json!({
-                    "enabled": true,
-                    "userStatus": USER_STATUS,
-                    "insertedDate": at,
-                    "lastModifiedDate": at,
-                }));
-                if looks_like_email(username) {
-                    a.insert("email".into(), Value::String(username.to_owned()));
+                if writer
+                    .get(&membership)
+                    .await
+                    .map_err(storage_err)?
+                    .is_some()
+                {
+                    return Ok(Some(()));
                 }
-                WriteOp::Put {
-                    item: Item::new(user_key(username), a),
-                    cond: Condition::NotExists,
-                }
-            };
-            let member_attrs = attrs(json!({ "insertedDate": at }));
-            let ops = vec![
-                WriteOp::Check {
-                    key: group_key(group),
-                    cond: Condition::Exists,
-                },
-                user_op,
-                WriteOp::Put {
-                    item: Item::new(member.clone(), member_attrs.clone()),
-                    cond: Condition::None,
-                },
-                WriteOp::Put {
-                    item: Item::new(membership.clone(), member_attrs),
-                    cond: Condition::None,
-                },
-            ];
-            match writer.transact(ops).await {
-                Ok(()) => return Ok(()),
-                // The group went away or the user appeared meanwhile: look again.
-                Err(StorageError::ConditionFailed) => continue,
-                Err(e) => return Err(storage_err(e)),
-            }
-        }
-        Err(DirectoryError::Unavailable(format!(
-            "adding '{username}' to '{group}' kept conflicting with concurrent changes; retry"
-        )))
+                let user_exists = writer
+                    .get(&user_key(username))
+                    .await
+                    .map_err(storage_err)?
+                    .is_some();
+                let at = now();
+                let user_op = if user_exists {
+                    WriteOp::Check {
+                        key: user_key(username),
+                        cond: Condition::Exists,
+                    }
+                } else {
+                    let mut a = attrs(json!({
+                        "enabled": true,
+                        "userStatus": USER_STATUS,
+                        "insertedDate": at,
+                        "lastModifiedDate": at,
+                    }));
+                    if looks_like_email(username) {
+                        a.insert("email".into(), Value::String(username.to_owned()));
+                    }
+                    WriteOp::Put {
+                        item: Item::new(user_key(username), a),
+                        cond: Condition::NotExists,
+                    }
+                };
+                let member_attrs = attrs(json!({ "insertedDate": at }));
+                let ops = vec![
+                    WriteOp::Check {
+                        key: group_key(group),
+                        cond: Condition::Exists,
+                    },
+                    user_op,
+                    WriteOp::Put {
+                        item: Item::new(member.clone(), member_attrs.clone()),
+                        cond: Condition::None,
+                    },
+                    WriteOp::Put {
+                        item: Item::new(membership.clone(), member_attrs),
+                        cond: Condition::None,
+                    },
+                ];
+                // A failed condition: the group went away or the user appeared meanwhile; look
+                // again.
+                committed(writer.transact(ops).await).map_err(storage_err)
+            },
+        )
+        .await
     }
 
     async fn remove_user_from_group(
@@ -482,7 +482,7 @@ impl Directory for EmbeddedDirectory {
         let mut existing = Vec::with_capacity(names.len());
         for chunk in names.chunks(MAX_BATCH_GET) {
             let keys: Vec<Key> = chunk.iter().map(|g| group_key(g)).collect();
-            for item in self.table.batch_get(&keys).await.map_err(storage_err)? {
+            for item in self.reader().batch_get(&keys).await.map_err(storage_err)? {
                 existing.push(item.key.sk);
             }
         }

@@ -1,9 +1,9 @@
-//! The user directory: groups and the users in them (`../shared/DESIGN.md` sections 3 and 5).
+//! The user directory: groups and the users in them (`docs/architecture.md`, "Tenant model").
 //!
-//! In AWS the directory is the Cognito user pool ([`CognitoDirectory`]); the local server and
-//! fast tests use [`EmbeddedDirectory`], which keeps groups, users and memberships in the
-//! storage [`Table`](storage::Table) under `global#directory#...`. Both implement [`Directory`]
-//! and pass the same contract tests (`tests/contract/mod.rs`).
+//! In AWS the directory is the Cognito user pool ([`CognitoDirectory`], feature `cognito`); the
+//! local server and fast tests use [`EmbeddedDirectory`] (feature `embedded`), which keeps
+//! groups, users and memberships in the storage table under `global#directory#...`. Both
+//! implement [`Directory`] and pass the same contract tests (`tests/contract/mod.rs`).
 //!
 //! In automatic site mode a group *is* a site grant (`X`, `X_read`, `X_govern`), so every write
 //! is an administrator's action: the write methods take the caller's [`AdminScope`], which only
@@ -12,14 +12,18 @@
 //! Lists are paged: `limit` items at most ([`MAX_PAGE`]), and an opaque `next` token that the
 //! caller passes back unchanged to continue.
 
+#[cfg(feature = "cognito")]
 mod cognito;
+#[cfg(feature = "embedded")]
 mod embedded;
 
 use async_trait::async_trait;
 use serde::Serialize;
 use tenant_context::AdminScope;
 
+#[cfg(feature = "cognito")]
 pub use cognito::{COGNITO_MAX_PAGE, CognitoDirectory};
+#[cfg(feature = "embedded")]
 pub use embedded::EmbeddedDirectory;
 
 /// Largest `limit` of one page.
@@ -215,15 +219,10 @@ pub(crate) fn looks_like_email(username: &str) -> bool {
     }
 }
 
-/// `unix_seconds` + `millis` as a stored [`storage::timestamp`].
-pub(crate) fn iso8601(unix_seconds: i64, millis: u32) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(unix_seconds)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-        + time::Duration::milliseconds(i64::from(millis.min(999)));
-    storage::timestamp(t)
-}
-
-pub(crate) use storage::now;
+/// Cognito's dates (seconds and milliseconds) as stored timestamps.
+#[cfg_attr(not(feature = "cognito"), allow(unused_imports))]
+pub(crate) use timestamp::from_unix as iso8601;
+pub(crate) use timestamp::now;
 
 #[cfg(test)]
 mod tests {

@@ -76,7 +76,7 @@ async fn start_moto() -> String {
 /// A Cognito client for moto, built in the calling test's runtime.
 async fn client() -> Client {
     let endpoint = ENDPOINT.get_or_init(start_moto).await;
-    let sdk = storage::sdk_config(Some(endpoint), Some("us-east-1"), None)
+    let sdk = aws_setup::sdk_config(Some(endpoint), Some("us-east-1"), None)
         .into_builder()
         .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
             "test", "test", None, None, "moto",
@@ -158,7 +158,7 @@ async fn a_missing_pool_is_unavailable_not_not_found() {
 async fn from_env_needs_a_pool_id() {
     // Only reads the variable; never set in this test process.
     if std::env::var_os("USER_POOL_ID").is_none() {
-        let e = CognitoDirectory::from_env(&storage::AwsConfig::default())
+        let e = CognitoDirectory::from_env(&aws_setup::AwsConfig::default())
             .err()
             .expect("missing pool id");
         assert!(e.contains("USER_POOL_ID"), "{e}");

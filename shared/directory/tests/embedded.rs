@@ -3,7 +3,6 @@
 
 mod contract;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use directory::{Directory, DirectoryError, EmbeddedDirectory};
@@ -11,28 +10,11 @@ use storage::{EmbeddedTable, PageTokens, Table};
 
 const SECRET: &[u8] = b"directory-test-paging-secret-0123";
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "directory-embedded-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use tempfile::TempDir;
 
 fn open(dir: &TempDir) -> EmbeddedDirectory {
     let table: Arc<dyn Table> =
-        Arc::new(EmbeddedTable::open(&dir.0.join("table.redb")).expect("open table"));
+        Arc::new(EmbeddedTable::open(&dir.path().join("table.redb")).expect("open table"));
     EmbeddedDirectory::new(table, PageTokens::new(SECRET))
 }
 
@@ -41,7 +23,7 @@ macro_rules! contract_tests {
         $(
             #[tokio::test]
             async fn $name() {
-                let dir = TempDir::new();
+                let dir = TempDir::new().unwrap();
                 contract::$name(&open(&dir)).await;
             }
         )*
@@ -58,7 +40,7 @@ contract_tests!(
 
 #[tokio::test]
 async fn tokens_are_bound_to_their_list() {
-    let dir = TempDir::new();
+    let dir = TempDir::new().unwrap();
     let d = open(&dir);
     let admin = contract::admin().await;
     for g in ["a", "b", "c"] {
@@ -89,7 +71,7 @@ async fn tokens_are_bound_to_their_list() {
     ));
     // Tokens sealed with another secret are refused.
     let other = EmbeddedDirectory::new(
-        Arc::new(EmbeddedTable::open(&dir.0.join("other.redb")).unwrap()),
+        Arc::new(EmbeddedTable::open(&dir.path().join("other.redb")).unwrap()),
         PageTokens::new(b"another-secret-also-long-enough!!"),
     );
     assert!(matches!(
@@ -101,7 +83,7 @@ async fn tokens_are_bound_to_their_list() {
 
 #[tokio::test]
 async fn deleting_a_large_group_removes_every_membership() {
-    let dir = TempDir::new();
+    let dir = TempDir::new().unwrap();
     let d = open(&dir);
     let admin = contract::admin().await;
     d.create_group(&admin, "big", None).await.unwrap();
@@ -125,7 +107,7 @@ async fn deleting_a_large_group_removes_every_membership() {
 
 #[tokio::test]
 async fn persists_across_reopen() {
-    let dir = TempDir::new();
+    let dir = TempDir::new().unwrap();
     let admin = contract::admin().await;
     {
         let d = open(&dir);
@@ -139,7 +121,7 @@ async fn persists_across_reopen() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_adds_lose_nothing() {
-    let dir = TempDir::new();
+    let dir = TempDir::new().unwrap();
     let d = Arc::new(open(&dir));
     let admin = contract::admin().await;
     d.create_group(&admin, "team", None).await.unwrap();

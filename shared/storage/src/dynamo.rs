@@ -4,42 +4,56 @@
 //! BatchGetItem or Query on one partition; this module has no code path that issues a Scan.
 //! Attribute values map from JSON as: string → `S`, number → `N` (integers come back as
 //! integers, other numbers as floats), bool → `BOOL`, null → `NULL`, array → `L`,
-//! object → `M`.
+//! object → `M`; an item's body is the binary attribute `BODY`, stored and read as raw bytes.
+//!
+//! Transactions are idempotent under retries: the SDK gives every TransactWriteItems call a
+//! `ClientRequestToken` (Smithy's idempotency token) and sends the same one when it retries, so
+//! a retry of a transaction that was applied but whose response was lost is answered as
+//! applied, not as a failed condition (`tests/tests/storage_moto.rs`,
+//! `a_retried_transaction_is_not_a_false_conflict`). Consumed capacity is
+//! requested (`ReturnConsumedCapacity`) only when [`DynamoTable::with_usage`] asks for it (the
+//! benchmark and tests); call and item counters are always kept, in atomics.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, ConsumedCapacity, Delete, KeysAndAttributes, Put,
-    ReturnConsumedCapacity, TransactWriteItem,
+    AttributeValue, ConditionCheck, ConsumedCapacity, Delete, DeleteRequest, KeysAndAttributes,
+    Put, PutRequest, ReturnConsumedCapacity, TransactWriteItem, WriteRequest,
 };
+use aws_setup::{AwsConfig, LazyClient, SdkConfig};
 use serde_json::{Number, Value};
 
-use crate::aws::{AwsConfig, LazyClient};
-use crate::table::{check_batch, check_condition, check_item, check_query, check_transaction};
-use crate::{Attrs, Condition, Item, Key, Page, Query, SkRange, StorageError, Table, WriteOp};
+use crate::table::{
+    BODY_ATTRIBUTE, check_batch, check_batch_write, check_condition, check_item, check_query,
+    check_transaction,
+};
+use crate::{
+    Attrs, BATCH_WRITE_CHUNK, BatchOp, Condition, Item, Key, Page, Query, SkRange, StorageError,
+    Table, WriteOp,
+};
 
 const PK: &str = "PK";
 const SK: &str = "SK";
 
-/// Attempts of a BatchGetItem before unprocessed keys are given up on.
-const BATCH_GET_ATTEMPTS: u32 = 8;
+/// Attempts of a BatchGetItem or BatchWriteItem before unprocessed keys are given up on.
+const BATCH_ATTEMPTS: u32 = 8;
 
 type AvMap = HashMap<String, AttributeValue>;
 
-/// Capacity consumed through one [`DynamoTable`], as DynamoDB reports it
-/// (`ReturnConsumedCapacity = TOTAL` on every call).
+/// What was sent to DynamoDB through one [`DynamoTable`]: requests and items always, capacity
+/// as DynamoDB reports it when [`DynamoTable::with_usage`] asked for it (zero otherwise).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Usage {
     /// Read capacity units (GetItem, BatchGetItem, Query).
     pub read_units: f64,
-    /// Write capacity units (PutItem, DeleteItem, TransactWriteItems).
+    /// Write capacity units (PutItem, DeleteItem, TransactWriteItems, BatchWriteItem).
     pub write_units: f64,
     /// Items returned by reads.
     pub items_read: u64,
@@ -54,22 +68,42 @@ enum Kind {
     Write,
 }
 
+/// The counters behind [`Usage`]: atomics, so recording never takes a lock. Capacity is kept in
+/// thousandths of a unit (DynamoDB reports multiples of 0.5).
+#[derive(Default)]
+struct Counters {
+    measure: AtomicBool,
+    read_milli: AtomicU64,
+    write_milli: AtomicU64,
+    items_read: AtomicU64,
+    calls: AtomicU64,
+}
+
+fn milli(units: f64) -> u64 {
+    (units * 1000.0).round().max(0.0) as u64
+}
+
 /// [`Table`] on a DynamoDB table with string keys `PK` and `SK`.
 pub struct DynamoTable {
     client: LazyClient<Client>,
     table: String,
-    usage: Arc<Mutex<Usage>>,
+    counters: Counters,
 }
 
 impl DynamoTable {
-    /// The table `config.table_name`. Does no I/O: the SDK configuration (region,
+    /// The table `table_name`, reached with `aws`. Does no I/O: the SDK configuration (region,
     /// credentials) is loaded and the client created on first use.
-    pub fn from_config(config: &AwsConfig) -> DynamoTable {
+    pub fn new(aws: &AwsConfig, table_name: impl Into<String>) -> DynamoTable {
         DynamoTable {
-            client: LazyClient::lazy(config.clone(), |_, sdk: &SdkConfig| Client::new(sdk)),
-            table: config.table_name.clone(),
-            usage: Arc::default(),
+            client: LazyClient::lazy(aws.clone(), |_, sdk: &SdkConfig| Client::new(sdk)),
+            table: table_name.into(),
+            counters: Counters::default(),
         }
+    }
+
+    /// The table named by `TABLE_NAME` (required), reached with `aws`.
+    pub fn from_env(aws: &AwsConfig) -> Result<DynamoTable, String> {
+        Ok(Self::new(aws, aws_setup::env_required("TABLE_NAME")?))
     }
 
     /// The table `table_name` through a ready client (tests and local tooling, e.g. against
@@ -78,8 +112,15 @@ impl DynamoTable {
         DynamoTable {
             client: LazyClient::ready(client),
             table: table_name.into(),
-            usage: Arc::default(),
+            counters: Counters::default(),
         }
+    }
+
+    /// Asks DynamoDB for the capacity every call consumes (`ReturnConsumedCapacity = TOTAL`),
+    /// counted in [`DynamoTable::usage`]. Off by default: production calls do not pay for it.
+    pub fn with_usage(self) -> DynamoTable {
+        self.counters.measure.store(true, Ordering::Relaxed);
+        self
     }
 
     /// The table's name.
@@ -87,18 +128,35 @@ impl DynamoTable {
         &self.table
     }
 
-    /// Capacity consumed since creation or the last [`DynamoTable::reset_usage`].
+    /// What was used since creation or the last [`DynamoTable::reset_usage`].
     pub fn usage(&self) -> Usage {
-        *self.usage.lock().unwrap_or_else(|e| e.into_inner())
+        let c = &self.counters;
+        Usage {
+            read_units: c.read_milli.load(Ordering::Relaxed) as f64 / 1000.0,
+            write_units: c.write_milli.load(Ordering::Relaxed) as f64 / 1000.0,
+            items_read: c.items_read.load(Ordering::Relaxed),
+            calls: c.calls.load(Ordering::Relaxed),
+        }
     }
 
     /// Sets the usage counters back to zero.
     pub fn reset_usage(&self) {
-        *self.usage.lock().unwrap_or_else(|e| e.into_inner()) = Usage::default();
+        let c = &self.counters;
+        for counter in [&c.read_milli, &c.write_milli, &c.items_read, &c.calls] {
+            counter.store(0, Ordering::Relaxed);
+        }
     }
 
     async fn client(&self) -> &Client {
         self.client.get().await
+    }
+
+    /// `TOTAL` when usage is measured, nothing otherwise.
+    fn capacity(&self) -> Option<ReturnConsumedCapacity> {
+        self.counters
+            .measure
+            .load(Ordering::Relaxed)
+            .then_some(ReturnConsumedCapacity::Total)
     }
 
     fn record<'a>(
@@ -107,21 +165,22 @@ impl DynamoTable {
         capacity: impl IntoIterator<Item = &'a ConsumedCapacity>,
         items_read: usize,
     ) {
-        let mut u = self.usage.lock().unwrap_or_else(|e| e.into_inner());
-        u.calls += 1;
-        u.items_read += items_read as u64;
-        for c in capacity {
-            let (r, w) = (c.read_capacity_units(), c.write_capacity_units());
-            if r.is_some() || w.is_some() {
-                u.read_units += r.unwrap_or(0.0);
-                u.write_units += w.unwrap_or(0.0);
+        let c = &self.counters;
+        c.calls.fetch_add(1, Ordering::Relaxed);
+        c.items_read.fetch_add(items_read as u64, Ordering::Relaxed);
+        for cap in capacity {
+            let (r, w) = (cap.read_capacity_units(), cap.write_capacity_units());
+            let (r, w) = if r.is_some() || w.is_some() {
+                (r.unwrap_or(0.0), w.unwrap_or(0.0))
             } else {
-                let total = c.capacity_units().unwrap_or(0.0);
+                let total = cap.capacity_units().unwrap_or(0.0);
                 match kind {
-                    Kind::Read => u.read_units += total,
-                    Kind::Write => u.write_units += total,
+                    Kind::Read => (total, 0.0),
+                    Kind::Write => (0.0, total),
                 }
-            }
+            };
+            c.read_milli.fetch_add(milli(r), Ordering::Relaxed);
+            c.write_milli.fetch_add(milli(w), Ordering::Relaxed);
         }
     }
 }
@@ -196,6 +255,12 @@ fn item_av(item: &Item) -> AvMap {
     for (name, v) in &item.attrs {
         m.insert(name.clone(), to_av(v));
     }
+    if let Some(body) = &item.body {
+        m.insert(
+            BODY_ATTRIBUTE.to_owned(),
+            AttributeValue::B(Blob::new(body.clone())),
+        );
+    }
     m
 }
 
@@ -210,11 +275,16 @@ fn key_string(m: &mut AvMap, name: &str) -> Result<String, StorageError> {
 
 fn from_item(mut m: AvMap) -> Result<Item, StorageError> {
     let key = Key::new(key_string(&mut m, PK)?, key_string(&mut m, SK)?);
+    let body = match m.remove(BODY_ATTRIBUTE) {
+        None => None,
+        Some(AttributeValue::B(b)) => Some(b.into_inner()),
+        Some(_) => return Err(StorageError::unreadable(&key, "BODY is not binary")),
+    };
     let attrs = m
         .into_iter()
         .map(|(k, v)| Ok((k, from_av(v)?)))
         .collect::<Result<Attrs, StorageError>>()?;
-    Ok(Item::new(key, attrs))
+    Ok(Item { key, attrs, body })
 }
 
 /// A condition as a DynamoDB condition expression with its names and values.
@@ -302,31 +372,67 @@ fn build_error(e: impl std::fmt::Display) -> StorageError {
 struct KeyCondition {
     expr: &'static str,
     values: AvMap,
+    /// Sort keys the condition reads but the range excludes (an exclusive bound of a two-sided
+    /// range, read by `BETWEEN`): dropped from the results, at most two items.
+    excluded: Vec<String>,
 }
 
 fn key_condition(pk: &str, range: &SkRange) -> Option<KeyCondition> {
+    use std::ops::Bound::{Excluded, Included, Unbounded};
     let mut values = HashMap::from([(":pk".to_owned(), AttributeValue::S(pk.to_owned()))]);
-    let expr = match range {
-        SkRange::All => "PK = :pk",
-        // DynamoDB refuses an empty string in a key condition; every sort key begins with "".
-        SkRange::BeginsWith(p) if p.is_empty() => "PK = :pk",
-        SkRange::BeginsWith(p) => {
-            values.insert(":p".into(), AttributeValue::S(p.clone()));
+    let mut value = |name: &str, v: &str| {
+        values.insert(name.to_owned(), AttributeValue::S(v.to_owned()));
+    };
+    let mut excluded = Vec::new();
+    let expr = match range.bounds() {
+        // A non-empty prefix (every other range has bounds).
+        None => {
+            let SkRange::BeginsWith(p) = range else {
+                return None;
+            };
+            value(":p", p);
             "PK = :pk AND begins_with(SK, :p)"
         }
-        // DynamoDB refuses BETWEEN with bounds out of order; nothing is between them.
-        SkRange::Between(lo, hi) if lo > hi || hi.is_empty() => return None,
-        SkRange::Between(lo, hi) if lo.is_empty() => {
-            values.insert(":hi".into(), AttributeValue::S(hi.clone()));
+        Some((Unbounded, Unbounded)) => "PK = :pk",
+        // DynamoDB refuses an empty string in a key condition; no sort key is below "".
+        Some((_, Included("") | Excluded(""))) => return None,
+        Some((Included(lo), Unbounded)) => {
+            value(":lo", lo);
+            "PK = :pk AND SK >= :lo"
+        }
+        Some((Excluded(lo), Unbounded)) => {
+            value(":lo", lo);
+            "PK = :pk AND SK > :lo"
+        }
+        Some((Unbounded, Included(hi))) => {
+            value(":hi", hi);
             "PK = :pk AND SK <= :hi"
         }
-        SkRange::Between(lo, hi) => {
-            values.insert(":lo".into(), AttributeValue::S(lo.clone()));
-            values.insert(":hi".into(), AttributeValue::S(hi.clone()));
+        Some((Unbounded, Excluded(hi))) => {
+            value(":hi", hi);
+            "PK = :pk AND SK < :hi"
+        }
+        Some((lo @ (Included(l) | Excluded(l)), hi @ (Included(h) | Excluded(h)))) => {
+            // DynamoDB refuses BETWEEN with bounds out of order; nothing is between them.
+            if l > h || (l == h && (matches!(lo, Excluded(_)) || matches!(hi, Excluded(_)))) {
+                return None;
+            }
+            // One comparison per key condition: BETWEEN, and the excluded bounds dropped.
+            for b in [lo, hi] {
+                if let Excluded(sk) = b {
+                    excluded.push(sk.to_owned());
+                }
+            }
+            value(":lo", l);
+            value(":hi", h);
             "PK = :pk AND SK BETWEEN :lo AND :hi"
         }
     };
-    Some(KeyCondition { expr, values })
+    Some(KeyCondition {
+        expr,
+        values,
+        excluded,
+    })
 }
 
 /// Where a `start_after` sort key lies relative to the queried range.
@@ -345,19 +451,56 @@ enum Start {
 fn start_position(range: &SkRange, sk: &str, forward: bool) -> Start {
     // Position in ascending order: Less = below the range, Greater = above it.
     use std::cmp::Ordering::{Equal, Greater, Less};
-    let pos = match range {
-        SkRange::All => Equal,
-        SkRange::BeginsWith(p) if sk.starts_with(p.as_str()) => Equal,
-        SkRange::BeginsWith(p) => sk.cmp(p.as_str()),
-        SkRange::Between(lo, _) if sk < lo.as_str() => Less,
-        SkRange::Between(_, hi) if sk > hi.as_str() => Greater,
-        SkRange::Between(..) => Equal,
+    use std::ops::Bound::{Excluded, Included};
+    let pos = if range.contains(sk) {
+        Equal
+    } else {
+        match (range, range.bounds()) {
+            (SkRange::BeginsWith(p), None) => sk.cmp(p.as_str()),
+            (_, Some((Included(lo), _))) if sk < lo => Less,
+            (_, Some((Excluded(lo), _))) if sk <= lo => Less,
+            _ => Greater,
+        }
     };
     match (pos, forward) {
         (Equal, _) => Start::Inside,
         (Less, true) | (Greater, false) => Start::Before,
         (Greater, true) | (Less, false) => Start::After,
     }
+}
+
+/// Waits before retry `attempt` of a batch request that left `pending` items unprocessed, or
+/// gives up after [`BATCH_ATTEMPTS`].
+async fn batch_backoff(op: &str, attempt: u32, pending: usize) -> Result<(), StorageError> {
+    if attempt >= BATCH_ATTEMPTS {
+        return Err(StorageError::Unavailable(format!(
+            "DynamoDB {op}: {pending} items still unprocessed after {attempt} attempts"
+        )));
+    }
+    let backoff = Duration::from_millis((25u64 << attempt).min(1000));
+    tokio::time::sleep(backoff).await;
+    Ok(())
+}
+
+fn write_request(op: &BatchOp) -> Result<WriteRequest, StorageError> {
+    Ok(match op {
+        BatchOp::Put(item) => WriteRequest::builder()
+            .put_request(
+                PutRequest::builder()
+                    .set_item(Some(item_av(item)))
+                    .build()
+                    .map_err(build_error)?,
+            )
+            .build(),
+        BatchOp::Delete(key) => WriteRequest::builder()
+            .delete_request(
+                DeleteRequest::builder()
+                    .set_key(Some(key_av(key)))
+                    .build()
+                    .map_err(build_error)?,
+            )
+            .build(),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -374,7 +517,7 @@ impl Table for DynamoTable {
             .table_name(&self.table)
             .set_key(Some(key_av(key)))
             .consistent_read(true)
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .set_return_consumed_capacity(self.capacity())
             .send()
             .await
             .map_err(|e| sdk_error("GetItem", e))?;
@@ -404,7 +547,7 @@ impl Table for DynamoTable {
             let out = client
                 .batch_get_item()
                 .request_items(&self.table, request)
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .set_return_consumed_capacity(self.capacity())
                 .send()
                 .await
                 .map_err(|e| sdk_error("BatchGetItem", e))?;
@@ -430,14 +573,7 @@ impl Table for DynamoTable {
                 break;
             }
             attempt += 1;
-            if attempt >= BATCH_GET_ATTEMPTS {
-                return Err(StorageError::Unavailable(format!(
-                    "DynamoDB BatchGetItem: {} keys still unprocessed after {attempt} attempts",
-                    pending.len()
-                )));
-            }
-            let backoff = Duration::from_millis((25u64 << attempt).min(1000));
-            tokio::time::sleep(backoff).await;
+            batch_backoff("BatchGetItem", attempt, pending.len()).await?;
         }
         Ok(keys.iter().filter_map(|k| found.remove(k)).collect())
     }
@@ -456,7 +592,7 @@ impl Table for DynamoTable {
             .set_condition_expression(c.expr)
             .set_expression_attribute_names(c.names)
             .set_expression_attribute_values(c.values)
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .set_return_consumed_capacity(self.capacity())
             .send()
             .await
             .map_err(|e| sdk_error("PutItem", e))?;
@@ -477,7 +613,7 @@ impl Table for DynamoTable {
             .set_condition_expression(c.expr)
             .set_expression_attribute_names(c.names)
             .set_expression_attribute_values(c.values)
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .set_return_consumed_capacity(self.capacity())
             .send()
             .await
             .map_err(|e| sdk_error("DeleteItem", e))?;
@@ -512,14 +648,17 @@ impl Table for DynamoTable {
                 .consistent_read(true)
                 .limit(i32::try_from(want - items.len()).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start)
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .set_return_consumed_capacity(self.capacity())
                 .send()
                 .await
                 .map_err(|e| sdk_error("Query", e))?;
             let page = out.items.unwrap_or_default();
             self.record(Kind::Read, out.consumed_capacity.as_ref(), page.len());
             for m in page {
-                items.push(from_item(m)?);
+                let item = from_item(m)?;
+                if !cond.excluded.contains(&item.key.sk) {
+                    items.push(item);
+                }
             }
             // A page can stop short of the limit (1 MB per page): read on.
             match out.last_evaluated_key {
@@ -591,11 +730,43 @@ impl Table for DynamoTable {
             .await
             .transact_write_items()
             .set_transact_items(Some(items))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .set_return_consumed_capacity(self.capacity())
             .send()
             .await
             .map_err(transact_error)?;
         self.record(Kind::Write, out.consumed_capacity(), 0);
+        Ok(())
+    }
+
+    async fn batch_write(&self, ops: Vec<BatchOp>) -> Result<(), StorageError> {
+        check_batch_write(&ops)?;
+        let client = self.client().await;
+        for chunk in ops.chunks(BATCH_WRITE_CHUNK) {
+            let mut pending = chunk
+                .iter()
+                .map(write_request)
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut attempt = 0;
+            loop {
+                let out = client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .set_return_consumed_capacity(self.capacity())
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("BatchWriteItem", e))?;
+                self.record(Kind::Write, out.consumed_capacity.iter().flatten(), 0);
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&self.table))
+                    .unwrap_or_default();
+                if pending.is_empty() {
+                    break;
+                }
+                attempt += 1;
+                batch_backoff("BatchWriteItem", attempt, pending.len()).await?;
+            }
+        }
         Ok(())
     }
 }

@@ -1,7 +1,9 @@
-//! The embedded table backend: one `redb` database file (DESIGN.md section 4).
+//! The embedded table backend: one `redb` database file (`docs/architecture.md`, "Storage").
 //!
 //! One redb table `items` maps `PK bytes ++ [0] ++ SK bytes` to the JSON of the item's
-//! attributes. Keys never contain NUL ([`Key::validate`]), so the first NUL separates the
+//! attributes, followed, when the item has a body, by a NUL byte and the body's bytes (JSON
+//! text never holds a raw NUL: serde_json escapes control characters, so the first NUL ends the
+//! attributes). Keys never contain NUL ([`Key::validate`]), so the first NUL separates the
 //! partition key from the sort key, and byte order of the stored keys is (partition, UTF-8 sort
 //! key) order: the sort-key order DynamoDB uses. Every write is one redb write transaction
 //! committed with immediate durability, so a crash leaves either the old or the new state.
@@ -14,8 +16,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
-use crate::table::{check_batch, check_condition, check_item, check_query, check_transaction};
-use crate::{Attrs, Condition, Item, Key, Page, Query, SkRange, StorageError, Table, WriteOp};
+use crate::table::{
+    check_batch, check_batch_write, check_condition, check_item, check_query, check_transaction,
+};
+use crate::{
+    Attrs, BatchOp, Condition, Item, Key, Page, Query, SkRange, StorageError, Table, WriteOp,
+};
 
 const ITEMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("items");
 
@@ -117,12 +123,36 @@ fn decode_key(bytes: &[u8]) -> Result<Key, StorageError> {
     Ok(Key::new(pk, sk))
 }
 
-fn encode_attrs(attrs: &Attrs) -> Result<Vec<u8>, StorageError> {
-    serde_json::to_vec(attrs).map_err(unavailable)
+/// The stored value of an item: its attributes as JSON, then `[0] ++ body` if it has a body.
+fn encode_value(item: &Item) -> Result<Vec<u8>, StorageError> {
+    let mut v = serde_json::to_vec(&item.attrs).map_err(unavailable)?;
+    if let Some(body) = &item.body {
+        v.reserve(body.len() + 1);
+        v.push(SEPARATOR);
+        v.extend_from_slice(body);
+    }
+    Ok(v)
 }
 
+/// The attributes and body of a stored value.
+fn decode_value(bytes: &[u8]) -> Result<(Attrs, Option<Vec<u8>>), StorageError> {
+    let (json, body) = match bytes.iter().position(|&b| b == SEPARATOR) {
+        Some(i) => (&bytes[..i], Some(bytes[i + 1..].to_vec())),
+        None => (bytes, None),
+    };
+    let attrs = serde_json::from_slice(json)
+        .map_err(|e| StorageError::Unreadable(format!("embedded table: stored item: {e}")))?;
+    Ok((attrs, body))
+}
+
+fn decode_item(key: Key, bytes: &[u8]) -> Result<Item, StorageError> {
+    let (attrs, body) = decode_value(bytes)?;
+    Ok(Item { key, attrs, body })
+}
+
+/// The attributes of a stored value (for conditions).
 fn decode_attrs(bytes: &[u8]) -> Result<Attrs, StorageError> {
-    serde_json::from_slice(bytes).map_err(|e| unavailable(format_args!("stored item: {e}")))
+    decode_value(bytes).map(|(attrs, _)| attrs)
 }
 
 /// The smallest byte string greater than every string starting with `prefix`, if any.
@@ -191,11 +221,25 @@ fn query_bounds(q: &Query) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
         let hi = prefix_successor(&p).map_or(Bound::Unbounded, Bound::Excluded);
         (Bound::Included(p), hi)
     };
-    match &q.sk {
-        SkRange::All => begins(prefix.clone()),
-        SkRange::BeginsWith(p) => begins(with(p)),
-        SkRange::Between(lo, hi) => (Bound::Included(with(lo)), Bound::Included(with(hi))),
+    if let SkRange::BeginsWith(p) = &q.sk
+        && !p.is_empty()
+    {
+        return begins(with(p));
     }
+    // Every other range has bounds.
+    let (lo, hi) =
+        q.sk.bounds()
+            .unwrap_or((Bound::Unbounded, Bound::Unbounded));
+    let (partition_lo, partition_hi) = begins(prefix.clone());
+    let lo = match lo {
+        Bound::Unbounded => partition_lo,
+        b => b.map(with),
+    };
+    let hi = match hi {
+        Bound::Unbounded => partition_hi,
+        b => b.map(with),
+    };
+    (lo, hi)
 }
 
 fn holds(cond: &Condition, current: Option<&[u8]>) -> Result<bool, StorageError> {
@@ -236,7 +280,7 @@ impl Table for EmbeddedTable {
         let found = table.get(encode_key(key).as_slice()).map_err(unavailable)?;
         match found {
             None => Ok(None),
-            Some(v) => Ok(Some(Item::new(key.clone(), decode_attrs(v.value())?))),
+            Some(v) => Ok(Some(decode_item(key.clone(), v.value())?)),
         }
     }
 
@@ -250,7 +294,7 @@ impl Table for EmbeddedTable {
         let mut items = Vec::with_capacity(keys.len());
         for key in keys {
             if let Some(v) = table.get(encode_key(key).as_slice()).map_err(unavailable)? {
-                items.push(Item::new(key.clone(), decode_attrs(v.value())?));
+                items.push(decode_item(key.clone(), v.value())?);
             }
         }
         Ok(items)
@@ -260,7 +304,7 @@ impl Table for EmbeddedTable {
         check_item(&item)?;
         check_condition(&cond)?;
         let key = encode_key(&item.key);
-        let value = encode_attrs(&item.attrs)?;
+        let value = encode_value(&item)?;
         self.write(|table| {
             check(table, &key, &cond)?;
             table
@@ -315,7 +359,7 @@ impl Table for EmbeddedTable {
                 more = true;
                 break;
             }
-            items.push(Item::new(decode_key(k.value())?, decode_attrs(v.value())?));
+            items.push(decode_item(decode_key(k.value())?, v.value())?);
         }
         let last_key = if more {
             items.last().map(|i: &Item| i.key.clone())
@@ -330,7 +374,7 @@ impl Table for EmbeddedTable {
         let mut encoded = Vec::with_capacity(ops.len());
         for op in &ops {
             let value = match op {
-                WriteOp::Put { item, .. } => Some(encode_attrs(&item.attrs)?),
+                WriteOp::Put { item, .. } => Some(encode_value(item)?),
                 _ => None,
             };
             encoded.push((encode_key(op.key()), value));
@@ -358,6 +402,32 @@ impl Table for EmbeddedTable {
                     }
                     _ => {}
                 }
+            }
+            Ok(())
+        })
+    }
+
+    async fn batch_write(&self, ops: Vec<BatchOp>) -> Result<(), StorageError> {
+        check_batch_write(&ops)?;
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut encoded = Vec::with_capacity(ops.len());
+        for op in &ops {
+            let value = match op {
+                BatchOp::Put(item) => Some(encode_value(item)?),
+                BatchOp::Delete(_) => None,
+            };
+            encoded.push((encode_key(op.key()), value));
+        }
+        // One redb transaction: stronger than the interface promises, and one fsync.
+        self.write(|table| {
+            for (key, value) in &encoded {
+                match value {
+                    Some(v) => table.insert(key.as_slice(), v.as_slice()),
+                    None => table.remove(key.as_slice()),
+                }
+                .map_err(unavailable)?;
             }
             Ok(())
         })
@@ -397,6 +467,27 @@ mod tests {
         assert!(!is_empty_range(&Included(v("a")), &Included(v("a"))));
         assert!(is_empty_range(&Included(v("b")), &Included(v("a"))));
         assert!(!is_empty_range(&Excluded(v("a")), &Unbounded));
+    }
+
+    #[test]
+    fn values_keep_their_body_bytes() {
+        let key = Key::new("p", "s");
+        let mut attrs = Attrs::new();
+        attrs.insert("note".into(), serde_json::json!("a\u{0}b"));
+        let body = br#"{"value":1.50,"big":123456789012345678901234567890}"#.to_vec();
+        let item = Item::with_body(key.clone(), attrs.clone(), body.clone());
+        let stored = encode_value(&item).unwrap();
+        assert_eq!(decode_item(key.clone(), &stored).unwrap(), item);
+        // Binary bodies, NUL bytes included, come back as they were.
+        let binary = Item::with_body(key.clone(), attrs.clone(), vec![0, 1, 0, 255]);
+        assert_eq!(
+            decode_item(key.clone(), &encode_value(&binary).unwrap()).unwrap(),
+            binary
+        );
+        // Items without a body are stored as before (plain JSON), so older files still read.
+        let plain = Item::new(key.clone(), attrs);
+        assert_eq!(encode_value(&plain).unwrap(), br#"{"note":"a\u0000b"}"#);
+        assert_eq!(decode_item(key, br#"{"note":"a\u0000b"}"#).unwrap(), plain);
     }
 
     #[test]

@@ -1,61 +1,46 @@
-//! Tenant-scoped storage (DESIGN.md section 4).
+//! Tenant-scoped storage (`docs/architecture.md`, "Storage"). Knows nothing of sites, documents
+//! or FHIR: domains build their keys above this interface.
 //!
-//! - [`Table`]: the narrow table interface (get, batch get, put, delete, query on one partition,
-//!   conditional and transactional writes; no scan), with an embedded backend and DynamoDB.
-//! - [`Blobs`]: object storage with presigned URLs, with a local-folder backend and S3.
-//! - [`ScopedTable`] / [`ScopedBlobs`]: the only way handlers reach tenant data; every key is
-//!   built from a [`TenantScope`] and checked against it before it is sent.
-//! - [`SiteStore`]: defined sites and per-(site, group) permissions (global items).
+//! - [`Table`]: the narrow table interface (get, batch get, put, delete, query on one partition
+//!   with any sort-key range, conditional and idempotent transactional writes, non-atomic batch
+//!   writes; no scan). Backends, each behind a cargo feature so a binary links only what it
+//!   deploys: [`DynamoTable`] (`dynamodb`) and [`EmbeddedTable`] (`embedded`, redb).
+//! - [`Blobs`]: object storage with presigned URLs: [`S3Blobs`] (`s3`) and [`LocalBlobs`]
+//!   (`local-blobs`, a local folder for the local server and tests).
+//! - [`ScopedTable`] / [`ScopedBlobs`] / [`GlobalTable`]: the only way domain code reaches data;
+//!   every key is built from a scope and checked against it before it is sent.
 //! - [`PageTokens`]: opaque, signed paging tokens bound to the tenant and the query.
+//! - [`retry_on_conflict`]: the one optimistic-concurrency loop.
 
-mod aws;
 mod blob;
+#[cfg(feature = "dynamodb")]
 mod dynamo;
+#[cfg(feature = "embedded")]
 mod embedded;
+#[cfg(feature = "local-blobs")]
 mod local_blobs;
 mod paging;
+mod retry;
+#[cfg(feature = "s3")]
 mod s3;
 mod scoped;
-mod sites;
 mod table;
 
-pub use aws::{AwsConfig, sdk_config};
 pub use blob::{BlobMeta, Blobs};
+#[cfg(feature = "dynamodb")]
 pub use dynamo::{DynamoTable, Usage};
+#[cfg(feature = "embedded")]
 pub use embedded::EmbeddedTable;
+#[cfg(feature = "local-blobs")]
 pub use local_blobs::{LocalBlobs, PresignedUse};
 pub use paging::PageTokens;
+pub use retry::{WRITE_ATTEMPTS, committed, retry_on_conflict};
+#[cfg(feature = "s3")]
 pub use s3::S3Blobs;
 pub use scoped::{GLOBAL_PREFIX, GlobalTable, ScopedBlobs, ScopedTable};
-pub use sites::{
-    DataPartition, MAX_GROUP_NAME, MAX_TITLE, NewSite, SITE_DATA_PARTITIONS, SiteRecord,
-    SiteStatus, SiteStore, SiteUpdate, check_group_name, check_title, site_holds_data,
-    tenant_context,
-};
 pub use table::{
-    Attrs, Condition, Item, Key, MAX_BATCH_GET, MAX_QUERY_LIMIT, MAX_TRANSACTION_OPS, Page, Query,
-    SkRange, StorageError, Table, WriteOp,
+    Attrs, BATCH_WRITE_CHUNK, BatchOp, Condition, Item, Key, MAX_BATCH_GET, MAX_QUERY_LIMIT,
+    MAX_TRANSACTION_OPS, Page, Query, SkRange, StorageError, Table, WriteOp,
 };
 
 pub use tenant_context::TenantScope;
-
-/// A time as stored and returned: fixed-width ISO 8601 UTC with milliseconds
-/// (`2026-11-22T10:00:00.000Z`), so stored timestamps sort as they read.
-pub fn timestamp(t: time::OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
-}
-
-/// The current time as a [`timestamp`].
-pub fn now() -> String {
-    timestamp(time::OffsetDateTime::now_utc())
-}

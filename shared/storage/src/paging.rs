@@ -1,9 +1,16 @@
 //! Opaque paging tokens, HMAC-signed and bound to the tenant and the query, so a token
 //! replayed under another tenant or for another query is refused.
+//!
+//! A token seals a cursor: the last key of a page ([`PageTokens::seal`]), or any serializable
+//! cursor, such as the state of a search that reads several indexes
+//! ([`PageTokens::seal_cursor`]). The cursor is readable by whoever holds the token (base64
+//! JSON), but cannot be changed or moved to another tenant or query.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::hmac;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::{Key, StorageError};
 
@@ -35,7 +42,30 @@ impl PageTokens {
     /// A token that continues after `last` for the tenant `scope` (its key prefix) and the
     /// query identified by `query` (e.g. `"list"` or `"tag:<key>=<value>"`).
     pub fn seal(&self, scope: &str, query: &str, last: &Key) -> String {
-        let payload = serde_json::to_vec(last).expect("a key serializes");
+        self.seal_cursor(scope, query, last)
+    }
+
+    /// The key a token continues after, if the token was sealed for this tenant and query (and
+    /// the key lies in the tenant's key space).
+    pub fn open(&self, token: &str, scope: &str, query: &str) -> Result<Key, StorageError> {
+        let key: Key = self.open_cursor(token, scope, query)?;
+        if !key.pk.starts_with(scope) {
+            return Err(StorageError::InvalidToken);
+        }
+        Ok(key)
+    }
+
+    /// A token carrying `cursor` for the tenant `scope` and the query `query`. A cursor is
+    /// small (it travels in URLs): a few keys and counters, not a page of results.
+    pub fn seal_cursor<C: Serialize + ?Sized>(
+        &self,
+        scope: &str,
+        query: &str,
+        cursor: &C,
+    ) -> String {
+        // Serializing plain data (strings, numbers, keys) cannot fail; a cursor type that could
+        // would be a bug caught by its own tests, so an empty cursor is sealed instead of a panic.
+        let payload = serde_json::to_vec(cursor).unwrap_or_default();
         let tag = hmac::sign(&self.key, &Self::message(scope, query, &payload));
         format!(
             "{}.{}",
@@ -44,8 +74,14 @@ impl PageTokens {
         )
     }
 
-    /// The key a token continues after, if the token was sealed for this tenant and query.
-    pub fn open(&self, token: &str, scope: &str, query: &str) -> Result<Key, StorageError> {
+    /// The cursor a token carries, if it was sealed by this secret for this tenant and query;
+    /// every other token is [`StorageError::InvalidToken`].
+    pub fn open_cursor<C: DeserializeOwned>(
+        &self,
+        token: &str,
+        scope: &str,
+        query: &str,
+    ) -> Result<C, StorageError> {
         let (payload, tag) = token.split_once('.').ok_or(StorageError::InvalidToken)?;
         let payload = URL_SAFE_NO_PAD
             .decode(payload)
@@ -55,11 +91,7 @@ impl PageTokens {
             .map_err(|_| StorageError::InvalidToken)?;
         hmac::verify(&self.key, &Self::message(scope, query, &payload), &tag)
             .map_err(|_| StorageError::InvalidToken)?;
-        let key: Key = serde_json::from_slice(&payload).map_err(|_| StorageError::InvalidToken)?;
-        if !key.pk.starts_with(scope) {
-            return Err(StorageError::InvalidToken);
-        }
-        Ok(key)
+        serde_json::from_slice(&payload).map_err(|_| StorageError::InvalidToken)
     }
 }
 
@@ -97,6 +129,38 @@ mod tests {
                 "{junk}"
             );
         }
+    }
+
+    #[test]
+    fn any_cursor_is_sealed_and_bound() {
+        #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+        struct Plan {
+            index: String,
+            after: Vec<Key>,
+            read: u32,
+        }
+        let t = PageTokens::new(b"0123456789abcdef0123456789abcdef");
+        let plan = Plan {
+            index: "Observation#code".into(),
+            after: vec![Key::new("a#i1", "x"), Key::new("a#i2", "y")],
+            read: 40,
+        };
+        let tok = t.seal_cursor("a#", "q1", &plan);
+        assert_eq!(t.open_cursor::<Plan>(&tok, "a#", "q1"), Ok(plan));
+        assert_eq!(
+            t.open_cursor::<Plan>(&tok, "b#", "q1"),
+            Err(StorageError::InvalidToken)
+        );
+        assert_eq!(
+            t.open_cursor::<Plan>(&tok, "a#", "q2"),
+            Err(StorageError::InvalidToken)
+        );
+        // A valid token of another cursor type does not open as this one.
+        let key_token = t.seal("a#", "q1", &Key::new("a#x", "y"));
+        assert_eq!(
+            t.open_cursor::<Plan>(&key_token, "a#", "q1"),
+            Err(StorageError::InvalidToken)
+        );
     }
 
     #[test]

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_config::SdkConfig;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -12,7 +11,8 @@ use aws_sdk_s3::operation::head_object::HeadObjectError;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 
-use crate::aws::{AwsConfig, LazyClient};
+use aws_setup::{AwsConfig, LazyClient, SdkConfig};
+
 use crate::blob::check_blob_key;
 use crate::{BlobMeta, Blobs, StorageError};
 
@@ -36,13 +36,18 @@ fn make_client(config: &AwsConfig, sdk: &SdkConfig) -> Client {
 }
 
 impl S3Blobs {
-    /// The bucket `config.bucket_name`. Does no I/O: the SDK configuration (region,
+    /// The bucket `bucket`, reached with `aws`. Does no I/O: the SDK configuration (region,
     /// credentials) is loaded and the client created on first use.
-    pub fn from_config(config: &AwsConfig) -> S3Blobs {
+    pub fn new(aws: &AwsConfig, bucket: impl Into<String>) -> S3Blobs {
         S3Blobs {
-            client: LazyClient::lazy(config.clone(), make_client),
-            bucket: config.bucket_name.clone(),
+            client: LazyClient::lazy(aws.clone(), make_client),
+            bucket: bucket.into(),
         }
+    }
+
+    /// The bucket named by `BUCKET_NAME` (required), reached with `aws`.
+    pub fn from_env(aws: &AwsConfig) -> Result<S3Blobs, String> {
+        Ok(Self::new(aws, aws_setup::env_required("BUCKET_NAME")?))
     }
 
     /// The bucket `bucket` through a ready client (tests and local tooling, e.g. against

@@ -1,10 +1,20 @@
-//! Tenant-scoped access: the only way handlers reach tenant data.
+//! Scoped access: the only way domain code reaches the table and the bucket
+//! (`docs/architecture.md`, "Storage"). Every key is checked against the scope before it is
+//! sent, in every build (these are plain checks, not debug assertions): a key outside the scope
+//! is refused with [`StorageError::OutOfScope`] and logged.
+//!
+//! - [`ScopedTable`] / [`ScopedBlobs`]: one tenant's data, from a [`TenantScope`];
+//! - [`GlobalTable`]: the `global#` items (sites, grants, the embedded directory); anyone may
+//!   read them, an [`AdminScope`] may write any of them, and a GOVERN holder on a site may write
+//!   that site's own item of one partition ([`GlobalTable::site_item_writer`]).
 
 use std::time::Duration;
 
-use tenant_context::{AdminScope, TenantScope};
+use tenant_context::{AdminScope, Permission, TenantScope};
 
-use crate::{BlobMeta, Blobs, Condition, Item, Key, Page, Query, StorageError, Table, WriteOp};
+use crate::{
+    BatchOp, BlobMeta, Blobs, Condition, Item, Key, Page, Query, StorageError, Table, WriteOp,
+};
 
 /// Partition-key prefix of global items (sites, site-group permissions).
 pub const GLOBAL_PREFIX: &str = "global#";
@@ -86,13 +96,31 @@ impl<'a> ScopedTable<'a> {
         ops.iter().try_for_each(|op| self.check(op.key()))?;
         self.table.transact(ops).await
     }
+
+    pub async fn batch_write(&self, ops: Vec<BatchOp>) -> Result<(), StorageError> {
+        ops.iter().try_for_each(|op| self.check(op.key()))?;
+        self.table.batch_write(ops).await
+    }
 }
 
-/// Global items (`global#...`): site definitions and site-group permissions. Anyone may read
-/// them (authorization itself needs them); writing needs an [`AdminScope`].
+/// Which global items a [`GlobalTable`] may write.
+enum GlobalWrites {
+    None,
+    /// Any global item (an administrator).
+    All,
+    /// Exactly the item (`global#<partition>`, `<siteId>`) (a GOVERN holder on the site).
+    SiteItem {
+        pk: String,
+        site: String,
+    },
+}
+
+/// Global items (`global#...`): site definitions, site-group permissions, the embedded user
+/// directory. Anyone may read them (authorization itself needs them); writing needs an
+/// [`AdminScope`], or GOVERN on a site for that site's own item.
 pub struct GlobalTable<'a> {
     table: &'a dyn Table,
-    writable: bool,
+    writes: GlobalWrites,
 }
 
 impl<'a> GlobalTable<'a> {
@@ -100,7 +128,7 @@ impl<'a> GlobalTable<'a> {
     pub fn reader(table: &'a dyn Table) -> Self {
         GlobalTable {
             table,
-            writable: false,
+            writes: GlobalWrites::None,
         }
     }
 
@@ -108,8 +136,31 @@ impl<'a> GlobalTable<'a> {
     pub fn writer(table: &'a dyn Table, _admin: &AdminScope) -> Self {
         GlobalTable {
             table,
-            writable: true,
+            writes: GlobalWrites::All,
         }
+    }
+
+    /// Read access, and write access to the one item (`global#<partition>`, `<siteId>`) of the
+    /// scope's site (a site's own settings), for a caller holding GOVERN there. Refused with
+    /// [`StorageError::OutOfScope`] when the scope lacks GOVERN.
+    pub fn site_item_writer(
+        table: &'a dyn Table,
+        scope: &TenantScope,
+        partition: &str,
+    ) -> Result<Self, StorageError> {
+        if !scope.allows(Permission::Govern) {
+            return Err(out_of_scope(
+                "global write without GOVERN on the site",
+                &Self::pk(partition),
+            ));
+        }
+        Ok(GlobalTable {
+            table,
+            writes: GlobalWrites::SiteItem {
+                pk: Self::pk(partition),
+                site: scope.site().to_string(),
+            },
+        })
     }
 
     /// The partition key `global#<rest>`.
@@ -127,16 +178,25 @@ impl<'a> GlobalTable<'a> {
 
     fn check_write(&self, key: &Key) -> Result<(), StorageError> {
         self.check(&key.pk)?;
-        if self.writable {
-            Ok(())
-        } else {
-            Err(out_of_scope("global write without admin scope", &key.pk))
+        match &self.writes {
+            GlobalWrites::All => Ok(()),
+            GlobalWrites::SiteItem { pk, site } if key.pk == *pk && key.sk == *site => Ok(()),
+            GlobalWrites::SiteItem { .. } => Err(out_of_scope(
+                "global write outside the site's own item",
+                &format!("{} / {}", key.pk, key.sk),
+            )),
+            GlobalWrites::None => Err(out_of_scope("global write without admin scope", &key.pk)),
         }
     }
 
     pub async fn get(&self, key: &Key) -> Result<Option<Item>, StorageError> {
         self.check(&key.pk)?;
         self.table.get(key).await
+    }
+
+    pub async fn batch_get(&self, keys: &[Key]) -> Result<Vec<Item>, StorageError> {
+        keys.iter().try_for_each(|k| self.check(&k.pk))?;
+        self.table.batch_get(keys).await
     }
 
     pub async fn query(&self, query: &Query) -> Result<Page, StorageError> {
@@ -157,6 +217,11 @@ impl<'a> GlobalTable<'a> {
     pub async fn transact(&self, ops: Vec<WriteOp>) -> Result<(), StorageError> {
         ops.iter().try_for_each(|op| self.check_write(op.key()))?;
         self.table.transact(ops).await
+    }
+
+    pub async fn batch_write(&self, ops: Vec<BatchOp>) -> Result<(), StorageError> {
+        ops.iter().try_for_each(|op| self.check_write(op.key()))?;
+        self.table.batch_write(ops).await
     }
 }
 

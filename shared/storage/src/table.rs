@@ -1,14 +1,23 @@
-//! The table interface shared by every backend.
+//! The table interface shared by every backend (`docs/architecture.md`, "Storage").
+
+use std::ops::Bound;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// Attributes of an item besides its key (`PK`/`SK` are never attributes).
+/// Attributes of an item besides its key and body (`PK`, `SK` and `BODY` are never attributes).
+///
+/// Numbers travel as JSON numbers: integers exactly (64 bits), other numbers as `f64`. What must
+/// come back byte for byte (a FHIR resource with its decimals, `1.50`) goes into the item's
+/// [`Item::body`] instead.
 pub type Attrs = Map<String, Value>;
 
 /// Most keys a [`Table::batch_get`] takes (DynamoDB's BatchGetItem limit).
 pub const MAX_BATCH_GET: usize = 100;
+/// Most items of one request of a [`Table::batch_write`] (DynamoDB's BatchWriteItem limit; a
+/// call may hold any number, sent in requests of this size).
+pub const BATCH_WRITE_CHUNK: usize = 25;
 /// Most operations of one [`Table::transact`] (DynamoDB's TransactWriteItems limit).
 pub const MAX_TRANSACTION_OPS: usize = 100;
 /// Largest `limit` of one [`Query`].
@@ -43,16 +52,32 @@ impl Key {
     }
 }
 
-/// A stored item.
+/// A stored item: its key, attributes, and an optional body of raw bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Item {
     pub key: Key,
     pub attrs: Attrs,
+    /// Bytes stored and returned exactly as given (DynamoDB: the binary attribute `BODY`), for
+    /// content that must not pass through JSON numbers, such as a FHIR resource's JSON text.
+    pub body: Option<Vec<u8>>,
 }
 
 impl Item {
     pub fn new(key: Key, attrs: Attrs) -> Self {
-        Item { key, attrs }
+        Item {
+            key,
+            attrs,
+            body: None,
+        }
+    }
+
+    /// An item with a raw body besides its attributes.
+    pub fn with_body(key: Key, attrs: Attrs, body: Vec<u8>) -> Self {
+        Item {
+            key,
+            attrs,
+            body: Some(body),
+        }
     }
 
     pub fn get(&self, attr: &str) -> Option<&Value> {
@@ -87,6 +112,66 @@ pub enum SkRange {
     BeginsWith(String),
     /// Sort keys between the two bounds, both inclusive.
     Between(String, String),
+    /// Sort keys within the bounds, each inclusive, exclusive or absent (FHIR's `gt`, `lt`,
+    /// `sa`, `eb` on an index ordered by value). The lower bound must not be above the upper.
+    Range(Bound<String>, Bound<String>),
+}
+
+impl SkRange {
+    /// Sort keys above `lo` (exclusive).
+    pub fn after(lo: impl Into<String>) -> Self {
+        SkRange::Range(Bound::Excluded(lo.into()), Bound::Unbounded)
+    }
+
+    /// Sort keys below `hi` (exclusive).
+    pub fn before(hi: impl Into<String>) -> Self {
+        SkRange::Range(Bound::Unbounded, Bound::Excluded(hi.into()))
+    }
+
+    /// The range as two bounds, with the forms every sort key satisfies (a prefix `""`, a lower
+    /// bound `""`) made unbounded; `None` for [`SkRange::BeginsWith`] with a non-empty prefix.
+    pub(crate) fn bounds(&self) -> Option<(Bound<&str>, Bound<&str>)> {
+        fn lower(b: Bound<&str>) -> Bound<&str> {
+            match b {
+                // Sort keys are never empty, so every one is above "".
+                Bound::Included("") | Bound::Excluded("") => Bound::Unbounded,
+                b => b,
+            }
+        }
+        match self {
+            SkRange::All => Some((Bound::Unbounded, Bound::Unbounded)),
+            SkRange::BeginsWith(p) if p.is_empty() => Some((Bound::Unbounded, Bound::Unbounded)),
+            SkRange::BeginsWith(_) => None,
+            SkRange::Between(lo, hi) => Some((
+                lower(Bound::Included(lo.as_str())),
+                Bound::Included(hi.as_str()),
+            )),
+            SkRange::Range(lo, hi) => Some((
+                lower(lo.as_ref().map(String::as_str)),
+                hi.as_ref().map(String::as_str),
+            )),
+        }
+    }
+
+    /// Whether sort key `sk` is in the range.
+    pub fn contains(&self, sk: &str) -> bool {
+        match self.bounds() {
+            None => matches!(self, SkRange::BeginsWith(p) if sk.starts_with(p.as_str())),
+            Some((lo, hi)) => {
+                let above = match lo {
+                    Bound::Unbounded => true,
+                    Bound::Included(l) => sk >= l,
+                    Bound::Excluded(l) => sk > l,
+                };
+                let below = match hi {
+                    Bound::Unbounded => true,
+                    Bound::Included(h) => sk <= h,
+                    Bound::Excluded(h) => sk < h,
+                };
+                above && below
+            }
+        }
+    }
 }
 
 /// A query on one partition. Reads are strongly consistent.
@@ -149,6 +234,22 @@ impl WriteOp {
     }
 }
 
+/// One write of a [`Table::batch_write`]: unconditional, applied on its own.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchOp {
+    Put(Item),
+    Delete(Key),
+}
+
+impl BatchOp {
+    pub fn key(&self) -> &Key {
+        match self {
+            BatchOp::Put(item) => &item.key,
+            BatchOp::Delete(key) => key,
+        }
+    }
+}
+
 /// Why a storage call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {
@@ -170,9 +271,22 @@ pub enum StorageError {
     /// The backend failed or could not be reached.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// A stored item does not hold what its place in the layout says it holds (a bug, or data
+    /// written by something else): the request fails (500, logged); nothing panics.
+    #[error("unreadable stored data: {0}")]
+    Unreadable(String),
 }
 
-/// The table interface (DESIGN.md section 4). There is no scan.
+impl StorageError {
+    /// The item at `key` does not parse as what it should be, because of `why`.
+    pub fn unreadable(key: &Key, why: impl std::fmt::Display) -> Self {
+        let e = StorageError::Unreadable(format!("{} / {}: {why}", key.pk, key.sk));
+        tracing::error!(error = %e, "stored data does not parse");
+        e
+    }
+}
+
+/// The table interface (`docs/architecture.md`, "Storage"). There is no scan.
 #[async_trait]
 pub trait Table: Send + Sync {
     /// The item at `key`, read consistently.
@@ -187,7 +301,15 @@ pub trait Table: Send + Sync {
     /// Reads one partition in sort-key order.
     async fn query(&self, query: &Query) -> Result<Page, StorageError>;
     /// Applies all of `ops` (at most [`MAX_TRANSACTION_OPS`], distinct keys) or none of them.
+    /// Idempotent under retries: a retry of a transaction that was applied (a lost response) is
+    /// reported as applied, not as a failed condition.
     async fn transact(&self, ops: Vec<WriteOp>) -> Result<(), StorageError>;
+    /// Applies `ops` (any number, distinct keys) without conditions and without atomicity: each
+    /// write happens on its own, and on an error some may have been applied. For writes whose
+    /// partial application is invisible or harmless (pre-writes and clean-ups of a write
+    /// protocol). DynamoDB: BatchWriteItem in requests of [`BATCH_WRITE_CHUNK`], unprocessed
+    /// items retried with backoff.
+    async fn batch_write(&self, ops: Vec<BatchOp>) -> Result<(), StorageError>;
 }
 
 /// Checks the limits every backend enforces the same way.
@@ -202,7 +324,15 @@ pub(crate) fn check_query(q: &Query) -> Result<(), StorageError> {
             "PK must be non-empty without NUL".into(),
         ));
     }
-    if let SkRange::Between(lo, hi) = &q.sk
+    let bounds = match &q.sk {
+        SkRange::Between(lo, hi) => Some((lo, hi)),
+        SkRange::Range(
+            Bound::Included(lo) | Bound::Excluded(lo),
+            Bound::Included(hi) | Bound::Excluded(hi),
+        ) => Some((lo, hi)),
+        _ => None,
+    };
+    if let Some((lo, hi)) = bounds
         && lo > hi
     {
         // DynamoDB refuses such a query; refuse it the same way everywhere.
@@ -240,6 +370,23 @@ pub(crate) fn check_batch(keys: &[Key]) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Checks a batch write: valid items and keys, each key once.
+pub(crate) fn check_batch_write(ops: &[BatchOp]) -> Result<(), StorageError> {
+    let mut seen = std::collections::HashSet::new();
+    for op in ops {
+        match op {
+            BatchOp::Put(item) => check_item(item)?,
+            BatchOp::Delete(key) => key.validate()?,
+        }
+        if !seen.insert(op.key()) {
+            return Err(StorageError::InvalidRequest(
+                "the same key twice in one batch write".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks transaction limits.
 pub(crate) fn check_transaction(ops: &[WriteOp]) -> Result<(), StorageError> {
     if ops.is_empty() || ops.len() > MAX_TRANSACTION_OPS {
@@ -266,21 +413,24 @@ pub(crate) fn check_transaction(ops: &[WriteOp]) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// The names of the key attributes in DynamoDB; never item attributes.
-const KEY_ATTRIBUTES: [&str; 2] = ["PK", "SK"];
+/// The name of the body attribute in DynamoDB ([`Item::body`]).
+pub(crate) const BODY_ATTRIBUTE: &str = "BODY";
+
+/// The names of the key and body attributes in DynamoDB; never item attributes.
+const RESERVED_ATTRIBUTES: [&str; 3] = ["PK", "SK", BODY_ATTRIBUTE];
 
 fn check_attr_name(name: &str) -> Result<(), StorageError> {
-    if name.is_empty() || KEY_ATTRIBUTES.contains(&name) {
+    if name.is_empty() || RESERVED_ATTRIBUTES.contains(&name) {
         Err(StorageError::InvalidRequest(format!(
-            "'{name}' cannot be an attribute name (empty, or the key)"
+            "'{name}' cannot be an attribute name (empty, the key, or the body)"
         )))
     } else {
         Ok(())
     }
 }
 
-/// Checks an item to write: a valid key, and attribute names that are neither empty nor the
-/// key's (`PK`, `SK`).
+/// Checks an item to write: a valid key, and attribute names that are neither empty nor
+/// reserved (`PK`, `SK`, `BODY`).
 pub(crate) fn check_item(item: &Item) -> Result<(), StorageError> {
     item.key.validate()?;
     item.attrs.keys().try_for_each(|name| check_attr_name(name))

@@ -17,31 +17,24 @@ use storage::{
 const SECRET: &[u8] = b"local-blobs-test-secret-0123456789";
 const BASE_URL: &str = "http://127.0.0.1:8080";
 
-/// A folder removed when dropped.
-struct TempDir(PathBuf);
+/// A folder removed when dropped, named after the test.
+struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     fn new(what: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "storage-embedded-{what}-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("storage-embedded-{what}-"))
+            .tempdir()
+            .expect("temp dir");
         TempDir(dir)
     }
 
     fn path(&self) -> &Path {
-        &self.0
+        self.0.path()
     }
 
     fn db(&self) -> PathBuf {
-        self.0.join("data").join("table.redb")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.path().join("data").join("table.redb")
     }
 }
 
@@ -93,6 +86,11 @@ table_contract!(
     scoped_table,
     global_table,
     page_tokens,
+    exclusive_ranges,
+    bodies,
+    batch_writes,
+    scoped_batch_writes,
+    global_site_items,
 );
 
 macro_rules! blob_contract {

@@ -1,15 +1,21 @@
 //! jsonwebtoken's cryptography on ring, the one crypto library of the deployed binaries (the
 //! AWS SDK's TLS uses it too). jsonwebtoken ships providers only for aws-lc and RustCrypto;
 //! this one covers what the project needs: verifying RS256 (the only algorithm Cognito and the
-//! local server sign with, and the only one [`crate::JwtVerifier`] accepts), and signing RS256/384/512,
-//! PS256/384/512 and HS256/384/512 (the local server's tokens; tests forge tokens with the others
-//! to check they are refused). Anything else is an error, never a panic.
+//! local server sign with, and the only one [`crate::JwtVerifier`] accepts), and, with the
+//! `signing` feature, signing RS256/384/512, PS256/384/512 and HS256/384/512 (the local
+//! server's tokens; tests forge tokens with the others to check they are refused). The Lambda
+//! functions verify only, so they are built without `signing` and carry no signing code.
+//! Anything unsupported is an error, never a panic.
 
 use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
 use jsonwebtoken::errors::{ErrorKind, Result};
-use jsonwebtoken::signature::{Error as SignatureError, Signer, Verifier};
+#[cfg(feature = "signing")]
+use jsonwebtoken::signature::Signer;
+use jsonwebtoken::signature::{Error as SignatureError, Verifier};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind, EncodingKey};
-use ring::{hmac, rand, signature as ring_sig};
+use ring::signature as ring_sig;
+#[cfg(feature = "signing")]
+use ring::{hmac, rand};
 
 /// Makes this module's provider jsonwebtoken's process default. Idempotent and cheap; every
 /// entry point that signs or verifies calls it first (a provider cannot be installed after
@@ -31,6 +37,7 @@ static PROVIDER: CryptoProvider = CryptoProvider {
     },
 };
 
+#[cfg(feature = "signing")]
 enum SigningKey {
     Rsa(
         ring_sig::RsaKeyPair,
@@ -40,6 +47,7 @@ enum SigningKey {
     Hmac(hmac::Key, Algorithm),
 }
 
+#[cfg(feature = "signing")]
 impl Signer<Vec<u8>> for SigningKey {
     fn try_sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, SignatureError> {
         match self {
@@ -54,6 +62,7 @@ impl Signer<Vec<u8>> for SigningKey {
     }
 }
 
+#[cfg(feature = "signing")]
 impl JwtSigner for SigningKey {
     fn algorithm(&self) -> Algorithm {
         match self {
@@ -62,6 +71,13 @@ impl JwtSigner for SigningKey {
     }
 }
 
+/// Without the `signing` feature nothing signs.
+#[cfg(not(feature = "signing"))]
+fn new_signer(_alg: &Algorithm, _key: &EncodingKey) -> Result<Box<dyn JwtSigner>> {
+    Err(ErrorKind::InvalidAlgorithm.into())
+}
+
+#[cfg(feature = "signing")]
 fn new_signer(alg: &Algorithm, key: &EncodingKey) -> Result<Box<dyn JwtSigner>> {
     let rsa = |encoding: &'static dyn ring_sig::RsaEncoding| -> Result<Box<dyn JwtSigner>> {
         let pair = ring_sig::RsaKeyPair::from_der(key.as_bytes())
@@ -150,6 +166,7 @@ mod tests {
         assert!(new_signer(&Algorithm::RS256, &not_rsa).is_err());
     }
 
+    #[cfg(feature = "signing")]
     #[test]
     fn hmac_tokens_sign_and_an_rs256_key_refuses_a_bad_signature() {
         install();

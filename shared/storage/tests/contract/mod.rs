@@ -15,10 +15,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
+use std::ops::Bound;
+
 use storage::{
-    Attrs, BlobMeta, Blobs, Condition, GlobalTable, Item, Key, MAX_BATCH_GET, MAX_QUERY_LIMIT,
-    MAX_TRANSACTION_OPS, Page, PageTokens, Query, ScopedBlobs, ScopedTable, SkRange, StorageError,
-    Table, TenantScope, WriteOp,
+    Attrs, BATCH_WRITE_CHUNK, BatchOp, BlobMeta, Blobs, Condition, GlobalTable, Item, Key,
+    MAX_BATCH_GET, MAX_QUERY_LIMIT, MAX_TRANSACTION_OPS, Page, PageTokens, Query, ScopedBlobs,
+    ScopedTable, SkRange, StorageError, Table, TenantScope, WriteOp,
 };
 use tenant_context::{
     AdminScope, Claims, Credentials, Permission, RequestTarget, TenantConfig, TenantContext,
@@ -196,6 +198,10 @@ impl Table for Spy<'_> {
         self.hit();
         self.inner.transact(ops).await
     }
+    async fn batch_write(&self, ops: Vec<BatchOp>) -> Result<(), StorageError> {
+        self.hit();
+        self.inner.batch_write(ops).await
+    }
 }
 
 fn claims(v: Value) -> Claims {
@@ -205,10 +211,15 @@ fn claims(v: Value) -> Claims {
 /// A real [`TenantScope`] on `site` (READ WRITE DELETE), made by the tenant library from
 /// authorizer claims of a user in the group `site`.
 pub async fn scope_for(site: &str) -> TenantScope {
+    scope_of_group(site).await
+}
+
+/// A real [`TenantScope`] of a user in the one group `group` (e.g. `acme_govern`).
+pub async fn scope_of_group(group: &str) -> TenantScope {
     let ctx = TenantContext::new(TenantConfig::default());
     let creds = Credentials {
         authorizer_claims: Some(claims(
-            json!({"cognito:username": "u", "cognito:groups": [site]}),
+            json!({"cognito:username": "u", "cognito:groups": [group]}),
         )),
         ..Default::default()
     };
@@ -256,6 +267,11 @@ pub async fn all_table(t: &dyn Table) {
     scoped_table(t).await;
     global_table(t).await;
     page_tokens(t).await;
+    exclusive_ranges(t).await;
+    bodies(t).await;
+    batch_writes(t).await;
+    scoped_batch_writes(t).await;
+    global_site_items(t).await;
 }
 
 /// get of a missing item, put, put replacing, delete, delete of a missing item.
@@ -1387,6 +1403,301 @@ pub async fn page_tokens(t: &dyn Table) {
         StorageError::InvalidToken
     );
     assert!(tokens.open(&b_token, b.prefix(), "list").is_ok());
+}
+
+// ---------------------------------------------------------------------------------------------
+// What FHIR needs: ranges with exclusive bounds, raw bodies, batch writes, site items
+
+/// Sort-key ranges with inclusive, exclusive or no bounds on either side, in both directions,
+/// paged one item at a time across the bounds.
+pub async fn exclusive_ranges(t: &dyn Table) {
+    let pk = format!("{}#bounds", run_id());
+    let all = ["a", "b", "b#1", "c", "d", "e"];
+    put_all(
+        t,
+        all.iter().map(|s| item(&pk, s, json!({"sk": s}))).collect(),
+    )
+    .await;
+    let inc = |s: &str| Bound::Included(s.to_owned());
+    let exc = |s: &str| Bound::Excluded(s.to_owned());
+    let cases: Vec<(SkRange, Vec<&str>)> = vec![
+        (SkRange::Range(exc("b"), exc("d")), vec!["b#1", "c"]),
+        (SkRange::Range(inc("b"), exc("d")), vec!["b", "b#1", "c"]),
+        (SkRange::Range(exc("b"), inc("d")), vec!["b#1", "c", "d"]),
+        (
+            SkRange::Range(inc("b"), inc("d")),
+            vec!["b", "b#1", "c", "d"],
+        ),
+        (SkRange::after("c"), vec!["d", "e"]),
+        (
+            SkRange::Range(inc("c"), Bound::Unbounded),
+            vec!["c", "d", "e"],
+        ),
+        (SkRange::before("b#1"), vec!["a", "b"]),
+        (
+            SkRange::Range(Bound::Unbounded, inc("b#1")),
+            vec!["a", "b", "b#1"],
+        ),
+        (
+            SkRange::Range(Bound::Unbounded, Bound::Unbounded),
+            all.to_vec(),
+        ),
+        // Bounds that are not stored keys.
+        (SkRange::Range(exc("b#0"), exc("c#")), vec!["b#1", "c"]),
+        (SkRange::after(""), all.to_vec()),
+        (SkRange::Range(inc(""), exc("b")), vec!["a"]),
+        (SkRange::before(""), vec![]),
+        (SkRange::Range(Bound::Unbounded, inc("")), vec![]),
+        // Equal bounds: one key, or nothing when either side excludes it.
+        (SkRange::Range(inc("c"), inc("c")), vec!["c"]),
+        (SkRange::Range(exc("c"), inc("c")), vec![]),
+        (SkRange::Range(inc("c"), exc("c")), vec![]),
+        (SkRange::after("e"), vec![]),
+        (SkRange::before("a"), vec![]),
+    ];
+    for (range, want) in cases {
+        let asc = query_sks(t, &pk, range.clone(), true).await;
+        assert_eq!(asc, strings(&want), "{range:?} ascending");
+        let desc = query_sks(t, &pk, range.clone(), false).await;
+        assert_eq!(desc, reversed(&want), "{range:?} descending");
+        for s in all {
+            assert_eq!(
+                range.contains(s),
+                want.contains(&s),
+                "{range:?} contains {s}"
+            );
+        }
+    }
+    // Paging continues across an excluded bound, from a key inside or outside the range.
+    let range = SkRange::Range(exc("a"), exc("e"));
+    let mut query = q(&pk, range, 2, true);
+    query.start_after = Some(Key::new(&pk, "a"));
+    let page = t.query(&query).await.unwrap();
+    assert_eq!(sks(&page.items), strings(&["b", "b#1"]));
+    query.start_after = page.last_key;
+    let page = t.query(&query).await.unwrap();
+    assert_eq!(sks(&page.items), strings(&["c", "d"]));
+    assert_eq!(page.last_key, None, "e is excluded: nothing follows d");
+    query.forward = false;
+    query.start_after = Some(Key::new(&pk, "e"));
+    let page = t.query(&query).await.unwrap();
+    assert_eq!(sks(&page.items), strings(&["d", "c"]));
+    // A lower bound above the upper one is refused, as DynamoDB refuses it.
+    assert_err!(
+        t.query(&Query::new(&pk, SkRange::Range(exc("d"), inc("b")), 5))
+            .await,
+        StorageError::InvalidRequest(_)
+    );
+}
+
+/// An item's body comes back byte for byte, through every read and write: FHIR decimals keep
+/// their digits, numbers beyond 64 bits keep theirs, binary bytes stay binary.
+pub async fn bodies(t: &dyn Table) {
+    let pk = format!("{}#bodies", run_id());
+    let json_body = br#"{"resourceType":"Observation","valueQuantity":{"value":1.50},"n":123456789012345678901234567890,"e":1e2}"#.to_vec();
+    let binary: Vec<u8> = vec![0, 1, 2, 0, 255, b'{', 0];
+    let with_json = Item::with_body(
+        Key::new(&pk, "json"),
+        attrs(json!({"v": 1})),
+        json_body.clone(),
+    );
+    let with_binary = Item::with_body(Key::new(&pk, "bin"), Attrs::new(), binary.clone());
+    let empty = Item::with_body(Key::new(&pk, "empty"), Attrs::new(), Vec::new());
+    let plain = item(&pk, "plain", json!({"v": 2}));
+
+    t.put(with_json.clone(), Condition::NotExists)
+        .await
+        .unwrap();
+    t.transact(vec![put_op(with_binary.clone()), put_op(plain.clone())])
+        .await
+        .unwrap();
+    t.batch_write(vec![BatchOp::Put(empty.clone())])
+        .await
+        .unwrap();
+
+    let got = t.get(&with_json.key).await.unwrap().unwrap();
+    assert_eq!(got.body.as_deref(), Some(json_body.as_slice()));
+    assert_eq!(got, with_json);
+    assert_eq!(t.get(&plain.key).await.unwrap(), Some(plain.clone()));
+    assert_eq!(t.get(&plain.key).await.unwrap().unwrap().body, None);
+    let keys = [
+        with_binary.key.clone(),
+        empty.key.clone(),
+        with_json.key.clone(),
+    ];
+    let got = t.batch_get(&keys).await.unwrap();
+    assert_eq!(
+        got,
+        vec![with_binary.clone(), empty.clone(), with_json.clone()]
+    );
+    let page = t.query(&Query::new(&pk, SkRange::All, 10)).await.unwrap();
+    assert_eq!(
+        page.items,
+        vec![with_binary, empty, with_json.clone(), plain]
+    );
+
+    // Conditions see the attributes of an item with a body.
+    let replaced = Item::with_body(
+        with_json.key.clone(),
+        attrs(json!({"v": 2})),
+        b"{}".to_vec(),
+    );
+    assert_err!(
+        t.put(replaced.clone(), eq("v", json!(5))).await,
+        StorageError::ConditionFailed
+    );
+    t.put(replaced.clone(), eq("v", json!(1))).await.unwrap();
+    assert_eq!(t.get(&replaced.key).await.unwrap(), Some(replaced));
+}
+
+/// [`Table::batch_write`]: any number of unconditional puts and deletes, more than one request
+/// holds, each key once.
+pub async fn batch_writes(t: &dyn Table) {
+    let pk = format!("{}#batch", run_id());
+    let n = 2 * BATCH_WRITE_CHUNK + 7;
+    let items: Vec<Item> = (0..n)
+        .map(|i| item(&pk, &format!("{i:03}"), json!({"i": i})))
+        .collect();
+    t.batch_write(items.iter().cloned().map(BatchOp::Put).collect())
+        .await
+        .unwrap();
+    let (got, _) = query_all(t, &Query::new(&pk, SkRange::All, MAX_QUERY_LIMIT)).await;
+    assert_eq!(got, items);
+
+    // Puts replace, deletes remove (a missing item too), in one call.
+    let mut ops: Vec<BatchOp> = items
+        .iter()
+        .step_by(2)
+        .map(|i| BatchOp::Delete(i.key.clone()))
+        .collect();
+    let replaced = item(&pk, "001", json!({"i": "replaced"}));
+    ops.push(BatchOp::Put(replaced.clone()));
+    ops.push(BatchOp::Delete(Key::new(&pk, "missing")));
+    t.batch_write(ops).await.unwrap();
+    let (got, _) = query_all(t, &Query::new(&pk, SkRange::All, MAX_QUERY_LIMIT)).await;
+    assert_eq!(got.len(), n / 2);
+    assert!(
+        got.iter()
+            .all(|i| i.key.sk.parse::<usize>().unwrap() % 2 == 1)
+    );
+    assert_eq!(t.get(&replaced.key).await.unwrap(), Some(replaced));
+
+    // Nothing to do is fine; a key twice, an invalid key or a reserved attribute is refused
+    // before anything is written.
+    t.batch_write(Vec::new()).await.unwrap();
+    let fresh = item(&pk, "fresh", json!({}));
+    for bad in [
+        vec![
+            BatchOp::Put(fresh.clone()),
+            BatchOp::Delete(fresh.key.clone()),
+        ],
+        vec![
+            BatchOp::Put(fresh.clone()),
+            BatchOp::Put(item(&pk, "", json!({}))),
+        ],
+        vec![
+            BatchOp::Put(fresh.clone()),
+            BatchOp::Put(item(&pk, "x", json!({"PK": "y"}))),
+        ],
+    ] {
+        assert!(matches!(
+            t.batch_write(bad).await,
+            Err(StorageError::InvalidRequest(_) | StorageError::InvalidKey(_))
+        ));
+    }
+    assert_eq!(t.get(&fresh.key).await, Ok(None));
+}
+
+/// Batch writes through a tenant's scope: inside it they work, a single key outside it
+/// refuses the whole call before anything is sent.
+pub async fn scoped_batch_writes(t: &dyn Table) {
+    let run = run_id();
+    let scope_a = scope_for("site-a").await;
+    let spy = Spy::new(t);
+    let a = ScopedTable::new(&spy, &scope_a);
+    let mine = Item::new(a.key(&format!("{run}#x"), "1"), Attrs::new());
+    a.batch_write(vec![BatchOp::Put(mine.clone())])
+        .await
+        .unwrap();
+    assert_eq!(t.get(&mine.key).await.unwrap(), Some(mine.clone()));
+    let calls = spy.calls();
+    let theirs = Item::new(Key::new(format!("site-b#{run}#x"), "1"), Attrs::new());
+    assert_err!(
+        a.batch_write(vec![
+            BatchOp::Delete(mine.key.clone()),
+            BatchOp::Put(theirs.clone())
+        ])
+        .await,
+        StorageError::OutOfScope(_)
+    );
+    assert_eq!(spy.calls(), calls, "a refused call reached the table");
+    assert_eq!(t.get(&theirs.key).await, Ok(None));
+    assert_eq!(t.get(&mine.key).await.unwrap(), Some(mine));
+}
+
+/// [`GlobalTable`]: batch reads, and the one global write a GOVERN holder may make: its own
+/// site's item of one partition, nothing else.
+pub async fn global_site_items(t: &dyn Table) {
+    let run = run_id();
+    let admin = admin_scope().await;
+    let partition = format!("{run}#sites");
+    let pk = GlobalTable::pk(&partition);
+    let writer = GlobalTable::writer(t, &admin);
+    let items: Vec<Item> = ["site-a", "site-b"]
+        .iter()
+        .map(|s| Item::new(Key::new(&pk, *s), attrs(json!({"title": s}))))
+        .collect();
+    for i in &items {
+        writer.put(i.clone(), Condition::NotExists).await.unwrap();
+    }
+    let reader = GlobalTable::reader(t);
+    let keys: Vec<Key> = items.iter().map(|i| i.key.clone()).collect();
+    assert_eq!(reader.batch_get(&keys).await.unwrap(), items);
+    assert_err!(
+        reader
+            .batch_get(&[keys[0].clone(), Key::new(format!("site-a#{run}"), "x")])
+            .await,
+        StorageError::OutOfScope(_)
+    );
+
+    // GOVERN on site-a: its own item only.
+    let governor = scope_of_group("site-a_govern").await;
+    let spy = Spy::new(t);
+    let own = GlobalTable::site_item_writer(&spy, &governor, &partition).unwrap();
+    let changed = Item::new(keys[0].clone(), attrs(json!({"title": "changed"})));
+    own.put(changed.clone(), eq("title", json!("site-a")))
+        .await
+        .unwrap();
+    assert_eq!(t.get(&keys[0]).await.unwrap(), Some(changed));
+    let calls = spy.calls();
+    for k in [
+        keys[1].clone(),
+        Key::new(&pk, "site-a#x"),
+        Key::new(GlobalTable::pk(&format!("{run}#other")), "site-a"),
+        Key::new(GlobalTable::pk(&format!("site#site-a#{run}")), "group#g"),
+    ] {
+        let it = Item::new(k.clone(), Attrs::new());
+        assert_err!(
+            own.put(it.clone(), Condition::None).await,
+            StorageError::OutOfScope(_)
+        );
+        assert_err!(
+            own.delete(&k, Condition::None).await,
+            StorageError::OutOfScope(_)
+        );
+        assert_err!(
+            own.transact(vec![put_op(it)]).await,
+            StorageError::OutOfScope(_)
+        );
+    }
+    assert_eq!(spy.calls(), calls, "a refused call reached the table");
+    assert_eq!(t.get(&keys[1]).await.unwrap(), Some(items[1].clone()));
+    // Without GOVERN (READ WRITE DELETE), no such writer.
+    let member = scope_for("site-a").await;
+    assert_err!(
+        GlobalTable::site_item_writer(t, &member, &partition).map(|_| ()),
+        StorageError::OutOfScope(_)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

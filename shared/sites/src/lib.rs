@@ -1,4 +1,5 @@
-//! Defined sites and their per-(site, group) permissions: global items (DESIGN.md sections 3-4).
+//! Defined sites and their per-(site, group) permissions (`docs/architecture.md`, "Tenant
+//! model" and "Key layout"), and the constructor of the tenant context every function uses.
 //!
 //! | item | PK | SK | attributes |
 //! |---|---|---|---|
@@ -9,7 +10,12 @@
 //! A grant and its reverse entry are written and deleted together in one transaction, so the
 //! per-group lookup that authorization makes ([`DefinedSites::group_permissions`], one Query)
 //! always agrees with the per-site listing. Every read is a GetItem, BatchGetItem or Query;
-//! there is no scan. Writes need an [`AdminScope`] (site settings: GOVERN on the site).
+//! there is no scan. Every access goes through storage's [`GlobalTable`] (or [`ScopedTable`] for
+//! a site's own data), which checks each key: writes need an [`AdminScope`], except the site's
+//! own item, which a GOVERN holder may change ([`GlobalTable::site_item_writer`]).
+//!
+//! Whether a site still holds data is asked of the partitions each domain registers
+//! ([`DataPartition`], [`site_holds_data`]): this crate knows no domain.
 
 use std::sync::Arc;
 
@@ -19,9 +25,9 @@ use tenant_context::{
     AdminScope, DefinedSites, LookupError, Permission, PermissionSet, SiteId, TenantScope,
 };
 
-use crate::{
-    Attrs, Condition, GLOBAL_PREFIX, GlobalTable, Item, Key, MAX_BATCH_GET, MAX_QUERY_LIMIT,
-    MAX_TRANSACTION_OPS, Page, Query, ScopedTable, SkRange, StorageError, Table, WriteOp,
+use storage::{
+    Attrs, Condition, GlobalTable, Item, Key, MAX_BATCH_GET, MAX_QUERY_LIMIT, MAX_TRANSACTION_OPS,
+    Page, Query, ScopedTable, SkRange, StorageError, Table, WriteOp, retry_on_conflict,
 };
 
 /// Partition (after `global#`) of the site items.
@@ -34,35 +40,30 @@ const SITE_SK: &str = "site#";
 pub const MAX_GROUP_NAME: usize = 128;
 /// Longest site title.
 pub const MAX_TITLE: usize = 256;
-/// Attempts of a read-modify-write of a site before giving up with a conflict.
-const UPDATE_ATTEMPTS: usize = 5;
 
-/// A tenant partition that holds a site's data, and what to call that data in messages.
+/// A tenant partition that holds a site's data, and what to call that data in messages. Each
+/// domain declares its own (the document API: `documents::store::SITE_DATA`), and the sites
+/// function lists every domain's, so a new domain registers its data without changing this
+/// crate or storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DataPartition {
-    /// The partition key after `<siteId>#`.
+    /// The partition key after `<siteId>#`: a list partition with one item per stored resource
+    /// (empty exactly when the domain holds nothing for the site).
     pub pk: &'static str,
     /// What the caller must delete first, e.g. `documents`.
     pub what: &'static str,
 }
 
-/// Partitions that hold a site's data: while any has an item, the site cannot be deleted.
-/// Each is a list partition with one item per stored resource (documents: the `docs` list of
-/// `functions/documents/src/store.rs`). Add FHIR's here when it stores data.
-pub const SITE_DATA_PARTITIONS: &[DataPartition] = &[DataPartition {
-    pk: "docs",
-    what: "documents",
-}];
-
-/// What the site holds (the [`DataPartition::what`] of each non-empty data partition): one
-/// Query with limit 1 per partition, inside the site's own scope.
+/// What the site holds (the [`DataPartition::what`] of each non-empty partition of
+/// `partitions`): one Query with limit 1 per partition, inside the site's own scope.
 pub async fn site_holds_data(
     table: &dyn Table,
     scope: &TenantScope,
+    partitions: &[DataPartition],
 ) -> Result<Vec<&'static str>, StorageError> {
     let scoped = ScopedTable::new(table, scope);
     let mut held = Vec::new();
-    for part in SITE_DATA_PARTITIONS {
+    for part in partitions {
         let page = scoped
             .query(&Query::new(scoped.pk(part.pk), SkRange::All, 1))
             .await?;
@@ -109,9 +110,13 @@ pub struct SiteRecord {
 }
 
 impl SiteRecord {
-    fn from_item(item: &Item) -> Option<Self> {
-        let site_id = SiteId::parse(item.str("siteId")?).ok()?;
-        Some(SiteRecord {
+    /// The site an item holds; [`StorageError::Unreadable`] when it is not a site item.
+    fn from_item(item: &Item) -> Result<Self, StorageError> {
+        let site_id = item
+            .str("siteId")
+            .and_then(|s| SiteId::parse(s).ok())
+            .ok_or_else(|| StorageError::unreadable(&item.key, "no valid siteId"))?;
+        Ok(SiteRecord {
             site_id,
             title: item.str("title").map(str::to_owned),
             status: item
@@ -292,10 +297,11 @@ impl SiteStore {
         let mut q = Query::new(GlobalTable::pk(SITES_PK), SkRange::All, limit);
         q.start_after = after;
         let Page { items, last_key } = self.reader().query(&q).await?;
-        Ok((
-            items.iter().filter_map(SiteRecord::from_item).collect(),
-            last_key,
-        ))
+        let sites = items
+            .iter()
+            .map(SiteRecord::from_item)
+            .collect::<Result<_, _>>()?;
+        Ok((sites, last_key))
     }
 
     /// Every defined site, ordered by site id.
@@ -303,13 +309,13 @@ impl SiteStore {
         let items = self
             .query_all(GlobalTable::pk(SITES_PK), SkRange::All)
             .await?;
-        Ok(items.iter().filter_map(SiteRecord::from_item).collect())
+        items.iter().map(SiteRecord::from_item).collect()
     }
 
     /// The site, if it is defined.
     pub async fn get_site(&self, site: &SiteId) -> Result<Option<SiteRecord>, StorageError> {
         let item = self.reader().get(&site_key(site)).await?;
-        Ok(item.as_ref().and_then(SiteRecord::from_item))
+        item.as_ref().map(SiteRecord::from_item).transpose()
     }
 
     /// Those of `sites` that are defined (BatchGetItem, 100 keys per round trip), in the order
@@ -321,10 +327,9 @@ impl SiteStore {
         unique.dedup();
         for chunk in unique.chunks(MAX_BATCH_GET) {
             let keys: Vec<Key> = chunk.iter().map(|s| site_key(s)).collect();
-            // GlobalTable has no batch read; these keys are built above under `global#`.
-            debug_assert!(keys.iter().all(|k| k.pk.starts_with(GLOBAL_PREFIX)));
-            let items = self.table.batch_get(&keys).await?;
-            out.extend(items.iter().filter_map(SiteRecord::from_item));
+            for item in self.reader().batch_get(&keys).await? {
+                out.push(SiteRecord::from_item(&item)?);
+            }
         }
         out.sort_by_key(|r| sites.iter().position(|s| *s == r.site_id));
         Ok(out)
@@ -356,52 +361,38 @@ impl SiteStore {
         scope: &TenantScope,
         update: &SiteUpdate,
     ) -> Result<Option<SiteRecord>, StorageError> {
-        if !scope.allows(Permission::Govern) {
-            return Err(StorageError::OutOfScope(format!(
-                "changing site '{}' needs GOVERN",
-                scope.site()
-            )));
-        }
+        // Refused unless the scope holds GOVERN; writes nothing but this site's own item.
+        let writer = GlobalTable::site_item_writer(&*self.table, scope, SITES_PK)?;
         let key = site_key(scope.site());
-        for _ in 0..UPDATE_ATTEMPTS {
-            let Some(item) = self.reader().get(&key).await? else {
-                return Ok(None);
-            };
-            let Some(mut record) = SiteRecord::from_item(&item) else {
-                return Err(StorageError::Unavailable(format!(
-                    "site item {} is unreadable",
-                    key.sk
-                )));
-            };
-            let version = item.get("version").and_then(Value::as_u64).unwrap_or(0);
-            if let Some(t) = &update.title {
-                record.title = Some(t.clone()).filter(|t| !t.is_empty());
-            }
-            if let Some(s) = update.status {
-                record.status = s;
-            }
-            let cond = if item.get("version").is_some() {
-                Condition::Equals {
-                    attr: "version".into(),
-                    value: json!(version),
+        retry_on_conflict(
+            || StorageError::ConditionFailed,
+            || async {
+                let Some(item) = self.reader().get(&key).await? else {
+                    return Ok(Some(None));
+                };
+                let mut record = SiteRecord::from_item(&item)?;
+                let version = item.get("version").and_then(Value::as_u64).unwrap_or(0);
+                if let Some(t) = &update.title {
+                    record.title = Some(t.clone()).filter(|t| !t.is_empty());
                 }
-            } else {
-                Condition::Exists
-            };
-            // The GOVERN scope, not an admin scope, authorizes this one global write: the key
-            // is this site's own item, built above.
-            debug_assert!(key.pk.starts_with(GLOBAL_PREFIX));
-            match self
-                .table
-                .put(Item::new(key.clone(), record.attrs(version + 1)), cond)
-                .await
-            {
-                Ok(()) => return Ok(Some(record)),
-                Err(StorageError::ConditionFailed) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(StorageError::ConditionFailed)
+                if let Some(s) = update.status {
+                    record.status = s;
+                }
+                let cond = if item.get("version").is_some() {
+                    Condition::Equals {
+                        attr: "version".into(),
+                        value: json!(version),
+                    }
+                } else {
+                    Condition::Exists
+                };
+                let put = writer
+                    .put(Item::new(key.clone(), record.attrs(version + 1)), cond)
+                    .await;
+                Ok(storage::committed(put)?.map(|()| Some(record)))
+            },
+        )
+        .await
     }
 
     /// Deletes the site with every grant on it (and their reverse entries). `false` when the

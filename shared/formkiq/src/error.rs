@@ -1,7 +1,9 @@
-//! The document-style API error (`{"message": ...}`), mapped to HTTP in one place.
+//! The FormKiQ-shaped APIs' error (`{"message": ...}` or `{"errors": [...]}`), mapped to HTTP
+//! in one place.
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
+use platform_http::{Refusal, json_response};
 use serde::Serialize;
 use storage::StorageError;
 use tenant_context::TenantError;
@@ -62,20 +64,20 @@ impl ApiError {
         let status = self.status();
         match self {
             ApiError::Validation(errors) => {
-                crate::json_response(status, &serde_json::json!({ "errors": errors }))
+                json_response(status, &serde_json::json!({ "errors": errors }))
             }
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
-                crate::json_response(status, &serde_json::json!({ "message": "internal error" }))
+                json_response(status, &serde_json::json!({ "message": "internal error" }))
             }
             ApiError::Unavailable(detail) => {
                 tracing::error!(error = %detail, "dependency unavailable");
-                crate::json_response(
+                json_response(
                     status,
                     &serde_json::json!({ "message": "storage is unavailable; retry shortly" }),
                 )
             }
-            e => crate::json_response(status, &serde_json::json!({ "message": e.to_string() })),
+            e => json_response(status, &serde_json::json!({ "message": e.to_string() })),
         }
     }
 }
@@ -96,8 +98,60 @@ impl From<StorageError> for ApiError {
                 ApiError::Internal(format!("refused key outside the tenant scope: {k}"))
             }
             StorageError::Unavailable(m) => ApiError::Unavailable(m),
+            StorageError::Unreadable(m) => ApiError::Internal(m),
         }
     }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Tenant(e) => ApiError::Tenant(e),
+            Refusal::NoRoute(path) => ApiError::NotFound(format!("no route {path}")),
+            Refusal::MethodNotAllowed(m) => ApiError::MethodNotAllowed(m),
+            Refusal::BadRequest(m) => ApiError::BadRequest(m),
+            Refusal::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+/// Field-level validation errors collected over a request, answered together as one 400.
+#[derive(Debug, Default)]
+pub struct FieldErrors(pub Vec<FieldError>);
+
+impl FieldErrors {
+    pub fn add(&mut self, key: &str, error: impl Into<String>) {
+        self.0.push(FieldError {
+            key: key.into(),
+            error: error.into(),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether an error about `key` was collected.
+    pub fn has(&self, key: &str) -> bool {
+        self.0.iter().any(|e| e.key == key)
+    }
+
+    /// `value` when no error was collected, else the errors (400 `{"errors": [...]}`).
+    pub fn finish<T>(self, value: T) -> Result<T, ApiError> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(ApiError::Validation(self.0))
+        }
+    }
+}
+
+/// One invalid field, as a 400 on its own.
+pub fn invalid(key: &str, error: impl Into<String>) -> ApiError {
+    ApiError::Validation(vec![FieldError {
+        key: key.into(),
+        error: error.into(),
+    }])
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
-//! Configuration of the AWS backends ([`crate::DynamoTable`], [`crate::S3Blobs`]) and the one
-//! way the project loads an SDK configuration ([`sdk_config`]).
+//! The one way the project configures AWS SDK clients (DynamoDB and S3 in `storage`, Cognito in
+//! `directory`): [`AwsConfig`] holds what a function's environment says about AWS (endpoint,
+//! region, extra CA certificates), [`sdk_config`] turns it into the SDK configuration, and
+//! [`LazyClient`] creates a client from it on first use.
 //!
-//! Cold start matters: building a backend from an [`AwsConfig`] does no I/O and loads no
-//! credentials; the SDK configuration and the client are created on first use.
+//! Cold start matters: reading an [`AwsConfig`] and wrapping it in a [`LazyClient`] does no I/O
+//! and loads no credentials; the SDK configuration and the client are created on first use.
 //!
 //! The AWS clients' HTTPS client ([`http_client`]) is rustls on ring (the only crypto library in
 //! the deployed binaries) trusting the Amazon Trust Services roots that every AWS endpoint
@@ -11,23 +13,23 @@
 //! request: several milliseconds of every cold start.
 
 use aws_config::environment::EnvironmentVariableCredentialsProvider;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::config::{SharedCredentialsProvider, SharedHttpClient};
+use aws_config::{BehaviorVersion, Region};
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tokio::sync::OnceCell;
 
+pub use aws_config::SdkConfig;
+
 /// The roots AWS endpoints chain to (see the file's header).
 const AMAZON_ROOTS: &str = include_str!("amazon-roots.pem");
 
-/// Where the AWS backends store their data.
+/// How a function reaches AWS. Which table, bucket or user pool it uses is the business of the
+/// crate that owns that client (`storage::DynamoTable::from_env` reads `TABLE_NAME`, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AwsConfig {
-    /// The DynamoDB table (`PK`/`SK` strings).
-    pub table_name: String,
-    /// The S3 bucket.
-    pub bucket_name: String,
     /// Endpoint of a local emulator (moto, DynamoDB Local, MinIO); `None` for AWS. When set,
     /// S3 is addressed path-style.
     pub endpoint_url: Option<String>,
@@ -38,22 +40,23 @@ pub struct AwsConfig {
     pub ca_bundle: Option<String>,
 }
 
-fn env_nonempty(name: &str) -> Option<String> {
+/// The value of the environment variable `name`, unless it is unset or empty.
+pub fn env_nonempty(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// The value of the required environment variable `name`, or the message a function stops with
+/// at start when it is unset or empty.
+pub fn env_required(name: &str) -> Result<String, String> {
+    env_nonempty(name).ok_or_else(|| format!("environment variable {name}: missing or empty"))
+}
+
 impl AwsConfig {
-    /// `TABLE_NAME` and `BUCKET_NAME` (both required), and the SDK's standard
-    /// `AWS_ENDPOINT_URL`, `AWS_REGION` and `AWS_CA_BUNDLE` (optional; see [`sdk_config`] for
-    /// the rest, credentials included, read on first use).
+    /// The SDK's standard `AWS_ENDPOINT_URL`, `AWS_REGION` and `AWS_CA_BUNDLE` (all optional;
+    /// see [`sdk_config`] for the rest, credentials included, read on first use). Fails when
+    /// `AWS_CA_BUNDLE` names a file that is not a usable certificate bundle.
     pub fn from_env() -> Result<AwsConfig, String> {
-        let required = |name: &str| {
-            env_nonempty(name)
-                .ok_or_else(|| format!("environment variable {name}: missing or empty"))
-        };
         Ok(AwsConfig {
-            table_name: required("TABLE_NAME")?,
-            bucket_name: required("BUCKET_NAME")?,
             endpoint_url: env_nonempty("AWS_ENDPOINT_URL"),
             region: env_nonempty("AWS_REGION").or_else(|| env_nonempty("AWS_DEFAULT_REGION")),
             ca_bundle: ca_bundle_from_env()?,
@@ -166,10 +169,10 @@ pub fn sdk_config(
 }
 
 /// Builds a client from the configuration and the loaded SDK configuration.
-pub(crate) type MakeClient<C> = fn(&AwsConfig, &SdkConfig) -> C;
+pub type MakeClient<C> = fn(&AwsConfig, &SdkConfig) -> C;
 
-/// A client created on first use from an [`AwsConfig`], or given ready-made.
-pub(crate) struct LazyClient<C> {
+/// A client created on first use from an [`AwsConfig`], or given ready-made (tests, emulators).
+pub struct LazyClient<C> {
     /// How to build the client; `None` when it was given ready-made (the cell is then set).
     source: Option<(AwsConfig, MakeClient<C>)>,
     cell: OnceCell<C>,
@@ -177,7 +180,7 @@ pub(crate) struct LazyClient<C> {
 
 impl<C> LazyClient<C> {
     /// A client built by `make` from `config` on first use.
-    pub(crate) fn lazy(config: AwsConfig, make: MakeClient<C>) -> Self {
+    pub fn lazy(config: AwsConfig, make: MakeClient<C>) -> Self {
         LazyClient {
             source: Some((config, make)),
             cell: OnceCell::new(),
@@ -185,14 +188,14 @@ impl<C> LazyClient<C> {
     }
 
     /// A ready client.
-    pub(crate) fn ready(client: C) -> Self {
+    pub fn ready(client: C) -> Self {
         LazyClient {
             source: None,
             cell: OnceCell::new_with(Some(client)),
         }
     }
 
-    pub(crate) async fn get(&self) -> &C {
+    pub async fn get(&self) -> &C {
         self.cell
             .get_or_init(|| async {
                 let (config, make) = self.source.as_ref().expect("an unset client has a source");

@@ -2,43 +2,49 @@
 //! deletion with every grant, the data check, and the store as the tenant library's
 //! [`DefinedSites`].
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::json;
+use site_store::{
+    DataPartition, NewSite, SiteStatus, SiteStore, SiteUpdate, site_holds_data as holds,
+};
 use storage::{
-    Condition, EmbeddedTable, Item, Key, NewSite, Query, ScopedTable, SiteStatus, SiteStore,
-    SiteUpdate, SkRange, StorageError, Table, site_holds_data,
+    Condition, EmbeddedTable, Item, Key, Query, ScopedTable, SkRange, StorageError, Table,
 };
 use tenant_context::{
     AdminScope, Claims, Credentials, Permission, PermissionSet, RequestTarget, SiteId, SiteMode,
     TenantConfig, TenantContext, TenantScope,
 };
 
-/// A folder removed when dropped.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 struct Fixture {
     table: Arc<dyn Table>,
     store: SiteStore,
-    _dir: TempDir,
+    _dir: tempfile::TempDir,
 }
 
 fn fixture() -> Fixture {
-    let dir = std::env::temp_dir().join(format!("storage-sites-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let table: Arc<dyn Table> = Arc::new(EmbeddedTable::open(&dir.join("table.redb")).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let table: Arc<dyn Table> =
+        Arc::new(EmbeddedTable::open(&dir.path().join("table.redb")).unwrap());
     Fixture {
         store: SiteStore::new(table.clone()),
         table,
-        _dir: TempDir(dir),
+        _dir: dir,
     }
+}
+
+/// The document API's data partition, as that domain registers it.
+const DOCUMENTS: DataPartition = DataPartition {
+    pk: "docs",
+    what: "documents",
+};
+
+/// What the site holds, of the documents partition.
+async fn site_holds_data(
+    table: &dyn Table,
+    scope: &TenantScope,
+) -> Result<Vec<&'static str>, StorageError> {
+    holds(table, scope, &[DOCUMENTS]).await
 }
 
 fn site(s: &str) -> SiteId {

@@ -1,0 +1,510 @@
+//! The request pipeline every function runs (`docs/architecture.md`, "Request pipeline"):
+//!
+//! ```text
+//! request -> route (404/405) -> authenticate (401) -> Api::check -> authorize (400/401/403)
+//!         -> Api::handle -> response; every error -> Api::error_response; one span, one log line
+//! ```
+//!
+//! A function describes itself by implementing [`Api`]: its routes (a [`Router`] of path
+//! patterns to its own route type), what each route needs ([`Access`]), its handler, and the
+//! format of its errors (`{"message"}` for the FormKiQ-shaped APIs, OperationOutcome for FHIR).
+
+use std::future::Future;
+
+use lambda_http::http::Method;
+use lambda_http::{Body, Request, Response};
+use tenant_context::{
+    AdminScope, Permission, Principal, RequestTarget, TenantContext, TenantError, TenantScope,
+};
+use tracing::Instrument;
+
+use crate::{credentials, query_param, request_id};
+
+/// Why the pipeline refused a request before the handler ran. Each API turns it into its own
+/// error type (`From<Refusal>`), so it is answered in that API's format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Authentication or authorization failed (400/401/403/503, as the tenant library says).
+    Tenant(TenantError),
+    /// No route has this path (404); the path as requested.
+    NoRoute(String),
+    /// The path exists, not with this method (405); the method.
+    MethodNotAllowed(String),
+    /// The request contradicts itself (400), e.g. two different sites in path and query.
+    BadRequest(String),
+    /// A route asked for what its access does not provide: a bug of the function (500).
+    Internal(String),
+}
+
+impl From<TenantError> for Refusal {
+    fn from(e: TenantError) -> Self {
+        Refusal::Tenant(e)
+    }
+}
+
+/// What a route needs before its handler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access<'r> {
+    /// Nobody needs to be authenticated (e.g. FHIR's CapabilityStatement).
+    Public,
+    /// An authenticated caller; the handler decides the rest (e.g. `GET /sites`).
+    Authenticated,
+    /// An administrator ([`AdminScope`]).
+    Admin,
+    /// The request's target site (the `siteId` query parameter, else the tenant claim, the only
+    /// site the caller holds, or `default`), with this permission there ([`TenantScope`]).
+    Site(Permission),
+    /// The site named in the path (`/sites/{siteId}/...`), with this permission there; a
+    /// `siteId` query parameter may only repeat it.
+    PathSite(&'r str, Permission),
+}
+
+/// What the pipeline established about the caller, as the route's [`Access`] asked.
+#[derive(Debug, Clone)]
+pub enum Authorized {
+    /// [`Access::Public`]: nobody.
+    Nobody,
+    /// [`Access::Authenticated`].
+    Principal(Principal),
+    /// [`Access::Admin`].
+    Admin(Principal, AdminScope),
+    /// [`Access::Site`] and [`Access::PathSite`].
+    Site(Principal, TenantScope),
+}
+
+/// One request on its way to a handler.
+pub struct Call<'a> {
+    pub req: &'a Request,
+    pub authorized: Authorized,
+}
+
+fn missing(what: &str) -> Refusal {
+    Refusal::Internal(format!("the route's access provides no {what}"))
+}
+
+impl Call<'_> {
+    /// The authenticated caller.
+    pub fn principal(&self) -> Result<&Principal, Refusal> {
+        match &self.authorized {
+            Authorized::Principal(p) | Authorized::Admin(p, _) | Authorized::Site(p, _) => Ok(p),
+            Authorized::Nobody => Err(missing("principal")),
+        }
+    }
+
+    /// The tenant scope of a site route.
+    pub fn scope(&self) -> Result<&TenantScope, Refusal> {
+        match &self.authorized {
+            Authorized::Site(_, scope) => Ok(scope),
+            _ => Err(missing("tenant scope")),
+        }
+    }
+
+    /// The administrator scope of an admin route.
+    pub fn admin(&self) -> Result<&AdminScope, Refusal> {
+        match &self.authorized {
+            Authorized::Admin(_, admin) => Ok(admin),
+            _ => Err(missing("administrator scope")),
+        }
+    }
+}
+
+/// A function's API, as the pipeline serves it.
+pub trait Api: Sync {
+    /// A route with its path parameters parsed (an enum of the function's routes).
+    type Route: Send;
+    /// The function's error, mapped to HTTP in [`Api::error_response`].
+    type Error: From<Refusal> + Send;
+
+    /// The function's routes.
+    fn router(&self) -> &Router<Self::Route, Self::Error>;
+
+    /// The tenant context that authenticates and authorizes.
+    fn tenant(&self) -> &TenantContext;
+
+    /// What `route` needs before it runs.
+    fn access(route: &Self::Route) -> Access<'_>;
+
+    /// Checks that depend on the route and the deployment, made after authentication and before
+    /// authorization (e.g. a route that exists only in one site mode). Nothing by default.
+    fn check(&self, _route: &Self::Route) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    /// Serves one authorized request.
+    fn handle<'a>(
+        &'a self,
+        route: Self::Route,
+        call: Call<'a>,
+    ) -> impl Future<Output = Result<Response<Body>, Self::Error>> + Send + 'a;
+
+    /// The response for an error, in the API's format (logging what is worth logging).
+    fn error_response(error: Self::Error) -> Response<Body>;
+}
+
+/// Serves one request through the pipeline, inside a tracing span that carries the request
+/// id, method, path, and (once known) user and site; the status is logged when it is done.
+pub async fn serve<A: Api>(api: &A, req: Request) -> Response<Body> {
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id(&req),
+        method = %req.method(),
+        path = %req.uri().path(),
+        site = tracing::field::Empty,
+        user = tracing::field::Empty,
+    );
+    async {
+        let resp = match run(api, &req).await {
+            Ok(resp) => resp,
+            Err(e) => A::error_response(e),
+        };
+        tracing::info!(status = resp.status().as_u16(), "done");
+        resp
+    }
+    .instrument(span)
+    .await
+}
+
+async fn run<A: Api>(api: &A, req: &Request) -> Result<Response<Body>, A::Error> {
+    let route = api.router().find(req.method(), req.uri().path())?;
+    let access = A::access(&route);
+    let span = tracing::Span::current();
+    let tenant = api.tenant();
+    let principal = match access {
+        Access::Public => None,
+        _ => {
+            let p = tenant
+                .authenticate(credentials(req, tenant.config()))
+                .await
+                .map_err(Refusal::from)?;
+            span.record("user", p.username());
+            Some(p)
+        }
+    };
+    api.check(&route)?;
+    let authorized = match (access, principal) {
+        (Access::Public, _) | (_, None) => Authorized::Nobody,
+        (Access::Authenticated, Some(p)) => Authorized::Principal(p),
+        (Access::Admin, Some(p)) => {
+            let admin = tenant.authorize_admin(&p).await.map_err(Refusal::from)?;
+            Authorized::Admin(p, admin)
+        }
+        (Access::Site(permission), Some(p)) => {
+            let target = RequestTarget::site(query_param(req, "siteId"));
+            let scope = tenant
+                .authorize(&p, target, permission)
+                .await
+                .map_err(Refusal::from)?;
+            Authorized::Site(p, scope)
+        }
+        (Access::PathSite(site, permission), Some(p)) => {
+            if let Some(q) = query_param(req, "siteId")
+                && q != site
+            {
+                return Err(Refusal::BadRequest(format!(
+                    "the siteId parameter '{q}' conflicts with the site '{site}' in the path; drop the parameter"
+                ))
+                .into());
+            }
+            let scope = tenant
+                .authorize(&p, RequestTarget::site(Some(site)), permission)
+                .await
+                .map_err(Refusal::from)?;
+            Authorized::Site(p, scope)
+        }
+    };
+    if let Authorized::Site(_, scope) = &authorized {
+        span.record("site", scope.site().as_str());
+    }
+    api.handle(route, Call { req, authorized }).await
+}
+
+/// Builds a route from the parameters of its path.
+pub type MakeRoute<R, E> = fn(&Params<'_, '_>) -> Result<R, E>;
+
+/// The path parameters of a matched route, as sent (still percent-encoded).
+pub type Params<'k, 'v> = matchit::Params<'k, 'v>;
+
+/// A function's routes: path patterns (matchit syntax: `/documents/{documentId}`) and, for
+/// each, the methods it answers with the function that builds the route from the path's
+/// parameters. Unknown paths are [`Refusal::NoRoute`] (404), known paths with another method
+/// [`Refusal::MethodNotAllowed`] (405). A trailing `/` is ignored.
+pub struct Router<R, E> {
+    /// Pattern -> index into `methods`.
+    inner: matchit::Router<usize>,
+    /// Per pattern: the pattern and its methods.
+    methods: Vec<(String, Methods<R, E>)>,
+}
+
+/// The methods of one path pattern, each with the function that builds its route.
+type Methods<R, E> = Vec<(Method, MakeRoute<R, E>)>;
+
+impl<R, E: From<Refusal>> Default for Router<R, E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<R, E: From<Refusal>> Router<R, E> {
+    pub fn new() -> Self {
+        Router {
+            inner: matchit::Router::new(),
+            methods: Vec::new(),
+        }
+    }
+
+    /// Adds `method` on `pattern`. Patterns are the function's constants; an invalid one or a
+    /// route added twice is a bug that every function's route test catches, so it panics here,
+    /// when the routes are built, never while serving.
+    pub fn route(mut self, method: Method, pattern: &str, make: MakeRoute<R, E>) -> Self {
+        match self.methods.iter_mut().find(|(p, _)| p == pattern) {
+            Some((_, methods)) => {
+                assert!(
+                    methods.iter().all(|(existing, _)| *existing != method),
+                    "route {method} {pattern} added twice"
+                );
+                methods.push((method, make));
+            }
+            None => {
+                if let Err(e) = self.inner.insert(pattern, self.methods.len()) {
+                    panic!("invalid route {method} {pattern}: {e}");
+                }
+                self.methods
+                    .push((pattern.to_owned(), vec![(method, make)]));
+            }
+        }
+        self
+    }
+
+    /// The route of `method` and `path`.
+    pub fn find(&self, method: &Method, path: &str) -> Result<R, E> {
+        let trimmed = path.trim_end_matches('/');
+        let lookup = if trimmed.is_empty() { "/" } else { trimmed };
+        let m = self
+            .inner
+            .at(lookup)
+            .map_err(|_| Refusal::NoRoute(path.to_owned()))?;
+        // matchit lets a parameter match an empty segment (`/groups//users`): no route has one.
+        if m.params.iter().any(|(_, v)| v.is_empty()) {
+            return Err(Refusal::NoRoute(path.to_owned()).into());
+        }
+        let make = self.methods[*m.value]
+            .1
+            .iter()
+            .find(|(allowed, _)| allowed == method)
+            .map(|(_, make)| *make)
+            .ok_or_else(|| Refusal::MethodNotAllowed(method.as_str().to_owned()))?;
+        make(&m.params)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tenant_context::TenantConfig;
+
+    #[derive(Debug, PartialEq)]
+    enum R {
+        List,
+        Item(String),
+        Meta,
+    }
+
+    fn router() -> Router<R, Refusal> {
+        Router::new()
+            .route(Method::GET, "/things", |_| Ok(R::List))
+            .route(Method::GET, "/things/{id}", |p| {
+                Ok(R::Item(p.get("id").unwrap_or_default().to_owned()))
+            })
+            .route(Method::DELETE, "/things/{id}", |p| {
+                Ok(R::Item(p.get("id").unwrap_or_default().to_owned()))
+            })
+            .route(Method::GET, "/things/meta", |_| Ok(R::Meta))
+    }
+
+    #[test]
+    fn routes_match_paths_and_methods() {
+        let r = router();
+        assert_eq!(r.find(&Method::GET, "/things"), Ok(R::List));
+        assert_eq!(r.find(&Method::GET, "/things/"), Ok(R::List));
+        assert_eq!(r.find(&Method::GET, "/things//"), Ok(R::List));
+        assert_eq!(
+            r.find(&Method::GET, "/things/a%20b"),
+            Ok(R::Item("a%20b".into()))
+        );
+        assert_eq!(
+            r.find(&Method::DELETE, "/things/x"),
+            Ok(R::Item("x".into()))
+        );
+        assert_eq!(r.find(&Method::GET, "/things/meta"), Ok(R::Meta));
+        assert_eq!(
+            r.find(&Method::POST, "/things/x"),
+            Err(Refusal::MethodNotAllowed("POST".into()))
+        );
+        for path in ["/", "", "/thingsx", "/things/x/y", "/things//x", "/other"] {
+            assert_eq!(
+                r.find(&Method::GET, path),
+                Err(Refusal::NoRoute(path.into())),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "added twice")]
+    fn a_route_added_twice_is_caught_when_built() {
+        let _ = router().route(Method::GET, "/things", |_| Ok(R::List));
+    }
+
+    /// A toy API with its own error format, as FHIR's OperationOutcome will be: the pipeline
+    /// hands every refusal to the API's format.
+    struct Toy {
+        tenant: TenantContext,
+        router: Router<R, ToyError>,
+    }
+
+    #[derive(Debug)]
+    struct ToyError(u16, String);
+
+    impl From<Refusal> for ToyError {
+        fn from(r: Refusal) -> Self {
+            match r {
+                Refusal::Tenant(e) => ToyError(e.status(), e.to_string()),
+                Refusal::NoRoute(p) => ToyError(404, p),
+                Refusal::MethodNotAllowed(m) => ToyError(405, m),
+                Refusal::BadRequest(m) => ToyError(400, m),
+                Refusal::Internal(m) => ToyError(500, m),
+            }
+        }
+    }
+
+    impl Api for Toy {
+        type Route = R;
+        type Error = ToyError;
+
+        fn router(&self) -> &Router<R, ToyError> {
+            &self.router
+        }
+
+        fn tenant(&self) -> &TenantContext {
+            &self.tenant
+        }
+
+        fn access(route: &R) -> Access<'_> {
+            match route {
+                R::Meta => Access::Public,
+                R::List => Access::Site(Permission::Read),
+                R::Item(id) => Access::PathSite(id, Permission::Delete),
+            }
+        }
+
+        async fn handle(&self, route: R, call: Call<'_>) -> Result<Response<Body>, ToyError> {
+            let who = match (&route, call.principal()) {
+                (R::Meta, Err(_)) => "nobody".to_owned(),
+                (_, Ok(p)) => format!("{}@{}", p.username(), call.scope()?.site()),
+                (_, Err(e)) => return Err(e.into()),
+            };
+            Ok(crate::json_response(
+                lambda_http::http::StatusCode::OK,
+                &serde_json::json!({ "who": who }),
+            ))
+        }
+
+        fn error_response(e: ToyError) -> Response<Body> {
+            let status = lambda_http::http::StatusCode::from_u16(e.0).unwrap_or_default();
+            crate::json_response(
+                status,
+                &serde_json::json!({"resourceType": "OperationOutcome", "diagnostics": e.1}),
+            )
+        }
+    }
+
+    fn request(method: &str, path: &str, query: &str, groups: Option<&[&str]>) -> Request {
+        let claims =
+            groups.map(|g| serde_json::json!({"cognito:username": "ann", "cognito:groups": g}));
+        let event = crate::http_api_event(&crate::HttpApiRequest {
+            method,
+            path,
+            query,
+            claims: claims.as_ref().and_then(|c| c.as_object()),
+            domain: "api.example.com",
+            request_id: "r",
+            ..Default::default()
+        });
+        crate::request_from_event(event).unwrap()
+    }
+
+    async fn call(api: &Toy, r: Request) -> (u16, serde_json::Value) {
+        let resp = serve(api, r).await;
+        let Body::Text(t) = resp.body() else {
+            panic!("a text body")
+        };
+        (resp.status().as_u16(), serde_json::from_str(t).unwrap())
+    }
+
+    #[tokio::test]
+    async fn every_step_answers_in_the_apis_format() {
+        let api = Toy {
+            tenant: TenantContext::new(TenantConfig::default()),
+            router: Router::new()
+                .route(Method::GET, "/things", |_| Ok(R::List))
+                .route(Method::GET, "/meta", |_| Ok(R::Meta))
+                .route(Method::DELETE, "/things/{id}", |p| {
+                    Ok(R::Item(p.get("id").unwrap_or_default().to_owned()))
+                }),
+        };
+        let ok = |who: &str| serde_json::json!({"who": who});
+        // Public: no credentials needed.
+        assert_eq!(
+            call(&api, request("GET", "/meta", "", None)).await,
+            (200, ok("nobody"))
+        );
+        // Routing, then authentication, then authorization.
+        let (s, b) = call(&api, request("GET", "/nope", "", None)).await;
+        assert_eq!(
+            (s, &b["resourceType"]),
+            (404, &serde_json::json!("OperationOutcome"))
+        );
+        assert_eq!(call(&api, request("POST", "/meta", "", None)).await.0, 405);
+        assert_eq!(call(&api, request("GET", "/things", "", None)).await.0, 401);
+        let reader: &[&str] = &["acme_read"];
+        assert_eq!(
+            call(&api, request("GET", "/things", "", Some(reader))).await,
+            (200, ok("ann@acme"))
+        );
+        assert_eq!(
+            call(
+                &api,
+                request("GET", "/things", "siteId=other", Some(reader))
+            )
+            .await
+            .0,
+            403
+        );
+        // The site of the path: needs DELETE there, and the query may only repeat it.
+        let writer: &[&str] = &["acme"];
+        assert_eq!(
+            call(&api, request("DELETE", "/things/acme", "", Some(reader)))
+                .await
+                .0,
+            403
+        );
+        assert_eq!(
+            call(
+                &api,
+                request("DELETE", "/things/acme", "siteId=acme", Some(writer))
+            )
+            .await,
+            (200, ok("ann@acme"))
+        );
+        let (s, b) = call(
+            &api,
+            request("DELETE", "/things/acme", "siteId=b", Some(writer)),
+        )
+        .await;
+        assert_eq!(s, 400);
+        assert!(
+            b["diagnostics"].as_str().unwrap().contains("conflicts"),
+            "{b}"
+        );
+    }
+}
