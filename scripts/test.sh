@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh clone: installs what it needs (Python tools into .venv),
-# runs every Rust test, lints the SAM template with cfn-lint and `sam validate --lint`, and
-# builds the four Lambda functions with `cargo lambda build --release`.
+# runs every Rust test (and the release checks again without debug assertions), lints the SAM
+# template with cfn-lint and `sam validate --lint`, and builds the four Lambda functions with
+# `cargo lambda build --release`.
 # Usage: scripts/test.sh [--quick]   (--quick skips the release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,11 @@ echo "==> cargo test --workspace"
 set +e
 cargo test --workspace --all-targets --locked 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# Scope checks must hold where debug assertions are compiled out, as in the Lambda binaries.
+echo "==> release checks (tests/release, profile release-checks: debug assertions off)"
+RELEASE_CHECKS=1 cargo test --profile release-checks --locked -p release-checks 2>&1 | tee -a "$log"
+release_status=${PIPESTATUS[0]}
+[[ $status -eq 0 ]] && status=$release_status
 set -e
 
 echo "==> lint template.yaml"

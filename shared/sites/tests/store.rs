@@ -556,3 +556,36 @@ async fn the_store_backs_defined_mode_authorization() {
         .unwrap_err();
     assert_eq!(e.status(), 401, "{e}");
 }
+
+#[tokio::test]
+async fn an_unreadable_site_item_is_an_error_not_a_panic_or_a_gap() {
+    let f = fixture();
+    let admin = admin().await;
+    f.store
+        .create_site(&admin, new_site("acme", None))
+        .await
+        .unwrap();
+    // A site item without a valid siteId (written by something else).
+    f.table
+        .put(
+            Item::new(
+                Key::new("global#sites", "broken"),
+                json!({"siteId": "no spaces allowed"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            ),
+            Condition::None,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        f.store.all_sites().await,
+        Err(StorageError::Unreadable(_))
+    ));
+    assert!(matches!(
+        f.store.get_site(&site("broken")).await,
+        Err(StorageError::Unreadable(_))
+    ));
+    assert!(f.store.get_site(&site("acme")).await.unwrap().is_some());
+}

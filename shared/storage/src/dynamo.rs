@@ -775,6 +775,7 @@ impl Table for DynamoTable {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::ops::Bound;
 
     #[test]
     fn values_round_trip() {
@@ -815,5 +816,47 @@ mod tests {
         assert_eq!(start_position(&b, "a", true), Before);
         assert_eq!(start_position(&b, "e", true), After);
         assert_eq!(start_position(&SkRange::All, "anything", false), Inside);
+    }
+
+    #[test]
+    fn start_positions_with_exclusive_bounds() {
+        use Start::*;
+        let r = SkRange::Range(Bound::Excluded("b".into()), Bound::Excluded("d".into()));
+        assert_eq!(start_position(&r, "c", true), Inside);
+        assert_eq!(start_position(&r, "b", true), Before);
+        assert_eq!(start_position(&r, "b", false), After);
+        assert_eq!(start_position(&r, "d", true), After);
+        assert_eq!(start_position(&r, "d", false), Before);
+        assert_eq!(start_position(&SkRange::after("b"), "a", true), Before);
+        assert_eq!(start_position(&SkRange::before("b"), "b", true), After);
+    }
+
+    #[test]
+    fn key_conditions_read_at_most_the_range() {
+        let cond = |r: SkRange| key_condition("p", &r).map(|c| (c.expr, c.excluded));
+        assert_eq!(
+            cond(SkRange::after("b")),
+            Some(("PK = :pk AND SK > :lo", vec![]))
+        );
+        assert_eq!(
+            cond(SkRange::before("b")),
+            Some(("PK = :pk AND SK < :hi", vec![]))
+        );
+        assert_eq!(
+            cond(SkRange::Range(
+                Bound::Excluded("b".into()),
+                Bound::Included("d".into())
+            )),
+            Some(("PK = :pk AND SK BETWEEN :lo AND :hi", vec!["b".to_owned()]))
+        );
+        assert_eq!(
+            cond(SkRange::Range(
+                Bound::Excluded("c".into()),
+                Bound::Included("c".into())
+            )),
+            None
+        );
+        assert_eq!(cond(SkRange::before("")), None);
+        assert_eq!(cond(SkRange::after("")), Some(("PK = :pk", vec![])));
     }
 }

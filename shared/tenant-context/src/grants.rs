@@ -1,4 +1,5 @@
-//! Grants: which permissions a principal holds on which sites (DESIGN.md section 3).
+//! Grants: which permissions a principal holds on which sites (`docs/architecture.md`,
+//! "Tenant model").
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -90,7 +91,8 @@ impl<T: DefinedSites + ?Sized> DefinedSites for Arc<T> {
     }
 }
 
-/// Computes grants from the principal's groups and tenant, as DESIGN.md's grants table says.
+/// Computes grants from the principal's groups and tenant, as the grants table of
+/// `docs/architecture.md` ("Tenant model") says.
 pub(crate) async fn grants_for(
     principal: &Principal,
     config: &TenantConfig,

@@ -1,6 +1,6 @@
 //! The tenant-context library: turns a caller's token into a [`Principal`], the principal into
 //! [`Grants`], and every request into exactly one authorized [`TenantScope`]
-//! (`../shared/DESIGN.md` section 3). No storage call can be made without that scope.
+//! (`docs/architecture.md`, "Tenant model"). No storage call can be made without that scope.
 //!
 //! ```text
 //! claims / bearer token --authenticate--> Principal --grants--> Grants
@@ -107,7 +107,7 @@ impl TenantContext {
         Principal::from_claims(claims, &self.config, creds.fhir_base_url.as_deref())
     }
 
-    /// The principal's grants (DESIGN.md's grants table).
+    /// The principal's grants (the grants table of `docs/architecture.md`).
     pub async fn grants(&self, principal: &Principal) -> Result<Grants, TenantError> {
         grants::grants_for(principal, &self.config, self.defined.as_deref()).await
     }

@@ -114,7 +114,8 @@ fn parse_target(param: &'static str, value: Option<&str>) -> Result<Option<SiteI
         .transpose()
 }
 
-/// Resolves the target site (DESIGN.md section 3) and checks `required` on it.
+/// Resolves the target site (`docs/architecture.md`, "Tenant model") and checks `required`
+/// on it.
 pub(crate) fn resolve(
     principal: &Principal,
     grants: &Grants,

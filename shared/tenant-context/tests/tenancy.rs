@@ -1,5 +1,6 @@
-//! Table-driven tests of the tenant model (DESIGN.md section 3): every row of the grants table,
-//! every step of target resolution, and the FHIR Works on AWS and FormKiQ tenant cases.
+//! Table-driven tests of the tenant model (`docs/architecture.md`, "Tenant model"): every row of
+//! the grants table, every step of target resolution, and the FHIR Works on AWS and FormKiQ
+//! tenant cases.
 //! Claims enter as an API Gateway authorizer would deliver them; token verification itself is
 //! covered in `jwt.rs`.
 
