@@ -79,9 +79,10 @@ fn refused<T: std::fmt::Debug>(r: Result<T, StorageError>) {
 
 #[test]
 fn this_run_has_the_builds_assertions_it_claims() {
+    let debug_assertions = cfg!(debug_assertions);
     if std::env::var_os("RELEASE_CHECKS").is_some() {
         assert!(
-            !cfg!(debug_assertions),
+            !debug_assertions,
             "RELEASE_CHECKS is set but debug assertions are on: run with --profile release-checks"
         );
     }
