@@ -480,13 +480,8 @@ pub async fn section(opts: &Opts) -> (Value, Vec<Goal>) {
             "scan_calls": scans,
         }),
         vec![
-            Goal::new("items read per item returned, list", list_ratio, 1.2, "x"),
-            Goal::new(
-                "items read per item returned, search",
-                search_ratio,
-                1.2,
-                "x",
-            ),
+            Goal::ratio("items read per item returned, list", list_ratio, 1.2),
+            Goal::ratio("items read per item returned, search", search_ratio, 1.2),
             Goal::new("DynamoDB Scan calls", Some(scans as f64), 0.0, "calls"),
         ],
     )

@@ -2,6 +2,15 @@
 
 use serde_json::{Value, json};
 
+/// Runs a section's async work on a single-threaded Tokio runtime of its own.
+pub fn block_on<F: std::future::Future>(work: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime")
+        .block_on(work)
+}
+
 /// Prints a section title.
 pub fn section(title: &str) {
     println!("\n== {title}");
@@ -63,6 +72,11 @@ impl Goal {
             limit,
             unit: unit.into(),
         }
+    }
+
+    /// A ratio that must stay at or below `limit` (unit `x`).
+    pub fn ratio(name: impl Into<String>, value: Option<f64>, limit: f64) -> Self {
+        Goal::new(name, value, limit, "x")
     }
 
     pub fn met(&self) -> Option<bool> {

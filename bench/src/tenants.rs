@@ -78,11 +78,7 @@ struct Samples {
 }
 
 pub fn section(opts: &Opts) -> (Value, Vec<Goal>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a Tokio runtime");
-    rt.block_on(run(opts))
+    report::block_on(run(opts))
 }
 
 async fn run(opts: &Opts) -> (Value, Vec<Goal>) {
@@ -218,18 +214,10 @@ async fn run(opts: &Opts) -> (Value, Vec<Goal>) {
                 "items_read_ratio": items_ratio,
             }),
         );
-        goals.push(Goal::new(
-            format!("tenant A {} p50, B large / B empty", route.name),
-            p50_ratio,
-            1.1,
-            "x",
-        ));
-        goals.push(Goal::new(
-            format!("tenant A {} items read, B large / B empty", route.name),
-            items_ratio,
-            1.1,
-            "x",
-        ));
+        for (what, ratio) in [("p50", p50_ratio), ("items read", items_ratio)] {
+            let name = format!("tenant A {} {what}, B large / B empty", route.name);
+            goals.push(Goal::ratio(name, ratio, 1.1));
+        }
     }
     report::table(
         &[

@@ -73,11 +73,7 @@ async fn create(deps: &documents::Deps, who: &Map<String, Value>, body: Value) -
 }
 
 pub fn section(opts: &Opts) -> (Value, Vec<Goal>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a Tokio runtime");
-    rt.block_on(run(opts))
+    report::block_on(run(opts))
 }
 
 async fn run(opts: &Opts) -> (Value, Vec<Goal>) {

@@ -79,8 +79,7 @@ impl Deps {
     /// (`TABLE_NAME`, `BUCKET_NAME`; clients are created on first use) and the paging-token
     /// secret (`PAGING_TOKEN_SECRET`).
     pub fn from_env() -> Result<Self, String> {
-        let config = TenantConfig::from_env().map_err(|e| e.to_string())?;
-        let aws = aws_setup::AwsConfig::from_env()?;
+        let env = site_store::Environment::from_env()?;
         let secret = std::env::var("PAGING_TOKEN_SECRET").unwrap_or_default();
         if secret.len() < 16 {
             return Err(
@@ -89,13 +88,24 @@ impl Deps {
             );
         }
         Ok(Deps::new(
-            config,
-            Arc::new(storage::DynamoTable::from_env(&aws)?),
-            Arc::new(storage::S3Blobs::from_env(&aws)?),
+            env.config,
+            env.table,
+            Arc::new(storage::S3Blobs::from_env(&env.aws)?),
             PageTokens::new(secret.as_bytes()),
             Limits::default(),
         ))
     }
+}
+
+impl AsRef<TenantContext> for Deps {
+    fn as_ref(&self) -> &TenantContext {
+        &self.tenant
+    }
+}
+
+/// Answers one request through the shared pipeline, as `impl Api for Deps` configures it.
+pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
+    platform_http::serve(deps, req).await
 }
 
 /// A route of this function, with its path parameters parsed.
@@ -200,21 +210,12 @@ pub(crate) struct Ctx<'a> {
     pub req: &'a Request,
 }
 
-/// Answers one request.
-pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
-    platform_http::serve(deps, req).await
-}
-
 impl Api for Deps {
     type Route = Route;
     type Error = ApiError;
 
     fn router(&self) -> &Router<Route, ApiError> {
         &ROUTES
-    }
-
-    fn tenant(&self) -> &TenantContext {
-        &self.tenant
     }
 
     fn access(route: &Route) -> Access<'_> {
@@ -243,10 +244,6 @@ impl Api for Deps {
             Route::DeleteTag(id, key) => handlers::delete_tag(&ctx, &id, &key).await,
             Route::Search => handlers::search(&ctx).await,
         }
-    }
-
-    fn error_response(e: ApiError) -> Response<Body> {
-        e.into_response()
     }
 }
 

@@ -30,12 +30,8 @@ impl Deps {
     /// Dependencies from the environment variables the template sets: the tenant model and
     /// DynamoDB (`TABLE_NAME`; the client is created on first use).
     pub fn from_env() -> Result<Self, String> {
-        let config = TenantConfig::from_env().map_err(|e| e.to_string())?;
-        let aws = aws_setup::AwsConfig::from_env()?;
-        Ok(Deps::new(
-            config,
-            Arc::new(storage::DynamoTable::from_env(&aws)?),
-        ))
+        let env = site_store::Environment::from_env()?;
+        Ok(Deps::new(env.config, env.table))
     }
 }
 

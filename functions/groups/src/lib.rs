@@ -45,15 +45,21 @@ impl Deps {
     /// Cognito user pool `USER_POOL_ID` and DynamoDB (`TABLE_NAME`, read in defined mode only).
     /// No client is created here; each is created on first use.
     pub fn from_env() -> Result<Self, String> {
-        let config = TenantConfig::from_env().map_err(|e| e.to_string())?;
-        let aws = aws_setup::AwsConfig::from_env()?;
-        let directory = CognitoDirectory::from_env(&aws)?;
-        Ok(Deps::new(
-            config,
-            Arc::new(directory),
-            Arc::new(storage::DynamoTable::from_env(&aws)?),
-        ))
+        let env = site_store::Environment::from_env()?;
+        let directory = CognitoDirectory::from_env(&env.aws)?;
+        Ok(Deps::new(env.config, Arc::new(directory), env.table))
     }
+}
+
+impl AsRef<TenantContext> for Deps {
+    fn as_ref(&self) -> &TenantContext {
+        &self.tenant
+    }
+}
+
+/// Answers one request through the shared pipeline, as `impl Api for Deps` configures it.
+pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
+    platform_http::serve(deps, req).await
 }
 
 /// A route of this function. Path segments are kept as sent (percent-encoded); they are
@@ -106,21 +112,12 @@ pub(crate) struct Ctx<'a> {
     pub req: &'a Request,
 }
 
-/// Answers one request.
-pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
-    platform_http::serve(deps, req).await
-}
-
 impl Api for Deps {
     type Route = Route;
     type Error = ApiError;
 
     fn router(&self) -> &Router<Route, ApiError> {
         &ROUTES
-    }
-
-    fn tenant(&self) -> &TenantContext {
-        &self.tenant
     }
 
     /// Every route needs an administrator (see the module documentation).
@@ -143,10 +140,6 @@ impl Api for Deps {
             Route::AddUser(g) => handlers::add_user(&ctx, &g).await,
             Route::RemoveUser(g, u) => handlers::remove_user(&ctx, &g, &u).await,
         }
-    }
-
-    fn error_response(e: ApiError) -> Response<Body> {
-        e.into_response()
     }
 }
 

@@ -62,12 +62,8 @@ impl Deps {
     /// Dependencies from the environment variables the template sets: the tenant model and
     /// DynamoDB (`TABLE_NAME`; the client is created on first use).
     pub fn from_env() -> Result<Self, String> {
-        let config = TenantConfig::from_env().map_err(|e| e.to_string())?;
-        let aws = aws_setup::AwsConfig::from_env()?;
-        Ok(Deps::new(
-            config,
-            Arc::new(storage::DynamoTable::from_env(&aws)?),
-        ))
+        let env = site_store::Environment::from_env()?;
+        Ok(Deps::new(env.config, env.table))
     }
 
     /// Sites and grants are stored (`POST /sites`, `PUT .../permissions`) only in defined mode.
@@ -90,6 +86,17 @@ impl Deps {
             )),
         }
     }
+}
+
+impl AsRef<TenantContext> for Deps {
+    fn as_ref(&self) -> &TenantContext {
+        &self.tenant
+    }
+}
+
+/// Answers one request through the shared pipeline, as `impl Api for Deps` configures it.
+pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
+    platform_http::serve(deps, req).await
 }
 
 /// A route of this function, with its path parameters percent-decoded (site ids are parsed by
@@ -194,21 +201,12 @@ pub(crate) struct Ctx<'a> {
     pub req: &'a Request,
 }
 
-/// Answers one request.
-pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
-    platform_http::serve(deps, req).await
-}
-
 impl Api for Deps {
     type Route = Route;
     type Error = ApiError;
 
     fn router(&self) -> &Router<Route, ApiError> {
         &ROUTES
-    }
-
-    fn tenant(&self) -> &TenantContext {
-        &self.tenant
     }
 
     fn access(route: &Route) -> Access<'_> {
@@ -251,10 +249,6 @@ impl Api for Deps {
                 handlers::set_permissions(&ctx, call.scope()?, &admin().await?, group).await
             }
         }
-    }
-
-    fn error_response(e: ApiError) -> Response<Body> {
-        e.into_response()
     }
 }
 

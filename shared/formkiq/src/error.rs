@@ -60,6 +60,8 @@ impl ApiError {
         }
     }
 
+    /// The response: `{"message"}`, or `{"errors"}` for validation errors; the details of
+    /// internal and dependency failures are logged, not returned.
     pub fn into_response(self) -> Response<Body> {
         let status = self.status();
         match self {
@@ -100,6 +102,12 @@ impl From<StorageError> for ApiError {
             StorageError::Unavailable(m) => ApiError::Unavailable(m),
             StorageError::Unreadable(m) => ApiError::Internal(m),
         }
+    }
+}
+
+impl platform_http::ErrorResponse for ApiError {
+    fn into_response(self) -> Response<Body> {
+        ApiError::into_response(self)
     }
 }
 

@@ -14,7 +14,9 @@ pub use event::{
     request_id, run,
 };
 pub use logging::init_tracing;
-pub use pipeline::{Access, Api, Authorized, Call, MakeRoute, Params, Refusal, Router, serve};
+pub use pipeline::{
+    Access, Api, Authorized, Call, ErrorResponse, MakeRoute, Params, Refusal, Router, serve,
+};
 
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Response};

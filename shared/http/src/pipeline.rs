@@ -108,18 +108,23 @@ impl Call<'_> {
     }
 }
 
-/// A function's API, as the pipeline serves it.
-pub trait Api: Sync {
+/// An API's error type: it takes the pipeline's refusals and is answered in the API's format
+/// (`{"message"}` for the FormKiQ-shaped APIs, OperationOutcome for FHIR), in one place.
+pub trait ErrorResponse: From<Refusal> + Send {
+    /// The response for the error (logging what is worth logging).
+    fn into_response(self) -> Response<Body>;
+}
+
+/// A function's API, as the pipeline serves it. The tenant context that authenticates and
+/// authorizes its requests is the function's `AsRef<TenantContext>`.
+pub trait Api: Sync + AsRef<TenantContext> {
     /// A route with its path parameters parsed (an enum of the function's routes).
     type Route: Send;
-    /// The function's error, mapped to HTTP in [`Api::error_response`].
-    type Error: From<Refusal> + Send;
+    /// The function's error.
+    type Error: ErrorResponse;
 
     /// The function's routes.
     fn router(&self) -> &Router<Self::Route, Self::Error>;
-
-    /// The tenant context that authenticates and authorizes.
-    fn tenant(&self) -> &TenantContext;
 
     /// What `route` needs before it runs.
     fn access(route: &Self::Route) -> Access<'_>;
@@ -136,9 +141,6 @@ pub trait Api: Sync {
         route: Self::Route,
         call: Call<'a>,
     ) -> impl Future<Output = Result<Response<Body>, Self::Error>> + Send + 'a;
-
-    /// The response for an error, in the API's format (logging what is worth logging).
-    fn error_response(error: Self::Error) -> Response<Body>;
 }
 
 /// Serves one request through the pipeline, inside a tracing span that carries the request
@@ -155,7 +157,7 @@ pub async fn serve<A: Api>(api: &A, req: Request) -> Response<Body> {
     async {
         let resp = match run(api, &req).await {
             Ok(resp) => resp,
-            Err(e) => A::error_response(e),
+            Err(e) => e.into_response(),
         };
         tracing::info!(status = resp.status().as_u16(), "done");
         resp
@@ -168,7 +170,7 @@ async fn run<A: Api>(api: &A, req: &Request) -> Result<Response<Body>, A::Error>
     let route = api.router().find(req.method(), req.uri().path())?;
     let access = A::access(&route);
     let span = tracing::Span::current();
-    let tenant = api.tenant();
+    let tenant: &TenantContext = api.as_ref();
     let principal = match access {
         Access::Public => None,
         _ => {
@@ -238,13 +240,13 @@ pub struct Router<R, E> {
 /// The methods of one path pattern, each with the function that builds its route.
 type Methods<R, E> = Vec<(Method, MakeRoute<R, E>)>;
 
-impl<R, E: From<Refusal>> Default for Router<R, E> {
+impl<R, E: ErrorResponse> Default for Router<R, E> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<R, E: From<Refusal>> Router<R, E> {
+impl<R, E: ErrorResponse> Router<R, E> {
     pub fn new() -> Self {
         Router {
             inner: matchit::Router::new(),
@@ -309,7 +311,7 @@ mod tests {
         Meta,
     }
 
-    fn router() -> Router<R, Refusal> {
+    fn router() -> Router<R, ToyError> {
         Router::new()
             .route(Method::GET, "/things", |_| Ok(R::List))
             .route(Method::GET, "/things/{id}", |p| {
@@ -338,12 +340,12 @@ mod tests {
         assert_eq!(r.find(&Method::GET, "/things/meta"), Ok(R::Meta));
         assert_eq!(
             r.find(&Method::POST, "/things/x"),
-            Err(Refusal::MethodNotAllowed("POST".into()))
+            Err(ToyError(405, "POST".into()))
         );
         for path in ["/", "", "/thingsx", "/things/x/y", "/things//x", "/other"] {
             assert_eq!(
                 r.find(&Method::GET, path),
-                Err(Refusal::NoRoute(path.into())),
+                Err(ToyError(404, path.into())),
                 "{path}"
             );
         }
@@ -362,7 +364,7 @@ mod tests {
         router: Router<R, ToyError>,
     }
 
-    #[derive(Debug)]
+    #[derive(Debug, PartialEq)]
     struct ToyError(u16, String);
 
     impl From<Refusal> for ToyError {
@@ -385,10 +387,6 @@ mod tests {
             &self.router
         }
 
-        fn tenant(&self) -> &TenantContext {
-            &self.tenant
-        }
-
         fn access(route: &R) -> Access<'_> {
             match route {
                 R::Meta => Access::Public,
@@ -408,12 +406,20 @@ mod tests {
                 &serde_json::json!({ "who": who }),
             ))
         }
+    }
 
-        fn error_response(e: ToyError) -> Response<Body> {
-            let status = lambda_http::http::StatusCode::from_u16(e.0).unwrap_or_default();
+    impl AsRef<TenantContext> for Toy {
+        fn as_ref(&self) -> &TenantContext {
+            &self.tenant
+        }
+    }
+
+    impl ErrorResponse for ToyError {
+        fn into_response(self) -> Response<Body> {
+            let status = lambda_http::http::StatusCode::from_u16(self.0).unwrap_or_default();
             crate::json_response(
                 status,
-                &serde_json::json!({"resourceType": "OperationOutcome", "diagnostics": e.1}),
+                &serde_json::json!({"resourceType": "OperationOutcome", "diagnostics": self.1}),
             )
         }
     }

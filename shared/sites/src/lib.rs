@@ -252,6 +252,27 @@ pub fn tenant_context(
     }
 }
 
+/// What every Lambda function reads from its environment at start: the tenant model (the
+/// template's parameters), the AWS settings, and the DynamoDB table `TABLE_NAME`, which every
+/// function needs for defined-mode grants. No I/O: clients are created on first use.
+#[cfg(feature = "aws")]
+pub struct Environment {
+    pub config: tenant_context::TenantConfig,
+    pub aws: aws_setup::AwsConfig,
+    pub table: Arc<dyn Table>,
+}
+
+#[cfg(feature = "aws")]
+impl Environment {
+    /// Fails with a message naming the variable that is missing or wrong.
+    pub fn from_env() -> Result<Self, String> {
+        let config = tenant_context::TenantConfig::from_env().map_err(|e| e.to_string())?;
+        let aws = aws_setup::AwsConfig::from_env()?;
+        let table = Arc::new(storage::DynamoTable::from_env(&aws)?);
+        Ok(Environment { config, aws, table })
+    }
+}
+
 /// Defined sites and per-(site, group) permissions in the table. Cheap to clone.
 #[derive(Clone)]
 pub struct SiteStore {

@@ -295,6 +295,19 @@ struct CondExpr {
     values: Option<AvMap>,
 }
 
+/// Sets the condition `$cond` (a [`CondExpr`]) on the request builder `$builder`: every
+/// builder that takes a condition (PutItem, DeleteItem, and the Put and Delete of a
+/// transaction) has these three setters, but no common trait.
+macro_rules! with_condition {
+    ($builder:expr, $cond:expr) => {{
+        let c: CondExpr = $cond;
+        $builder
+            .set_condition_expression(c.expr)
+            .set_expression_attribute_names(c.names)
+            .set_expression_attribute_values(c.values)
+    }};
+}
+
 /// The condition as an expression (checked by [`check_condition`] before).
 fn cond_expr(cond: &Condition) -> CondExpr {
     match cond {
@@ -581,17 +594,13 @@ impl Table for DynamoTable {
     async fn put(&self, item: Item, cond: Condition) -> Result<(), StorageError> {
         check_item(&item)?;
         check_condition(&cond)?;
-        let av = item_av(&item);
-        let c = cond_expr(&cond);
-        let out = self
+        let request = self
             .client()
             .await
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(av))
-            .set_condition_expression(c.expr)
-            .set_expression_attribute_names(c.names)
-            .set_expression_attribute_values(c.values)
+            .set_item(Some(item_av(&item)));
+        let out = with_condition!(request, cond_expr(&cond))
             .set_return_consumed_capacity(self.capacity())
             .send()
             .await
@@ -603,16 +612,13 @@ impl Table for DynamoTable {
     async fn delete(&self, key: &Key, cond: Condition) -> Result<(), StorageError> {
         key.validate()?;
         check_condition(&cond)?;
-        let c = cond_expr(&cond);
-        let out = self
+        let request = self
             .client()
             .await
             .delete_item()
             .table_name(&self.table)
-            .set_key(Some(key_av(key)))
-            .set_condition_expression(c.expr)
-            .set_expression_attribute_names(c.names)
-            .set_expression_attribute_values(c.values)
+            .set_key(Some(key_av(key)));
+        let out = with_condition!(request, cond_expr(&cond))
             .set_return_consumed_capacity(self.capacity())
             .send()
             .await
@@ -682,25 +688,19 @@ impl Table for DynamoTable {
         for op in &ops {
             let item = match op {
                 WriteOp::Put { item, cond } => {
-                    let c = cond_expr(cond);
                     let put = Put::builder()
                         .table_name(&self.table)
-                        .set_item(Some(item_av(item)))
-                        .set_condition_expression(c.expr)
-                        .set_expression_attribute_names(c.names)
-                        .set_expression_attribute_values(c.values)
+                        .set_item(Some(item_av(item)));
+                    let put = with_condition!(put, cond_expr(cond))
                         .build()
                         .map_err(build_error)?;
                     TransactWriteItem::builder().put(put).build()
                 }
                 WriteOp::Delete { key, cond } => {
-                    let c = cond_expr(cond);
                     let delete = Delete::builder()
                         .table_name(&self.table)
-                        .set_key(Some(key_av(key)))
-                        .set_condition_expression(c.expr)
-                        .set_expression_attribute_names(c.names)
-                        .set_expression_attribute_values(c.values)
+                        .set_key(Some(key_av(key)));
+                    let delete = with_condition!(delete, cond_expr(cond))
                         .build()
                         .map_err(build_error)?;
                     TransactWriteItem::builder().delete(delete).build()
