@@ -181,35 +181,8 @@ impl Counts {
     }
 }
 
-/// The size DynamoDB bills for an attribute value (UTF-8 bytes of strings; about one byte per
-/// two digits of numbers; 1 for booleans and nulls; 3 plus one per element for lists and maps).
-pub fn value_size(v: &Value) -> usize {
-    match v {
-        Value::String(s) => s.len(),
-        Value::Number(n) => n.to_string().len().div_ceil(2) + 1,
-        Value::Bool(_) | Value::Null => 1,
-        Value::Array(a) => 3 + a.iter().map(|x| value_size(x) + 1).sum::<usize>(),
-        Value::Object(o) => {
-            3 + o
-                .iter()
-                .map(|(k, x)| k.len() + value_size(x) + 1)
-                .sum::<usize>()
-        }
-    }
-}
-
-/// The billed size of an item: attribute names and values, the keys `PK` and `SK` included.
-pub fn item_size(item: &Item) -> usize {
-    2 + item.key.pk.len()
-        + 2
-        + item.key.sk.len()
-        + item
-            .attrs
-            .iter()
-            .map(|(k, v)| k.len() + value_size(v))
-            .sum::<usize>()
-        + item.body.as_ref().map_or(0, |b| 4 + b.len())
-}
+/// The size DynamoDB bills for an item, as storage checks its limits with it.
+use storage::item_size;
 
 fn units(bytes: usize, unit: usize) -> f64 {
     bytes.div_ceil(unit).max(1) as f64
@@ -339,6 +312,7 @@ impl Table for Counting {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use storage::value_size;
 
     #[test]
     fn billed_sizes() {

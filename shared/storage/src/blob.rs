@@ -34,6 +34,7 @@ pub trait Blobs: Send + Sync {
 }
 
 /// Fails unless `key` is a usable blob key.
+#[cfg_attr(not(any(feature = "s3", feature = "local-blobs")), allow(dead_code))]
 pub(crate) fn check_blob_key(key: &str) -> Result<(), StorageError> {
     let ok = !key.is_empty()
         && key.len() <= 1024

@@ -213,7 +213,7 @@ fn number(n: &str) -> Result<Value, StorageError> {
         .and_then(Number::from_f64)
         .map(Value::Number)
         .ok_or_else(|| {
-            StorageError::Unavailable(format!("DynamoDB returned an unreadable number '{n}'"))
+            StorageError::Unreadable(format!("DynamoDB returned an unreadable number '{n}'"))
         })
 }
 
@@ -235,7 +235,7 @@ fn from_av(av: AttributeValue) -> Result<Value, StorageError> {
             Value::Array(ns.iter().map(|n| number(n)).collect::<Result<_, _>>()?)
         }
         other => {
-            return Err(StorageError::Unavailable(format!(
+            return Err(StorageError::Unreadable(format!(
                 "DynamoDB returned an attribute of an unsupported type: {other:?}"
             )));
         }
@@ -267,7 +267,7 @@ fn item_av(item: &Item) -> AvMap {
 fn key_string(m: &mut AvMap, name: &str) -> Result<String, StorageError> {
     match m.remove(name) {
         Some(AttributeValue::S(s)) => Ok(s),
-        _ => Err(StorageError::Unavailable(format!(
+        _ => Err(StorageError::Unreadable(format!(
             "DynamoDB returned an item without a string {name}"
         ))),
     }

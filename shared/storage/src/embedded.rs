@@ -114,13 +114,13 @@ fn encode_key(key: &Key) -> Vec<u8> {
 }
 
 fn decode_key(bytes: &[u8]) -> Result<Key, StorageError> {
+    let unreadable = |why: &str| StorageError::Unreadable(format!("embedded table: {why}"));
     let sep = bytes
         .iter()
         .position(|&b| b == SEPARATOR)
-        .ok_or_else(|| unavailable("stored key without separator"))?;
-    let pk = std::str::from_utf8(&bytes[..sep]).map_err(unavailable)?;
-    let sk = std::str::from_utf8(&bytes[sep + 1..]).map_err(unavailable)?;
-    Ok(Key::new(pk, sk))
+        .ok_or_else(|| unreadable("stored key without separator"))?;
+    let text = |b| std::str::from_utf8(b).map_err(|_| unreadable("stored key is not UTF-8"));
+    Ok(Key::new(text(&bytes[..sep])?, text(&bytes[sep + 1..])?))
 }
 
 /// The stored value of an item: its attributes as JSON, then `[0] ++ body` if it has a body.

@@ -39,8 +39,9 @@ pub use retry::{WRITE_ATTEMPTS, committed, retry_on_conflict};
 pub use s3::S3Blobs;
 pub use scoped::{GLOBAL_PREFIX, GlobalTable, ScopedBlobs, ScopedTable};
 pub use table::{
-    Attrs, BATCH_WRITE_CHUNK, BatchOp, Condition, Item, Key, MAX_BATCH_GET, MAX_QUERY_LIMIT,
-    MAX_TRANSACTION_OPS, Page, Query, SkRange, StorageError, Table, WriteOp,
+    Attrs, BATCH_WRITE_CHUNK, BatchOp, Condition, Item, Key, MAX_BATCH_GET, MAX_ITEM_BYTES,
+    MAX_QUERY_LIMIT, MAX_TRANSACTION_BYTES, MAX_TRANSACTION_OPS, Page, Query, SkRange,
+    StorageError, Table, WriteOp, item_size, value_size,
 };
 
 pub use tenant_context::TenantScope;

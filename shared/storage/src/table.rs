@@ -1,5 +1,9 @@
 //! The table interface shared by every backend (`docs/architecture.md`, "Storage").
 
+// The checks below serve the backends; a build with none of them (scope checks only) has no
+// caller for them.
+#![cfg_attr(not(any(feature = "dynamodb", feature = "embedded")), allow(dead_code))]
+
 use std::ops::Bound;
 
 use async_trait::async_trait;
@@ -20,6 +24,10 @@ pub const MAX_BATCH_GET: usize = 100;
 pub const BATCH_WRITE_CHUNK: usize = 25;
 /// Most operations of one [`Table::transact`] (DynamoDB's TransactWriteItems limit).
 pub const MAX_TRANSACTION_OPS: usize = 100;
+/// Largest item, as DynamoDB measures it ([`item_size`]): 400 KB.
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+/// Largest total size of the items of one [`Table::transact`]: 4 MB.
+pub const MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024;
 /// Largest `limit` of one [`Query`].
 pub const MAX_QUERY_LIMIT: usize = 1000;
 
@@ -312,6 +320,43 @@ pub trait Table: Send + Sync {
     async fn batch_write(&self, ops: Vec<BatchOp>) -> Result<(), StorageError>;
 }
 
+/// The size DynamoDB counts for an attribute value: UTF-8 bytes of a string; about one byte per
+/// two digits of a number, plus one; one for a boolean or null; three plus one per element for a
+/// list or map (and a map entry's name).
+pub fn value_size(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len(),
+        Value::Number(n) => n.to_string().len().div_ceil(2) + 1,
+        Value::Bool(_) | Value::Null => 1,
+        Value::Array(a) => 3 + a.iter().map(|x| value_size(x) + 1).sum::<usize>(),
+        Value::Object(o) => {
+            3 + o
+                .iter()
+                .map(|(k, x)| k.len() + value_size(x) + 1)
+                .sum::<usize>()
+        }
+    }
+}
+
+/// The size DynamoDB counts (and bills) for an item: the names and values of its attributes,
+/// the keys `PK` and `SK` and the body `BODY` included. The limits [`MAX_ITEM_BYTES`] and
+/// [`MAX_TRANSACTION_BYTES`] are checked with it on every backend, so the embedded one refuses
+/// what DynamoDB would (and moto does not).
+pub fn item_size(item: &Item) -> usize {
+    2 + item.key.pk.len()
+        + 2
+        + item.key.sk.len()
+        + item
+            .attrs
+            .iter()
+            .map(|(k, v)| k.len() + value_size(v))
+            .sum::<usize>()
+        + item
+            .body
+            .as_ref()
+            .map_or(0, |b| BODY_ATTRIBUTE.len() + b.len())
+}
+
 /// Checks the limits every backend enforces the same way.
 pub(crate) fn check_query(q: &Query) -> Result<(), StorageError> {
     if q.limit == 0 || q.limit > MAX_QUERY_LIMIT {
@@ -387,8 +432,10 @@ pub(crate) fn check_batch_write(ops: &[BatchOp]) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// Checks transaction limits.
+/// Checks transaction limits: 1-100 operations on distinct keys, valid items, at most
+/// [`MAX_TRANSACTION_BYTES`] in all.
 pub(crate) fn check_transaction(ops: &[WriteOp]) -> Result<(), StorageError> {
+    let mut total = 0;
     if ops.is_empty() || ops.len() > MAX_TRANSACTION_OPS {
         return Err(StorageError::InvalidRequest(format!(
             "a transaction has 1-{MAX_TRANSACTION_OPS} operations"
@@ -402,6 +449,12 @@ pub(crate) fn check_transaction(ops: &[WriteOp]) -> Result<(), StorageError> {
                 "the same key twice in one transaction".into(),
             ));
         }
+        total += match op {
+            WriteOp::Put { item, .. } => item_size(item),
+            WriteOp::Delete { key, .. } | WriteOp::Check { key, .. } => {
+                4 + key.pk.len() + key.sk.len()
+            }
+        };
         match op {
             WriteOp::Put { item, cond } => {
                 check_item(item)?;
@@ -409,6 +462,11 @@ pub(crate) fn check_transaction(ops: &[WriteOp]) -> Result<(), StorageError> {
             }
             WriteOp::Delete { cond, .. } | WriteOp::Check { cond, .. } => check_condition(cond)?,
         }
+    }
+    if total > MAX_TRANSACTION_BYTES {
+        return Err(StorageError::InvalidRequest(format!(
+            "a transaction holds at most {MAX_TRANSACTION_BYTES} bytes of items ({total} requested)"
+        )));
     }
     Ok(())
 }
@@ -429,11 +487,18 @@ fn check_attr_name(name: &str) -> Result<(), StorageError> {
     }
 }
 
-/// Checks an item to write: a valid key, and attribute names that are neither empty nor
-/// reserved (`PK`, `SK`, `BODY`).
+/// Checks an item to write: a valid key, attribute names that are neither empty nor reserved
+/// (`PK`, `SK`, `BODY`), and at most [`MAX_ITEM_BYTES`].
 pub(crate) fn check_item(item: &Item) -> Result<(), StorageError> {
     item.key.validate()?;
-    item.attrs.keys().try_for_each(|name| check_attr_name(name))
+    item.attrs.keys().try_for_each(|name| check_attr_name(name))?;
+    let size = item_size(item);
+    if size > MAX_ITEM_BYTES {
+        return Err(StorageError::InvalidRequest(format!(
+            "an item is at most {MAX_ITEM_BYTES} bytes ({size} requested)"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a write condition: [`Condition::Equals`] must name an attribute an item can have.
@@ -441,5 +506,60 @@ pub(crate) fn check_condition(cond: &Condition) -> Result<(), StorageError> {
     match cond {
         Condition::Equals { attr, .. } => check_attr_name(attr),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sized(bytes: usize) -> Item {
+        let base = Item::with_body(Key::new("p", "s"), Attrs::new(), Vec::new());
+        let pad = bytes - item_size(&base);
+        Item::with_body(base.key, Attrs::new(), vec![0; pad])
+    }
+
+    #[test]
+    fn items_and_transactions_within_dynamodbs_limits() {
+        assert_eq!(item_size(&sized(MAX_ITEM_BYTES)), MAX_ITEM_BYTES);
+        assert!(check_item(&sized(MAX_ITEM_BYTES)).is_ok());
+        assert!(matches!(
+            check_item(&sized(MAX_ITEM_BYTES + 1)),
+            Err(StorageError::InvalidRequest(_))
+        ));
+        let mut attrs = Attrs::new();
+        attrs.insert("name".into(), json!("value"));
+        attrs.insert("n".into(), json!(12345));
+        let item = Item::new(Key::new("pk", "sk"), attrs);
+        assert_eq!(item_size(&item), 2 + 2 + 2 + 2 + (4 + 5) + (1 + 4));
+        // Ten items of the largest size fit a transaction; eleven do not.
+        let puts = |n: usize| -> Vec<WriteOp> {
+            (0..n)
+                .map(|i| WriteOp::Put {
+                    item: Item::with_body(
+                        Key::new("p", format!("{i:02}")),
+                        Attrs::new(),
+                        vec![0; MAX_ITEM_BYTES - 20],
+                    ),
+                    cond: Condition::None,
+                })
+                .collect()
+        };
+        assert!(check_transaction(&puts(10)).is_ok());
+        assert!(matches!(
+            check_transaction(&puts(11)),
+            Err(StorageError::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn ranges_contain_what_their_bounds_say() {
+        let r = SkRange::Range(Bound::Excluded("b".into()), Bound::Included("d".into()));
+        assert!(!r.contains("b") && r.contains("b#") && r.contains("d") && !r.contains("d#"));
+        assert!(SkRange::BeginsWith("a#".into()).contains("a#1"));
+        assert!(!SkRange::BeginsWith("a#".into()).contains("a"));
+        assert!(SkRange::after("").contains("x") && !SkRange::before("").contains("x"));
+        assert!(SkRange::All.contains("anything"));
     }
 }

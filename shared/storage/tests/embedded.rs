@@ -91,6 +91,7 @@ table_contract!(
     batch_writes,
     scoped_batch_writes,
     global_site_items,
+    size_limits,
 );
 
 macro_rules! blob_contract {

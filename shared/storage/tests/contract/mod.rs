@@ -19,8 +19,9 @@ use std::ops::Bound;
 
 use storage::{
     Attrs, BATCH_WRITE_CHUNK, BatchOp, BlobMeta, Blobs, Condition, GlobalTable, Item, Key,
-    MAX_BATCH_GET, MAX_QUERY_LIMIT, MAX_TRANSACTION_OPS, Page, PageTokens, Query, ScopedBlobs,
-    ScopedTable, SkRange, StorageError, Table, TenantScope, WriteOp,
+    MAX_BATCH_GET, MAX_ITEM_BYTES, MAX_QUERY_LIMIT, MAX_TRANSACTION_BYTES, MAX_TRANSACTION_OPS,
+    Page, PageTokens, Query, ScopedBlobs, ScopedTable, SkRange, StorageError, Table, TenantScope,
+    WriteOp, item_size,
 };
 use tenant_context::{
     AdminScope, Claims, Credentials, Permission, RequestTarget, TenantConfig, TenantContext,
@@ -272,6 +273,7 @@ pub async fn all_table(t: &dyn Table) {
     batch_writes(t).await;
     scoped_batch_writes(t).await;
     global_site_items(t).await;
+    size_limits(t).await;
 }
 
 /// get of a missing item, put, put replacing, delete, delete of a missing item.
@@ -1698,6 +1700,48 @@ pub async fn global_site_items(t: &dyn Table) {
         GlobalTable::site_item_writer(t, &member, &partition).map(|_| ()),
         StorageError::OutOfScope(_)
     );
+}
+
+/// DynamoDB's size limits hold on every backend (moto does not enforce them; the embedded
+/// backend would store anything): 400 KB an item, 4 MB of items a transaction. A refused write
+/// writes nothing.
+pub async fn size_limits(t: &dyn Table) {
+    let pk = format!("{}#sizes", run_id());
+    // An item of `bytes`, half in an attribute and half in the body. (The exact boundary is
+    // checked in storage's unit tests: moto measures binary values as base64 and stops short of
+    // DynamoDB's limit.)
+    let sized = |sk: &str, bytes: usize| {
+        let base = Item::with_body(Key::new(&pk, sk), attrs(json!({"a": ""})), Vec::new());
+        let pad = bytes - item_size(&base);
+        Item::with_body(base.key, attrs(json!({"a": "x".repeat(pad / 2)})), vec![7; pad - pad / 2])
+    };
+    let largest = sized("largest", 300 * 1024);
+    assert_eq!(item_size(&largest), 300 * 1024);
+    t.put(largest.clone(), Condition::None).await.unwrap();
+    assert_eq!(t.get(&largest.key).await.unwrap(), Some(largest));
+
+    let too_big = sized("too-big", MAX_ITEM_BYTES + 1);
+    assert_err!(
+        t.put(too_big.clone(), Condition::None).await,
+        StorageError::InvalidRequest(_)
+    );
+    assert_err!(
+        t.transact(vec![put_op(too_big.clone())]).await,
+        StorageError::InvalidRequest(_)
+    );
+    assert_err!(
+        t.batch_write(vec![BatchOp::Put(too_big.clone())]).await,
+        StorageError::InvalidRequest(_)
+    );
+    // Items each within the limit, together over the transaction's.
+    let each = 300 * 1024;
+    let n = MAX_TRANSACTION_BYTES / each + 1;
+    let ops: Vec<WriteOp> = (0..n)
+        .map(|i| put_op(sized(&format!("tx{i}"), each)))
+        .collect();
+    assert_err!(t.transact(ops).await, StorageError::InvalidRequest(_));
+    let (left, _) = query_all(t, &Query::new(&pk, SkRange::All, 100)).await;
+    assert_eq!(sks(&left), strings(&["largest"]), "a refused write wrote something");
 }
 
 // ---------------------------------------------------------------------------------------------
