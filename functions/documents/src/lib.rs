@@ -22,6 +22,9 @@ use tenant_context::{Permission, TenantConfig, TenantContext, TenantScope};
 
 use crate::model::DocumentId;
 
+/// Answers one request through the shared pipeline, as `impl Api for Deps` configures it.
+pub use platform_http::serve as handle;
+
 /// The path prefixes this function serves.
 pub const PREFIXES: &[&str] = &["/documents", "/search"];
 
@@ -103,11 +106,6 @@ impl AsRef<TenantContext> for Deps {
     }
 }
 
-/// Answers one request through the shared pipeline, as `impl Api for Deps` configures it.
-pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
-    platform_http::serve(deps, req).await
-}
-
 /// A route of this function, with its path parameters parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -167,6 +165,13 @@ fn tag_key(p: &platform_http::Params<'_, '_>) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("no route for tag '{raw}'")))
 }
 
+/// One request being served: its scope and dependencies.
+pub(crate) struct Ctx<'a> {
+    pub deps: &'a Deps,
+    pub scope: &'a TenantScope,
+    pub req: &'a Request,
+}
+
 /// The routes: unknown paths are 404, known paths with another method 405.
 static ROUTES: LazyLock<Router<Route, ApiError>> = LazyLock::new(|| {
     const DOC: &str = "/documents/{documentId}";
@@ -202,13 +207,6 @@ static ROUTES: LazyLock<Router<Route, ApiError>> = LazyLock::new(|| {
         )
         .route(Method::POST, "/search", |_| Ok(Route::Search))
 });
-
-/// One request being served: its scope and dependencies.
-pub(crate) struct Ctx<'a> {
-    pub deps: &'a Deps,
-    pub scope: &'a TenantScope,
-    pub req: &'a Request,
-}
 
 impl Api for Deps {
     type Route = Route;

@@ -20,6 +20,9 @@ use platform_http::{Access, Api, Call, Params, Router};
 use storage::Table;
 use tenant_context::{AdminScope, TenantConfig, TenantContext};
 
+/// Answers one request through the shared pipeline, as `impl Api for Deps` configures it.
+pub use platform_http::serve as handle;
+
 /// The path prefixes this function serves.
 pub const PREFIXES: &[&str] = &["/groups"];
 
@@ -57,11 +60,6 @@ impl AsRef<TenantContext> for Deps {
     }
 }
 
-/// Answers one request through the shared pipeline, as `impl Api for Deps` configures it.
-pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
-    platform_http::serve(deps, req).await
-}
-
 /// A route of this function. Path segments are kept as sent (percent-encoded); they are
 /// decoded and validated only after the caller is known to be an administrator, so nobody
 /// else learns anything from a 400.
@@ -79,6 +77,13 @@ pub enum Route {
 /// A path parameter as sent.
 fn raw(p: &Params<'_, '_>, name: &str) -> String {
     p.get(name).unwrap_or_default().to_owned()
+}
+
+/// One request being served by an administrator.
+pub(crate) struct Ctx<'a> {
+    pub deps: &'a Deps,
+    pub admin: &'a AdminScope,
+    pub req: &'a Request,
 }
 
 /// The routes: unknown paths are 404, known paths with another method 405.
@@ -104,13 +109,6 @@ static ROUTES: LazyLock<Router<Route, ApiError>> = LazyLock::new(|| {
             |p| Ok(Route::RemoveUser(raw(p, "groupName"), raw(p, "username"))),
         )
 });
-
-/// One request being served by an administrator.
-pub(crate) struct Ctx<'a> {
-    pub deps: &'a Deps,
-    pub admin: &'a AdminScope,
-    pub req: &'a Request,
-}
 
 impl Api for Deps {
     type Route = Route;

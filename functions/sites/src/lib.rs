@@ -34,6 +34,9 @@ use site_store::{DataPartition, SiteStore};
 use storage::Table;
 use tenant_context::{Permission, Principal, SiteMode, TenantConfig, TenantContext};
 
+/// Answers one request through the shared pipeline, as `impl Api for Deps` configures it.
+pub use platform_http::serve as handle;
+
 /// The path prefixes this function serves.
 pub const PREFIXES: &[&str] = &["/sites"];
 
@@ -92,11 +95,6 @@ impl AsRef<TenantContext> for Deps {
     fn as_ref(&self) -> &TenantContext {
         &self.tenant
     }
-}
-
-/// Answers one request through the shared pipeline, as `impl Api for Deps` configures it.
-pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
-    platform_http::serve(deps, req).await
 }
 
 /// A route of this function, with its path parameters percent-decoded (site ids are parsed by
@@ -163,6 +161,13 @@ fn group(p: &Params<'_, '_>) -> Result<(String, String), ApiError> {
     Ok((site(p)?, decoded(p, "groupName")?))
 }
 
+/// One request being served: the caller and the dependencies.
+pub(crate) struct Ctx<'a> {
+    pub deps: &'a Deps,
+    pub principal: &'a Principal,
+    pub req: &'a Request,
+}
+
 /// The routes: unknown paths are 404, known paths with another method 405.
 static ROUTES: LazyLock<Router<Route, ApiError>> = LazyLock::new(|| {
     const SITE: &str = "/sites/{siteId}";
@@ -193,13 +198,6 @@ static ROUTES: LazyLock<Router<Route, ApiError>> = LazyLock::new(|| {
             },
         )
 });
-
-/// One request being served: the caller and the dependencies.
-pub(crate) struct Ctx<'a> {
-    pub deps: &'a Deps,
-    pub principal: &'a Principal,
-    pub req: &'a Request,
-}
 
 impl Api for Deps {
     type Route = Route;

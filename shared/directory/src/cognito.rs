@@ -27,6 +27,22 @@ use crate::{
     check_username, iso8601, looks_like_email,
 };
 
+/// The request builder of operation `$op` on this directory's user pool (every Cognito call
+/// names the pool first).
+macro_rules! on_pool {
+    ($dir:expr, $op:ident) => {
+        $dir.client().await.$op().user_pool_id(&$dir.pool_id)
+    };
+}
+
+/// A page of a Cognito list: its items as the directory's, and Cognito's own `NextToken`.
+fn page<C, T>(items: &[C], convert: fn(&C) -> T, next: Option<&str>) -> Page<T> {
+    Page {
+        items: items.iter().map(convert).collect(),
+        next: next.map(str::to_owned),
+    }
+}
+
 /// Most items Cognito returns in one page of `ListGroups`, `ListUsersInGroup` and
 /// `AdminListGroupsForUser`.
 pub const COGNITO_MAX_PAGE: usize = 60;
@@ -197,11 +213,7 @@ impl CognitoDirectory {
     }
 
     async fn create_user(&self, username: &str) -> Result<(), DirectoryError> {
-        let mut req = self
-            .client()
-            .await
-            .admin_create_user()
-            .user_pool_id(&self.pool_id)
+        let mut req = on_pool!(self, admin_create_user)
             .username(username)
             .message_action(MessageActionType::Suppress);
         if looks_like_email(username) {
@@ -225,10 +237,7 @@ impl CognitoDirectory {
         group: &str,
         username: &str,
     ) -> Result<(), SdkError<AdminAddUserToGroupError>> {
-        self.client()
-            .await
-            .admin_add_user_to_group()
-            .user_pool_id(&self.pool_id)
+        on_pool!(self, admin_add_user_to_group)
             .group_name(group)
             .username(username)
             .send()
@@ -245,20 +254,13 @@ impl Directory for CognitoDirectory {
         next: Option<&str>,
     ) -> Result<Page<Group>, DirectoryError> {
         check_limit(limit)?;
-        let out = self
-            .client()
-            .await
-            .list_groups()
-            .user_pool_id(&self.pool_id)
+        let out = on_pool!(self, list_groups)
             .limit(page_size(limit))
             .set_next_token(token(next))
             .send()
             .await
             .map_err(|e| map_err(e, About::default()))?;
-        Ok(Page {
-            items: out.groups().iter().map(group_from).collect(),
-            next: out.next_token().map(str::to_owned),
-        })
+        Ok(page(out.groups(), group_from, out.next_token()))
     }
 
     async fn create_group(
@@ -269,11 +271,7 @@ impl Directory for CognitoDirectory {
     ) -> Result<Group, DirectoryError> {
         check_group_name(name)?;
         check_description(description)?;
-        let out = self
-            .client()
-            .await
-            .create_group()
-            .user_pool_id(&self.pool_id)
+        let out = on_pool!(self, create_group)
             .group_name(name)
             .set_description(description.map(str::to_owned))
             .send()
@@ -286,11 +284,7 @@ impl Directory for CognitoDirectory {
 
     async fn get_group(&self, name: &str) -> Result<Group, DirectoryError> {
         check_group_name(name)?;
-        let out = self
-            .client()
-            .await
-            .get_group()
-            .user_pool_id(&self.pool_id)
+        let out = on_pool!(self, get_group)
             .group_name(name)
             .send()
             .await
@@ -302,10 +296,7 @@ impl Directory for CognitoDirectory {
 
     async fn delete_group(&self, _admin: &AdminScope, name: &str) -> Result<(), DirectoryError> {
         check_group_name(name)?;
-        self.client()
-            .await
-            .delete_group()
-            .user_pool_id(&self.pool_id)
+        on_pool!(self, delete_group)
             .group_name(name)
             .send()
             .await
@@ -321,21 +312,14 @@ impl Directory for CognitoDirectory {
     ) -> Result<Page<User>, DirectoryError> {
         check_group_name(group)?;
         check_limit(limit)?;
-        let out = self
-            .client()
-            .await
-            .list_users_in_group()
-            .user_pool_id(&self.pool_id)
+        let out = on_pool!(self, list_users_in_group)
             .group_name(group)
             .limit(page_size(limit))
             .set_next_token(token(next))
             .send()
             .await
             .map_err(|e| map_err(e, About::group(group)))?;
-        Ok(Page {
-            items: out.users().iter().map(user_from).collect(),
-            next: out.next_token().map(str::to_owned),
-        })
+        Ok(page(out.users(), user_from, out.next_token()))
     }
 
     /// `AdminAddUserToGroup`; if the user does not exist, the group is checked (`GetGroup`, so
@@ -371,10 +355,7 @@ impl Directory for CognitoDirectory {
     ) -> Result<(), DirectoryError> {
         check_group_name(group)?;
         check_username(username)?;
-        self.client()
-            .await
-            .admin_remove_user_from_group()
-            .user_pool_id(&self.pool_id)
+        on_pool!(self, admin_remove_user_from_group)
             .group_name(group)
             .username(username)
             .send()
@@ -388,11 +369,7 @@ impl Directory for CognitoDirectory {
         let mut names = Vec::new();
         let mut next: Option<String> = None;
         loop {
-            let out = self
-                .client()
-                .await
-                .admin_list_groups_for_user()
-                .user_pool_id(&self.pool_id)
+            let out = on_pool!(self, admin_list_groups_for_user)
                 .username(username)
                 .limit(COGNITO_MAX_PAGE as i32)
                 .set_next_token(next.take())

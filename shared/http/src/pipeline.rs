@@ -145,7 +145,8 @@ pub trait Api: Sync + AsRef<TenantContext> {
 
 /// Serves one request through the pipeline, inside a tracing span that carries the request
 /// id, method, path, and (once known) user and site; the status is logged when it is done.
-pub async fn serve<A: Api>(api: &A, req: Request) -> Response<Body> {
+/// Each function re-exports it as its `handle`.
+pub async fn serve<A: Api>(req: Request, api: &A) -> Response<Body> {
     let span = tracing::info_span!(
         "request",
         request_id = %request_id(&req),
@@ -440,7 +441,7 @@ mod tests {
     }
 
     async fn call(api: &Toy, r: Request) -> (u16, serde_json::Value) {
-        let resp = serve(api, r).await;
+        let resp = serve(r, api).await;
         let Body::Text(t) = resp.body() else {
             panic!("a text body")
         };

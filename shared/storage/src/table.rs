@@ -491,7 +491,9 @@ fn check_attr_name(name: &str) -> Result<(), StorageError> {
 /// (`PK`, `SK`, `BODY`), and at most [`MAX_ITEM_BYTES`].
 pub(crate) fn check_item(item: &Item) -> Result<(), StorageError> {
     item.key.validate()?;
-    item.attrs.keys().try_for_each(|name| check_attr_name(name))?;
+    item.attrs
+        .keys()
+        .try_for_each(|name| check_attr_name(name))?;
     let size = item_size(item);
     if size > MAX_ITEM_BYTES {
         return Err(StorageError::InvalidRequest(format!(

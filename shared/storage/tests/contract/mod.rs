@@ -1713,7 +1713,11 @@ pub async fn size_limits(t: &dyn Table) {
     let sized = |sk: &str, bytes: usize| {
         let base = Item::with_body(Key::new(&pk, sk), attrs(json!({"a": ""})), Vec::new());
         let pad = bytes - item_size(&base);
-        Item::with_body(base.key, attrs(json!({"a": "x".repeat(pad / 2)})), vec![7; pad - pad / 2])
+        Item::with_body(
+            base.key,
+            attrs(json!({"a": "x".repeat(pad / 2)})),
+            vec![7; pad - pad / 2],
+        )
     };
     let largest = sized("largest", 300 * 1024);
     assert_eq!(item_size(&largest), 300 * 1024);
@@ -1741,7 +1745,11 @@ pub async fn size_limits(t: &dyn Table) {
         .collect();
     assert_err!(t.transact(ops).await, StorageError::InvalidRequest(_));
     let (left, _) = query_all(t, &Query::new(&pk, SkRange::All, 100)).await;
-    assert_eq!(sks(&left), strings(&["largest"]), "a refused write wrote something");
+    assert_eq!(
+        sks(&left),
+        strings(&["largest"]),
+        "a refused write wrote something"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
