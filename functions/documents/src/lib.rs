@@ -22,9 +22,6 @@ use tenant_context::{Permission, TenantConfig, TenantContext, TenantScope};
 
 use crate::model::DocumentId;
 
-/// Answers one request through the shared pipeline, as `impl Api for Deps` configures it.
-pub use platform_http::serve as handle;
-
 /// The path prefixes this function serves.
 pub const PREFIXES: &[&str] = &["/documents", "/search"];
 
@@ -243,6 +240,11 @@ impl Api for Deps {
             Route::Search => handlers::search(&ctx).await,
         }
     }
+}
+
+/// Answers one request through the shared pipeline, as `impl Api for Deps` configures it.
+pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
+    platform_http::serve(req, deps).await
 }
 
 #[cfg(test)]

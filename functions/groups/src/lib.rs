@@ -20,9 +20,6 @@ use platform_http::{Access, Api, Call, Params, Router};
 use storage::Table;
 use tenant_context::{AdminScope, TenantConfig, TenantContext};
 
-/// Answers one request through the shared pipeline, as `impl Api for Deps` configures it.
-pub use platform_http::serve as handle;
-
 /// The path prefixes this function serves.
 pub const PREFIXES: &[&str] = &["/groups"];
 
@@ -139,6 +136,11 @@ impl Api for Deps {
             Route::RemoveUser(g, u) => handlers::remove_user(&ctx, &g, &u).await,
         }
     }
+}
+
+/// Answers one request through the shared pipeline, as `impl Api for Deps` configures it.
+pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
+    platform_http::serve(req, deps).await
 }
 
 #[cfg(test)]

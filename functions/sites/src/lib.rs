@@ -34,9 +34,6 @@ use site_store::{DataPartition, SiteStore};
 use storage::Table;
 use tenant_context::{Permission, Principal, SiteMode, TenantConfig, TenantContext};
 
-/// Answers one request through the shared pipeline, as `impl Api for Deps` configures it.
-pub use platform_http::serve as handle;
-
 /// The path prefixes this function serves.
 pub const PREFIXES: &[&str] = &["/sites"];
 
@@ -248,6 +245,11 @@ impl Api for Deps {
             }
         }
     }
+}
+
+/// Answers one request through the shared pipeline, as `impl Api for Deps` configures it.
+pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
+    platform_http::serve(req, deps).await
 }
 
 #[cfg(test)]

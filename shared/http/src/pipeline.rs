@@ -145,7 +145,6 @@ pub trait Api: Sync + AsRef<TenantContext> {
 
 /// Serves one request through the pipeline, inside a tracing span that carries the request
 /// id, method, path, and (once known) user and site; the status is logged when it is done.
-/// Each function re-exports it as its `handle`.
 pub async fn serve<A: Api>(req: Request, api: &A) -> Response<Body> {
     let span = tracing::info_span!(
         "request",
