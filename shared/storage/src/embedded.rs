@@ -134,14 +134,22 @@ fn encode_value(item: &Item) -> Result<Vec<u8>, StorageError> {
     Ok(v)
 }
 
-/// The attributes and body of a stored value.
+/// The attributes and body of a stored value. The JSON parser tells where the attributes end,
+/// so the value is read once, not scanned for the separator first.
 fn decode_value(bytes: &[u8]) -> Result<(Attrs, Option<Vec<u8>>), StorageError> {
-    let (json, body) = match bytes.iter().position(|&b| b == SEPARATOR) {
-        Some(i) => (&bytes[..i], Some(bytes[i + 1..].to_vec())),
-        None => (bytes, None),
+    let unreadable =
+        |e: &dyn Display| StorageError::Unreadable(format!("embedded table: stored item: {e}"));
+    let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<Attrs>();
+    let attrs = match stream.next() {
+        Some(Ok(attrs)) => attrs,
+        Some(Err(e)) => return Err(unreadable(&e)),
+        None => return Err(unreadable(&"no attributes")),
     };
-    let attrs = serde_json::from_slice(json)
-        .map_err(|e| StorageError::Unreadable(format!("embedded table: stored item: {e}")))?;
+    let body = match &bytes[stream.byte_offset()..] {
+        [] => None,
+        [SEPARATOR, body @ ..] => Some(body.to_vec()),
+        _ => return Err(unreadable(&"bytes after the attributes")),
+    };
     Ok((attrs, body))
 }
 
