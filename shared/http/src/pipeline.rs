@@ -169,36 +169,33 @@ pub async fn serve<A: Api>(req: Request, api: &A) -> Response<Body> {
 async fn run<A: Api>(api: &A, req: &Request) -> Result<Response<Body>, A::Error> {
     let route = api.router().find(req.method(), req.uri().path())?;
     let access = A::access(&route);
-    let span = tracing::Span::current();
     let tenant: &TenantContext = api.as_ref();
-    let principal = match access {
-        Access::Public => None,
-        _ => {
-            let p = tenant
-                .authenticate(credentials(req, tenant.config()))
-                .await
-                .map_err(Refusal::from)?;
-            span.record("user", p.username());
-            Some(p)
-        }
-    };
+    if access == Access::Public {
+        api.check(&route)?;
+        let authorized = Authorized::Nobody;
+        return api.handle(route, Call { req, authorized }).await;
+    }
+    let principal = tenant
+        .authenticate(credentials(req, tenant.config()))
+        .await
+        .map_err(Refusal::from)?;
+    tracing::Span::current().record("user", principal.username());
     api.check(&route)?;
-    let authorized = match (access, principal) {
-        (Access::Public, _) | (_, None) => Authorized::Nobody,
-        (Access::Authenticated, Some(p)) => Authorized::Principal(p),
-        (Access::Admin, Some(p)) => {
-            let admin = tenant.authorize_admin(&p).await.map_err(Refusal::from)?;
-            Authorized::Admin(p, admin)
+    let (target, permission) = match access {
+        Access::Public | Access::Authenticated => {
+            let authorized = Authorized::Principal(principal);
+            return api.handle(route, Call { req, authorized }).await;
         }
-        (Access::Site(permission), Some(p)) => {
-            let target = RequestTarget::site(query_param(req, "siteId"));
-            let scope = tenant
-                .authorize(&p, target, permission)
+        Access::Admin => {
+            let admin = tenant
+                .authorize_admin(&principal)
                 .await
                 .map_err(Refusal::from)?;
-            Authorized::Site(p, scope)
+            let authorized = Authorized::Admin(principal, admin);
+            return api.handle(route, Call { req, authorized }).await;
         }
-        (Access::PathSite(site, permission), Some(p)) => {
+        Access::Site(permission) => (RequestTarget::site(query_param(req, "siteId")), permission),
+        Access::PathSite(site, permission) => {
             if let Some(q) = query_param(req, "siteId")
                 && q != site
             {
@@ -207,16 +204,15 @@ async fn run<A: Api>(api: &A, req: &Request) -> Result<Response<Body>, A::Error>
                 ))
                 .into());
             }
-            let scope = tenant
-                .authorize(&p, RequestTarget::site(Some(site)), permission)
-                .await
-                .map_err(Refusal::from)?;
-            Authorized::Site(p, scope)
+            (RequestTarget::site(Some(site)), permission)
         }
     };
-    if let Authorized::Site(_, scope) = &authorized {
-        span.record("site", scope.site().as_str());
-    }
+    let scope = tenant
+        .authorize(&principal, target, permission)
+        .await
+        .map_err(Refusal::from)?;
+    tracing::Span::current().record("site", scope.site().as_str());
+    let authorized = Authorized::Site(principal, scope);
     api.handle(route, Call { req, authorized }).await
 }
 

@@ -136,7 +136,7 @@ fn encode_value(item: &Item) -> Result<Vec<u8>, StorageError> {
 
 /// The attributes and body of a stored value. The JSON parser tells where the attributes end,
 /// so the value is read once, not scanned for the separator first.
-fn decode_value(bytes: &[u8]) -> Result<(Attrs, Option<Vec<u8>>), StorageError> {
+fn decode_value(bytes: &[u8]) -> Result<(Attrs, Option<&[u8]>), StorageError> {
     let unreadable =
         |e: &dyn Display| StorageError::Unreadable(format!("embedded table: stored item: {e}"));
     let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<Attrs>();
@@ -147,7 +147,7 @@ fn decode_value(bytes: &[u8]) -> Result<(Attrs, Option<Vec<u8>>), StorageError> 
     };
     let body = match &bytes[stream.byte_offset()..] {
         [] => None,
-        [SEPARATOR, body @ ..] => Some(body.to_vec()),
+        [SEPARATOR, body @ ..] => Some(body),
         _ => return Err(unreadable(&"bytes after the attributes")),
     };
     Ok((attrs, body))
@@ -155,10 +155,14 @@ fn decode_value(bytes: &[u8]) -> Result<(Attrs, Option<Vec<u8>>), StorageError> 
 
 fn decode_item(key: Key, bytes: &[u8]) -> Result<Item, StorageError> {
     let (attrs, body) = decode_value(bytes)?;
-    Ok(Item { key, attrs, body })
+    Ok(Item {
+        key,
+        attrs,
+        body: body.map(<[u8]>::to_vec),
+    })
 }
 
-/// The attributes of a stored value (for conditions).
+/// The attributes of a stored value (for conditions; the body is not copied).
 fn decode_attrs(bytes: &[u8]) -> Result<Attrs, StorageError> {
     decode_value(bytes).map(|(attrs, _)| attrs)
 }

@@ -286,11 +286,10 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    /// The item at `key` does not parse as what it should be, because of `why`.
+    /// The item at `key` does not parse as what it should be, because of `why`. Logged where
+    /// it becomes the request's 500, with the key.
     pub fn unreadable(key: &Key, why: impl std::fmt::Display) -> Self {
-        let e = StorageError::Unreadable(format!("{} / {}: {why}", key.pk, key.sk));
-        tracing::error!(error = %e, "stored data does not parse");
-        e
+        StorageError::Unreadable(format!("{} / {}: {why}", key.pk, key.sk))
     }
 }
 
