@@ -56,7 +56,13 @@ impl Functions {
             ),
             sites: sites::Deps::new(config.clone(), table.clone()),
             groups: groups::Deps::new(config.clone(), directory.clone(), table.clone()),
-            fhir: fhir::Deps::new(config, table.clone()),
+            fhir: fhir::Deps::new(
+                config,
+                table.clone(),
+                blobs.clone(),
+                PageTokens::new(&secrets.paging),
+                fhir::Limits::default(),
+            ),
             directory,
             blobs,
         })

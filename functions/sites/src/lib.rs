@@ -39,7 +39,13 @@ pub const PREFIXES: &[&str] = &["/sites"];
 
 /// The data of every domain: a site that holds any of it cannot be deleted. A new domain adds
 /// its partition here.
-pub const SITE_DATA: &[DataPartition] = &[documents::store::SITE_DATA];
+pub const SITE_DATA: &[DataPartition] = &[
+    documents::store::SITE_DATA,
+    fhir_core::SITE_DATA[0],
+    fhir_core::SITE_DATA[1],
+    fhir_core::SITE_DATA[2],
+    fhir_core::SITE_DATA[3],
+];
 
 /// What the handlers need; built once per process.
 pub struct Deps {

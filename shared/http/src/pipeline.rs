@@ -57,6 +57,9 @@ pub enum Access<'r> {
     /// The site named in the path (`/sites/{siteId}/...`), with this permission there; a
     /// `siteId` query parameter may only repeat it.
     PathSite(&'r str, Permission),
+    /// FHIR: the tenant of a `/tenant/{tenantId}/...` path when there is one, else the tenant
+    /// claim (or the only site the caller holds, or `default`), with this permission there.
+    Tenant(Option<&'r str>, Permission),
 }
 
 /// What the pipeline established about the caller, as the route's [`Access`] asked.
@@ -68,7 +71,7 @@ pub enum Authorized {
     Principal(Principal),
     /// [`Access::Admin`].
     Admin(Principal, AdminScope),
-    /// [`Access::Site`] and [`Access::PathSite`].
+    /// [`Access::Site`], [`Access::PathSite`] and [`Access::Tenant`].
     Site(Principal, TenantScope),
 }
 
@@ -195,6 +198,13 @@ async fn run<A: Api>(api: &A, req: &Request) -> Result<Response<Body>, A::Error>
             return api.handle(route, Call { req, authorized }).await;
         }
         Access::Site(permission) => (RequestTarget::site(query_param(req, "siteId")), permission),
+        Access::Tenant(path_tenant, permission) => (
+            RequestTarget {
+                path_tenant,
+                site_id: None,
+            },
+            permission,
+        ),
         Access::PathSite(site, permission) => {
             if let Some(q) = query_param(req, "siteId")
                 && q != site

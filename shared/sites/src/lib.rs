@@ -67,7 +67,7 @@ pub async fn site_holds_data(
         let page = scoped
             .query(&Query::new(scoped.pk(part.pk), SkRange::All, 1))
             .await?;
-        if !page.items.is_empty() {
+        if !page.items.is_empty() && !held.contains(&part.what) {
             held.push(part.what);
         }
     }

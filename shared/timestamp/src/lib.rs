@@ -39,6 +39,36 @@ pub fn from_unix(unix_seconds: i64, millis: u32) -> String {
     format(t)
 }
 
+/// Parses an RFC 3339 date-time with a time zone (a FHIR `instant`, or a stored time).
+pub fn parse(s: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+}
+
+/// The stored time one millisecond after the stored time `s` (for versions that must sort
+/// after their predecessor when clocks disagree); `s` itself when it does not parse.
+pub fn next_milli(s: &str) -> String {
+    parse(s).map_or_else(
+        || s.to_owned(),
+        |t| format(t + time::Duration::milliseconds(1)),
+    )
+}
+
+const HTTP_DATE: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+    "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+);
+
+/// The stored time `s` as an HTTP date (`Last-Modified`): `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub fn http_date(s: &str) -> Option<String> {
+    parse(s)?.to_offset(UtcOffset::UTC).format(HTTP_DATE).ok()
+}
+
+/// An HTTP date (`If-Modified-Since`) in the stored format.
+pub fn parse_http_date(s: &str) -> Option<String> {
+    time::PrimitiveDateTime::parse(s.trim(), HTTP_DATE)
+        .ok()
+        .map(|t| format(t.assume_utc()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +86,20 @@ mod tests {
         assert_eq!(from_unix(i64::MAX, 0), "1970-01-01T00:00:00.000Z");
         // Text order is time order.
         assert!(format(t) < format(t + time::Duration::milliseconds(1)));
+        assert_eq!(parse("2026-11-18T16:36:40.007+05:30"), Some(t));
+        assert_eq!(parse("2026-11-18"), None);
+        assert_eq!(
+            http_date("1994-11-06T08:49:37.500Z").as_deref(),
+            Some("Sun, 06 Nov 1994 08:49:37 GMT")
+        );
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").as_deref(),
+            Some("1994-11-06T08:49:37.000Z")
+        );
+        assert_eq!(parse_http_date("yesterday"), None);
+        assert_eq!(
+            next_milli("2026-11-18T11:06:40.999Z"),
+            "2026-11-18T11:06:41.000Z"
+        );
     }
 }

@@ -1,0 +1,350 @@
+//! The instance and type interactions: create, read, vread, update, patch, delete; and what
+//! they share (media types, body limits, `Prefer`, the headers of a version).
+
+use fhir_core::{
+    FHIR_JSON, FhirError, Resource, ResourceId, ResourceType, Version, VersionId, etag,
+    fhir_response, outcome, parse_etag,
+};
+use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::{Body, Request, Response};
+use serde_json::Value;
+
+use crate::Ctx;
+use crate::ops::{self, Done, Op};
+
+/// A request header as text.
+pub(crate) fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// What the client prefers back (`Prefer: return=...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Return {
+    Minimal,
+    Representation,
+    OperationOutcome,
+}
+
+pub(crate) fn prefer(req: &Request, default: Return) -> Return {
+    let Some(p) = header(req, "prefer") else {
+        return default;
+    };
+    for part in p.split([',', ';']) {
+        match part
+            .trim()
+            .strip_prefix("return=")
+            .map(|v| v.trim_matches('"'))
+        {
+            Some("minimal") => return Return::Minimal,
+            Some("representation") => return Return::Representation,
+            Some("OperationOutcome") => return Return::OperationOutcome,
+            _ => {}
+        }
+    }
+    default
+}
+
+/// The request body, checked against the media types allowed and the size limit.
+pub(crate) fn body<'a>(ctx: &'a Ctx<'_>, allowed: &[&str]) -> Result<&'a [u8], FhirError> {
+    let bytes: &[u8] = match ctx.req.body() {
+        Body::Empty => &[],
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        _ => &[],
+    };
+    if bytes.len() > ctx.deps.limits.max_body_bytes {
+        return Err(FhirError::PayloadTooLarge(format!(
+            "the body is {} bytes; this server takes at most {}",
+            bytes.len(),
+            ctx.deps.limits.max_body_bytes
+        )));
+    }
+    if let Some(ct) = header(ctx.req, "content-type") {
+        let media = ct
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        if !allowed.contains(&media.as_str()) {
+            return Err(FhirError::UnsupportedMediaType(format!(
+                "content type '{media}' is not supported here; send {}",
+                allowed.join(" or ")
+            )));
+        }
+    }
+    if bytes.is_empty() {
+        return Err(FhirError::invalid("the request has no body"));
+    }
+    Ok(bytes)
+}
+
+/// Media types of a resource body.
+pub(crate) const JSON_TYPES: &[&str] = &[FHIR_JSON, "application/json"];
+
+/// `If-Match`, parsed.
+fn if_match(req: &Request) -> Result<Option<VersionId>, FhirError> {
+    header(req, "if-match")
+        .map(|v| {
+            parse_etag(v).ok_or_else(|| {
+                FhirError::invalid(format!(
+                    "If-Match '{v}' is not a version ETag such as W/\"1\""
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// `<base>/<Type>/<id>`.
+pub(crate) fn url(base: &str, t: ResourceType, id: &ResourceId) -> String {
+    format!("{base}/{t}/{id}")
+}
+
+/// `<base>/<Type>/<id>/_history/<vid>`.
+pub(crate) fn version_url(base: &str, v: &Version) -> String {
+    format!("{}/_history/{}", url(base, v.rtype, &v.id), v.vid)
+}
+
+/// A response about one version: `ETag`, `Last-Modified`, `Location` when asked, and the body
+/// the client prefers.
+pub(crate) fn version_response(
+    ctx: &Ctx<'_>,
+    status: StatusCode,
+    v: &Version,
+    ret: Return,
+    location: bool,
+) -> Response<Body> {
+    let (status, body) = match ret {
+        Return::Representation if v.body.is_some() => (
+            status,
+            Body::Text(String::from_utf8_lossy(v.body.as_deref().unwrap_or_default()).into_owned()),
+        ),
+        Return::OperationOutcome => (
+            status,
+            Body::Text(
+                outcome(
+                    "information",
+                    "informational",
+                    &format!("{} {}/{} version {}", verb(status, v), v.rtype, v.id, v.vid),
+                )
+                .to_string(),
+            ),
+        ),
+        _ if status == StatusCode::OK && v.deleted => (StatusCode::NO_CONTENT, Body::Empty),
+        _ => (status, Body::Empty),
+    };
+    let mut resp = Response::builder().status(status);
+    if !matches!(body, Body::Empty) {
+        resp = resp.header(header::CONTENT_TYPE, FHIR_JSON);
+    }
+    resp = resp.header(header::ETAG, etag(v.vid));
+    if let Some(d) = timestamp::http_date(&v.last_updated) {
+        resp = resp.header(header::LAST_MODIFIED, d);
+    }
+    if location {
+        resp = resp.header(header::LOCATION, version_url(&ctx.base, v));
+    }
+    resp.body(body).unwrap_or_default()
+}
+
+fn verb(status: StatusCode, v: &Version) -> &'static str {
+    if v.deleted {
+        "deleted"
+    } else if status == StatusCode::CREATED {
+        "created"
+    } else {
+        "updated"
+    }
+}
+
+/// Parses a resource body of type `t`.
+fn resource(ctx: &Ctx<'_>, t: ResourceType) -> Result<Resource, FhirError> {
+    let r = Resource::parse(body(ctx, JSON_TYPES)?)?;
+    let bt = r.resource_type()?;
+    if bt != t {
+        return Err(FhirError::invalid(format!(
+            "the body is a {bt} but the URL is for {t}"
+        )));
+    }
+    Ok(r)
+}
+
+fn one(mut done: Vec<Done>) -> Done {
+    done.pop().expect("one operation, one result")
+}
+
+/// `POST /{type}`: a new resource with a server-assigned id (an id in the body is ignored).
+pub(crate) async fn create(ctx: &Ctx<'_>, t: ResourceType) -> Result<Response<Body>, FhirError> {
+    let resource = resource(ctx, t)?;
+    let op = Op::Create {
+        t,
+        id: ResourceId::generate(),
+        resource,
+    };
+    let done = one(ops::run(&ctx.store(), &[op]).await?);
+    let v = done.version.expect("a create writes a version");
+    Ok(version_response(
+        ctx,
+        done.status,
+        &v,
+        prefer(ctx.req, Return::Representation),
+        true,
+    ))
+}
+
+/// `PUT /{type}/{id}`: a new version, or the first one with the client's id.
+pub(crate) async fn update(
+    ctx: &Ctx<'_>,
+    t: ResourceType,
+    id: ResourceId,
+) -> Result<Response<Body>, FhirError> {
+    let resource = resource(ctx, t)?;
+    match resource.id()? {
+        Some(bid) if bid == id.as_str() => {}
+        Some(bid) => {
+            return Err(FhirError::invalid(format!(
+                "the body's id '{bid}' differs from the id '{id}' in the URL"
+            )));
+        }
+        None => {
+            return Err(FhirError::invalid(format!(
+                "the body has no id; an update must carry the id of the URL ('{id}')"
+            )));
+        }
+    }
+    let op = Op::Update {
+        t,
+        id,
+        resource,
+        if_match: if_match(ctx.req)?,
+    };
+    let done = one(ops::run(&ctx.store(), &[op]).await?);
+    let v = done.version.expect("an update writes a version");
+    Ok(version_response(
+        ctx,
+        done.status,
+        &v,
+        prefer(ctx.req, Return::Representation),
+        true,
+    ))
+}
+
+/// Parses a JSON Patch document.
+pub(crate) fn json_patch(bytes: &[u8]) -> Result<json_patch::Patch, FhirError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        FhirError::invalid(format!(
+            "the body is not a JSON Patch document (RFC 6902): {e}"
+        ))
+    })
+}
+
+/// `PATCH /{type}/{id}` with a JSON Patch.
+pub(crate) async fn patch(
+    ctx: &Ctx<'_>,
+    t: ResourceType,
+    id: ResourceId,
+) -> Result<Response<Body>, FhirError> {
+    let patch = json_patch(body(ctx, &["application/json-patch+json"])?)?;
+    let op = Op::Patch {
+        t,
+        id,
+        patch,
+        if_match: if_match(ctx.req)?,
+    };
+    let done = one(ops::run(&ctx.store(), &[op]).await?);
+    let v = done.version.expect("a patch writes a version");
+    Ok(version_response(
+        ctx,
+        done.status,
+        &v,
+        prefer(ctx.req, Return::Representation),
+        false,
+    ))
+}
+
+/// `DELETE /{type}/{id}`: a new version marked deleted; history is kept. Deleting what is
+/// deleted changes nothing.
+pub(crate) async fn delete(
+    ctx: &Ctx<'_>,
+    t: ResourceType,
+    id: ResourceId,
+) -> Result<Response<Body>, FhirError> {
+    let op = Op::Delete {
+        t,
+        id,
+        if_match: if_match(ctx.req)?,
+    };
+    let done = one(ops::run(&ctx.store(), &[op]).await?);
+    let v = done.version.expect("a delete names a version");
+    Ok(version_response(
+        ctx,
+        StatusCode::OK,
+        &v,
+        prefer(ctx.req, Return::Minimal),
+        false,
+    ))
+}
+
+/// A read's answer: 304 when `If-None-Match` or `If-Modified-Since` says the client has it.
+fn read_response(ctx: &Ctx<'_>, v: Version) -> Result<Response<Body>, FhirError> {
+    if v.deleted {
+        return Err(FhirError::Gone(format!(
+            "{}/{} was deleted (version {})",
+            v.rtype, v.id, v.vid
+        )));
+    }
+    let not_modified = header(ctx.req, "if-none-match").is_some_and(|m| {
+        m.split(',')
+            .any(|e| e.trim() == "*" || parse_etag(e) == Some(v.vid))
+    }) || header(ctx.req, "if-modified-since")
+        .and_then(timestamp::parse_http_date)
+        .is_some_and(|since| {
+            // HTTP dates have whole seconds.
+            v.last_updated.get(..19) <= since.get(..19)
+        });
+    let mut resp = version_response(ctx, StatusCode::OK, &v, Return::Representation, false);
+    if not_modified {
+        *resp.status_mut() = StatusCode::NOT_MODIFIED;
+        *resp.body_mut() = Body::Empty;
+        resp.headers_mut().remove(header::CONTENT_TYPE);
+    }
+    resp.headers_mut().insert(
+        header::CONTENT_LOCATION,
+        HeaderValue::from_str(&version_url(&ctx.base, &v)).unwrap_or(HeaderValue::from_static("")),
+    );
+    Ok(resp)
+}
+
+/// `GET /{type}/{id}`.
+pub(crate) async fn read(
+    ctx: &Ctx<'_>,
+    t: ResourceType,
+    id: &ResourceId,
+) -> Result<Response<Body>, FhirError> {
+    let v = ctx
+        .store()
+        .read(t, id)
+        .await?
+        .ok_or_else(|| FhirError::NotFound(format!("{t}/{id} is not known")))?;
+    read_response(ctx, v)
+}
+
+/// `GET /{type}/{id}/_history/{vid}`.
+pub(crate) async fn vread(
+    ctx: &Ctx<'_>,
+    t: ResourceType,
+    id: &ResourceId,
+    vid: VersionId,
+) -> Result<Response<Body>, FhirError> {
+    let v = ctx
+        .store()
+        .vread(t, id, vid)
+        .await?
+        .ok_or_else(|| FhirError::NotFound(format!("{t}/{id} has no version {vid}")))?;
+    read_response(ctx, v)
+}
+
+/// A FHIR JSON response of a value.
+pub(crate) fn json(status: StatusCode, v: &Value) -> Response<Body> {
+    fhir_response(status, v)
+}
