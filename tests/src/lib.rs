@@ -2,6 +2,7 @@
 //! on a `moto_server` started on loopback), and a client that calls a function's handler
 //! with the API Gateway HTTP API event the JWT authorizer would produce for a user.
 
+pub mod fhir;
 pub mod moto;
 
 use std::sync::Arc;

@@ -423,7 +423,7 @@ async fn transaction(
     for (i, a) in actions.iter_mut().enumerate() {
         if let Action::Write(Op::Create { resource, .. } | Op::Update { resource, .. }) = a {
             let mut unknown = None;
-            resource.for_each_string(|s| {
+            resource.for_each_reference(|s| {
                 if s.starts_with("urn:uuid:") && !ids.contains_key(s) && unknown.is_none() {
                     unknown = Some(s.to_owned());
                 }
@@ -434,7 +434,7 @@ async fn transaction(
                     entry_label(i, &entries[i])
                 )));
             }
-            resource.replace_strings(&ids);
+            resource.replace_references(&ids);
         }
     }
     let mut touched = HashSet::new();

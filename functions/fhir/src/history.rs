@@ -216,8 +216,9 @@ fn links(
     (self_url, next_url)
 }
 
-/// Keeps the versions current at some time of `[start, end)`: those made in it, and the
-/// latest one made before it, for each resource (`versions` newest first).
+/// Keeps the versions current at some time of `[start, end)`: those made after `start` and
+/// before `end`, and for each resource the latest one made at or before `start` (`versions`
+/// newest first).
 fn current_during(versions: Vec<Version>, start: &str, end: &str) -> Vec<Version> {
     let mut seen_before = std::collections::HashSet::new();
     versions
@@ -226,7 +227,7 @@ fn current_during(versions: Vec<Version>, start: &str, end: &str) -> Vec<Version
             if *v.last_updated >= *end {
                 return false;
             }
-            if *v.last_updated >= *start {
+            if *v.last_updated > *start {
                 return true;
             }
             seen_before.insert((v.rtype, v.id.clone()))

@@ -156,9 +156,10 @@ impl Resource {
         serde_json::from_slice(&self.to_bytes()).unwrap_or(Value::Null)
     }
 
-    /// Replaces every string value equal to a key of `map` by its value, anywhere in the
-    /// resource (Bundle `fullUrl`s in references). Object keys are left alone.
-    pub fn replace_strings(&mut self, map: &HashMap<String, String>) {
+    /// Replaces every `reference` element equal to a key of `map` by its value, anywhere in
+    /// the resource (Bundle `fullUrl`s in references become `Type/id`). Other strings, such as
+    /// identifier values that happen to look like a `urn:uuid:`, are left alone.
+    pub fn replace_references(&mut self, map: &HashMap<String, String>) {
         if map.is_empty() {
             return;
         }
@@ -169,21 +170,32 @@ impl Resource {
         }
     }
 
-    /// Every string value of the resource (for checking `urn:uuid:` references).
-    pub fn for_each_string(&self, mut f: impl FnMut(&str)) {
+    /// Every `reference` element of the resource.
+    pub fn for_each_reference(&self, mut f: impl FnMut(&str)) {
         for (_, v) in &self.fields {
-            each_string(v.get(), &mut |s, _| {
-                f(s);
+            each_string(v.get(), &mut |s, key| {
+                if key == Some(REFERENCE) {
+                    f(s);
+                }
                 None
             });
         }
     }
 }
 
-/// Calls `f(string, is_key)` for every string literal of the JSON text `json`.
-fn each_string(json: &str, f: &mut dyn FnMut(&str, bool) -> Option<()>) -> Vec<(usize, usize)> {
+/// The element of a Reference that holds the literal reference.
+const REFERENCE: &str = "reference";
+
+/// Calls `f(string, key)` for every string value of the JSON text `json`, with the name of the
+/// object member it is the value of (none for array elements); returns the byte ranges of the
+/// literals for which `f` returned `Some`.
+fn each_string(
+    json: &str,
+    f: &mut dyn FnMut(&str, Option<&str>) -> Option<()>,
+) -> Vec<(usize, usize)> {
     let bytes = json.as_bytes();
     let mut hits = Vec::new();
+    let mut last_key = String::new();
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] != b'"' {
@@ -207,8 +219,16 @@ fn each_string(json: &str, f: &mut dyn FnMut(&str, bool) -> Option<()>) -> Vec<(
         while j < bytes.len() && bytes[j].is_ascii_whitespace() {
             j += 1;
         }
-        let is_key = bytes.get(j) == Some(&b':');
-        if f(&decoded, is_key).is_some() {
+        if bytes.get(j) == Some(&b':') {
+            last_key = decoded;
+            continue;
+        }
+        let mut k = start;
+        while k > 0 && bytes[k - 1].is_ascii_whitespace() {
+            k -= 1;
+        }
+        let key = (k > 0 && bytes[k - 1] == b':').then_some(last_key.as_str());
+        if f(&decoded, key).is_some() {
             hits.push((start, end));
         }
     }
@@ -217,8 +237,8 @@ fn each_string(json: &str, f: &mut dyn FnMut(&str, bool) -> Option<()>) -> Vec<(
 
 fn replace_in_json(json: &str, map: &HashMap<String, String>) -> Option<String> {
     let mut replacements = Vec::new();
-    let hits = each_string(json, &mut |s, is_key| {
-        if is_key {
+    let hits = each_string(json, &mut |s, key| {
+        if key != Some(REFERENCE) {
             return None;
         }
         let to = map.get(s)?;
@@ -279,17 +299,22 @@ mod tests {
     }
 
     #[test]
-    fn replaces_references_not_keys() {
+    fn replaces_references_only() {
         let mut r = Resource::parse(
-            br#"{"resourceType":"Observation","subject":{"reference":"urn:uuid:1"},"x":["urn:uuid:1","a\"b"],"urn:uuid:1":true}"#,
+            br#"{"resourceType":"Observation","subject":{"reference" : "urn:uuid:1"},"performer":[{"reference":"urn:uuid:1"}],"x":["urn:uuid:1","a\"b"],"identifier":[{"value":"urn:uuid:1"}],"urn:uuid:1":true}"#,
         )
         .unwrap();
+        let mut refs = Vec::new();
+        r.for_each_reference(|s| refs.push(s.to_owned()));
+        assert_eq!(refs, ["urn:uuid:1", "urn:uuid:1"]);
         let map = HashMap::from([("urn:uuid:1".to_owned(), "Patient/p".to_owned())]);
-        r.replace_strings(&map);
+        r.replace_references(&map);
         let v = r.to_value();
         assert_eq!(v["subject"]["reference"], "Patient/p");
-        assert_eq!(v["x"][0], "Patient/p");
+        assert_eq!(v["performer"][0]["reference"], "Patient/p");
+        assert_eq!(v["x"][0], "urn:uuid:1");
         assert_eq!(v["x"][1], "a\"b");
+        assert_eq!(v["identifier"][0]["value"], "urn:uuid:1");
         assert_eq!(v["urn:uuid:1"], true);
     }
 }
