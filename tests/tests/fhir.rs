@@ -364,12 +364,15 @@ async fn crud_conditional_headers_and_history() {
     }
 }
 
+/// Method, path, headers, body, expected status.
+type BadCase<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_a_4xx_operation_outcome_and_writes_nothing() {
     for backend in backends().await {
         let f = Fhir::new(backend);
         let u = tenant_user("ann", "t1");
-        let cases: Vec<(&str, &str, Vec<(&str, &str)>, Vec<u8>, u16)> = vec![
+        let cases: Vec<BadCase> = vec![
             ("POST", "/fhir/Patient", vec![], b"{not json".to_vec(), 400),
             ("POST", "/fhir/Patient", vec![], b"[]".to_vec(), 400),
             (
