@@ -16,6 +16,8 @@ pub struct FhirResp {
     pub headers: Vec<(String, String)>,
     pub body: Value,
     pub text: String,
+    /// The body's bytes.
+    pub bytes: Vec<u8>,
 }
 
 impl FhirResp {
@@ -35,11 +37,24 @@ impl FhirResp {
     }
 }
 
+/// A client of the FHIR function's handler (cheap to clone into concurrent tasks).
+#[derive(Clone)]
+pub struct Client {
+    pub deps: Arc<fhir::Deps>,
+}
+
 /// The FHIR function on a backend.
 pub struct Fhir {
-    pub deps: Arc<fhir::Deps>,
+    pub client: Client,
     pub table: Arc<dyn Table>,
     pub backend: Backend,
+}
+
+impl std::ops::Deref for Fhir {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
 }
 
 impl Fhir {
@@ -59,7 +74,9 @@ impl Fhir {
             store: fhir_core::StoreOptions::default(),
         };
         Fhir {
-            deps: Arc::new(deps),
+            client: Client {
+                deps: Arc::new(deps),
+            },
             table,
             backend,
         }
@@ -69,6 +86,15 @@ impl Fhir {
         Fhir::with_config(backend, TenantConfig::default())
     }
 
+    /// Changes the protocol's options (before any request is sent).
+    pub fn set_store_options(&mut self, opts: fhir_core::StoreOptions) {
+        Arc::get_mut(&mut self.client.deps)
+            .expect("no request sent yet")
+            .store = opts;
+    }
+}
+
+impl Client {
     /// Sends a request; `body` is sent as is, with `content-type` from `headers` (else
     /// `application/fhir+json` when there is a body).
     pub async fn send(
@@ -112,16 +138,18 @@ impl Fhir {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
             .collect();
-        let text = match resp.body() {
-            lambda_http::Body::Text(t) => t.clone(),
-            lambda_http::Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
-            _ => String::new(),
+        let bytes = match resp.body() {
+            lambda_http::Body::Text(t) => t.as_bytes().to_vec(),
+            lambda_http::Body::Binary(b) => b.clone(),
+            _ => Vec::new(),
         };
+        let text = String::from_utf8_lossy(&bytes).into_owned();
         FhirResp {
             status,
             headers,
             body: serde_json::from_str(&text).unwrap_or(Value::Null),
             text,
+            bytes,
         }
     }
 
@@ -149,4 +177,25 @@ pub fn tenant_user(name: &str, tenant: &str) -> User {
     let mut u = User::new(name, &[]);
     u.tenant = Some(tenant.into());
     u
+}
+
+/// A real [`tenant_context::TenantScope`] on `site` (READ WRITE DELETE), made by the tenant
+/// library from the authorizer claims of a user whose tenant claim is `site`.
+pub async fn scope_for(site: &str) -> tenant_context::TenantScope {
+    let ctx = TenantContext::new(TenantConfig::default());
+    let claims = tenant_user("checker", site).claims();
+    let creds = tenant_context::Credentials {
+        authorizer_claims: Some(tenant_context::Claims::new(
+            claims.as_object().cloned().unwrap_or_default(),
+        )),
+        ..Default::default()
+    };
+    let principal = ctx.authenticate(creds).await.expect("authenticate");
+    ctx.authorize(
+        &principal,
+        tenant_context::RequestTarget::default(),
+        tenant_context::Permission::Read,
+    )
+    .await
+    .expect("authorize")
 }

@@ -880,3 +880,163 @@ async fn another_tenant_gets_404_in_both_url_forms() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_content_lives_in_the_bucket() {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    for backend in backends().await {
+        let name = backend.name;
+        let f = Fhir::new(backend);
+        let u = tenant_user("ann", "t1");
+        let small: Vec<u8> = (0..=255u8).collect();
+        let body =
+            json!({"resourceType": "Binary", "contentType": "image/png", "data": b64(&small)});
+        let r = f.json(&u, "POST", "/fhir/Binary", &[], &body).await;
+        ok(&r, 201, name);
+        assert_eq!(
+            r.body["data"],
+            b64(&small),
+            "{name}: the representation carries the data"
+        );
+        let id = r.body["id"].as_str().unwrap().to_owned();
+        let path = format!("/fhir/Binary/{id}");
+        let r = f
+            .send(Some(&u), "GET", &path, &[("accept", "image/png")], None)
+            .await;
+        ok(&r, 200, "native read");
+        assert_eq!(r.header("content-type"), Some("image/png"));
+        assert_eq!(r.bytes, small);
+        // The table holds no data: the stored body is the resource without it.
+        let scope = integration_tests::fhir::scope_for("t1").await;
+        let store = fhir_core::Store::new(
+            &*f.table,
+            &scope,
+            &fhir_core::BasicExtractor,
+            Default::default(),
+        );
+        let v = store
+            .read(
+                fhir_core::ResourceType::parse("Binary").unwrap(),
+                &fhir_core::ResourceId::parse(&id).unwrap(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(v.resource().unwrap().get("data").is_none());
+        assert!(v.blob.as_deref().unwrap().starts_with("t1/fhir/Binary/"));
+        let req = f.get(&u, &path).await;
+        assert_eq!(req.body["data"], b64(&small));
+        assert_eq!(req.header("content-type"), Some("application/fhir+json"));
+        // The bytes themselves, byte for byte.
+        let raw = f
+            .send(Some(&u), "GET", &path, &[("accept", "image/*")], None)
+            .await;
+        assert_eq!(raw.status, 200);
+        assert_eq!(raw.bytes, small);
+        // Large content is a redirect to a presigned URL.
+        let big = vec![7u8; 1024 * 1024 + 1];
+        let body = json!({"resourceType": "Binary", "id": "big", "contentType": "application/pdf", "data": b64(&big)});
+        let r = f
+            .json(
+                &u,
+                "PUT",
+                "/fhir/Binary/big",
+                &[("prefer", "return=minimal")],
+                &body,
+            )
+            .await;
+        ok(&r, 201, "big");
+        let r = f
+            .send(
+                Some(&u),
+                "GET",
+                "/fhir/Binary/big",
+                &[("accept", "application/pdf")],
+                None,
+            )
+            .await;
+        ok(&r, 302, "redirect");
+        assert!(
+            r.header("location")
+                .unwrap()
+                .contains("t1/fhir/Binary/big/"),
+            "{:?}",
+            r.header("location")
+        );
+        // A new version gets new content; the old version keeps its own.
+        let body = json!({"resourceType": "Binary", "id": "big", "contentType": "text/plain", "data": b64(b"v2")});
+        ok(
+            &f.json(&u, "PUT", "/fhir/Binary/big", &[], &body).await,
+            200,
+            "v2",
+        );
+        let r = f
+            .send(
+                Some(&u),
+                "GET",
+                "/fhir/Binary/big",
+                &[("accept", "text/plain")],
+                None,
+            )
+            .await;
+        assert_eq!(r.text, "v2");
+        let r = f
+            .send(
+                Some(&u),
+                "GET",
+                "/fhir/Binary/big/_history/1",
+                &[("accept", "application/pdf")],
+                None,
+            )
+            .await;
+        ok(&r, 302, "old version's content");
+        // Bad data, and patching a Binary, are 4xx.
+        let bad = json!({"resourceType": "Binary", "contentType": "text/plain", "data": "%%%"});
+        ok(
+            &f.json(&u, "POST", "/fhir/Binary", &[], &bad).await,
+            400,
+            "bad base64",
+        );
+        let p = serde_json::to_vec(
+            &json!([{ "op": "replace", "path": "/contentType", "value": "a/b" }]),
+        )
+        .unwrap();
+        let r = f
+            .send(
+                Some(&u),
+                "PATCH",
+                "/fhir/Binary/big",
+                &[("content-type", "application/json-patch+json")],
+                Some(&p),
+            )
+            .await;
+        ok(&r, 422, "patch binary");
+        // Another tenant sees nothing.
+        let other = tenant_user("bob", "t2");
+        ok(
+            &f.send(Some(&other), "GET", &path, &[("accept", "image/png")], None)
+                .await,
+            404,
+            "other tenant",
+        );
+        // In a transaction too.
+        let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"request": {"method": "POST", "url": "Binary"}, "resource": {"resourceType": "Binary", "contentType": "text/plain", "data": b64(b"in a bundle")}}
+        ]});
+        let r = f.json(&u, "POST", "/fhir", &[], &tx).await;
+        ok(&r, 200, "binary in a transaction");
+        let loc = r.body["entry"][0]["response"]["location"].as_str().unwrap();
+        let rel = loc
+            .strip_prefix("https://api.example.com")
+            .unwrap()
+            .split("/_history")
+            .next()
+            .unwrap()
+            .to_owned();
+        let r = f
+            .send(Some(&u), "GET", &rel, &[("accept", "text/plain")], None)
+            .await;
+        assert_eq!(r.text, "in a bundle");
+    }
+}

@@ -192,7 +192,12 @@ fn parse_entry(
             if let Some(fu) = &e.full_url {
                 ids.insert(fu.clone(), format!("{t}/{id}"));
             }
-            Action::Write(Op::Create { t, id, resource: r })
+            Action::Write(Op::Create {
+                t,
+                id,
+                resource: r,
+                blob: None,
+            })
         }
         ("PUT", Some(id), None) => {
             let r = need_resource()?;
@@ -223,6 +228,7 @@ fn parse_entry(
                 id,
                 resource: r,
                 if_match,
+                blob: None,
             })
         }
         ("PATCH", Some(id), None) => Action::Write(Op::Patch {
@@ -384,13 +390,12 @@ async fn batch(
         }
     }
     parsed.sort_by_key(|(i, a)| (a.rank(), *i));
-    let store = ctx.store();
     for (i, action) in parsed {
         let r = async {
             ctx.scope.require(action.permission())?;
             match action {
                 Action::Write(op) => {
-                    let done = ops::run(&store, std::slice::from_ref(&op)).await?;
+                    let done = ops::run(ctx, &mut [op]).await?;
                     Ok(write_entry(ctx, &done[0], ret))
                 }
                 Action::Read(t, id, vid) => read(ctx, t, &id, vid).await,
@@ -458,8 +463,8 @@ async fn transaction(
             Action::Read(..) => None,
         })
         .collect();
-    let ops_only: Vec<Op> = writes.iter().map(|(_, op)| op.clone()).collect();
-    let done = ops::run(&ctx.store(), &ops_only).await?;
+    let mut ops_only: Vec<Op> = writes.iter().map(|(_, op)| op.clone()).collect();
+    let done = ops::run(ctx, &mut ops_only).await?;
     let mut out = vec![Value::Null; entries.len()];
     for ((i, _), d) in writes.iter().zip(&done) {
         out[*i] = write_entry(ctx, d, ret);

@@ -6,6 +6,7 @@
 //! ([`platform_http::serve`]); errors are OperationOutcomes ([`FhirError`]). The FHIR library
 //! (`fhir-core`) holds the store and its write protocol; this crate holds the interactions.
 
+mod binary;
 mod bundle;
 mod capability;
 mod history;

@@ -10,14 +10,18 @@ use lambda_http::http::StatusCode;
 use serde_json::Value;
 use storage::retry_on_conflict;
 
+use crate::{Ctx, binary};
+
 /// One write.
 #[derive(Debug, Clone)]
 pub(crate) enum Op {
-    /// Create with a server-assigned id.
+    /// Create with a server-assigned id; `blob`: content already written beside it (a
+    /// Binary's data).
     Create {
         t: ResourceType,
         id: ResourceId,
         resource: Resource,
+        blob: Option<String>,
     },
     /// Update (or create with the client's id).
     Update {
@@ -25,6 +29,7 @@ pub(crate) enum Op {
         id: ResourceId,
         resource: Resource,
         if_match: Option<VersionId>,
+        blob: Option<String>,
     },
     /// JSON Patch of the current version.
     Patch {
@@ -41,6 +46,41 @@ pub(crate) enum Op {
 }
 
 impl Op {
+    /// The content this operation wrote beside the resource, if any.
+    pub fn blob(&self) -> Option<String> {
+        match self {
+            Op::Create { blob, .. } | Op::Update { blob, .. } => blob.clone(),
+            _ => None,
+        }
+    }
+
+    /// The resource to be written and where its content goes, for creates and updates.
+    pub fn content(
+        &mut self,
+    ) -> Option<(
+        ResourceType,
+        &ResourceId,
+        &mut Resource,
+        &mut Option<String>,
+    )> {
+        match self {
+            Op::Create {
+                t,
+                id,
+                resource,
+                blob,
+            }
+            | Op::Update {
+                t,
+                id,
+                resource,
+                blob,
+                ..
+            } => Some((*t, &*id, resource, blob)),
+            _ => None,
+        }
+    }
+
     pub fn target(&self) -> (ResourceType, ResourceId) {
         match self {
             Op::Create { t, id, .. }
@@ -132,8 +172,29 @@ fn patched(head: &Head, patch: &json_patch::Patch) -> Result<Resource, FhirError
 }
 
 /// Runs `ops` as one transaction: all commit or none does. A write that loses to a
-/// concurrent one is recomputed on the new state (so `If-Match` then fails with 412).
-pub(crate) async fn run(store: &Store<'_>, ops: &[Op]) -> Result<Vec<Done>, FhirError> {
+/// concurrent one is recomputed on the new state (so `If-Match` then fails with 412). A Binary's
+/// content is moved to the bucket first, and removed again when the write fails.
+pub(crate) async fn run(ctx: &Ctx<'_>, ops: &mut [Op]) -> Result<Vec<Done>, FhirError> {
+    for op in ops.iter_mut() {
+        if let Some((t, id, resource, blob)) = op.content() {
+            let id = id.clone();
+            match binary::externalize(ctx, t, &id, resource).await {
+                Ok(key) => *blob = key,
+                Err(e) => {
+                    binary::discard(ctx, ops.iter().map(Op::blob)).await;
+                    return Err(e);
+                }
+            }
+        }
+    }
+    let result = commit(&ctx.store(), ops).await;
+    if result.is_err() {
+        binary::discard(ctx, ops.iter().map(Op::blob)).await;
+    }
+    result
+}
+
+async fn commit(store: &Store<'_>, ops: &[Op]) -> Result<Vec<Done>, FhirError> {
     retry_on_conflict(
         || {
             FhirError::Conflict(
@@ -153,7 +214,12 @@ async fn attempt(store: &Store<'_>, ops: &[Op]) -> Result<Option<Vec<Done>>, Fhi
     let mut plan: Vec<Result<(usize, StatusCode), Done>> = Vec::with_capacity(ops.len());
     for (op, head) in ops.iter().zip(heads) {
         let (status, change) = match op {
-            Op::Create { t, id, resource } => {
+            Op::Create {
+                t,
+                id,
+                resource,
+                blob,
+            } => {
                 if head.current.is_some() {
                     return Err(FhirError::Conflict(format!("{t}/{id} exists already")));
                 }
@@ -162,11 +228,15 @@ async fn attempt(store: &Store<'_>, ops: &[Op]) -> Result<Option<Vec<Done>>, Fhi
                     Change::Put {
                         resource: resource.clone(),
                         method: "POST",
+                        blob: blob.clone(),
                     },
                 )
             }
             Op::Update {
-                resource, if_match, ..
+                resource,
+                if_match,
+                blob,
+                ..
             } => {
                 check_if_match(&head, *if_match)?;
                 let status = if head.live().is_some() {
@@ -179,12 +249,18 @@ async fn attempt(store: &Store<'_>, ops: &[Op]) -> Result<Option<Vec<Done>>, Fhi
                     Change::Put {
                         resource: resource.clone(),
                         method: "PUT",
+                        blob: blob.clone(),
                     },
                 )
             }
             Op::Patch {
-                patch, if_match, ..
+                t, patch, if_match, ..
             } => {
+                if t.as_str() == "Binary" {
+                    return Err(FhirError::Unprocessable(
+                        "a Binary cannot be patched; PUT a new version with its data".into(),
+                    ));
+                }
                 live(&head)?;
                 check_if_match(&head, *if_match)?;
                 (
@@ -192,6 +268,7 @@ async fn attempt(store: &Store<'_>, ops: &[Op]) -> Result<Option<Vec<Done>>, Fhi
                     Change::Put {
                         resource: patched(&head, patch)?,
                         method: "PATCH",
+                        blob: None,
                     },
                 )
             }

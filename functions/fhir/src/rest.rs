@@ -157,6 +157,21 @@ fn verb(status: StatusCode, v: &Version) -> &'static str {
     }
 }
 
+/// The answer to a create or update (a Binary's representation carries its data).
+async fn written(
+    ctx: &Ctx<'_>,
+    status: StatusCode,
+    v: Version,
+) -> Result<Response<Body>, FhirError> {
+    let ret = prefer(ctx.req, Return::Representation);
+    let v = if ret == Return::Representation {
+        crate::binary::with_data(ctx, v).await?
+    } else {
+        v
+    };
+    Ok(version_response(ctx, status, &v, ret, true))
+}
+
 /// Parses a resource body of type `t`.
 fn resource(ctx: &Ctx<'_>, t: ResourceType) -> Result<Resource, FhirError> {
     let r = Resource::parse(body(ctx, JSON_TYPES)?)?;
@@ -180,16 +195,11 @@ pub(crate) async fn create(ctx: &Ctx<'_>, t: ResourceType) -> Result<Response<Bo
         t,
         id: ResourceId::generate(),
         resource,
+        blob: None,
     };
-    let done = one(ops::run(&ctx.store(), &[op]).await?);
+    let done = one(ops::run(ctx, &mut [op]).await?);
     let v = done.version.expect("a create writes a version");
-    Ok(version_response(
-        ctx,
-        done.status,
-        &v,
-        prefer(ctx.req, Return::Representation),
-        true,
-    ))
+    written(ctx, done.status, v).await
 }
 
 /// `PUT /{type}/{id}`: a new version, or the first one with the client's id.
@@ -217,16 +227,11 @@ pub(crate) async fn update(
         id,
         resource,
         if_match: if_match(ctx.req)?,
+        blob: None,
     };
-    let done = one(ops::run(&ctx.store(), &[op]).await?);
+    let done = one(ops::run(ctx, &mut [op]).await?);
     let v = done.version.expect("an update writes a version");
-    Ok(version_response(
-        ctx,
-        done.status,
-        &v,
-        prefer(ctx.req, Return::Representation),
-        true,
-    ))
+    written(ctx, done.status, v).await
 }
 
 /// Parses a JSON Patch document.
@@ -251,7 +256,7 @@ pub(crate) async fn patch(
         patch,
         if_match: if_match(ctx.req)?,
     };
-    let done = one(ops::run(&ctx.store(), &[op]).await?);
+    let done = one(ops::run(ctx, &mut [op]).await?);
     let v = done.version.expect("a patch writes a version");
     Ok(version_response(
         ctx,
@@ -274,7 +279,7 @@ pub(crate) async fn delete(
         id,
         if_match: if_match(ctx.req)?,
     };
-    let done = one(ops::run(&ctx.store(), &[op]).await?);
+    let done = one(ops::run(ctx, &mut [op]).await?);
     let v = done.version.expect("a delete names a version");
     Ok(version_response(
         ctx,
@@ -286,7 +291,7 @@ pub(crate) async fn delete(
 }
 
 /// A read's answer: 304 when `If-None-Match` or `If-Modified-Since` says the client has it.
-fn read_response(ctx: &Ctx<'_>, v: Version) -> Result<Response<Body>, FhirError> {
+async fn read_response(ctx: &Ctx<'_>, v: Version) -> Result<Response<Body>, FhirError> {
     if v.deleted {
         return Err(FhirError::Gone(format!(
             "{}/{} was deleted (version {})",
@@ -302,7 +307,12 @@ fn read_response(ctx: &Ctx<'_>, v: Version) -> Result<Response<Body>, FhirError>
             // HTTP dates have whole seconds.
             v.last_updated.get(..19) <= since.get(..19)
         });
-    let mut resp = version_response(ctx, StatusCode::OK, &v, Return::Representation, false);
+    let location = version_url(&ctx.base, &v);
+    let mut resp = if v.rtype.as_str() == "Binary" && !not_modified {
+        crate::binary::read(ctx, v).await?
+    } else {
+        version_response(ctx, StatusCode::OK, &v, Return::Representation, false)
+    };
     if not_modified {
         *resp.status_mut() = StatusCode::NOT_MODIFIED;
         *resp.body_mut() = Body::Empty;
@@ -310,7 +320,7 @@ fn read_response(ctx: &Ctx<'_>, v: Version) -> Result<Response<Body>, FhirError>
     }
     resp.headers_mut().insert(
         header::CONTENT_LOCATION,
-        HeaderValue::from_str(&version_url(&ctx.base, &v)).unwrap_or(HeaderValue::from_static("")),
+        HeaderValue::from_str(&location).unwrap_or(HeaderValue::from_static("")),
     );
     Ok(resp)
 }
@@ -326,7 +336,7 @@ pub(crate) async fn read(
         .read(t, id)
         .await?
         .ok_or_else(|| FhirError::NotFound(format!("{t}/{id} is not known")))?;
-    read_response(ctx, v)
+    read_response(ctx, v).await
 }
 
 /// `GET /{type}/{id}/_history/{vid}`.
@@ -341,7 +351,7 @@ pub(crate) async fn vread(
         .vread(t, id, vid)
         .await?
         .ok_or_else(|| FhirError::NotFound(format!("{t}/{id} has no version {vid}")))?;
-    read_response(ctx, v)
+    read_response(ctx, v).await
 }
 
 /// A FHIR JSON response of a value.

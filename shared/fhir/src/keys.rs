@@ -5,11 +5,16 @@
 //! | item | PK | SK |
 //! |---|---|---|
 //! | head (current version) | `fhir#r#<Type>/<id>` | `head` |
-//! | past (or staged) version | `fhir#r#<Type>/<id>` | `v#<vid, 10 digits>` |
+//! | past version | `fhir#r#<Type>/<id>` | `v#<vid, 10 digits>` |
+//! | version staged by a large transaction | `fhir#r#<Type>/<id>` | `s#<token>` |
 //! | index entry | `fhir#i#<Type>#<param>` (`#<shard>` for `_lastUpdated`) | `<value>` U+001F `<id>` U+001F `<token>` |
-//! | type history entry | `fhir#h#<Type>#<shard>` | `<lastUpdated>\|<Type>/<id>\|<vid, 10 digits>` |
+//! | type history entry | `fhir#h#<Type>#<shard>` | `<lastUpdated>\|<Type>/<id>\|<vid, 10 digits>\|<token>` |
 //! | system history entry | `fhir#h#<shard>` | the same |
 //! | commit record | `fhir#c#<token>` | `commit` |
+//!
+//! Keys written before a commit (index and history entries, staged versions) carry the
+//! write's commit token, so two writers racing for the same version never write the same key:
+//! the loser's leftovers are invisible and never overwrite the winner's.
 //!
 //! Ids are `[A-Za-z0-9-.]`, types letters and timestamps fixed-width, so `/`, `|` and `#`
 //! separate unambiguously and text order is time order. Index values never contain U+001F
@@ -28,6 +33,14 @@ pub const SHARDS: u32 = 4;
 pub const HEAD_SK: &str = "head";
 /// Sort-key prefix of a resource's version items.
 pub const VERSION_PREFIX: &str = "v#";
+/// Sort-key prefix of a version staged by a large transaction.
+pub const STAGED_PREFIX: &str = "s#";
+
+/// `s#<token>`: the version a large transaction staged for a resource.
+pub fn staged_sk(token: &str) -> String {
+    format!("{STAGED_PREFIX}{token}")
+}
+
 /// Sort key of a commit record.
 pub const COMMIT_SK: &str = "commit";
 
@@ -84,18 +97,41 @@ pub fn system_history_pk(shard: u32) -> String {
 pub const SYSTEM_HISTORY_PKS: [&str; SHARDS as usize] =
     ["fhir#h#0", "fhir#h#1", "fhir#h#2", "fhir#h#3"];
 
-/// `<lastUpdated>|<Type>/<id>|<vid>`.
-pub fn history_sk(ts: &str, t: ResourceType, id: &ResourceId, vid: VersionId) -> String {
-    format!("{ts}|{t}/{id}|{vid:010}")
+/// `<lastUpdated>|<Type>/<id>|<vid>|<token>`.
+pub fn history_sk(
+    ts: &str,
+    t: ResourceType,
+    id: &ResourceId,
+    vid: VersionId,
+    token: &str,
+) -> String {
+    format!("{ts}|{t}/{id}|{vid:010}|{token}")
+}
+
+/// A history entry's sort key, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryKey {
+    pub ts: String,
+    pub rtype: ResourceType,
+    pub id: ResourceId,
+    pub vid: VersionId,
+    pub token: String,
 }
 
 /// The parts of a history entry's sort key.
-pub fn parse_history_sk(sk: &str) -> Option<(String, ResourceType, ResourceId, VersionId)> {
+pub fn parse_history_sk(sk: &str) -> Option<HistoryKey> {
     let mut parts = sk.split('|');
     let ts = parts.next()?.to_owned();
     let (t, id) = parts.next()?.split_once('/')?;
     let vid = parts.next()?.parse().ok()?;
-    Some((ts, ResourceType::parse(t)?, ResourceId::parse(id)?, vid))
+    let token = parts.next()?.to_owned();
+    Some(HistoryKey {
+        ts,
+        rtype: ResourceType::parse(t)?,
+        id: ResourceId::parse(id)?,
+        vid,
+        token,
+    })
 }
 
 /// `fhir#c#<token>`.
@@ -126,12 +162,19 @@ mod tests {
     fn keys_round_trip_and_sort() {
         let t = ResourceType::parse("Patient").unwrap();
         let id = ResourceId::parse("a-1.b").unwrap();
-        let sk = history_sk("2026-01-01T00:00:00.000Z", t, &id, 12);
-        assert_eq!(sk, "2026-01-01T00:00:00.000Z|Patient/a-1.b|0000000012");
+        let sk = history_sk("2026-01-01T00:00:00.000Z", t, &id, 12, "tok");
+        assert_eq!(sk, "2026-01-01T00:00:00.000Z|Patient/a-1.b|0000000012|tok");
         assert_eq!(
             parse_history_sk(&sk),
-            Some(("2026-01-01T00:00:00.000Z".into(), t, id.clone(), 12))
+            Some(HistoryKey {
+                ts: "2026-01-01T00:00:00.000Z".into(),
+                rtype: t,
+                id: id.clone(),
+                vid: 12,
+                token: "tok".into()
+            })
         );
+        assert_eq!(staged_sk("tok"), "s#tok");
         assert_eq!(parse_version_sk(&version_sk(7)), Some(7));
         assert!(version_sk(9) < version_sk(10));
         assert!(shard(t, &id) < SHARDS);

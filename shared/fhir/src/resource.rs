@@ -103,6 +103,13 @@ impl Resource {
         }
     }
 
+    /// Removes a top-level element, returning its value.
+    pub fn take(&mut self, name: &str) -> Option<Value> {
+        let i = self.fields.iter().position(|(k, _)| k == name)?;
+        let (_, raw) = self.fields.remove(i);
+        serde_json::from_str(raw.get()).ok()
+    }
+
     pub fn set_id(&mut self, id: &ResourceId) {
         self.set("id", Value::String(id.as_str().to_owned()));
     }

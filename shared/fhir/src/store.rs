@@ -44,11 +44,12 @@ mod attr {
     /// transaction has staged the head.
     pub const CAS: &str = "cas";
     pub const IDX: &str = "idx";
+    /// The token of the large transaction that staged the head.
     pub const PENDING: &str = "pending";
-    pub const PVID: &str = "pvid";
     pub const STATE: &str = "state";
     pub const LEASE: &str = "lease";
     pub const HEADS: &str = "heads";
+    pub const BLOB: &str = "blob";
 }
 
 /// One version of a resource, as stored.
@@ -66,6 +67,9 @@ pub struct Version {
     pub token: String,
     /// The resource's JSON text (none for a deletion).
     pub body: Option<Vec<u8>>,
+    /// The key (in the tenant's blob scope) of content kept outside the body: a Binary's
+    /// `data`.
+    pub blob: Option<String>,
 }
 
 impl Version {
@@ -94,6 +98,7 @@ impl Version {
                 .ok_or_else(|| bad(attr::TOKEN))?
                 .to_owned(),
             body: item.body.clone(),
+            blob: item.str(attr::BLOB).map(str::to_owned),
         })
     }
 
@@ -110,6 +115,9 @@ impl Version {
             attr::IDX.into(),
             Value::Array(idx.iter().map(|k| json!([k.pk, k.sk])).collect()),
         );
+        if let Some(b) = &self.blob {
+            attrs.insert(attr::BLOB.into(), json!(b));
+        }
         Item {
             key,
             attrs,
@@ -164,10 +172,12 @@ impl Head {
 /// What a write does to one resource.
 #[derive(Debug, Clone)]
 pub enum Change {
-    /// A new version with this content (create, update, patch); `method` is the interaction's.
+    /// A new version with this content (create, update, patch); `method` is the interaction's;
+    /// `blob` the key of content written beside it (a Binary's data).
     Put {
         resource: Resource,
         method: &'static str,
+        blob: Option<String>,
     },
     /// A deletion: a new version marked deleted.
     Delete,
@@ -345,11 +355,16 @@ impl<'a> Store<'a> {
         })
     }
 
+    fn staged_key(&self, t: ResourceType, id: &ResourceId, token: &str) -> Key {
+        self.t
+            .key(&keys::resource_pk(t, id), keys::staged_sk(token))
+    }
+
     /// The staged version item a staged head points at.
     async fn staged_version(&self, head: &Head) -> Result<Item, StorageError> {
         let stored = head.stored.as_ref().expect("a staged head is stored");
-        let pvid = stored.get(attr::PVID).and_then(Value::as_u64).unwrap_or(0);
-        let key = keys::version_key(&self.t, head.rtype, &head.id, pvid);
+        let token = stored.str(attr::PENDING).unwrap_or_default();
+        let key = self.staged_key(head.rtype, &head.id, token);
         self.t
             .get(&key)
             .await?
@@ -385,7 +400,9 @@ impl<'a> Store<'a> {
                     let rolled = v.to_item(key.clone(), &idx_of(&staged));
                     let r = self.t.put(rolled, cond).await;
                     if r.is_ok() {
-                        self.delete_quietly(head.idx).await;
+                        let mut done = head.idx;
+                        done.push(staged.key);
+                        self.delete_quietly(done).await;
                     }
                     r
                 }
@@ -426,7 +443,6 @@ impl<'a> Store<'a> {
             return self.t.delete(&staged.key, cond).await;
         }
         staged.attrs.remove(attr::PENDING);
-        staged.attrs.remove(attr::PVID);
         let token = staged.get(attr::TOKEN).cloned().unwrap_or(Value::Null);
         staged.attrs.insert(attr::CAS.into(), token);
         self.t.put(staged, cond).await
@@ -576,8 +592,8 @@ impl<'a> Store<'a> {
         let parsed: Vec<_> = entries
             .iter()
             .filter_map(|e| {
-                let (_, t, id, vid) = keys::parse_history_sk(&e.key.sk)?;
-                Some((t, id, vid, e.str(attr::TOKEN)?.to_owned()))
+                let h = keys::parse_history_sk(&e.key.sk)?;
+                Some((h.rtype, h.id, h.vid, h.token))
             })
             .collect();
         let versions = self.visible_versions(&parsed).await?;
@@ -709,15 +725,19 @@ impl<'a> Store<'a> {
         for w in &writes {
             let (t, id) = (w.head.rtype, &w.head.id);
             let vid = w.head.vid() + 1;
-            let (body, method, entries) = match &w.change {
-                Change::Put { resource, method } => {
+            let (body, method, entries, blob) = match &w.change {
+                Change::Put {
+                    resource,
+                    method,
+                    blob,
+                } => {
                     let mut r = resource.clone();
                     r.set_id(id);
                     r.set_meta(vid, &ts);
                     let entries = self.ext.entries(t, id, &r, &ts);
-                    (Some(r.to_bytes()), *method, entries)
+                    (Some(r.to_bytes()), *method, entries, blob.clone())
                 }
-                Change::Delete => (None, "DELETE", Vec::new()),
+                Change::Delete => (None, "DELETE", Vec::new(), None),
             };
             let v = Version {
                 rtype: t,
@@ -728,6 +748,7 @@ impl<'a> Store<'a> {
                 method: method.to_owned(),
                 token: token.clone(),
                 body,
+                blob,
             };
             let shard = keys::shard(t, id);
             let mut idx = Vec::with_capacity(entries.len());
@@ -741,15 +762,13 @@ impl<'a> Store<'a> {
                 pre.push(BatchOp::Put(Item::new(key.clone(), attrs)));
                 idx.push(key);
             }
-            let hsk = keys::history_sk(&ts, t, id, vid);
+            let hsk = keys::history_sk(&ts, t, id, vid, &token);
             for pk in [
                 keys::type_history_pk(t, shard),
                 keys::system_history_pk(shard),
             ] {
-                let mut attrs = Attrs::new();
-                attrs.insert(attr::TOKEN.into(), json!(token));
                 let key = self.t.key(&pk, hsk.clone());
-                pre.push(BatchOp::Put(Item::new(key.clone(), attrs)));
+                pre.push(BatchOp::Put(Item::new(key.clone(), Attrs::new())));
                 undo.push(key);
             }
             undo.extend(idx.iter().cloned());
@@ -781,7 +800,7 @@ impl<'a> Store<'a> {
         let via_record = commits.len() > MAX_TRANSACTION_OPS || total > MAX_TRANSACTION_BYTES;
         if via_record {
             for ((head, _, _), v) in commits.iter().zip(&versions) {
-                let key = keys::version_key(&self.t, v.rtype, &v.id, v.vid);
+                let key = self.staged_key(v.rtype, &v.id, &token);
                 let mut staged = head.clone();
                 staged.key = key.clone();
                 pre.push(BatchOp::Put(staged));
@@ -843,14 +862,12 @@ impl<'a> Store<'a> {
         let mut staged_heads: Vec<(Item, Item, Condition)> = Vec::with_capacity(commits.len());
         let mut stage_ops = Vec::with_capacity(commits.len());
         for (new_head, cond, head) in &commits {
-            let vid = new_head.get(attr::VID).cloned().unwrap_or(Value::Null);
             let staged = match &head.stored {
                 Some(stored) => {
                     let mut s = stored.clone();
                     let cas = format!("{}~{token}", stored.str(attr::CAS).unwrap_or_default());
                     s.attrs.insert(attr::CAS.into(), json!(cas));
                     s.attrs.insert(attr::PENDING.into(), json!(token));
-                    s.attrs.insert(attr::PVID.into(), vid);
                     s
                 }
                 None => {
@@ -858,7 +875,6 @@ impl<'a> Store<'a> {
                     a.insert(attr::VID.into(), json!(0));
                     a.insert(attr::CAS.into(), json!(format!("~{token}")));
                     a.insert(attr::PENDING.into(), json!(token));
-                    a.insert(attr::PVID.into(), vid);
                     Item::new(new_head.key.clone(), a)
                 }
             };
@@ -909,15 +925,23 @@ impl<'a> Store<'a> {
                 cond: cond.clone(),
             })
             .collect();
+        let staged_of = |k: &Key| Key::new(k.pk.clone(), keys::staged_sk(token));
+        let mut rolled: Vec<Key> = Vec::with_capacity(staged_heads.len());
+        let mut all_rolled = true;
         for chunk in transact_chunks(roll) {
+            let keys: Vec<Key> = chunk.iter().map(|op| staged_of(op.key())).collect();
             match self.t.transact(chunk.clone()).await {
-                Ok(()) => {}
+                Ok(()) => rolled.extend(keys),
                 Err(StorageError::ConditionFailed) => {
                     for op in chunk {
                         if let WriteOp::Put { item, cond } = op {
+                            let staged = staged_of(&item.key);
                             match self.t.put(item, cond).await {
-                                Ok(()) | Err(StorageError::ConditionFailed) => {}
+                                // Failed: another writer rolled it forward (and removed its
+                                // staged version).
+                                Ok(()) | Err(StorageError::ConditionFailed) => rolled.push(staged),
                                 Err(e) => {
+                                    all_rolled = false;
                                     tracing::warn!(error = %e, "roll-forward left to the next writer");
                                 }
                             }
@@ -927,12 +951,16 @@ impl<'a> Store<'a> {
                 Err(e) => {
                     // Committed: readers already see the staged versions; the next writer of
                     // each head finishes the roll-forward.
+                    all_rolled = false;
                     tracing::warn!(error = %e, "roll-forward left to the next writer");
-                    return Ok(());
+                    break;
                 }
             }
         }
-        if let Err(e) = self.t.delete(&rec_key, Condition::None).await {
+        // Staged versions of rolled heads are copies of the heads now; the record is needed
+        // while any head still points at it.
+        self.delete_quietly(rolled).await;
+        if all_rolled && let Err(e) = self.t.delete(&rec_key, Condition::None).await {
             tracing::warn!(error = %e, "commit record left behind; it is harmless");
         }
         Ok(())
