@@ -31,7 +31,13 @@ impl Functions {
     /// `blobs/`), with presigned URLs pointing at `origin` (`http://127.0.0.1:<port>`) and the
     /// tenant model configured from the environment (the template's variables), as in Lambda.
     pub fn local(data_dir: &Path, origin: &str) -> Result<Self, String> {
-        let config = TenantConfig::from_env().map_err(|e| e.to_string())?;
+        let mut config = TenantConfig::from_env().map_err(|e| e.to_string())?;
+        // API Gateway's domain is served over HTTPS; this server is plain HTTP on loopback, so
+        // the FHIR URLs it writes (Location, fullUrl, links) name it unless FHIR_BASE_URL says
+        // otherwise.
+        config
+            .fhir_base_url
+            .get_or_insert_with(|| format!("{origin}/fhir"));
         let secrets = crate::keys::local_secrets(data_dir)?;
         let table: Arc<dyn Table> = Arc::new(
             EmbeddedTable::open(&data_dir.join("table.redb"))

@@ -105,6 +105,20 @@ impl Client {
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> FhirResp {
+        let claims = user.map(|u| u.claims());
+        self.send_claims(claims.as_ref(), method, path_and_query, headers, body)
+            .await
+    }
+
+    /// Sends a request with these authorizer claims.
+    pub async fn send_claims(
+        &self,
+        claims: Option<&Value>,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> FhirResp {
         let (path, query) = path_and_query
             .split_once('?')
             .unwrap_or((path_and_query, ""));
@@ -119,14 +133,13 @@ impl Client {
         {
             hs.push(("content-type".into(), "application/fhir+json".into()));
         }
-        let claims = user.map(|u| u.claims());
         let event = platform_http::http_api_event(&platform_http::HttpApiRequest {
             method,
             path,
             query,
             headers: hs,
             body,
-            claims: claims.as_ref().and_then(Value::as_object),
+            claims: claims.and_then(Value::as_object),
             domain: "api.example.com",
             request_id: "test",
         });

@@ -469,6 +469,14 @@ async fn bad_input_is_a_4xx_operation_outcome_and_writes_nothing() {
                 400,
             ),
             ("GET", "/fhir/Patient", vec![], vec![], 400),
+            (
+                "GET",
+                "/fhir/Patient/p",
+                vec![("accept", "application/fhir+xml")],
+                vec![],
+                406,
+            ),
+            ("GET", "/fhir/Patient/p?_format=xml", vec![], vec![], 406),
         ];
         for (method, path, headers, body, status) in cases {
             let body = (!body.is_empty()).then_some(body);
@@ -602,10 +610,11 @@ async fn check_loaded(f: &Fhir, u: &User, base: &str, bundle: &Value, resp: &Fhi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_bundles_load_as_transactions() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fhir/examples");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fhir");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("the handout's FHIR examples")
+        .expect("tests/fixtures/fhir")
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     files.sort();
     assert_eq!(files.len(), 5);
@@ -1039,4 +1048,32 @@ async fn binary_content_lives_in_the_bucket() {
             .await;
         assert_eq!(r.text, "in a bundle");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenant_can_come_from_an_aud_entry() {
+    let f = Fhir::new(Backend::embedded());
+    let mut claims = User::new("svc", &[]).claims();
+    claims["aud"] = json!(["test-client", "https://api.example.com/fhir/tenant/t3"]);
+    let body = serde_json::to_vec(&patient(Some("a1"), "Aud")).unwrap();
+    let r = f
+        .send_claims(Some(&claims), "PUT", "/fhir/Patient/a1", &[], Some(&body))
+        .await;
+    ok(&r, 201, "aud tenant");
+    ok(
+        &f.get(&tenant_user("x", "t3"), "/fhir/Patient/a1").await,
+        200,
+        "t3 reads it",
+    );
+    ok(
+        &f.get(&tenant_user("y", "t1"), "/fhir/Patient/a1").await,
+        404,
+        "t1 does not",
+    );
+    claims["custom:tenantId"] = json!("t4");
+    let r = f
+        .send_claims(Some(&claims), "GET", "/fhir/Patient/a1", &[], None)
+        .await;
+    ok(&r, 401, "aud and tenant claim differ");
+    assert_eq!(r.body["resourceType"], "OperationOutcome");
 }

@@ -177,13 +177,20 @@ pub(crate) fn parse_id(s: &str) -> Result<ResourceId, FhirError> {
     })
 }
 
-fn tenant(p: &Params<'_, '_>) -> Option<String> {
-    p.get("tenantId").map(str::to_owned)
+/// The `{tenantId}` of a tenant URL: one that is not a valid tenant id names nothing (404).
+fn tenant(p: &Params<'_, '_>) -> Result<Option<String>, FhirError> {
+    let Some(raw) = p.get("tenantId") else {
+        return Ok(None);
+    };
+    let t = platform_http::path_segment(raw)
+        .filter(|t| tenant_context::SiteId::parse(t).is_ok())
+        .ok_or_else(|| FhirError::NotFound(format!("'{raw}' is not a tenant of this server")))?;
+    Ok(Some(t))
 }
 
 fn route(p: &Params<'_, '_>, kind: Kind) -> Result<Route, FhirError> {
     Ok(Route {
-        tenant: tenant(p),
+        tenant: tenant(p)?,
         kind,
     })
 }
@@ -286,6 +293,9 @@ impl Api for Deps {
     }
 
     async fn handle(&self, route: Route, call: Call<'_>) -> Result<Response<Body>, FhirError> {
+        let binary =
+            matches!(&route.kind, Kind::Read(t, _) | Kind::VRead(t, ..) if t.as_str() == "Binary");
+        rest::check_accept(call.req, binary)?;
         let base = base_url(call.req, self.tenant.config(), route.tenant.as_deref());
         if route.kind == Kind::Metadata {
             return Ok(capability::statement(&base));

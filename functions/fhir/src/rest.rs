@@ -79,6 +79,47 @@ pub(crate) fn body<'a>(ctx: &'a Ctx<'_>, allowed: &[&str]) -> Result<&'a [u8], F
     Ok(bytes)
 }
 
+/// Refuses a request for a format this server does not write (XML): `_format` or an `Accept`
+/// header that names no JSON type and no wildcard (406). Binary reads are decided by
+/// `binary::read`, which serves the Binary's own content type.
+pub(crate) fn check_accept(req: &Request, binary: bool) -> Result<(), FhirError> {
+    let format = req.uri().query().and_then(|q| {
+        crate::history::url_pairs(q)
+            .into_iter()
+            .find(|(k, _)| k == "_format")
+            .map(|(_, v)| v)
+    });
+    if let Some(f) = format
+        && !f.contains("json")
+    {
+        return Err(FhirError::NotAcceptable(format!(
+            "_format '{f}' is not served here; this server writes FHIR JSON only"
+        )));
+    }
+    let Some(accept) = header(req, "accept") else {
+        return Ok(());
+    };
+    if binary {
+        return Ok(());
+    }
+    let ok = accept.split(',').any(|t| {
+        let t = t
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        t.contains("json") || t == "*/*" || t == "application/*" || t.is_empty()
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(FhirError::NotAcceptable(format!(
+            "Accept '{accept}' names no format this server writes; ask for application/fhir+json"
+        )))
+    }
+}
+
 /// Media types of a resource body.
 pub(crate) const JSON_TYPES: &[&str] = &[FHIR_JSON, "application/json"];
 
@@ -178,7 +219,7 @@ fn resource(ctx: &Ctx<'_>, t: ResourceType) -> Result<Resource, FhirError> {
     let bt = r.resource_type()?;
     if bt != t {
         return Err(FhirError::invalid(format!(
-            "the body is a {bt} but the URL is for {t}"
+            "the body's resourceType is {bt} but the URL is for {t}"
         )));
     }
     Ok(r)
