@@ -4,9 +4,13 @@
 # (binaries and zips, the same release profile), builds the benchmark runner and runs it. It
 # prints a table and writes the same figures as JSON to bench/results/latest.json (or --out).
 #
-# Usage: scripts/bench.sh [--no-build] [--quick] [--only cold,size,memory,warm,dynamodb,tenants]
+# Usage: scripts/bench.sh [--no-build] [--quick] [--only cold,size,memory,warm,dynamodb,tenants,fhir]
 #                         [--out PATH] [more runner options: scripts/bench.sh --help]
 #   --no-build   run with what the last build left in target/ (skip every cargo step)
+#   --only       without cold, size and memory, only the runner is built (no Lambda builds)
+#   e.g. scripts/bench.sh --quick --only fhir: FHIR read/create/update/transaction latency
+#        (embedded) and items written per resource (moto), with the example Bundles of
+#        tests/fixtures/fhir (--fhir-bundle PATH for another)
 #
 # The runner is optimized like the functions (the release profile's levels) but not fat-LTO
 # linked, to keep its build short; set BENCH_RUNNER_LTO=fat to link it exactly like the
@@ -15,14 +19,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build=1
+only=""
 args=()
+prev=""
 for a in "$@"; do
   case "$a" in
     --no-build) build=0 ;;
     -h|--help) build=0; args+=("$a") ;;
     *) args+=("$a") ;;
   esac
+  [[ "$prev" == "--only" ]] && only="$a"
+  prev="$a"
 done
+# The Lambda builds (functions and hello) are for the sections that start or weigh them; the
+# others (warm, dynamodb, tenants, fhir) call the handlers in process and need the runner only.
+lambdas=1
+if [[ -n "$only" ]] && ! [[ ",$only," =~ ,(cold|size|memory), ]]; then
+  lambdas=0
+fi
 
 bash scripts/ensure-venv.sh
 export PATH="$PWD/.venv/bin:$PATH"
@@ -42,7 +56,7 @@ runner_profile=(
   --config 'profile.bench-runner.codegen-units=16'
 )
 
-if [[ $build -eq 1 ]]; then
+if [[ $build -eq 1 && $lambdas -eq 1 ]]; then
   echo "==> cargo lambda build --release ${packages[*]} (binaries and zips)"
   cargo lambda build --release "${packages[@]}"
   cargo lambda build --release --output-format zip "${packages[@]}"
@@ -51,6 +65,8 @@ if [[ $build -eq 1 ]]; then
   # and does not change the features the functions are built with.
   cargo lambda build --release -p bench --bin hello --no-default-features
   cargo lambda build --release --output-format zip -p bench --bin hello --no-default-features
+fi
+if [[ $build -eq 1 ]]; then
   echo "==> cargo build -p bench --bin bench (the runner)"
   cargo build -p bench --bin bench "${runner_profile[@]}"
 fi

@@ -1,5 +1,6 @@
 //! A deployment on `moto_server` for the function processes: table, bucket and user pool, a
-//! seeded document and groups, the template's environment, and the event each function gets.
+//! seeded document, FHIR Patient and groups, the template's environment, and the event each
+//! function gets.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -54,11 +55,14 @@ pub struct Deployment {
     pub env: Vec<(String, String)>,
     pub pool: CognitoPool,
     pub document_id: String,
+    /// A Patient of tenant [`crate::fhir_bench::TENANT`].
+    pub patient_id: String,
 }
 
 impl Deployment {
     /// A fresh table, bucket and user pool on the shared `moto_server`, with one document in
-    /// site `bench` (seeded through the documents handler) and groups `Admins` and `bench`.
+    /// site `bench` (seeded through the documents handler), one Patient of tenant `bench-fhir`
+    /// (through the FHIR handler) and groups `Admins` and `bench`.
     pub async fn create() -> Deployment {
         let moto = moto::shared().await;
         let table = moto.create_table().await;
@@ -85,11 +89,15 @@ impl Deployment {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        let document_id = seed(table, blobs, &pool).await;
+        let table: Arc<DynamoTable> = Arc::new(table);
+        let blobs: Arc<S3Blobs> = Arc::new(blobs);
+        let document_id = seed(table.clone(), blobs.clone(), &pool).await;
+        let patient_id = seed_patient(table, blobs).await;
         Deployment {
             env,
             pool,
             document_id,
+            patient_id,
         }
     }
 
@@ -106,8 +114,23 @@ impl Deployment {
         )
     }
 
-    /// The hello-world baseline and every function, with their events.
-    pub fn targets(&self, lambda_dir: &Path, functions: &[String]) -> Vec<Target> {
+    fn fhir_user(&self) -> serde_json::Map<String, Value> {
+        crate::fhir_bench::tenant_claims(
+            MEMBER,
+            crate::fhir_bench::TENANT,
+            &self.pool.issuer(),
+            &self.pool.client_id,
+        )
+    }
+
+    /// The hello-world baseline and every function, with their events. `fhir_bundle` is the
+    /// transaction Bundle of the FHIR function's second memory run (skipped when unreadable).
+    pub fn targets(
+        &self,
+        lambda_dir: &Path,
+        functions: &[String],
+        fhir_bundle: &Path,
+    ) -> Vec<Target> {
         let ev = |method: &str,
                   path: &str,
                   body: Option<Value>,
@@ -116,6 +139,7 @@ impl Deployment {
         };
         let member = self.member();
         let admin = self.admin();
+        let fhir_user = self.fhir_user();
         let bootstrap = |name: &str| -> PathBuf { lambda_dir.join(name).join("bootstrap") };
         let mut out = vec![Target {
             name: "hello".into(),
@@ -125,9 +149,11 @@ impl Deployment {
             warm_events: Vec::new(),
             expect: vec![200],
             env: self.env.clone(),
+            heavy: None,
         }];
         for f in functions {
             let mut env = self.env.clone();
+            let mut heavy = None;
             let (route, cold, warm, expect) = match f.as_str() {
                 "documents" => {
                     let get = format!("/documents/{}?siteId={SITE}", self.document_id);
@@ -167,13 +193,37 @@ impl Deployment {
                         vec![200],
                     )
                 }
-                // Unauthenticated in the template; 404 while FHIR answers "not implemented".
-                "fhir" => (
-                    "GET /fhir/metadata".to_owned(),
-                    ev("GET", "/fhir/metadata", None, None),
-                    Vec::new(),
-                    vec![200, 404],
-                ),
+                // Cold: the capability statement (public in the template; no backend call). Warm
+                // (the memory run): it and a read of the seeded Patient, in turn; a second
+                // memory run loads the example transaction Bundle first.
+                "fhir" => {
+                    // The template's default of the function's own parameter.
+                    env.push(("FHIR_MAX_BUNDLE_ENTRIES".into(), "1000".into()));
+                    let fev =
+                        |method: &str,
+                         path: &str,
+                         body: Option<&[u8]>,
+                         who: Option<&serde_json::Map<String, Value>>| {
+                            serde_json::to_vec(&crate::fhir_bench::event(method, path, body, who))
+                                .expect("json")
+                        };
+                    let metadata = fev("GET", "/fhir/metadata", None, None);
+                    if let Ok(b) = crate::fhir_bench::load_bundle(fhir_bundle) {
+                        let n = b["entry"].as_array().map_or(0, Vec::len);
+                        let body = serde_json::to_vec(&b).expect("json");
+                        heavy = Some((
+                            format!("POST /fhir (transaction, {n} entries) once, first"),
+                            fev("POST", "/fhir", Some(&body), Some(&fhir_user)),
+                        ));
+                    }
+                    let read = format!("/fhir/Patient/{}", self.patient_id);
+                    (
+                        "GET /fhir/metadata".to_owned(),
+                        metadata.clone(),
+                        vec![fev("GET", &read, None, Some(&fhir_user)), metadata],
+                        vec![200],
+                    )
+                }
                 // A function the benchmark does not know yet: its own prefix, as an admin.
                 other => (
                     format!("GET /{other} (generic)"),
@@ -190,6 +240,7 @@ impl Deployment {
                 warm_events: warm,
                 expect,
                 env,
+                heavy,
             });
         }
         out
@@ -197,11 +248,11 @@ impl Deployment {
 }
 
 /// Creates the document the cold `GET /documents/{id}` reads, through the handler.
-async fn seed(table: DynamoTable, blobs: S3Blobs, pool: &CognitoPool) -> String {
+async fn seed(table: Arc<DynamoTable>, blobs: Arc<S3Blobs>, pool: &CognitoPool) -> String {
     let deps = documents::Deps::new(
         TenantConfig::default(),
-        Arc::new(table),
-        Arc::new(blobs),
+        table,
+        blobs,
         PageTokens::new(PAGING_SECRET.as_bytes()),
         documents::Limits::default(),
     );
@@ -224,6 +275,46 @@ async fn seed(table: DynamoTable, blobs: S3Blobs, pool: &CognitoPool) -> String 
         .as_str()
         .expect("a document id")
         .to_owned()
+}
+
+/// Creates the Patient the FHIR function's warm invocations read, through the handler.
+async fn seed_patient(table: Arc<DynamoTable>, blobs: Arc<S3Blobs>) -> String {
+    let deps = fhir::Deps::new(
+        TenantConfig::default(),
+        table,
+        blobs,
+        PageTokens::new(PAGING_SECRET.as_bytes()),
+        fhir::Limits::default(),
+    );
+    let who = crate::fhir_bench::tenant_claims(
+        MEMBER,
+        crate::fhir_bench::TENANT,
+        fixtures::ISSUER,
+        fixtures::AUDIENCE,
+    );
+    let body = serde_json::to_vec(&json!({
+        "resourceType": "Patient",
+        "name": [{"family": "Seed", "given": ["Ann"]}],
+        "birthDate": "1970-01-01",
+    }))
+    .expect("json");
+    let req = fixtures::request(crate::fhir_bench::event(
+        "POST",
+        "/fhir/Patient",
+        Some(&body),
+        Some(&who),
+    ));
+    let resp = fhir::handle(req, &deps).await;
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let (status, body) = fixtures::read(resp);
+    assert_eq!(status, 201, "seeding a Patient: {body}");
+    let location = location.expect("a Location header");
+    let path = location.split("/_history").next().unwrap_or_default();
+    path.rsplit('/').next().unwrap_or_default().to_owned()
 }
 
 #[cfg(test)]

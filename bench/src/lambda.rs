@@ -12,6 +12,9 @@ use crate::stats;
 
 /// How long one invocation may take before the run is given up.
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The same for a heavy request (a 473-entry FHIR transaction takes minutes on moto, which
+/// copies the whole table for every item of a TransactWriteItems).
+const HEAVY_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// A function binary and what to send it.
 #[derive(Debug, Clone)]
@@ -29,6 +32,9 @@ pub struct Target {
     pub expect: Vec<u16>,
     /// The function's environment (the template's variables), on top of the Lambda ones.
     pub env: Vec<(String, String)>,
+    /// A heavy request (what it is, and its event) for a second memory run, which sends it
+    /// once after the cold event and before the warm ones: peak RSS with it.
+    pub heavy: Option<(String, Vec<u8>)>,
 }
 
 /// One cold start.
@@ -55,6 +61,8 @@ pub struct WarmRun {
     /// Event handed over to response posted, per warm invocation, in microseconds.
     pub latency_us: Vec<f64>,
     pub invocations: usize,
+    /// The prelude's invocation (event handed over to response posted), in milliseconds.
+    pub prelude_ms: Option<f64>,
 }
 
 /// The variables the Lambda service sets for a `provided.al2023` function with the template's
@@ -127,8 +135,17 @@ async fn outcome(
     id: &str,
     child: &mut tokio::process::Child,
 ) -> Result<crate::emulator::Outcome, String> {
+    outcome_within(emu, id, child, INVOKE_TIMEOUT).await
+}
+
+async fn outcome_within(
+    emu: &Emulator,
+    id: &str,
+    child: &mut tokio::process::Child,
+    timeout: Duration,
+) -> Result<crate::emulator::Outcome, String> {
     tokio::select! {
-        o = emu.wait(id, INVOKE_TIMEOUT) => o,
+        o = emu.wait(id, timeout) => o,
         status = child.wait() => Err(match status {
             Ok(s) => format!("the process exited ({s}) before answering"),
             Err(e) => format!("the process is gone: {e}"),
@@ -229,9 +246,14 @@ fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
-/// Starts the function, sends it the cold event and then `n` warm events (one at a time, as
-/// Lambda does), reads its peak RSS and stops it.
-pub async fn warm_run(t: &Target, n: usize, log: &Path) -> Result<WarmRun, String> {
+/// Starts the function, sends it the cold event, `prelude` (if any; not timed) and then `n`
+/// warm events (one at a time, as Lambda does), reads its peak RSS and stops it.
+pub async fn warm_run(
+    t: &Target,
+    n: usize,
+    prelude: Option<&[u8]>,
+    log: &Path,
+) -> Result<WarmRun, String> {
     let emu = Emulator::start(&t.name)
         .await
         .map_err(|e| format!("emulator: {e}"))?;
@@ -241,6 +263,15 @@ pub async fn warm_run(t: &Target, n: usize, log: &Path) -> Result<WarmRun, Strin
         let id = emu.push(t.cold_event.clone());
         let o = outcome(&emu, &id, &mut child).await?;
         check(t, &o.result, log)?;
+        let prelude_ms = match prelude {
+            Some(event) => {
+                let id = emu.push(event.to_vec());
+                let o = outcome_within(&emu, &id, &mut child, HEAVY_TIMEOUT).await?;
+                check(t, &o.result, log)?;
+                Some(stats::ms(o.done - o.delivered))
+            }
+            None => None,
+        };
         let mut latency_us = Vec::with_capacity(n);
         for i in 0..n {
             let events = if t.warm_events.is_empty() {
@@ -253,18 +284,19 @@ pub async fn warm_run(t: &Target, n: usize, log: &Path) -> Result<WarmRun, Strin
             check(t, &o.result, log)?;
             latency_us.push(stats::us(o.done - o.delivered));
         }
-        Ok::<_, String>(latency_us)
+        Ok::<_, String>((latency_us, prelude_ms))
     }
     .await;
     let hwm = proc_status_kib(pid, "VmHWM");
     let rss = proc_status_kib(pid, "VmRSS");
     stop(child).await;
-    let latency_us = run.map_err(|e| format!("{}: {e}", t.name))?;
+    let (latency_us, prelude_ms) = run.map_err(|e| format!("{}: {e}", t.name))?;
     Ok(WarmRun {
         hwm_kib: hwm.ok_or_else(|| format!("{}: no VmHWM in /proc/{pid}/status", t.name))?,
         rss_kib: rss.unwrap_or(0),
         latency_us,
         invocations: n,
+        prelude_ms,
     })
 }
 

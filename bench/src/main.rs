@@ -9,7 +9,9 @@
 //! - `warm`: in-process latency of every document route on a 10,000-document tenant
 //!   (embedded backend);
 //! - `dynamodb`: capacity units, items read and calls by type per document operation on moto;
-//! - `tenants`: tenant A's list and search while tenant B holds 0 or 100,000 documents.
+//! - `tenants`: tenant A's list and search while tenant B holds 0 or 100,000 documents;
+//! - `fhir`: FHIR read, create, update and a 473-entry transaction Bundle in process (embedded
+//!   backend), and items written per resource by kind of key and capacity on moto.
 //!
 //! Prints a table and writes the same figures as JSON (`bench/results/latest.json` or
 //! `--out`).
@@ -17,6 +19,7 @@
 mod cost;
 mod deploy;
 mod emulator;
+mod fhir_bench;
 mod fixtures;
 mod lambda;
 mod machine;
@@ -37,7 +40,7 @@ usage: bench [options]   (normally through scripts/bench.sh, which builds what i
                           scripts/bench.sh --no-build skips the build)
 
   --quick               fewer iterations everywhere (a smoke run, under a minute once built)
-  --only LIST           sections to run, comma-separated: cold,size,memory,warm,dynamodb,tenants
+  --only LIST           sections to run, comma-separated: cold,size,memory,warm,dynamodb,tenants,fhir
   --out PATH            where to write the JSON (default bench/results/latest.json)
   --lambda-dir PATH     where `cargo lambda build` put <name>/bootstrap[.zip] (default target/lambda)
   --cold-starts N       cold starts per function (default 20, --quick 5)
@@ -47,9 +50,14 @@ usage: bench [options]   (normally through scripts/bench.sh, which builds what i
   --writes N            timed iterations per write route (default 500, --quick 100)
   --tenant-a N          documents of tenant A (default 1000)
   --tenant-b N          documents of tenant B when large (default 100000, --quick 20000)
+  --fhir-bundles N      timed transactions of the FHIR example Bundle (default 10, --quick 3)
+  --fhir-bundle PATH    the FHIR transaction Bundle (default
+                        tests/fixtures/fhir/uscore_bundle_patient_355.json)
 ";
 
-pub const SECTIONS: [&str; 6] = ["cold", "size", "memory", "warm", "dynamodb", "tenants"];
+pub const SECTIONS: [&str; 7] = [
+    "cold", "size", "memory", "warm", "dynamodb", "tenants", "fhir",
+];
 
 /// Settings of one run.
 #[derive(Debug, Clone)]
@@ -66,6 +74,8 @@ pub struct Opts {
     pub writes: usize,
     pub tenant_a: usize,
     pub tenant_b: usize,
+    pub fhir_bundles: usize,
+    pub fhir_bundle: PathBuf,
 }
 
 impl Opts {
@@ -80,6 +90,7 @@ impl Opts {
             only: SECTIONS.iter().map(|s| s.to_string()).collect(),
             out: root.join("bench/results/latest.json"),
             lambda_dir: root.join("target/lambda"),
+            fhir_bundle: fhir_bench::default_bundle(&root),
             root,
             cold_starts: if quick { 5 } else { 20 },
             invocations: 1000,
@@ -88,6 +99,7 @@ impl Opts {
             writes: if quick { 100 } else { 500 },
             tenant_a: 1000,
             tenant_b: if quick { 20_000 } else { 100_000 },
+            fhir_bundles: if quick { 3 } else { 10 },
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -121,6 +133,8 @@ impl Opts {
                 "--writes" => o.writes = count(a)?,
                 "--tenant-a" => o.tenant_a = count(a)?,
                 "--tenant-b" => o.tenant_b = count(a)?,
+                "--fhir-bundles" => o.fhir_bundles = count(a)?,
+                "--fhir-bundle" => o.fhir_bundle = PathBuf::from(value("--fhir-bundle")?),
                 "-h" | "--help" => return Err(String::new()),
                 other => return Err(format!("unknown option {other}")),
             }
@@ -168,7 +182,7 @@ fn main() {
     if opts.runs("cold") || opts.runs("memory") {
         rt.block_on(async {
             let deployment = deploy::Deployment::create().await;
-            let targets = deployment.targets(&opts.lambda_dir, &functions);
+            let targets = deployment.targets(&opts.lambda_dir, &functions, &opts.fhir_bundle);
             if let Some(missing) = targets.iter().find(|t| !t.bootstrap.exists()) {
                 eprintln!(
                     "bench: {} is missing: run scripts/bench.sh (it builds the functions and the baseline)",
@@ -208,6 +222,11 @@ fn main() {
         results.insert("tenant_independence".into(), v);
         goals.extend(g);
     }
+    if opts.runs("fhir") {
+        let (v, g) = fhir_bench::section(&opts, &rt);
+        results.insert("fhir".into(), v);
+        goals.extend(g);
+    }
 
     report::section("targets");
     report::table(
@@ -227,6 +246,8 @@ fn main() {
             "writes": opts.writes,
             "tenant_a": opts.tenant_a,
             "tenant_b": opts.tenant_b,
+            "fhir_bundles": opts.fhir_bundles,
+            "fhir_bundle": opts.fhir_bundle,
         },
         "functions": functions,
         "results": results,
@@ -399,38 +420,62 @@ async fn memory_section(opts: &Opts, targets: &[lambda::Target]) -> (Value, Vec<
     let mut rows = Vec::new();
     let mut per = Map::new();
     let mut goals = Vec::new();
-    for t in targets {
-        let log = logs.join(format!("{}-warm.log", t.name));
-        let r = lambda::warm_run(t, opts.invocations, &log)
+    let mut heavy_ms = Vec::new();
+    // Every target as is; then, for a target with a heavy request, the same run with that
+    // request sent once first (fhir after a 473-entry transaction: minutes on moto, so not
+    // with --quick).
+    let heavy = if opts.quick { &[][..] } else { targets };
+    let runs = targets
+        .iter()
+        .map(|t| (t, None))
+        .chain(heavy.iter().filter_map(|t| {
+            t.heavy
+                .as_ref()
+                .map(|(what, event)| (t, Some((what, event.as_slice()))))
+        }));
+    for (t, heavy) in runs {
+        let name = match heavy {
+            Some(_) => format!("{}+heavy", t.name),
+            None => t.name.clone(),
+        };
+        let log = logs.join(format!("{name}-warm.log"));
+        let r = lambda::warm_run(t, opts.invocations, heavy.map(|h| h.1), &log)
             .await
             .unwrap_or_else(|e| fail(e));
         let s = stats::summarize(&r.latency_us);
         let mib = r.hwm_kib as f64 / 1024.0;
+        if let Some((what, _)) = heavy {
+            heavy_ms.push((
+                t.name.clone(),
+                format!("{what} (it took {} ms on moto)", num(r.prelude_ms, 0)),
+            ));
+        }
         rows.push(vec![
-            t.name.clone(),
+            name.clone(),
             num(Some(mib), 1),
             num(Some(r.rss_kib as f64 / 1024.0), 1),
             num(s.map(|s| s.p50), 0),
             num(s.map(|s| s.p99), 0),
         ]);
         per.insert(
-            t.name.clone(),
+            name.clone(),
             json!({
                 "peak_rss_kib": r.hwm_kib,
                 "peak_rss_mib": mib,
                 "rss_kib_after": r.rss_kib,
                 "invocations": r.invocations,
+                "first": heavy.map(|h| h.0),
+                "first_invoke_ms": r.prelude_ms,
                 "warm_invoke_us_p50": s.map(|s| s.p50),
                 "warm_invoke_us_p99": s.map(|s| s.p99),
             }),
         );
         if t.name != "hello" {
-            goals.push(Goal::new(
-                format!("peak RSS {}", t.name),
-                Some(mib),
-                32.0,
-                "MiB",
-            ));
+            let what = match heavy {
+                Some((h, _)) => format!("peak RSS {} after {h}", t.name),
+                None => format!("peak RSS {}", t.name),
+            };
+            goals.push(Goal::new(what, Some(mib), 32.0, "MiB"));
         }
     }
     report::table(
@@ -444,6 +489,9 @@ async fn memory_section(opts: &Opts, targets: &[lambda::Target]) -> (Value, Vec<
         &rows,
     );
     println!("invoke: event handed over to response posted, through the emulator (includes moto)");
+    for (t, ms) in &heavy_ms {
+        println!("{t}+heavy: the same run with {ms}");
+    }
     (json!({ "functions": per }), goals)
 }
 

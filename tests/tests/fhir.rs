@@ -1077,3 +1077,70 @@ async fn the_tenant_can_come_from_an_aud_entry() {
     ok(&r, 401, "aud and tenant claim differ");
     assert_eq!(r.body["resourceType"], "OperationOutcome");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_transactions_stage_big_resources_beside_their_heads() {
+    for backend in backends().await {
+        let name = backend.name;
+        let f = Fhir::new(backend);
+        let u = tenant_user("ann", "t1");
+        let big = |text: &str| {
+            let mut p = patient(Some("big"), "Big");
+            p["text"] = json!({ "status": "generated", "div": format!("<div>{}</div>", text.repeat(250 * 1024 / text.len())) });
+            p
+        };
+        ok(
+            &f.json(
+                &u,
+                "PUT",
+                "/fhir/Patient/big",
+                &[("prefer", "return=minimal")],
+                &big("a"),
+            )
+            .await,
+            201,
+            name,
+        );
+        // 101 heads: through a commit record; the old and new Patient do not fit in one item.
+        let mut entries =
+            vec![json!({"request": {"method": "PUT", "url": "Patient/big"}, "resource": big("b")})];
+        for i in 0..100 {
+            entries.push(json!({"request": {"method": "POST", "url": "Observation"},
+                "resource": {"resourceType": "Observation", "status": "final", "code": {"text": format!("o{i}")}, "subject": {"reference": "Patient/big"}}}));
+        }
+        let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+        let r = f.json(&u, "POST", "/fhir", &[], &tx).await;
+        ok(&r, 200, name);
+        let r = f.get(&u, "/fhir/Patient/big").await;
+        ok(&r, 200, name);
+        assert!(
+            r.body["text"]["div"]
+                .as_str()
+                .unwrap()
+                .starts_with("<div>bbb")
+        );
+        assert_eq!(r.body["meta"]["versionId"], "2");
+        let r = f.get(&u, "/fhir/Patient/big/_history/1").await;
+        assert!(
+            r.body["text"]["div"]
+                .as_str()
+                .unwrap()
+                .starts_with("<div>aaa")
+        );
+        let r = f.get(&u, "/fhir/Observation/_history?_count=1000").await;
+        assert_eq!(r.body["entry"].as_array().unwrap().len(), 100);
+        // The next write of the big Patient is an ordinary one.
+        ok(
+            &f.json(
+                &u,
+                "PUT",
+                "/fhir/Patient/big",
+                &[("if-match", "W/\"2\"")],
+                &big("c"),
+            )
+            .await,
+            200,
+            name,
+        );
+    }
+}

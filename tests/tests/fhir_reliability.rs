@@ -227,6 +227,7 @@ async fn type_history(f: &Fhir, tenant: &str, t: &str) -> Vec<Value> {
 /// Checks that the tenant shows all of `s` or none of it, and returns which.
 /// `bump`: versions the next writer added to every seeded patient since.
 async fn check(f: &Fhir, tenant: &str, s: &Scenario, what: &str, bump: u64) -> bool {
+    let sample = f.backend.name == "moto";
     let u = tenant_user("checker", tenant);
     // Patients as history says, by id -> newest entry.
     let mut applied_votes = BTreeSet::new();
@@ -256,7 +257,16 @@ async fn check(f: &Fhir, tenant: &str, s: &Scenario, what: &str, bump: u64) -> b
             0 => None,
             n => panic!("{what}: {t}: {n} new resources visible, the write makes {want}"),
         });
-        for (id, e) in &newest {
+        for (n, (id, e)) in newest.iter().enumerate() {
+            // On moto, where each call costs milliseconds, the created Observations are read
+            // one by one only for a sample; history and the indexes cover every one of them.
+            if sample && t == "Observation" && n >= 5 && n + 5 < newest.len() {
+                if e["request"]["method"] != "DELETE" {
+                    let lu = e["response"]["lastModified"].as_str().unwrap().to_owned();
+                    live.insert((t.to_owned(), id.clone()), lu);
+                }
+                continue;
+            }
             // Every version history shows reads back by vread, and the newest is current.
             let etag = e["response"]["etag"].as_str().unwrap();
             let vid: u64 = etag
@@ -398,39 +408,47 @@ async fn next_writer(f: &Fhir, tenant: &str, s: &Scenario, what: &str) {
     }
 }
 
-async fn faults_on(backend: Backend, modes: &[bool]) {
-    let name = backend.name;
+/// The FHIR function on a fresh backend behind a fault-injecting table. A writer that dies
+/// leaves its transaction pending; with no lease the next reader and writer treat it as dead at
+/// once.
+async fn faulty_fhir(moto: bool) -> (Fhir, Arc<Faulty>) {
+    let backend = if moto {
+        Backend::moto().await
+    } else {
+        Backend::embedded()
+    };
     let faulty = Arc::new(Faulty::new(backend.table.clone()));
     let mut f = Fhir::on_table(faulty.clone(), backend, TenantConfig::default());
-    // A writer that dies leaves its transaction pending; with no lease the next reader and
-    // writer treat it as dead at once.
     f.set_store_options(StoreOptions {
         lease: Duration::ZERO,
     });
-    let mut tenant_no = 0;
+    (f, faulty)
+}
+
+/// Every scenario, failing each of its storage calls in turn (`modes`: before the call reaches
+/// the backend, and/or after it was applied), each run on a fresh backend.
+async fn faults_on(moto: bool, modes: &[bool]) {
     for s in scenarios() {
         // Count the calls of a clean run.
-        tenant_no += 1;
-        let tenant = format!("f{tenant_no}");
-        seed(&f, &tenant, &s.seed).await;
+        let (f, faulty) = faulty_fhir(moto).await;
+        let name = f.backend.name;
+        seed(&f, "t1", &s.seed).await;
         faulty.arm(0, false);
-        let r = attempt(&f, &tenant, &s).await;
+        let r = attempt(&f, "t1", &s).await;
         assert!(r.status < 300, "{name} {}: {}", s.name, r.text);
         let calls = faulty.calls();
-        assert!(check(&f, &tenant, &s, &format!("{name} {} clean", s.name), 0).await);
+        assert!(check(&f, "t1", &s, &format!("{name} {} clean", s.name), 0).await);
         for &after in modes {
             for n in 1..=calls {
-                tenant_no += 1;
-                let tenant = format!("f{tenant_no}");
+                let (f, faulty) = faulty_fhir(moto).await;
                 let what = format!(
                     "{name} {} failing call {n}/{calls}{}",
                     s.name,
                     if after { " after applying it" } else { "" }
                 );
-                faulty.arm(0, false);
-                seed(&f, &tenant, &s.seed).await;
+                seed(&f, "t1", &s.seed).await;
                 faulty.arm(n, after);
-                let r = attempt(&f, &tenant, &s).await;
+                let r = attempt(&f, "t1", &s).await;
                 faulty.arm(0, false);
                 assert!(
                     r.status < 300 || r.status == 503 || r.status == 409,
@@ -438,13 +456,12 @@ async fn faults_on(backend: Backend, modes: &[bool]) {
                     r.status,
                     r.text
                 );
-                let applied = check(&f, &tenant, &s, &what, 0).await;
+                let applied = check(&f, "t1", &s, &what, 0).await;
                 if r.status < 300 {
                     assert!(applied, "{what}: answered {} but not applied", r.status);
                 }
-                next_writer(&f, &tenant, &s, &what).await;
-                let still =
-                    check(&f, &tenant, &s, &format!("{what}, then the next writer"), 1).await;
+                next_writer(&f, "t1", &s, &what).await;
+                let still = check(&f, "t1", &s, &format!("{what}, then the next writer"), 1).await;
                 assert_eq!(
                     still, applied,
                     "{what}: the next writer changed what was applied"
@@ -456,12 +473,12 @@ async fn faults_on(backend: Backend, modes: &[bool]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_storage_failure_leaves_all_or_nothing_embedded() {
-    faults_on(Backend::embedded(), &[false, true]).await;
+    faults_on(false, &[false, true]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_storage_failure_leaves_all_or_nothing_moto() {
-    faults_on(Backend::moto().await, &[false]).await;
+    faults_on(true, &[false]).await;
 }
 
 /// A transaction whose writer died while its record's lease runs: readers see the state

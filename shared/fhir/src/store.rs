@@ -46,6 +46,10 @@ mod attr {
     pub const IDX: &str = "idx";
     /// The token of the large transaction that staged the head.
     pub const PENDING: &str = "pending";
+    /// The staged version's attributes and body (text), carried by the staged head itself
+    /// when both versions fit in one item; else the version is a separate `s#<token>` item.
+    pub const NEXT: &str = "next";
+    pub const NEXT_BODY: &str = "nextBody";
     pub const STATE: &str = "state";
     pub const LEASE: &str = "lease";
     pub const HEADS: &str = "heads";
@@ -360,11 +364,19 @@ impl<'a> Store<'a> {
             .key(&keys::resource_pk(t, id), keys::staged_sk(token))
     }
 
-    /// The staged version item a staged head points at.
+    /// The version a staged head will roll forward to: carried by the head, or the separate
+    /// `s#<token>` item.
     async fn staged_version(&self, head: &Head) -> Result<Item, StorageError> {
         let stored = head.stored.as_ref().expect("a staged head is stored");
         let token = stored.str(attr::PENDING).unwrap_or_default();
         let key = self.staged_key(head.rtype, &head.id, token);
+        if let Some(Value::Object(next)) = stored.get(attr::NEXT) {
+            return Ok(Item {
+                key,
+                attrs: next.clone(),
+                body: stored.str(attr::NEXT_BODY).map(|b| b.as_bytes().to_vec()),
+            });
+        }
         self.t
             .get(&key)
             .await?
@@ -398,10 +410,13 @@ impl<'a> Store<'a> {
                     let staged = self.staged_version(&head).await?;
                     let v = Version::from_item(t, id, &staged)?;
                     let rolled = v.to_item(key.clone(), &idx_of(&staged));
+                    let separate = !cur.attrs.contains_key(attr::NEXT);
                     let r = self.t.put(rolled, cond).await;
                     if r.is_ok() {
                         let mut done = head.idx;
-                        done.push(staged.key);
+                        if separate {
+                            done.push(staged.key);
+                        }
                         self.delete_quietly(done).await;
                     }
                     r
@@ -443,6 +458,8 @@ impl<'a> Store<'a> {
             return self.t.delete(&staged.key, cond).await;
         }
         staged.attrs.remove(attr::PENDING);
+        staged.attrs.remove(attr::NEXT);
+        staged.attrs.remove(attr::NEXT_BODY);
         let token = staged.get(attr::TOKEN).cloned().unwrap_or(Value::Null);
         staged.attrs.insert(attr::CAS.into(), token);
         self.t.put(staged, cond).await
@@ -688,15 +705,32 @@ impl<'a> Store<'a> {
                 }
             }
         }
-        let mut out = Vec::new();
-        for (value, id, token) in found {
-            if let Some(cur) = self.read(t, &id).await?
-                && !cur.deleted
-                && cur.token == token
-            {
-                out.push((value, id));
+        // The current versions of the entries' resources: one batch_get per 100.
+        let mut ids: Vec<ResourceId> = found.iter().map(|(_, id, _)| id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        let mut current: HashMap<ResourceId, Version> = HashMap::new();
+        for chunk in ids.chunks(MAX_BATCH_GET) {
+            let keys: Vec<Key> = chunk.iter().map(|id| self.head_key(t, id)).collect();
+            let mut items: HashMap<Key, Item> = HashMap::new();
+            for item in self.t.batch_get(&keys).await? {
+                items.insert(item.key.clone(), item);
+            }
+            for (id, key) in chunk.iter().zip(keys) {
+                if let Some(v) = self.view(t, id, items.remove(&key)).await?.current {
+                    current.insert(id.clone(), v);
+                }
             }
         }
+        let mut out: Vec<(String, ResourceId)> = found
+            .into_iter()
+            .filter(|(_, id, token)| {
+                current
+                    .get(id)
+                    .is_some_and(|cur| !cur.deleted && cur.token == *token)
+            })
+            .map(|(value, id, _)| (value, id))
+            .collect();
         out.sort();
         Ok(out)
     }
@@ -798,15 +832,6 @@ impl<'a> Store<'a> {
         }
         let total: usize = commits.iter().map(|(i, _, _)| item_size(i)).sum();
         let via_record = commits.len() > MAX_TRANSACTION_OPS || total > MAX_TRANSACTION_BYTES;
-        if via_record {
-            for ((head, _, _), v) in commits.iter().zip(&versions) {
-                let key = self.staged_key(v.rtype, &v.id, &token);
-                let mut staged = head.clone();
-                staged.key = key.clone();
-                pre.push(BatchOp::Put(staged));
-                undo.push(key);
-            }
-        }
         self.t.batch_write(pre).await?;
         let result = if commits.len() == 1 {
             let (head, cond, _) = commits.pop().expect("one write");
@@ -852,17 +877,13 @@ impl<'a> Store<'a> {
             json!(now_ms() + self.opts.lease.as_millis() as u64),
         );
         rec.insert(attr::HEADS.into(), json!(commits.len()));
-        self.t
-            .put(
-                Item::new(rec_key.clone(), rec.clone()),
-                Condition::NotExists,
-            )
-            .await?;
-        // Stage: each head keeps its current version and points at the record.
+        // Stage: each head keeps its current version, points at the record and carries the
+        // new version (or, when both do not fit in one item, a separate staged item does).
         let mut staged_heads: Vec<(Item, Item, Condition)> = Vec::with_capacity(commits.len());
         let mut stage_ops = Vec::with_capacity(commits.len());
+        let mut separate: Vec<BatchOp> = Vec::new();
         for (new_head, cond, head) in &commits {
-            let staged = match &head.stored {
+            let mut staged = match &head.stored {
                 Some(stored) => {
                     let mut s = stored.clone();
                     let cas = format!("{}~{token}", stored.str(attr::CAS).unwrap_or_default());
@@ -878,6 +899,25 @@ impl<'a> Store<'a> {
                     Item::new(new_head.key.clone(), a)
                 }
             };
+            staged
+                .attrs
+                .insert(attr::NEXT.into(), Value::Object(new_head.attrs.clone()));
+            if let Some(b) = &new_head.body {
+                staged
+                    .attrs
+                    .insert(attr::NEXT_BODY.into(), json!(String::from_utf8_lossy(b)));
+            }
+            let fits = new_head
+                .body
+                .as_ref()
+                .is_none_or(|b| std::str::from_utf8(b).is_ok());
+            if !fits || item_size(&staged) + STAGING_MARGIN > MAX_ITEM_BYTES {
+                staged.attrs.remove(attr::NEXT);
+                staged.attrs.remove(attr::NEXT_BODY);
+                let mut item = new_head.clone();
+                item.key = Key::new(new_head.key.pk.clone(), keys::staged_sk(token));
+                separate.push(BatchOp::Put(item));
+            }
             let staged_cond = Condition::Equals {
                 attr: attr::CAS.into(),
                 value: staged.get(attr::CAS).cloned().unwrap_or(Value::Null),
@@ -888,6 +928,15 @@ impl<'a> Store<'a> {
             });
             staged_heads.push((staged, new_head.clone(), staged_cond));
         }
+        if !separate.is_empty() {
+            self.t.batch_write(separate).await?;
+        }
+        self.t
+            .put(
+                Item::new(rec_key.clone(), rec.clone()),
+                Condition::NotExists,
+            )
+            .await?;
         let mut done = 0;
         for chunk in transact_chunks(stage_ops) {
             let n = chunk.len();
@@ -925,6 +974,11 @@ impl<'a> Store<'a> {
                 cond: cond.clone(),
             })
             .collect();
+        let separate: HashSet<String> = staged_heads
+            .iter()
+            .filter(|(s, _, _)| !s.attrs.contains_key(attr::NEXT))
+            .map(|(s, _, _)| s.key.pk.clone())
+            .collect();
         let staged_of = |k: &Key| Key::new(k.pk.clone(), keys::staged_sk(token));
         let mut rolled: Vec<Key> = Vec::with_capacity(staged_heads.len());
         let mut all_rolled = true;
@@ -957,8 +1011,9 @@ impl<'a> Store<'a> {
                 }
             }
         }
-        // Staged versions of rolled heads are copies of the heads now; the record is needed
-        // while any head still points at it.
+        // Separate staged versions of rolled heads are copies of the heads now; the record is
+        // needed while any head still points at it.
+        rolled.retain(|k| separate.contains(&k.pk));
         self.delete_quietly(rolled).await;
         if all_rolled && let Err(e) = self.t.delete(&rec_key, Condition::None).await {
             tracing::warn!(error = %e, "commit record left behind; it is harmless");
