@@ -183,6 +183,30 @@ impl Client {
     pub async fn get(&self, user: &User, path: &str) -> FhirResp {
         self.send(Some(user), "GET", path, &[], None).await
     }
+
+    /// The entries of every page of a Bundle, following `next` links from `path`.
+    pub async fn all_pages(&self, user: &User, path: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut next = Some(path.to_owned());
+        while let Some(p) = next.take() {
+            let r = self.get(user, &p).await;
+            assert_eq!(r.status, 200, "{p}: {}", r.text);
+            out.extend(r.body["entry"].as_array().expect("entries").iter().cloned());
+            next = next_link(&r.body);
+        }
+        out
+    }
+}
+
+/// The path of a Bundle's `next` link (links carry the API Gateway test domain).
+pub fn next_link(bundle: &Value) -> Option<String> {
+    bundle["link"]
+        .as_array()?
+        .iter()
+        .find(|l| l["relation"] == "next")?["url"]
+        .as_str()?
+        .strip_prefix("https://api.example.com")
+        .map(str::to_owned)
 }
 
 /// A caller whose token names `tenant` (READ, WRITE and DELETE there).

@@ -322,27 +322,9 @@ async fn crud_conditional_headers_and_history() {
             ok(&r, 201, "observation");
         }
         let mut seen = Vec::new();
-        let mut next = Some("/fhir/Observation/_history?_count=3".to_owned());
-        while let Some(p) = next.take() {
-            let r = f.get(&u, &p).await;
-            ok(&r, 200, "type history");
-            for e in r.body["entry"].as_array().unwrap() {
-                assert_eq!(e["resource"]["resourceType"], "Observation");
-                seen.push(e["response"]["lastModified"].as_str().unwrap().to_owned());
-            }
-            next = r.body["link"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|l| l["relation"] == "next")
-                .map(|l| {
-                    l["url"]
-                        .as_str()
-                        .unwrap()
-                        .strip_prefix("https://api.example.com")
-                        .unwrap()
-                        .to_owned()
-                });
+        for e in f.all_pages(&u, "/fhir/Observation/_history?_count=3").await {
+            assert_eq!(e["resource"]["resourceType"], "Observation");
+            seen.push(e["response"]["lastModified"].as_str().unwrap().to_owned());
         }
         assert_eq!(seen.len(), 7, "{name}");
         assert!(seen.windows(2).all(|w| w[0] >= w[1]), "newest first");

@@ -201,27 +201,8 @@ fn scenarios() -> Vec<Scenario> {
 /// Every visible version of `t` in a tenant (type history, all pages), newest first.
 async fn type_history(f: &Fhir, tenant: &str, t: &str) -> Vec<Value> {
     let u = tenant_user("checker", tenant);
-    let mut out = Vec::new();
-    let mut next = Some(format!("/fhir/{t}/_history?_count=1000"));
-    while let Some(p) = next.take() {
-        let r = f.get(&u, &p).await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        out.extend(r.body["entry"].as_array().unwrap().iter().cloned());
-        next = r.body["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["relation"] == "next")
-            .map(|l| {
-                l["url"]
-                    .as_str()
-                    .unwrap()
-                    .strip_prefix("https://api.example.com")
-                    .unwrap()
-                    .to_owned()
-            });
-    }
-    out
+    f.all_pages(&u, &format!("/fhir/{t}/_history?_count=1000"))
+        .await
 }
 
 /// Checks that the tenant shows all of `s` or none of it, and returns which.

@@ -741,33 +741,54 @@ impl Table for DynamoTable {
     async fn batch_write(&self, ops: Vec<BatchOp>) -> Result<(), StorageError> {
         check_batch_write(&ops)?;
         let client = self.client().await;
-        for chunk in ops.chunks(BATCH_WRITE_CHUNK) {
-            let mut pending = chunk
-                .iter()
-                .map(write_request)
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut attempt = 0;
-            loop {
-                let out = client
-                    .batch_write_item()
-                    .request_items(&self.table, pending)
-                    .set_return_consumed_capacity(self.capacity())
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("BatchWriteItem", e))?;
-                self.record(Kind::Write, out.consumed_capacity.iter().flatten(), 0);
-                pending = out
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(&self.table))
-                    .unwrap_or_default();
-                if pending.is_empty() {
-                    break;
-                }
-                attempt += 1;
-                batch_backoff("BatchWriteItem", attempt, pending.len()).await?;
-            }
+        // Requests of 25 go out BATCH_WRITE_WAVE at a time: a large FHIR transaction pre-writes
+        // hundreds of items, and one request after another would add up to a second.
+        let chunks: Vec<&[BatchOp]> = ops.chunks(BATCH_WRITE_CHUNK).collect();
+        for wave in chunks.chunks(BATCH_WRITE_WAVE) {
+            futures_util::future::try_join_all(
+                wave.iter()
+                    .map(|chunk| self.batch_write_chunk(client, chunk)),
+            )
+            .await?;
         }
         Ok(())
+    }
+}
+
+/// Concurrent BatchWriteItem requests of one [`Table::batch_write`].
+const BATCH_WRITE_WAVE: usize = 8;
+
+impl DynamoTable {
+    /// One BatchWriteItem of at most 25 writes, retrying unprocessed items with backoff.
+    async fn batch_write_chunk(
+        &self,
+        client: &Client,
+        chunk: &[BatchOp],
+    ) -> Result<(), StorageError> {
+        let mut pending = chunk
+            .iter()
+            .map(write_request)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut attempt = 0;
+        loop {
+            let out = client
+                .batch_write_item()
+                .request_items(&self.table, pending)
+                .set_return_consumed_capacity(self.capacity())
+                .send()
+                .await
+                .map_err(|e| sdk_error("BatchWriteItem", e))?;
+            self.record(Kind::Write, out.consumed_capacity.iter().flatten(), 0);
+            pending = out
+                .unprocessed_items
+                .and_then(|mut u| u.remove(&self.table))
+                .unwrap_or_default();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            attempt += 1;
+            batch_backoff("BatchWriteItem", attempt, pending.len()).await?;
+        }
     }
 }
 
