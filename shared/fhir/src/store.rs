@@ -218,14 +218,16 @@ impl From<StorageError> for StoreError {
 /// Tunables of the protocol.
 #[derive(Debug, Clone, Copy)]
 pub struct StoreOptions {
-    /// How long a large transaction may stay pending before other writers may roll it back.
+    /// How long a large transaction may stay pending before other writers may roll it back:
+    /// longer than a writer can live (the template's function timeout is 29 s, API Gateway's
+    /// 30 s), so a live writer is never rolled back.
     pub lease: Duration,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
-            lease: Duration::from_secs(60),
+            lease: Duration::from_secs(30),
         }
     }
 }
