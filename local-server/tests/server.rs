@@ -134,13 +134,11 @@ async fn every_function_is_mounted_and_unknown_routes_are_404() {
     let (status, body) = call(&s, "GET", "/groups", Some(&token)).await;
     assert_eq!(status, 200, "{body}");
     assert!(body["groups"].is_array());
-    let (status, body) = call(&s, "GET", "/fhir/Patient", Some(&token)).await;
-    assert_eq!(status, 404);
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("not implemented")
+    let (status, body) = call(&s, "GET", "/fhir/Patient/x", Some(&token)).await;
+    assert_eq!(
+        (status, body["resourceType"].as_str()),
+        (404, Some("OperationOutcome")),
+        "{body}"
     );
     let (status, body) = call(&s, "GET", "/nowhere", Some(&token)).await;
     assert_eq!((status, body["message"].as_str()), (404, Some("Not Found")));
@@ -151,17 +149,19 @@ async fn every_function_is_mounted_and_unknown_routes_are_404() {
 #[tokio::test]
 async fn the_capability_statement_needs_no_token() {
     let s = start("public").await;
-    for path in ["/fhir/metadata", "/fhir/tenant/t1/metadata"] {
-        let (status, body) = call(&s, "GET", path, None).await;
-        // Reaches the FHIR function (not the authorizer's 401).
-        assert_eq!(status, 404, "{path}");
-        assert!(
-            body["message"]
-                .as_str()
-                .unwrap()
-                .contains("not implemented")
-        );
-    }
+    // Reaches the FHIR function (not the authorizer's 401): the statement, and (tenant URLs
+    // being off by default) the function's own 404.
+    let (status, body) = call(&s, "GET", "/fhir/metadata", None).await;
+    assert_eq!(
+        (status, body["resourceType"].as_str()),
+        (200, Some("CapabilityStatement"))
+    );
+    assert_eq!(body["implementation"]["url"], format!("{}/fhir", s.base));
+    let (status, body) = call(&s, "GET", "/fhir/tenant/t1/metadata", None).await;
+    assert_eq!(
+        (status, body["resourceType"].as_str()),
+        (404, Some("OperationOutcome"))
+    );
     let (status, _) = call(&s, "POST", "/fhir/metadata", None).await;
     assert_eq!(status, 401);
 }

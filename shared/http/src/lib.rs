@@ -39,13 +39,3 @@ pub fn path_segment(raw: &str) -> Option<String> {
         .ok()
         .map(|c| c.into_owned())
 }
-
-/// The answer of a function to a route it does not serve yet: a JSON 404 naming it.
-pub fn not_implemented(req: &lambda_http::Request) -> Response<Body> {
-    json_response(
-        StatusCode::NOT_FOUND,
-        &serde_json::json!({
-            "message": format!("route {} {} is not implemented", req.method(), req.uri().path())
-        }),
-    )
-}
