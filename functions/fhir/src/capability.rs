@@ -13,7 +13,7 @@ const RESOURCE_REST: &str = concat!(
     r#""interaction":[{"code":"read"},{"code":"vread"},{"code":"update"},{"code":"patch"},"#,
     r#"{"code":"delete"},{"code":"history-instance"},{"code":"history-type"},{"code":"create"}],"#,
     r#""versioning":"versioned-update","readHistory":true,"updateCreate":true,"#,
-    r#""conditionalCreate":false,"conditionalRead":"modified-since","conditionalUpdate":false,"#,
+    r#""conditionalCreate":false,"conditionalRead":"full-support","conditionalUpdate":false,"#,
     r#""conditionalDelete":"not-supported""#,
 );
 
