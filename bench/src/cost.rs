@@ -280,8 +280,9 @@ fn count(body: &Value, field: &str) -> Option<usize> {
     body.get(field).and_then(Value::as_array).map(Vec::len)
 }
 
-pub async fn section(opts: &Opts) -> (Value, Vec<Goal>) {
-    report::section("DynamoDB cost per operation (moto, ReturnConsumedCapacity=TOTAL; averages)");
+/// A fresh table (measuring capacity, behind a counting wrapper) and bucket on the shared
+/// moto_server, its DynamoDB calls passing through a [`Tap`] that counts them on the wire.
+pub async fn tapped_moto() -> (Tap, Arc<DynamoTable>, Arc<Counting>, Arc<storage::S3Blobs>) {
     let moto = integration_tests::moto::shared().await;
     let tap = Tap::start(&moto.endpoint).await.expect("proxy");
     let name = moto.create_table().await.table_name().to_owned();
@@ -290,6 +291,12 @@ pub async fn section(opts: &Opts) -> (Value, Vec<Goal>) {
         Arc::new(DynamoTable::with_client(aws_sdk_dynamodb::Client::new(&sdk), name).with_usage());
     let counting = Arc::new(Counting::new(table.clone()));
     let blobs = Arc::new(moto.create_bucket().await);
+    (tap, table, counting, blobs)
+}
+
+pub async fn section(opts: &Opts) -> (Value, Vec<Goal>) {
+    report::section("DynamoDB cost per operation (moto, ReturnConsumedCapacity=TOTAL; averages)");
+    let (tap, table, counting, blobs) = tapped_moto().await;
     let deps = documents::Deps::new(
         TenantConfig::default(),
         counting.clone(),

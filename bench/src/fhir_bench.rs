@@ -897,15 +897,8 @@ async fn cost(opts: &Opts, bundle: Option<&Value>, small: Option<&Value>) -> (Va
     report::section(
         "FHIR DynamoDB cost (moto; items written per resource by key kind; capacity per resource)",
     );
-    let moto = integration_tests::moto::shared().await;
-    let tap = Tap::start(&moto.endpoint).await.expect("proxy");
-    let name = moto.create_table().await.table_name().to_owned();
-    let sdk = integration_tests::moto::moto_sdk_config(&tap.endpoint(), "bench");
-    let table =
-        Arc::new(DynamoTable::with_client(aws_sdk_dynamodb::Client::new(&sdk), name).with_usage());
-    let counting = Arc::new(Counting::new(table.clone()));
+    let (tap, table, counting, blobs) = crate::cost::tapped_moto().await;
     let by_key = Arc::new(ByKey::new(counting.clone()));
-    let blobs = Arc::new(moto.create_bucket().await);
     let deps = fhir::Deps::new(
         TenantConfig::default(),
         by_key.clone(),

@@ -53,13 +53,10 @@ pub(crate) async fn externalize(
         .decode(data.as_bytes())
         .map_err(|_| FhirError::invalid("Binary.data is not valid base64"))?;
     let b = blobs(ctx);
-    let key = b.key(&format!("fhir/Binary/{id}/{}", uuid_like()));
+    // A fresh random suffix for every version's content.
+    let key = b.key(&format!("fhir/Binary/{id}/{}", ResourceId::generate()));
     b.put(&key, bytes, &content_type).await?;
     Ok(Some(key))
-}
-
-fn uuid_like() -> String {
-    fhir_core::ResourceId::generate().to_string()
 }
 
 /// Removes content written for a write that did not commit (best effort: leftovers are

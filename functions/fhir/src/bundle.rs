@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use base64::Engine;
 use fhir_core::{
-    FhirError, Resource, ResourceId, ResourceType, Version, VersionId, etag, parse_etag,
+    FhirError, Resource, ResourceId, ResourceType, Version, VersionId, etag, fhir_response,
 };
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
@@ -142,7 +142,7 @@ fn parse_entry(
     base: &str,
     e: &EntryIn,
     ids: &mut HashMap<String, String>,
-) -> Result<(Action, Option<Resource>), FhirError> {
+) -> Result<Action, FhirError> {
     let req = e
         .request
         .as_ref()
@@ -160,13 +160,7 @@ fn parse_entry(
     let if_match = req
         .if_match
         .as_deref()
-        .map(|v| {
-            parse_etag(v).ok_or_else(|| {
-                FhirError::invalid(format!(
-                    "ifMatch '{v}' is not a version ETag such as W/\"1\""
-                ))
-            })
-        })
+        .map(rest::version_etag)
         .transpose()?;
     let resource = e
         .resource
@@ -182,12 +176,7 @@ fn parse_entry(
     let action = match (method, id, vid) {
         ("POST", None, None) => {
             let r = need_resource()?;
-            if r.resource_type()? != t {
-                return Err(FhirError::invalid(format!(
-                    "{method} {url} carries a {}",
-                    r.resource_type()?
-                )));
-            }
+            r.expect_type(t)?;
             let id = ResourceId::generate();
             if let Some(fu) = &e.full_url {
                 ids.insert(fu.clone(), format!("{t}/{id}"));
@@ -201,25 +190,8 @@ fn parse_entry(
         }
         ("PUT", Some(id), None) => {
             let r = need_resource()?;
-            if r.resource_type()? != t {
-                return Err(FhirError::invalid(format!(
-                    "{method} {url} carries a {}",
-                    r.resource_type()?
-                )));
-            }
-            match r.id()? {
-                Some(b) if b == id.as_str() => {}
-                Some(b) => {
-                    return Err(FhirError::invalid(format!(
-                        "{method} {url} carries a resource with id '{b}'"
-                    )));
-                }
-                None => {
-                    return Err(FhirError::invalid(format!(
-                        "{method} {url} carries a resource without id; it must be '{id}'"
-                    )));
-                }
-            }
+            r.expect_type(t)?;
+            r.expect_id(&id)?;
             if let Some(fu) = &e.full_url {
                 ids.insert(fu.clone(), format!("{t}/{id}"));
             }
@@ -250,7 +222,7 @@ fn parse_entry(
             )));
         }
     };
-    Ok((action, resource))
+    Ok(action)
 }
 
 fn status_line(s: StatusCode) -> String {
@@ -300,15 +272,7 @@ async fn read(
     id: &ResourceId,
     vid: Option<VersionId>,
 ) -> Result<Value, FhirError> {
-    let store = ctx.store();
-    let v = match vid {
-        None => store.read(t, id).await?,
-        Some(n) => store.vread(t, id, n).await?,
-    }
-    .ok_or_else(|| FhirError::NotFound(format!("{t}/{id} is not known")))?;
-    if v.deleted {
-        return Err(FhirError::Gone(format!("{t}/{id} was deleted")));
-    }
+    let v = rest::fetch(ctx, t, id, vid).await?;
     Ok(response_entry(
         ctx,
         StatusCode::OK,
@@ -385,7 +349,7 @@ async fn batch(
     let mut parsed = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         match parse_entry(&ctx.base, e, &mut HashMap::new()) {
-            Ok((a, _)) => parsed.push((i, a)),
+            Ok(a) => parsed.push((i, a)),
             Err(err) => out[i] = error_entry(err),
         }
     }
@@ -404,7 +368,7 @@ async fn batch(
         .await;
         out[i] = r.unwrap_or_else(error_entry);
     }
-    Ok(rest::json(
+    Ok(fhir_response(
         StatusCode::OK,
         &json!({ "resourceType": "Bundle", "type": "batch-response", "entry": out }),
     ))
@@ -418,7 +382,7 @@ async fn transaction(
     let mut ids = HashMap::new();
     let mut actions = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
-        let (a, _) =
+        let a =
             parse_entry(&ctx.base, e, &mut ids).map_err(|err| err.context(&entry_label(i, e)))?;
         ctx.scope.require(a.permission())?;
         actions.push(a);
@@ -476,7 +440,7 @@ async fn transaction(
             out[i] = read(ctx, *t, id, *vid).await.unwrap_or_else(error_entry);
         }
     }
-    Ok(rest::json(
+    Ok(fhir_response(
         StatusCode::OK,
         &json!({ "resourceType": "Bundle", "type": "transaction-response", "entry": out }),
     ))

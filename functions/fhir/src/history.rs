@@ -1,14 +1,14 @@
 //! History: instance (`/{type}/{id}/_history`), type (`/{type}/_history`) and system
 //! (`/_history`), newest first, with `_count`, `_since`, `_at` and signed paging links.
 
-use fhir_core::{FhirError, ResourceId, ResourceType, Version, etag};
+use fhir_core::{FhirError, ResourceId, ResourceType, Version, etag, fhir_response};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::Ctx;
-use crate::rest::{json as fhir_json, url};
+use crate::rest::url;
 
 /// Default and largest `_count`.
 const DEFAULT_COUNT: usize = 20;
@@ -21,6 +21,8 @@ struct Params {
     since: Option<String>,
     /// `_at`: the period `[start, end)`, in the stored time format.
     at: Option<(String, String)>,
+    /// `_at` as sent (repeated in the links).
+    at_text: Option<String>,
     page: Option<String>,
 }
 
@@ -71,6 +73,7 @@ fn params(ctx: &Ctx<'_>) -> Result<Params, FhirError> {
         count: DEFAULT_COUNT,
         since: None,
         at: None,
+        at_text: None,
         page: None,
     };
     let query = ctx.req.uri().query().unwrap_or_default();
@@ -81,7 +84,9 @@ fn params(ctx: &Ctx<'_>) -> Result<Params, FhirError> {
                     .parse::<usize>()
                     .ok()
                     .filter(|n| *n >= 1)
-                    .ok_or_else(|| FhirError::invalid(format!("_count '{v}' is not a positive number")))?
+                    .ok_or_else(|| {
+                        FhirError::invalid(format!("_count '{v}' is not a positive number"))
+                    })?
                     .min(MAX_COUNT)
             }
             "_since" => {
@@ -93,6 +98,7 @@ fn params(ctx: &Ctx<'_>) -> Result<Params, FhirError> {
                 p.since = Some(timestamp::format(t));
             }
             "_at" => {
+                p.at_text = Some(v.clone());
                 p.at = Some(period(&v).ok_or_else(|| {
                     FhirError::invalid(format!(
                         "_at '{v}' is not a date or dateTime such as 2026, 2026-01-31 or 2026-01-31T12:00:00Z"
@@ -158,7 +164,7 @@ pub(crate) fn entry(base: &str, v: &Version) -> Value {
     };
     let mut e = json!({
         "fullUrl": url(base, v.rtype, &v.id),
-        "request": { "method": if method == "PATCH" { "PATCH" } else { method }, "url": req_url },
+        "request": { "method": method, "url": req_url },
         "response": {
             "status": status,
             "etag": etag(v.vid),
@@ -184,6 +190,38 @@ fn bundle(self_url: &str, next: Option<String>, entries: Vec<Value>) -> Value {
     })
 }
 
+/// The cursor of `_page`, opened for this tenant and query (another's is 400).
+fn open_page(ctx: &Ctx<'_>, p: &Params, qid: &str) -> Result<Option<Cursor>, FhirError> {
+    p.page
+        .as_ref()
+        .map(|tok| {
+            ctx.deps
+                .tokens
+                .open_cursor(tok, &ctx.scope.key_prefix(), qid)
+        })
+        .transpose()
+        .map_err(FhirError::from)
+}
+
+/// The history Bundle of `versions`, with links to this page and, from `next`, the next.
+fn respond(
+    ctx: &Ctx<'_>,
+    path_rest: &str,
+    p: &Params,
+    qid: &str,
+    versions: &[Version],
+    next: Option<Cursor>,
+) -> Response<Body> {
+    let next_tok = next.map(|c| {
+        ctx.deps
+            .tokens
+            .seal_cursor(&ctx.scope.key_prefix(), qid, &c)
+    });
+    let (self_url, next_url) = links(ctx, path_rest, p, next_tok);
+    let entries = versions.iter().map(|v| entry(&ctx.base, v)).collect();
+    fhir_response(StatusCode::OK, &bundle(&self_url, next_url, entries))
+}
+
 /// The URL of this request and of its next page.
 fn links(
     ctx: &Ctx<'_>,
@@ -195,13 +233,8 @@ fn links(
     if let Some(s) = &p.since {
         q.push(format!("_since={}", enc(s)));
     }
-    if let Some(v) = ctx
-        .req
-        .uri()
-        .query()
-        .and_then(|q| url_pairs(q).into_iter().find(|(k, _)| k == "_at"))
-    {
-        q.push(format!("_at={}", enc(&v.1)));
+    if let Some(at) = &p.at_text {
+        q.push(format!("_at={}", enc(at)));
     }
     let here = format!("{}{path_rest}/_history", ctx.base);
     let mut self_q = q.clone();
@@ -244,12 +277,9 @@ pub(crate) async fn instance(
     let p = params(ctx)?;
     let path_rest = format!("/{t}/{id}");
     let qid = query_id(&path_rest, &p);
-    let prefix = ctx.scope.key_prefix();
-    let before = match &p.page {
-        Some(tok) => match ctx.deps.tokens.open_cursor::<Cursor>(tok, &prefix, &qid)? {
-            Cursor::Version(v) => Some(v),
-            Cursor::Entry(_) => return Err(storage::StorageError::InvalidToken.into()),
-        },
+    let before = match open_page(ctx, &p, &qid)? {
+        Some(Cursor::Version(v)) => Some(v),
+        Some(Cursor::Entry(_)) => return Err(storage::StorageError::InvalidToken.into()),
         None => None,
     };
     // `_at` needs the version made before the period, so it reads to the end.
@@ -286,16 +316,13 @@ pub(crate) async fn instance(
     if p.at.is_none() {
         versions.truncate(p.count);
     }
-    let next_tok = next.map(|v| {
-        ctx.deps
-            .tokens
-            .seal_cursor(&prefix, &qid, &Cursor::Version(v))
-    });
-    let (self_url, next_url) = links(ctx, &path_rest, &p, next_tok);
-    let entries = versions.iter().map(|v| entry(&ctx.base, v)).collect();
-    Ok(fhir_json(
-        StatusCode::OK,
-        &bundle(&self_url, next_url, entries),
+    Ok(respond(
+        ctx,
+        &path_rest,
+        &p,
+        &qid,
+        &versions,
+        next.map(Cursor::Version),
     ))
 }
 
@@ -310,12 +337,9 @@ pub(crate) async fn list(
     let p = params(ctx)?;
     let path_rest = t.map(|t| format!("/{t}")).unwrap_or_default();
     let qid = query_id(&path_rest, &p);
-    let prefix = ctx.scope.key_prefix();
-    let before = match &p.page {
-        Some(tok) => match ctx.deps.tokens.open_cursor::<Cursor>(tok, &prefix, &qid)? {
-            Cursor::Entry(k) => Some(k),
-            Cursor::Version(_) => return Err(storage::StorageError::InvalidToken.into()),
-        },
+    let before = match open_page(ctx, &p, &qid)? {
+        Some(Cursor::Entry(k)) => Some(k),
+        Some(Cursor::Version(_)) => return Err(storage::StorageError::InvalidToken.into()),
         None => None,
     };
     let store = ctx.store();
@@ -346,15 +370,12 @@ pub(crate) async fn list(
             (kept, None)
         }
     };
-    let next_tok = next.map(|k| {
-        ctx.deps
-            .tokens
-            .seal_cursor(&prefix, &qid, &Cursor::Entry(k))
-    });
-    let (self_url, next_url) = links(ctx, &path_rest, &p, next_tok);
-    let entries = versions.iter().map(|v| entry(&ctx.base, v)).collect();
-    Ok(fhir_json(
-        StatusCode::OK,
-        &bundle(&self_url, next_url, entries),
+    Ok(respond(
+        ctx,
+        &path_rest,
+        &p,
+        &qid,
+        &versions,
+        next.map(Cursor::Entry),
     ))
 }

@@ -263,9 +263,7 @@ impl Ctx<'_> {
 
 /// The caller's FHIR base URL (every URL the server writes starts with it).
 pub(crate) fn base_url(req: &Request, config: &TenantConfig, tenant: Option<&str>) -> String {
-    let base = platform_http::credentials(req, config)
-        .fhir_base_url
-        .unwrap_or_else(|| "/fhir".to_owned());
+    let base = platform_http::fhir_base_url(req, config).unwrap_or_else(|| "/fhir".to_owned());
     let base = base.trim_end_matches('/');
     match tenant {
         Some(t) => format!("{base}/tenant/{t}"),
@@ -317,8 +315,8 @@ impl Api for Deps {
                 "search ({t}?...) is not available on this server yet; read resources by id, or \
                  use _history"
             ))),
-            Kind::Read(t, id) => rest::read(&ctx, t, &id).await,
-            Kind::VRead(t, id, vid) => rest::vread(&ctx, t, &id, vid).await,
+            Kind::Read(t, id) => rest::read(&ctx, t, &id, None).await,
+            Kind::VRead(t, id, vid) => rest::read(&ctx, t, &id, Some(vid)).await,
             Kind::Update(t, id) => rest::update(&ctx, t, id).await,
             Kind::Patch(t, id) => rest::patch(&ctx, t, id).await,
             Kind::Delete(t, id) => rest::delete(&ctx, t, id).await,

@@ -137,18 +137,24 @@ fn check_if_match(head: &Head, if_match: Option<VersionId>) -> Result<(), FhirEr
     }
 }
 
-fn not_found(t: ResourceType, id: &ResourceId) -> FhirError {
+/// A resource that does not exist (or belongs to another tenant): 404.
+pub(crate) fn not_found(t: ResourceType, id: &ResourceId) -> FhirError {
     FhirError::NotFound(format!("{t}/{id} is not known"))
+}
+
+/// A deleted resource: 410.
+pub(crate) fn gone(v: &Version) -> FhirError {
+    FhirError::Gone(format!(
+        "{}/{} was deleted (version {})",
+        v.rtype, v.id, v.vid
+    ))
 }
 
 /// The current content of a live resource, or 404/410.
 fn live(head: &Head) -> Result<&Version, FhirError> {
     match &head.current {
         None => Err(not_found(head.rtype, &head.id)),
-        Some(v) if v.deleted => Err(FhirError::Gone(format!(
-            "{}/{} was deleted (version {})",
-            head.rtype, head.id, v.vid
-        ))),
+        Some(v) if v.deleted => Err(gone(v)),
         Some(v) => Ok(v),
     }
 }

@@ -2,12 +2,11 @@
 //! they share (media types, body limits, `Prefer`, the headers of a version).
 
 use fhir_core::{
-    FHIR_JSON, FhirError, Resource, ResourceId, ResourceType, Version, VersionId, etag,
-    fhir_response, outcome, parse_etag,
+    FHIR_JSON, FhirError, Resource, ResourceId, ResourceType, Version, VersionId, etag, outcome,
+    parse_etag,
 };
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
-use serde_json::Value;
 
 use crate::Ctx;
 use crate::ops::{self, Done, Op};
@@ -125,15 +124,16 @@ pub(crate) const JSON_TYPES: &[&str] = &[FHIR_JSON, "application/json"];
 
 /// `If-Match`, parsed.
 fn if_match(req: &Request) -> Result<Option<VersionId>, FhirError> {
-    header(req, "if-match")
-        .map(|v| {
-            parse_etag(v).ok_or_else(|| {
-                FhirError::invalid(format!(
-                    "If-Match '{v}' is not a version ETag such as W/\"1\""
-                ))
-            })
-        })
-        .transpose()
+    header(req, "if-match").map(version_etag).transpose()
+}
+
+/// The version of an `If-Match` header or a Bundle entry's `ifMatch`.
+pub(crate) fn version_etag(v: &str) -> Result<VersionId, FhirError> {
+    parse_etag(v).ok_or_else(|| {
+        FhirError::invalid(format!(
+            "If-Match '{v}' is not a version ETag such as W/\"1\""
+        ))
+    })
 }
 
 /// `<base>/<Type>/<id>`.
@@ -216,12 +216,7 @@ async fn written(
 /// Parses a resource body of type `t`.
 fn resource(ctx: &Ctx<'_>, t: ResourceType) -> Result<Resource, FhirError> {
     let r = Resource::parse(body(ctx, JSON_TYPES)?)?;
-    let bt = r.resource_type()?;
-    if bt != t {
-        return Err(FhirError::invalid(format!(
-            "the body's resourceType is {bt} but the URL is for {t}"
-        )));
-    }
+    r.expect_type(t)?;
     Ok(r)
 }
 
@@ -250,19 +245,7 @@ pub(crate) async fn update(
     id: ResourceId,
 ) -> Result<Response<Body>, FhirError> {
     let resource = resource(ctx, t)?;
-    match resource.id()? {
-        Some(bid) if bid == id.as_str() => {}
-        Some(bid) => {
-            return Err(FhirError::invalid(format!(
-                "the body's id '{bid}' differs from the id '{id}' in the URL"
-            )));
-        }
-        None => {
-            return Err(FhirError::invalid(format!(
-                "the body has no id; an update must carry the id of the URL ('{id}')"
-            )));
-        }
-    }
+    resource.expect_id(&id)?;
     let op = Op::Update {
         t,
         id,
@@ -333,12 +316,6 @@ pub(crate) async fn delete(
 
 /// A read's answer: 304 when `If-None-Match` or `If-Modified-Since` says the client has it.
 async fn read_response(ctx: &Ctx<'_>, v: Version) -> Result<Response<Body>, FhirError> {
-    if v.deleted {
-        return Err(FhirError::Gone(format!(
-            "{}/{} was deleted (version {})",
-            v.rtype, v.id, v.vid
-        )));
-    }
     let not_modified = header(ctx.req, "if-none-match").is_some_and(|m| {
         m.split(',')
             .any(|e| e.trim() == "*" || parse_etag(e) == Some(v.vid))
@@ -366,36 +343,37 @@ async fn read_response(ctx: &Ctx<'_>, v: Version) -> Result<Response<Body>, Fhir
     Ok(resp)
 }
 
-/// `GET /{type}/{id}`.
+/// Version `vid` of a resource, or its current one: 404 when there is none, 410 when it is a
+/// deletion.
+pub(crate) async fn fetch(
+    ctx: &Ctx<'_>,
+    t: ResourceType,
+    id: &ResourceId,
+    vid: Option<VersionId>,
+) -> Result<Version, FhirError> {
+    let store = ctx.store();
+    let v = match vid {
+        None => store.read(t, id).await?,
+        Some(n) => store.vread(t, id, n).await?,
+    };
+    match v {
+        None if vid.is_some() => Err(FhirError::NotFound(format!(
+            "{t}/{id} has no version {}",
+            vid.unwrap_or_default()
+        ))),
+        None => Err(ops::not_found(t, id)),
+        Some(v) if v.deleted => Err(ops::gone(&v)),
+        Some(v) => Ok(v),
+    }
+}
+
+/// `GET /{type}/{id}` and `GET /{type}/{id}/_history/{vid}`.
 pub(crate) async fn read(
     ctx: &Ctx<'_>,
     t: ResourceType,
     id: &ResourceId,
+    vid: Option<VersionId>,
 ) -> Result<Response<Body>, FhirError> {
-    let v = ctx
-        .store()
-        .read(t, id)
-        .await?
-        .ok_or_else(|| FhirError::NotFound(format!("{t}/{id} is not known")))?;
+    let v = fetch(ctx, t, id, vid).await?;
     read_response(ctx, v).await
-}
-
-/// `GET /{type}/{id}/_history/{vid}`.
-pub(crate) async fn vread(
-    ctx: &Ctx<'_>,
-    t: ResourceType,
-    id: &ResourceId,
-    vid: VersionId,
-) -> Result<Response<Body>, FhirError> {
-    let v = ctx
-        .store()
-        .vread(t, id, vid)
-        .await?
-        .ok_or_else(|| FhirError::NotFound(format!("{t}/{id} has no version {vid}")))?;
-    read_response(ctx, v).await
-}
-
-/// A FHIR JSON response of a value.
-pub(crate) fn json(status: StatusCode, v: &Value) -> Response<Body> {
-    fhir_response(status, v)
 }

@@ -82,6 +82,15 @@ pub fn index_sk(value: &str, id: &ResourceId, token: &str) -> String {
     format!("{value}\u{1f}{id}\u{1f}{token}")
 }
 
+/// The value, id and commit token of an index entry's sort key.
+pub fn parse_index_sk(sk: &str) -> Option<(String, ResourceId, String)> {
+    let mut parts = sk.split('\u{1f}');
+    let value = parts.next()?.to_owned();
+    let id = ResourceId::parse(parts.next()?)?;
+    let token = parts.next()?.to_owned();
+    Some((value, id, token))
+}
+
 /// `fhir#h#<Type>#<shard>`.
 pub fn type_history_pk(t: ResourceType, shard: u32) -> String {
     format!("fhir#h#{t}#{shard}")
@@ -175,6 +184,11 @@ mod tests {
             })
         );
         assert_eq!(staged_sk("tok"), "s#tok");
+        assert_eq!(
+            parse_index_sk(&index_sk("2026-01-01", &id, "tok")),
+            Some(("2026-01-01".into(), id.clone(), "tok".into()))
+        );
+        assert_eq!(parse_index_sk("no-separators"), None);
         assert_eq!(parse_version_sk(&version_sk(7)), Some(7));
         assert!(version_sk(9) < version_sk(10));
         assert!(shard(t, &id) < SHARDS);

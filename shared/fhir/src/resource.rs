@@ -86,6 +86,31 @@ impl Resource {
         }
     }
 
+    /// Fails unless the resource is a `t`, the type of the URL it was sent to.
+    pub fn expect_type(&self, t: ResourceType) -> Result<(), FhirError> {
+        let bt = self.resource_type()?;
+        if bt == t {
+            Ok(())
+        } else {
+            Err(FhirError::invalid(format!(
+                "the body's resourceType is {bt} but the URL is for {t}"
+            )))
+        }
+    }
+
+    /// Fails unless the resource's `id` is `id`: an update names the resource of its URL.
+    pub fn expect_id(&self, id: &ResourceId) -> Result<(), FhirError> {
+        match self.id()? {
+            Some(b) if b == id.as_str() => Ok(()),
+            Some(b) => Err(FhirError::invalid(format!(
+                "the body's id '{b}' differs from the id '{id}' in the URL"
+            ))),
+            None => Err(FhirError::invalid(format!(
+                "the body has no id; an update must carry the id of the URL ('{id}')"
+            ))),
+        }
+    }
+
     /// The `id` element, if any (it must be a string).
     pub fn id(&self) -> Result<Option<String>, FhirError> {
         match self.get("id") {
@@ -277,7 +302,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.resource_type().unwrap().as_str(), "Observation");
-        r.set_id(&ResourceId::parse("o1").unwrap());
+        let obs = ResourceType::parse("Observation").unwrap();
+        assert!(r.expect_type(obs).is_ok());
+        assert_eq!(
+            r.expect_type(ResourceType::parse("Patient").unwrap())
+                .unwrap_err()
+                .status(),
+            400
+        );
+        let o1 = ResourceId::parse("o1").unwrap();
+        assert_eq!(r.expect_id(&o1).unwrap_err().status(), 400, "no id yet");
+        r.set_id(&o1);
+        assert!(r.expect_id(&o1).is_ok());
+        assert!(r.expect_id(&ResourceId::parse("o2").unwrap()).is_err());
         r.set_meta(2, "2026-01-01T00:00:00.000Z");
         let text = String::from_utf8(r.to_bytes()).unwrap();
         assert!(

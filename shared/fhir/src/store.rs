@@ -22,9 +22,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use storage::{
-    Attrs, BatchOp, Condition, Item, Key, MAX_BATCH_GET, MAX_ITEM_BYTES, MAX_QUERY_LIMIT,
-    MAX_TRANSACTION_BYTES, MAX_TRANSACTION_OPS, Query, ScopedTable, SkRange, StorageError, Table,
-    WriteOp, item_size,
+    Attrs, BatchOp, Condition, Item, Key, MAX_ITEM_BYTES, MAX_QUERY_LIMIT, MAX_TRANSACTION_BYTES,
+    MAX_TRANSACTION_OPS, Query, ScopedTable, SkRange, StorageError, Table, WriteOp, item_size,
 };
 use tenant_context::TenantScope;
 
@@ -483,12 +482,7 @@ impl<'a> Store<'a> {
     /// The heads of `ids` for writing, settled. Order as asked.
     pub async fn heads(&self, ids: &[(ResourceType, ResourceId)]) -> Result<Vec<Head>, StoreError> {
         let keys: Vec<Key> = ids.iter().map(|(t, id)| self.head_key(*t, id)).collect();
-        let mut found: HashMap<Key, Item> = HashMap::new();
-        for chunk in keys.chunks(MAX_BATCH_GET) {
-            for item in self.t.batch_get(chunk).await? {
-                found.insert(item.key.clone(), item);
-            }
-        }
+        let mut found = self.t.batch_get_all(&keys).await?;
         let mut heads = Vec::with_capacity(ids.len());
         for ((t, id), key) in ids.iter().zip(keys) {
             let item = self.settle(*t, id, found.remove(&key)).await?;
@@ -636,12 +630,7 @@ impl<'a> Store<'a> {
                 }
             }
         }
-        let mut items: HashMap<Key, Item> = HashMap::new();
-        for chunk in keys.chunks(MAX_BATCH_GET) {
-            for item in self.t.batch_get(chunk).await? {
-                items.insert(item.key.clone(), item);
-            }
-        }
+        let items = self.t.batch_get_all(&keys).await?;
         let mut views: HashMap<(ResourceType, ResourceId), Option<Version>> = HashMap::new();
         let mut out = Vec::new();
         for (t, id, vid, token) in wanted {
@@ -691,15 +680,9 @@ impl<'a> Store<'a> {
             loop {
                 let page = self.t.query(&q).await?;
                 for item in &page.items {
-                    let mut parts = item.key.sk.split('\u{1f}');
-                    let (Some(value), Some(id), Some(token)) =
-                        (parts.next(), parts.next(), parts.next())
-                    else {
-                        return Err(StorageError::unreadable(&item.key, "not an index entry"));
-                    };
-                    let id = ResourceId::parse(id)
-                        .ok_or_else(|| StorageError::unreadable(&item.key, "bad id"))?;
-                    found.push((value.to_owned(), id, token.to_owned()));
+                    let entry = keys::parse_index_sk(&item.key.sk)
+                        .ok_or_else(|| StorageError::unreadable(&item.key, "not an index entry"))?;
+                    found.push(entry);
                 }
                 match page.last_key {
                     Some(k) => q.start_after = Some(k),
@@ -707,21 +690,16 @@ impl<'a> Store<'a> {
                 }
             }
         }
-        // The current versions of the entries' resources: one batch_get per 100.
-        let mut ids: Vec<ResourceId> = found.iter().map(|(_, id, _)| id.clone()).collect();
+        // The current versions of the entries' resources.
+        let mut ids: Vec<&ResourceId> = found.iter().map(|(_, id, _)| id).collect();
         ids.sort();
         ids.dedup();
+        let keys: Vec<Key> = ids.iter().map(|id| self.head_key(t, id)).collect();
+        let mut items = self.t.batch_get_all(&keys).await?;
         let mut current: HashMap<ResourceId, Version> = HashMap::new();
-        for chunk in ids.chunks(MAX_BATCH_GET) {
-            let keys: Vec<Key> = chunk.iter().map(|id| self.head_key(t, id)).collect();
-            let mut items: HashMap<Key, Item> = HashMap::new();
-            for item in self.t.batch_get(&keys).await? {
-                items.insert(item.key.clone(), item);
-            }
-            for (id, key) in chunk.iter().zip(keys) {
-                if let Some(v) = self.view(t, id, items.remove(&key)).await?.current {
-                    current.insert(id.clone(), v);
-                }
+        for (id, key) in ids.into_iter().zip(keys) {
+            if let Some(v) = self.view(t, id, items.remove(&key)).await?.current {
+                current.insert(id.clone(), v);
             }
         }
         let mut out: Vec<(String, ResourceId)> = found

@@ -28,41 +28,52 @@ pub fn request_id(req: &Request) -> String {
 /// FHIR base URL that `aud` tenant entries are matched against (`FHIR_BASE_URL`, else
 /// `https://<API domain>/fhir`, else `http://<Host>/fhir` for local requests).
 pub fn credentials<'a>(req: &'a Request, config: &TenantConfig) -> Credentials<'a> {
-    let mut domain = None;
     let authorizer_claims = match req.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(c)) => {
-            domain = c.domain_name.as_deref().map(|d| format!("https://{d}"));
-            c.authorizer
-                .as_ref()
-                .and_then(|a| a.jwt.as_ref())
-                .filter(|jwt| !jwt.claims.is_empty())
-                .map(|jwt| Claims::from_strings(&jwt.claims))
-        }
-        Some(RequestContext::ApiGatewayV1(c)) => {
-            domain = c.domain_name.as_deref().map(|d| format!("https://{d}"));
-            match c.authorizer.fields.get("claims") {
-                Some(Value::Object(m)) if !m.is_empty() => Some(Claims::new(m.clone())),
-                // Some integrations deliver the claims object as a JSON string.
-                Some(Value::String(s)) => serde_json::from_str(s).ok().map(Claims::new),
-                _ => None,
-            }
-        }
+        Some(RequestContext::ApiGatewayV2(c)) => c
+            .authorizer
+            .as_ref()
+            .and_then(|a| a.jwt.as_ref())
+            .filter(|jwt| !jwt.claims.is_empty())
+            .map(|jwt| Claims::from_strings(&jwt.claims)),
+        Some(RequestContext::ApiGatewayV1(c)) => match c.authorizer.fields.get("claims") {
+            Some(Value::Object(m)) if !m.is_empty() => Some(Claims::new(m.clone())),
+            // Some integrations deliver the claims object as a JSON string.
+            Some(Value::String(s)) => serde_json::from_str(s).ok().map(Claims::new),
+            _ => None,
+        },
+        _ => None,
+    };
+    Credentials {
+        authorizer_claims,
+        authorization: req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok()),
+        fhir_base_url: fhir_base_url(req, config),
+    }
+}
+
+/// The FHIR base URL of this deployment as the caller reached it: `FHIR_BASE_URL` when set,
+/// else `https://<API Gateway domain>/fhir`, else `<scheme>://<Host>/fhir`.
+pub fn fhir_base_url(req: &Request, config: &TenantConfig) -> Option<String> {
+    if let Some(base) = &config.fhir_base_url {
+        return Some(base.clone());
+    }
+    let domain = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(c)) => c.domain_name.as_deref(),
+        Some(RequestContext::ApiGatewayV1(c)) => c.domain_name.as_deref(),
         _ => None,
     };
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    let origin = domain.or_else(|| {
-        let host = header("host")?;
-        let scheme = header("x-forwarded-proto").unwrap_or("http");
-        Some(format!("{scheme}://{host}"))
-    });
-    Credentials {
-        authorizer_claims,
-        authorization: header("authorization"),
-        fhir_base_url: config
-            .fhir_base_url
-            .clone()
-            .or_else(|| origin.map(|o| format!("{o}/fhir"))),
-    }
+    let origin = match domain {
+        Some(d) => format!("https://{d}"),
+        None => {
+            let host = header("host")?;
+            let scheme = header("x-forwarded-proto").unwrap_or("http");
+            format!("{scheme}://{host}")
+        }
+    };
+    Some(format!("{origin}/fhir"))
 }
 
 /// Rewrites an API Gateway HTTP API (v2) event so that lambda_http can parse it: the JWT

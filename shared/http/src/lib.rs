@@ -10,8 +10,8 @@ mod logging;
 mod pipeline;
 
 pub use event::{
-    HttpApiRequest, credentials, http_api_event, normalize_event, query_param, request_from_event,
-    request_id, run,
+    HttpApiRequest, credentials, fhir_base_url, http_api_event, normalize_event, query_param,
+    request_from_event, request_id, run,
 };
 pub use logging::init_tracing;
 pub use pipeline::{

@@ -741,8 +741,8 @@ impl Table for DynamoTable {
     async fn batch_write(&self, ops: Vec<BatchOp>) -> Result<(), StorageError> {
         check_batch_write(&ops)?;
         let client = self.client().await;
-        // Requests of 25 go out BATCH_WRITE_WAVE at a time: a large FHIR transaction pre-writes
-        // hundreds of items, and one request after another would add up to a second.
+        // Requests of 25 go out BATCH_WRITE_WAVE at a time: a caller writing hundreds of items
+        // would otherwise wait for one round trip after another.
         let chunks: Vec<&[BatchOp]> = ops.chunks(BATCH_WRITE_CHUNK).collect();
         for wave in chunks.chunks(BATCH_WRITE_WAVE) {
             futures_util::future::try_join_all(

@@ -8,12 +8,14 @@
 //!   read them, an [`AdminScope`] may write any of them, and a GOVERN holder on a site may write
 //!   that site's own item of one partition ([`GlobalTable::site_item_writer`]).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use tenant_context::{AdminScope, Permission, TenantScope};
 
 use crate::{
-    BatchOp, BlobMeta, Blobs, Condition, Item, Key, Page, Query, StorageError, Table, WriteOp,
+    BatchOp, BlobMeta, Blobs, Condition, Item, Key, MAX_BATCH_GET, Page, Query, StorageError,
+    Table, WriteOp,
 };
 
 /// Partition-key prefix of global items (sites, site-group permissions).
@@ -70,6 +72,18 @@ impl<'a> ScopedTable<'a> {
     pub async fn batch_get(&self, keys: &[Key]) -> Result<Vec<Item>, StorageError> {
         keys.iter().try_for_each(|k| self.check(k))?;
         self.table.batch_get(keys).await
+    }
+
+    /// The items at any number of distinct `keys` ([`MAX_BATCH_GET`] per round trip), by key;
+    /// missing items are left out.
+    pub async fn batch_get_all(&self, keys: &[Key]) -> Result<HashMap<Key, Item>, StorageError> {
+        let mut found = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(MAX_BATCH_GET) {
+            for item in self.batch_get(chunk).await? {
+                found.insert(item.key.clone(), item);
+            }
+        }
+        Ok(found)
     }
 
     pub async fn put(&self, item: Item, cond: Condition) -> Result<(), StorageError> {

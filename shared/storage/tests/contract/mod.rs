@@ -1204,6 +1204,24 @@ pub async fn scoped_table(t: &dyn Table) {
     .await
     .unwrap();
 
+    // batch_get_all: any number of keys, 100 per round trip, missing ones left out.
+    let many: Vec<Key> = (0..250)
+        .map(|i| a.key(&docs, format!("many{i:03}")))
+        .collect();
+    for k in many.iter().step_by(2) {
+        a.put(Item::new(k.clone(), Attrs::new()), Condition::None)
+            .await
+            .unwrap();
+    }
+    let before = spy.calls();
+    let all = a.batch_get_all(&many).await.unwrap();
+    assert_eq!(spy.calls() - before, 3, "three round trips for 250 keys");
+    assert_eq!(all.len(), 125);
+    assert!(many.iter().step_by(2).all(|k| all.contains_key(k)));
+    for k in many.iter().step_by(2) {
+        a.delete(k, Condition::None).await.unwrap();
+    }
+
     let calls = spy.calls();
     let new_mine = a.key(&docs, "d2");
     let outside = [
@@ -1221,6 +1239,10 @@ pub async fn scoped_table(t: &dyn Table) {
         assert_err!(a.get(k).await, StorageError::OutOfScope(_));
         assert_err!(
             a.batch_get(&[mine.clone(), k.clone()]).await,
+            StorageError::OutOfScope(_)
+        );
+        assert_err!(
+            a.batch_get_all(&[mine.clone(), k.clone()]).await,
             StorageError::OutOfScope(_)
         );
         assert_err!(
