@@ -4,9 +4,11 @@
 //! `ScopedTable`.
 
 pub mod error;
+pub mod fhirpath;
 pub mod index;
 pub mod keys;
 pub mod resource;
+pub mod search;
 pub mod store;
 pub mod types;
 

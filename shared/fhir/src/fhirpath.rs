@@ -1,0 +1,1 @@
+//! A FHIRPath subset: what the R4 search parameter expressions use.

@@ -1,0 +1,1 @@
+//! Generated: the R4 search parameter table.

@@ -1,0 +1,1 @@
+//! The R4 search parameters, per resource type.
