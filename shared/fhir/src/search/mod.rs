@@ -4,3 +4,4 @@
 
 mod r4;
 pub mod registry;
+pub mod value;
