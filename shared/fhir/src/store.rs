@@ -172,6 +172,25 @@ impl Head {
     }
 }
 
+/// One entry of an index partition, as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexHit {
+    /// The entry's sort key (where a scan continues from).
+    pub sk: String,
+    pub value: String,
+    pub id: ResourceId,
+    /// The commit token of the write that made it: it counts only when the resource's current
+    /// version carries the same.
+    pub token: String,
+}
+
+/// A resource's current version as search sees it, with the index entries that version owns.
+#[derive(Debug, Clone)]
+pub struct Current {
+    pub version: Version,
+    pub idx: Vec<Key>,
+}
+
 /// What a write does to one resource.
 #[derive(Debug, Clone)]
 pub enum Change {
@@ -712,6 +731,68 @@ impl<'a> Store<'a> {
             .map(|(value, id, _)| (value, id))
             .collect();
         out.sort();
+        Ok(out)
+    }
+
+    /// One page of an index partition's entries in `range` (ascending sort-key order), after
+    /// the sort key `start_after`: the entries and the sort key to continue after when more
+    /// remain. Consistent; visibility is the caller's to check against [`Store::current`].
+    pub async fn index_page(
+        &self,
+        t: ResourceType,
+        param: &str,
+        shard: Option<u32>,
+        range: SkRange,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<IndexHit>, Option<String>), StorageError> {
+        let pk = self.t.pk(&keys::index_pk(t, param, shard));
+        let mut q = Query::new(pk.clone(), range, limit.clamp(1, MAX_QUERY_LIMIT));
+        q.start_after = start_after.map(|sk| Key::new(pk, sk));
+        let page = self.t.query(&q).await?;
+        let mut hits = Vec::with_capacity(page.items.len());
+        for item in page.items {
+            let (value, id, token) = keys::parse_index_sk(&item.key.sk)
+                .ok_or_else(|| StorageError::unreadable(&item.key, "not an index entry"))?;
+            hits.push(IndexHit {
+                sk: item.key.sk,
+                value,
+                id,
+                token,
+            });
+        }
+        Ok((hits, page.last_key.map(|k| k.sk)))
+    }
+
+    /// The scoped partition key of an index partition (what [`Current::idx`] keys carry).
+    pub fn index_partition(&self, t: ResourceType, param: &str, shard: Option<u32>) -> String {
+        self.t.pk(&keys::index_pk(t, param, shard))
+    }
+
+    /// The current, not deleted, versions of `ids` as readers see them, with the index
+    /// entries each owns (one consistent batch read; staged heads resolved, never written).
+    pub async fn current(
+        &self,
+        ids: &[(ResourceType, ResourceId)],
+    ) -> Result<HashMap<(ResourceType, ResourceId), Current>, StorageError> {
+        let keys: Vec<Key> = ids.iter().map(|(t, id)| self.head_key(*t, id)).collect();
+        let mut items = self.t.batch_get_all(&keys).await?;
+        let mut out = HashMap::with_capacity(ids.len());
+        for ((t, id), key) in ids.iter().zip(keys) {
+            let Some(item) = items.remove(&key) else {
+                continue;
+            };
+            let head = self.view(*t, id, Some(item)).await?;
+            if let Some(v) = head.current.filter(|v| !v.deleted) {
+                out.insert(
+                    (*t, id.clone()),
+                    Current {
+                        version: v,
+                        idx: head.idx,
+                    },
+                );
+            }
+        }
         Ok(out)
     }
 
