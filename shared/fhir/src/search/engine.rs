@@ -24,13 +24,17 @@ use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use storage::{Key, SkRange, StorageError};
+use storage::{Key, SkRange};
 
 use super::extract::{self, COMPONENT_SEP, SEP, param_values};
 use super::matcher::{self, approx_window};
-use super::query::{Clause, Include, Modifier, Pred, Prefix, Search, Summary, Total};
+use super::query::{
+    Clause, Include, Modifier, Pred, Prefix, Search, Summary, Total, compartment_clause,
+};
 use super::registry::{self, ParamType};
-use super::value::{DateRange, Dec, MAX_INDEXED_CHARS, SearchValue, instant, normalize, parse_local, parse_instant};
+use super::value::{
+    DateRange, Dec, MAX_INDEXED_CHARS, SearchValue, instant, normalize, parse_instant, parse_local,
+};
 use crate::error::FhirError;
 use crate::keys::{self, SHARDS};
 use crate::store::{Current, Store, Version};
@@ -218,7 +222,11 @@ fn value_ranges(
 ) -> Option<(u8, Vec<(SkRange, Filter)>)> {
     let one = |rank: u8, r: SkRange| Some((rank, vec![(r, Filter::None)]));
     if code == "_lastUpdated" {
-        let Pred::Date { prefix: p, range: q } = pred else {
+        let Pred::Date {
+            prefix: p,
+            range: q,
+        } = pred
+        else {
             return None;
         };
         let (lo, hi) = date_point_bounds(*p, *q)?;
@@ -243,7 +251,14 @@ fn value_ranges(
             Some((0, keys.iter().map(|k| (eq(k), Filter::None)).collect()))
         }
         (ParamType::Token, _, Pred::Token { code: Some(c), .. }) if code == "_id" => one(0, eq(c)),
-        (ParamType::Token, _, Pred::Token { system, code: Some(c) }) => match system {
+        (
+            ParamType::Token,
+            _,
+            Pred::Token {
+                system,
+                code: Some(c),
+            },
+        ) => match system {
             None => one(2, prefix(&extract::token_key(c, None))),
             Some(s) => one(1, eq(&extract::token_key(c, s.as_deref()))),
         },
@@ -279,7 +294,14 @@ fn value_ranges(
             None => one(2, prefix(&extract::identifier_key(value, None))),
             Some(s) => one(1, eq(&extract::identifier_key(value, s.as_deref()))),
         },
-        (ParamType::Date, _, Pred::Date { prefix: p, range: q }) => {
+        (
+            ParamType::Date,
+            _,
+            Pred::Date {
+                prefix: p,
+                range: q,
+            },
+        ) => {
             let (run, lo, hi) = date_run_bounds(*p, *q)?;
             let rank = if *p == Prefix::Eq { 4 } else { 5 };
             Some((rank, vec![(bounded(run, lo, hi), Filter::Range(*p, *q))]))
@@ -301,7 +323,11 @@ fn value_ranges(
             let (lo, hi) = number_bounds(*p, *value)?;
             match (system, unit) {
                 (Some(s), Some(u)) => {
-                    let run = format!("u{}{SEP}{}{SEP}", super::value::clean(s), super::value::clean(u));
+                    let run = format!(
+                        "u{}{SEP}{}{SEP}",
+                        super::value::clean(s),
+                        super::value::clean(u)
+                    );
                     one(3, bounded(&run, lo, hi))
                 }
                 _ => one(5, bounded("n", lo, hi)),
@@ -379,7 +405,10 @@ fn date_point_bounds(p: Prefix, q: DateRange) -> Option<Bounds> {
 
 /// The run (`a`: by start, `b`: by end) and bounds that hold every range a prefix admits;
 /// the entry filter then decides exactly.
-fn date_run_bounds(p: Prefix, q: DateRange) -> Option<(&'static str, Option<(String, bool)>, Option<(String, bool)>)> {
+fn date_run_bounds(
+    p: Prefix,
+    q: DateRange,
+) -> Option<(&'static str, Option<(String, bool)>, Option<(String, bool)>)> {
     let (lo, hi) = (instant(q.lo), instant(q.hi));
     Some(match p {
         // start within [lo, hi]
@@ -402,71 +431,91 @@ fn date_run_bounds(p: Prefix, q: DateRange) -> Option<(&'static str, Option<(Str
     })
 }
 
-/// The plan for type `t`: the most selective clause's ranges, or the whole `_id` partition.
-fn plan(t: ResourceType, clauses: &[Clause]) -> Plan {
-    let mut best: Option<(u8, String, Vec<(SkRange, Filter)>)> = None;
-    for c in clauses {
-        let Clause::Match {
+/// The segments and rank of one clause, when it can drive.
+fn clause_segments(t: ResourceType, c: &Clause) -> Option<(u8, Vec<Segment>)> {
+    match c {
+        Clause::Match {
             code,
             kind,
             modifier,
             values,
-        } = c
-        else {
-            continue;
-        };
-        let mut rank = 0u8;
-        let mut ranges = Vec::new();
-        let mut ok = !values.is_empty();
-        for v in values {
-            match value_ranges(t, code, *kind, modifier, v) {
-                Some((r, mut rs)) => {
-                    rank = rank.max(r);
-                    ranges.append(&mut rs);
+        } => {
+            if values.is_empty() {
+                return None;
+            }
+            let mut rank = 0u8;
+            let mut segments = Vec::new();
+            for v in values {
+                let (r, ranges) = value_ranges(t, code, *kind, modifier, v)?;
+                rank = rank.max(r);
+                for (range, filter) in ranges {
+                    let shards: Vec<Option<u32>> = if code == "_lastUpdated" {
+                        (0..SHARDS).map(Some).collect()
+                    } else {
+                        vec![None]
+                    };
+                    for shard in shards {
+                        segments.push(Segment {
+                            param: code.clone(),
+                            shard,
+                            range: range.clone(),
+                            filter,
+                        });
+                    }
                 }
-                None => ok = false,
+            }
+            if values.len() > 1 {
+                rank = rank.saturating_add(1);
+            }
+            Some((rank, segments))
+        }
+        Clause::Any(any) => {
+            let mut rank = 0u8;
+            let mut segments = Vec::new();
+            for c in any {
+                let (r, mut s) = clause_segments(t, c)?;
+                rank = rank.max(r);
+                segments.append(&mut s);
+            }
+            Some((rank.saturating_add(1), segments))
+        }
+        Clause::Chain { .. } | Clause::Has { .. } => None,
+    }
+}
+
+/// The plan for type `t`: the most selective clause's ranges, or the whole `_id` partition.
+fn plan(t: ResourceType, clauses: &[Clause]) -> Plan {
+    let mut best: Option<(u8, Vec<Segment>)> = None;
+    for c in clauses {
+        if let Some((rank, segments)) = clause_segments(t, c) {
+            if best.as_ref().is_none_or(|(b, _)| rank < *b) {
+                best = Some((rank, segments));
             }
         }
-        if values.len() > 1 {
-            rank = rank.saturating_add(1);
-        }
-        if ok && best.as_ref().is_none_or(|(b, ..)| rank < *b) {
-            best = Some((rank, code.clone(), ranges));
-        }
     }
-    let (code, ranges) = match best {
-        Some((_, code, ranges)) => (code, ranges),
-        None => ("_id".to_owned(), vec![(SkRange::All, Filter::None)]),
-    };
-    let sharded = code == "_lastUpdated";
-    let mut segments = Vec::new();
-    for (range, filter) in ranges {
-        if sharded {
-            for s in 0..SHARDS {
-                segments.push(Segment {
-                    param: code.clone(),
-                    shard: Some(s),
-                    range: range.clone(),
-                    filter,
-                });
-            }
-        } else {
-            segments.push(Segment {
-                param: code.clone(),
-                shard: None,
-                range,
-                filter,
-            });
-        }
-    }
+    let segments = best.map(|(_, s)| s).unwrap_or_else(|| {
+        vec![Segment {
+            param: "_id".into(),
+            shard: None,
+            range: SkRange::All,
+            filter: Filter::None,
+        }]
+    });
+    let mut params: Vec<&str> = segments.iter().map(|s| s.param.as_str()).collect();
+    params.dedup();
     Plan {
-        driving: format!("{t}.{code} ({} ranges)", segments.len()),
+        driving: format!("{t}.{} ({} ranges)", params.join("|"), segments.len()),
         segments,
     }
 }
 
 /// The position of a resource's first entry in the scan of `plan`: `(segment, sort key)`.
-fn first_position(store: &Store<'_>, t: ResourceType, plan: &Plan, idx: &[Key]) -> Option<(usize, String)> {
+fn first_position(
+    store: &Store<'_>,
+    t: ResourceType,
+    plan: &Plan,
+    idx: &[Key],
+) -> Option<(usize, String)> {
     let mut best: Option<(usize, String)> = None;
     for (i, seg) in plan.segments.iter().enumerate() {
         let pk = store.index_partition(t, &seg.param, seg.shard);
@@ -496,6 +545,8 @@ pub struct Engine<'a> {
     store: &'a Store<'a>,
     opts: &'a Options,
     budget: usize,
+    /// The compartment a search is confined to (not its chains and `_has`).
+    compartment: Option<(ResourceType, ResourceId)>,
     pub explain: Explain,
 }
 
@@ -506,18 +557,13 @@ fn costly(what: &str) -> FhirError {
     }
 }
 
-impl From<StorageError> for FhirError {
-    fn from(e: StorageError) -> Self {
-        FhirError::Unavailable(e.to_string())
-    }
-}
-
 impl<'a> Engine<'a> {
     pub fn new(store: &'a Store<'a>, opts: &'a Options) -> Self {
         Engine {
             store,
             opts,
             budget: opts.max_reads,
+            compartment: None,
             explain: Explain::default(),
         }
     }
@@ -539,6 +585,18 @@ impl<'a> Engine<'a> {
         let mut cur = from;
         while cur.ty < types.len() {
             let t = types[cur.ty];
+            let owned: Vec<Clause>;
+            let clauses: &[Clause] = match &self.compartment {
+                Some((owner, id)) => {
+                    let Some(member) = compartment_clause(*owner, id, t) else {
+                        cur.ty += 1;
+                        continue;
+                    };
+                    owned = clauses.iter().cloned().chain([member]).collect();
+                    &owned
+                }
+                None => clauses,
+            };
             let plan = plan(t, clauses);
             if cur.seg == 0 && cur.after.is_none() {
                 self.explain.driving.push(plan.driving.clone());
@@ -551,12 +609,22 @@ impl<'a> Engine<'a> {
                 let limit = ((want - out.len()) * 2 + 8).min(self.budget).max(1);
                 let (hits, more) = self
                     .store
-                    .index_page(t, &seg.param, seg.shard, seg.range.clone(), cur.after.as_deref(), limit)
+                    .index_page(
+                        t,
+                        &seg.param,
+                        seg.shard,
+                        seg.range.clone(),
+                        cur.after.as_deref(),
+                        limit,
+                    )
                     .await?;
                 self.explain.queries += 1;
                 self.explain.entries_read += hits.len();
                 self.spend(hits.len());
-                let hits: Vec<_> = hits.into_iter().filter(|h| seg.filter.accepts(&h.value)).collect();
+                let hits: Vec<_> = hits
+                    .into_iter()
+                    .filter(|h| seg.filter.accepts(&h.value))
+                    .collect();
                 let mut ids: Vec<(ResourceType, ResourceId)> = Vec::new();
                 let mut seen = HashSet::new();
                 for h in &hits {
@@ -577,7 +645,8 @@ impl<'a> Engine<'a> {
                         continue;
                     };
                     if c.version.token != h.token
-                        || first_position(self.store, t, &plan, &c.idx) != Some((cur.seg, h.sk.clone()))
+                        || first_position(self.store, t, &plan, &c.idx)
+                            != Some((cur.seg, h.sk.clone()))
                         || !self.check(t, c, clauses)
                     {
                         continue;
@@ -617,13 +686,24 @@ impl<'a> Engine<'a> {
     }
 
     /// Every match (at most `max`); a 400 when there are more or the budget ends first.
-    async fn collect(&mut self, types: &[ResourceType], clauses: &[Clause], max: usize, what: &str) -> Result<Found, FhirError> {
-        let (found, next) = self.scan(types, clauses, max + 1, Cursor::default()).await?;
+    async fn collect(
+        &mut self,
+        types: &[ResourceType],
+        clauses: &[Clause],
+        max: usize,
+        what: &str,
+    ) -> Result<Found, FhirError> {
+        let (found, next) = self
+            .scan(types, clauses, max.saturating_add(1), Cursor::default())
+            .await?;
         if found.len() > max {
             return Err(costly(&format!("{what} matches more than {max} resources")));
         }
         if next.is_some() {
-            return Err(costly(&format!("{what} reads more than {} index entries", self.opts.max_reads)));
+            return Err(costly(&format!(
+                "{what} reads more than {} index entries",
+                self.opts.max_reads
+            )));
         }
         Ok(found)
     }
@@ -647,15 +727,16 @@ impl<'a> Engine<'a> {
                     let values = values
                         .iter()
                         .map(|v| match v {
-                            Pred::Ref { local: None, url: Some(u) } => {
-                                match u.strip_prefix(&base).and_then(parse_local) {
-                                    Some((t, id)) => Pred::Ref {
-                                        local: Some((Some(t), id)),
-                                        url: None,
-                                    },
-                                    None => v.clone(),
-                                }
-                            }
+                            Pred::Ref {
+                                local: None,
+                                url: Some(u),
+                            } => match u.strip_prefix(&base).and_then(parse_local) {
+                                Some((t, id)) => Pred::Ref {
+                                    local: Some((Some(t), id)),
+                                    url: None,
+                                },
+                                None => v.clone(),
+                            },
                             _ => v.clone(),
                         })
                         .collect();
@@ -666,21 +747,41 @@ impl<'a> Engine<'a> {
                         values,
                     })
                 }
-                Clause::Chain { via, targets, inner } => {
+                Clause::Any(any) => {
+                    let mut out = Vec::with_capacity(any.len());
+                    for c in any {
+                        out.push(self.resolve(types, c).await?);
+                    }
+                    Ok(Clause::Any(out))
+                }
+                Clause::Chain {
+                    via,
+                    targets,
+                    inner,
+                } => {
                     let inner = self.resolve(targets, inner).await?;
-                    let found = self.collect(targets, &[inner], MAX_SET, &format!("the chain on '{via}'")).await?;
-                    let set: Vec<(ResourceType, ResourceId)> = found.into_iter().map(|v| (v.rtype, v.id)).collect();
+                    let found = self
+                        .collect(targets, &[inner], MAX_SET, &format!("the chain on '{via}'"))
+                        .await?;
+                    let set: Vec<(ResourceType, ResourceId)> =
+                        found.into_iter().map(|v| (v.rtype, v.id)).collect();
                     Ok(Clause::Match {
                         code: via.clone(),
                         kind: ParamType::Reference,
                         modifier: Modifier::None,
-                        values: if set.is_empty() { Vec::new() } else { vec![Pred::Ids(set)] },
+                        values: if set.is_empty() {
+                            Vec::new()
+                        } else {
+                            vec![Pred::Ids(set)]
+                        },
                     })
                 }
                 Clause::Has { rtype, via, inner } => {
                     let one = [*rtype];
                     let inner = self.resolve(&one, inner).await?;
-                    let found = self.collect(&one, &[inner], MAX_SET, &format!("_has:{rtype}:{via}")).await?;
+                    let found = self
+                        .collect(&one, &[inner], MAX_SET, &format!("_has:{rtype}:{via}"))
+                        .await?;
                     let p = registry::param(*rtype, via);
                     let mut set = Vec::new();
                     for v in &found {
@@ -701,7 +802,11 @@ impl<'a> Engine<'a> {
                         code: "_id".into(),
                         kind: ParamType::Token,
                         modifier: Modifier::None,
-                        values: if set.is_empty() { Vec::new() } else { vec![Pred::Ids(set)] },
+                        values: if set.is_empty() {
+                            Vec::new()
+                        } else {
+                            vec![Pred::Ids(set)]
+                        },
                     })
                 }
             }
@@ -714,10 +819,15 @@ impl<'a> Engine<'a> {
         for c in &s.clauses {
             clauses.push(self.resolve(&s.types, c).await?);
         }
+        self.compartment = s.compartment.clone();
         let nothing = clauses
             .iter()
             .any(|c| matches!(c, Clause::Match { values, .. } if values.is_empty()));
-        let count = if s.summary == Summary::Count { 0 } else { s.count };
+        let count = if s.summary == Summary::Count {
+            0
+        } else {
+            s.count
+        };
         let mut out = Outcome::default();
         if nothing {
             out.total = (s.total != Total::None).then_some(0);
@@ -731,7 +841,9 @@ impl<'a> Engine<'a> {
             out.total = match s.total {
                 Total::None => None,
                 Total::Accurate | Total::Estimate if !(first && next.is_none()) => {
-                    let all = self.collect(&s.types, &clauses, usize::MAX - 1, "counting the total").await;
+                    let all = self
+                        .collect(&s.types, &clauses, usize::MAX - 1, "counting the total")
+                        .await;
                     match all {
                         Ok(all) => Some(all.len()),
                         Err(_) if s.total == Total::Estimate => None,
@@ -744,7 +856,9 @@ impl<'a> Engine<'a> {
             out.matches = found;
             out.next = next;
         } else {
-            let mut all = self.collect(&s.types, &clauses, MAX_SORTED, "a sorted search").await?;
+            let mut all = self
+                .collect(&s.types, &clauses, MAX_SORTED, "a sorted search")
+                .await?;
             sort(&mut all, s);
             let offset = cursor.map_or(0, |c| c.offset);
             out.total = (s.total != Total::None).then_some(all.len());
@@ -767,7 +881,8 @@ impl<'a> Engine<'a> {
         if s.include.is_empty() && s.revinclude.is_empty() {
             return Ok(Vec::new());
         }
-        let mut have: HashSet<(ResourceType, ResourceId)> = page.iter().map(|v| (v.rtype, v.id.clone())).collect();
+        let mut have: HashSet<(ResourceType, ResourceId)> =
+            page.iter().map(|v| (v.rtype, v.id.clone())).collect();
         let mut out: Found = Vec::new();
         let mut frontier: Found = page.to_vec();
         for round in 0..=MAX_ITERATE {
@@ -834,7 +949,14 @@ impl<'a> Engine<'a> {
             }
             let (hits, _) = self
                 .store
-                .index_page(src, p, None, eq(&key), None, self.budget.min(storage::MAX_QUERY_LIMIT))
+                .index_page(
+                    src,
+                    p,
+                    None,
+                    eq(&key),
+                    None,
+                    self.budget.min(storage::MAX_QUERY_LIMIT),
+                )
                 .await?;
             self.explain.queries += 1;
             self.explain.entries_read += hits.len();
@@ -842,12 +964,16 @@ impl<'a> Engine<'a> {
             if hits.is_empty() {
                 continue;
             }
-            let ids: Vec<(ResourceType, ResourceId)> = hits.iter().map(|h| (src, h.id.clone())).collect();
+            let ids: Vec<(ResourceType, ResourceId)> =
+                hits.iter().map(|h| (src, h.id.clone())).collect();
             self.explain.heads_read += ids.len();
             self.spend(ids.len());
             let cur = self.store.current(&ids).await?;
             for h in hits {
-                if let Some(c) = cur.get(&(src, h.id.clone())).filter(|c| c.version.token == h.token) {
+                if let Some(c) = cur
+                    .get(&(src, h.id.clone()))
+                    .filter(|c| c.version.token == h.token)
+                {
                     out.push(c.version.clone());
                 }
             }
@@ -912,7 +1038,11 @@ fn sort_value(v: &Version, body: &Value, code: &str, desc: bool) -> Option<SortV
         SearchValue::Composite(_) => None,
     });
     let cmp = |a: &SortValue, b: &SortValue| a.partial_cmp(b).unwrap_or(Ordering::Equal);
-    if desc { vals.max_by(cmp) } else { vals.min_by(cmp) }
+    if desc {
+        vals.max_by(cmp)
+    } else {
+        vals.min_by(cmp)
+    }
 }
 
 /// Sorts by the `_sort` keys (missing values last), then by type and id.
@@ -921,7 +1051,11 @@ fn sort(found: &mut Found, s: &Search) {
         .drain(..)
         .map(|v| {
             let body = v.resource().unwrap_or(Value::Null);
-            let keys = s.sort.iter().map(|k| sort_value(&v, &body, &k.code, k.descending)).collect();
+            let keys = s
+                .sort
+                .iter()
+                .map(|k| sort_value(&v, &body, &k.code, k.descending))
+                .collect();
             (keys, v)
         })
         .collect();

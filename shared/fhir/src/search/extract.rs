@@ -30,7 +30,7 @@ use serde_json::Value;
 
 use super::registry::{self, ParamType, SearchParam};
 use super::value::{
-    Dec, DateRange, MAX_INDEXED_CHARS, Quantity, Ref, SearchValue, Token, clean, normalize,
+    DateRange, Dec, MAX_INDEXED_CHARS, Quantity, Ref, SearchValue, Token, clean, normalize,
     parse_local,
 };
 use crate::fhirpath::{Expr, Node};
@@ -179,7 +179,9 @@ pub fn node_values(kind: ParamType, n: &Node<'_>, out: &mut Vec<SearchValue>) {
                 code: Some(x.to_string()),
                 ..Token::default()
             })),
-            Value::Object(_) if v.get("coding").is_some() || n.type_name == Some("CodeableConcept") => {
+            Value::Object(_)
+                if v.get("coding").is_some() || n.type_name == Some("CodeableConcept") =>
+            {
                 let text = str_of(v, "text");
                 for c in codings(v) {
                     if let Some(mut t) = coding(c) {
@@ -237,7 +239,9 @@ pub fn node_values(kind: ParamType, n: &Node<'_>, out: &mut Vec<SearchValue>) {
         ParamType::Reference => match v {
             Value::String(s) => out.push(SearchValue::Reference(reference_text(s))),
             Value::Object(_) => {
-                let mut r = str_of(v, "reference").map(reference_text).unwrap_or_default();
+                let mut r = str_of(v, "reference")
+                    .map(reference_text)
+                    .unwrap_or_default();
                 if let Some(id) = v.get("identifier") {
                     r.identifier = identifier(id);
                 }
@@ -356,7 +360,11 @@ fn cut(s: String) -> String {
 
 /// `<code>` U+001E `<system>`.
 pub fn token_key(code: &str, system: Option<&str>) -> String {
-    cut(format!("{}{SEP}{}", clean(code), system.map(clean).unwrap_or_default()))
+    cut(format!(
+        "{}{SEP}{}",
+        clean(code),
+        system.map(clean).unwrap_or_default()
+    ))
 }
 
 /// A local reference's index value.

@@ -14,6 +14,9 @@ use crate::types::{ResourceId, ResourceType};
 /// Whether `resource` (of type `t`, id `id`) satisfies `clause`. Chains and `_has` must have
 /// been resolved to [`Pred::Ids`] / reference values first; an unresolved one matches nothing.
 pub fn matches(clause: &Clause, t: ResourceType, id: &ResourceId, resource: &Value) -> bool {
+    if let Clause::Any(any) = clause {
+        return any.iter().any(|c| matches(c, t, id, resource));
+    }
     let Clause::Match {
         code,
         modifier,
@@ -77,8 +80,7 @@ pub fn value_matches(pred: &Pred, m: &Modifier, v: &SearchValue) -> bool {
             SearchValue::Token(t),
         ) => {
             t.code.as_deref() == Some(value.as_str())
-                && t
-                    .types
+                && t.types
                     .iter()
                     .any(|(s, c)| c == code && (system.is_none() || s == system))
         }
@@ -96,11 +98,10 @@ pub fn value_matches(pred: &Pred, m: &Modifier, v: &SearchValue) -> bool {
             };
             by_id || url.is_some() && *url == r.url
         }
-        (Pred::Identifier { system, value }, SearchValue::Reference(r)) => {
-            r.identifier.as_ref().is_some_and(|t| {
-                token_matches(system, &Some(value.clone()), t)
-            })
-        }
+        (Pred::Identifier { system, value }, SearchValue::Reference(r)) => r
+            .identifier
+            .as_ref()
+            .is_some_and(|t| token_matches(system, &Some(value.clone()), t)),
         (Pred::Date { prefix, range }, SearchValue::Date(d)) => date_matches(*prefix, *range, *d),
         (Pred::Number { prefix, value }, SearchValue::Number(x)) => {
             number_matches(*prefix, *value, *x)
@@ -116,10 +117,10 @@ pub fn value_matches(pred: &Pred, m: &Modifier, v: &SearchValue) -> bool {
         ) => {
             let unit_ok = match (system, code) {
                 (_, None) => system.is_none() || *system == q.system,
-                (Some(s), Some(c)) => q.system.as_deref() == Some(s) && q.code.as_deref() == Some(c),
-                (None, Some(c)) => {
-                    q.code.as_deref() == Some(c) || q.unit.as_deref() == Some(c)
+                (Some(s), Some(c)) => {
+                    q.system.as_deref() == Some(s) && q.code.as_deref() == Some(c)
                 }
+                (None, Some(c)) => q.code.as_deref() == Some(c) || q.unit.as_deref() == Some(c),
             };
             unit_ok && number_matches(*prefix, *value, q.value)
         }
@@ -279,8 +280,16 @@ mod tests {
         };
         let s = |x: &str| Some(x.to_owned());
         assert!(token_matches(&None, &s("8480-6"), &t));
-        assert!(token_matches(&Some(s("http://loinc.org")), &s("8480-6"), &t));
-        assert!(!token_matches(&Some(s("http://snomed.info/sct")), &s("8480-6"), &t));
+        assert!(token_matches(
+            &Some(s("http://loinc.org")),
+            &s("8480-6"),
+            &t
+        ));
+        assert!(!token_matches(
+            &Some(s("http://snomed.info/sct")),
+            &s("8480-6"),
+            &t
+        ));
         assert!(!token_matches(&Some(None), &s("8480-6"), &t));
         assert!(token_matches(&Some(None), &s("8480-6"), &bare));
         assert!(token_matches(&Some(s("http://loinc.org")), &None, &t));

@@ -73,7 +73,10 @@ pub enum Modifier {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Pred {
     /// String: the normalized text and the text as sent (`:exact`).
-    String { norm: String, raw: String },
+    String {
+        norm: String,
+        raw: String,
+    },
     /// Token: `code`, `system|code`, `|code` (system `Some(None)`), `system|` (code none).
     Token {
         system: Option<Option<String>>,
@@ -143,6 +146,38 @@ pub enum Clause {
         via: String,
         inner: Box<Clause>,
     },
+    /// Any of the clauses (compartment membership: one of the compartment's parameters points
+    /// at its owner).
+    Any(Vec<Clause>),
+}
+
+/// The clause a compartment search adds for resources of type `t`: one of the compartment's
+/// parameters of `t` refers to `owner/id` (`{def}`: `t` is the owner's type and the resource
+/// is the owner). `None` when `t` is not in the compartment.
+pub fn compartment_clause(owner: ResourceType, id: &ResourceId, t: ResourceType) -> Option<Clause> {
+    let params = registry::compartment_params(owner, t)?;
+    let mut any = Vec::new();
+    for code in params {
+        if *code == "{def}" {
+            any.push(Clause::Match {
+                code: "_id".into(),
+                kind: ParamType::Token,
+                modifier: Modifier::None,
+                values: vec![Pred::Ids(vec![(owner, id.clone())])],
+            });
+        } else if registry::param(t, code).is_some_and(|p| p.kind == ParamType::Reference) {
+            any.push(Clause::Match {
+                code: (*code).to_owned(),
+                kind: ParamType::Reference,
+                modifier: Modifier::None,
+                values: vec![Pred::Ref {
+                    local: Some((Some(owner), id.clone())),
+                    url: None,
+                }],
+            });
+        }
+    }
+    (!any.is_empty()).then_some(Clause::Any(any))
 }
 
 /// `_sort` key.
@@ -199,6 +234,8 @@ pub struct Search {
     pub revinclude: Vec<Include>,
     /// The `_page` cursor.
     pub page: Option<String>,
+    /// A compartment search's owner: each type's membership clause is added per type.
+    pub compartment: Option<(ResourceType, ResourceId)>,
     /// Parameters ignored under `Prefer: handling=lenient`, with why.
     pub ignored: Vec<String>,
     /// The query as it is repeated in `self` and `next` links (no `_page`), and what cursors
@@ -326,12 +363,19 @@ pub fn parse_value(
     code: &str,
     components: &[registry::Component],
 ) -> Result<Pred, FhirError> {
-    let what = || format!("'{raw}' is not a valid {} value for '{code}'", kind.as_str());
+    let what = || {
+        format!(
+            "'{raw}' is not a valid {} value for '{code}'",
+            kind.as_str()
+        )
+    };
     if *m == Modifier::Missing {
         return match raw {
             "true" => Ok(Pred::Missing(true)),
             "false" => Ok(Pred::Missing(false)),
-            _ => Err(bad(format!("'{code}:missing' takes true or false, not '{raw}'"))),
+            _ => Err(bad(format!(
+                "'{code}:missing' takes true or false, not '{raw}'"
+            ))),
         };
     }
     if raw.is_empty() {
@@ -407,7 +451,11 @@ pub fn parse_value(
             } else if raw.contains(':') {
                 Pred::Ref {
                     local: None,
-                    url: Some(raw.split_once('|').map_or(raw.as_str(), |(u, _)| u).to_owned()),
+                    url: Some(
+                        raw.split_once('|')
+                            .map_or(raw.as_str(), |(u, _)| u)
+                            .to_owned(),
+                    ),
                 }
             } else {
                 return Err(bad(what()));
@@ -479,7 +527,9 @@ fn common_param(
                 return Err(bad(if types.len() == 1 {
                     format!("'{code}' is not a search parameter of {t}")
                 } else {
-                    format!("'{code}' is not a search parameter of every type searched ({t} has none)")
+                    format!(
+                        "'{code}' is not a search parameter of every type searched ({t} has none)"
+                    )
                 }));
             }
         }
@@ -516,7 +566,9 @@ pub fn parse_clause(
         let p = registry::param(rtype, via)
             .filter(|p| p.kind == ParamType::Reference)
             .ok_or_else(|| {
-                bad(format!("'{via}' in '{key}' is not a reference parameter of {rtype}"))
+                bad(format!(
+                    "'{via}' in '{key}' is not a reference parameter of {rtype}"
+                ))
             })?;
         if !types
             .iter()
@@ -547,9 +599,10 @@ pub fn parse_clause(
         }
         let inner_code = inner.split([':', '.']).next().unwrap_or_default();
         let mut targets: Vec<ResourceType> = match m {
-            Some(m) => vec![ResourceType::parse(m).ok_or_else(|| {
-                bad(format!("'{m}' in '{key}' is not a resource type"))
-            })?],
+            Some(m) => vec![
+                ResourceType::parse(m)
+                    .ok_or_else(|| bad(format!("'{m}' in '{key}' is not a resource type")))?,
+            ],
             None => {
                 let mut all: Vec<ResourceType> = ps
                     .iter()
@@ -558,11 +611,16 @@ pub fn parse_clause(
                 all.sort();
                 all.dedup();
                 all.into_iter()
-                    .filter(|t| inner_code.starts_with("_has") || registry::param(*t, inner_code).is_some())
+                    .filter(|t| {
+                        inner_code.starts_with("_has") || registry::param(*t, inner_code).is_some()
+                    })
                     .collect()
             }
         };
-        targets.retain(|t| ps.iter().all(|p| p.targets.is_empty() || p.targets.contains(&t.as_str())));
+        targets.retain(|t| {
+            ps.iter()
+                .all(|p| p.targets.is_empty() || p.targets.contains(&t.as_str()))
+        });
         if targets.is_empty() {
             return Err(bad(format!(
                 "'{key}': no type '{code}' refers to has the parameter '{inner_code}'"
@@ -592,7 +650,10 @@ pub fn parse_clause(
     let p = ps[0];
     let modifier = modifier(p.kind, m, code)?;
     if let Modifier::Type(t) = &modifier {
-        if !ps.iter().all(|p| p.targets.is_empty() || p.targets.contains(&t.as_str())) {
+        if !ps
+            .iter()
+            .all(|p| p.targets.is_empty() || p.targets.contains(&t.as_str()))
+        {
             return Err(bad(format!("'{code}' cannot refer to a {t}")));
         }
     }
@@ -632,13 +693,18 @@ fn include(
         .ok_or_else(|| bad(format!("'{src}' in '{name}' is not a resource type")))?;
     let target = it
         .next()
-        .map(|t| ResourceType::parse(t).ok_or_else(|| bad(format!("'{t}' in '{name}' is not a resource type"))))
+        .map(|t| {
+            ResourceType::parse(t)
+                .ok_or_else(|| bad(format!("'{t}' in '{name}' is not a resource type")))
+        })
         .transpose()?;
     if param != "*" {
         let p = registry::param(source, param)
             .filter(|p| p.kind == ParamType::Reference)
             .ok_or_else(|| {
-                bad(format!("'{param}' in '{name}' is not a reference parameter of {source}"))
+                bad(format!(
+                    "'{param}' in '{name}' is not a reference parameter of {source}"
+                ))
             })?;
         if let Some(t) = target {
             if !p.targets.is_empty() && !p.targets.contains(&t.as_str()) {
@@ -656,6 +722,44 @@ fn include(
 }
 
 impl Search {
+    /// A compartment search (`/{owner}/{id}/{type}`, or `*` for every type in the
+    /// compartment): the search of `t` with membership in the compartment as one more clause.
+    /// 404 when the compartment or the type is not one R4 defines that way.
+    pub fn parse_compartment(
+        owner: ResourceType,
+        id: &ResourceId,
+        t: Option<ResourceType>,
+        pairs: &[(String, String)],
+        lenient: bool,
+    ) -> Result<Search, FhirError> {
+        if !registry::compartments().contains(&owner) {
+            return Err(FhirError::NotFound(format!(
+                "{owner} is not a compartment R4 defines"
+            )));
+        }
+        let members: Vec<ResourceType> = match t {
+            Some(t) => vec![t],
+            None => ResourceType::all()
+                .filter(|m| registry::compartment_params(owner, *m).is_some())
+                .collect(),
+        };
+        if let Some(t) = t.filter(|t| registry::compartment_params(owner, *t).is_none()) {
+            return Err(FhirError::NotFound(format!(
+                "{t} is not in the {owner} compartment"
+            )));
+        }
+        let mut s = match t {
+            Some(_) => Search::parse(t, pairs, lenient)?,
+            None => {
+                let mut s = Search::parse(None, pairs, lenient)?;
+                s.types = members;
+                s
+            }
+        };
+        s.compartment = Some((owner, id.clone()));
+        Ok(s)
+    }
+
     /// Parses the pairs of a search of `types` (one type, or the system search's candidates
     /// before `_type`). `lenient`: ignore unknown parameters and modifiers, reporting them.
     pub fn parse(
@@ -674,6 +778,7 @@ impl Search {
             include: Vec::new(),
             revinclude: Vec::new(),
             page: None,
+            compartment: None,
             ignored: Vec::new(),
             canonical: String::new(),
         };
@@ -682,9 +787,10 @@ impl Search {
             let mut listed = Vec::new();
             for (_, v) in pairs.iter().filter(|(k, _)| k == "_type") {
                 for t in v.split(',') {
-                    listed.push(ResourceType::parse(t).ok_or_else(|| {
-                        bad(format!("'{t}' in _type is not a resource type"))
-                    })?);
+                    listed
+                        .push(ResourceType::parse(t).ok_or_else(|| {
+                            bad(format!("'{t}' in _type is not a resource type"))
+                        })?);
                 }
             }
             listed.sort();
@@ -704,7 +810,11 @@ impl Search {
             let r = s.apply(k, v);
             match r {
                 Ok(()) => {}
-                Err(e) if lenient && e.status().as_u16() == 400 && !CONTROL.contains(&k.split(':').next().unwrap_or_default()) => {
+                Err(e)
+                    if lenient
+                        && e.status().as_u16() == 400
+                        && !CONTROL.contains(&k.split(':').next().unwrap_or_default()) =>
+                {
                     s.ignored.push(e.to_string());
                     if keep {
                         canonical.pop();
@@ -747,7 +857,11 @@ impl Search {
                     "none" => Total::None,
                     "estimate" => Total::Estimate,
                     "accurate" => Total::Accurate,
-                    _ => return Err(bad(format!("_total takes none, estimate or accurate, not '{v}'"))),
+                    _ => {
+                        return Err(bad(format!(
+                            "_total takes none, estimate or accurate, not '{v}'"
+                        )));
+                    }
                 }
             }
             "_summary" => {
@@ -839,26 +953,58 @@ mod tests {
         assert_eq!(
             vals("code=http://loinc.org|8480-6,|x,sys|,y"),
             vec![
-                Pred::Token { system: Some(Some("http://loinc.org".into())), code: Some("8480-6".into()) },
-                Pred::Token { system: Some(None), code: Some("x".into()) },
-                Pred::Token { system: Some(Some("sys".into())), code: None },
-                Pred::Token { system: None, code: Some("y".into()) },
+                Pred::Token {
+                    system: Some(Some("http://loinc.org".into())),
+                    code: Some("8480-6".into())
+                },
+                Pred::Token {
+                    system: Some(None),
+                    code: Some("x".into())
+                },
+                Pred::Token {
+                    system: Some(Some("sys".into())),
+                    code: None
+                },
+                Pred::Token {
+                    system: None,
+                    code: Some("y".into())
+                },
             ]
         );
         assert!(parse("Observation", "code=|").is_err());
-        assert!(matches!(only("Observation", "code:text=Blood%20Pressure"), Clause::Match { modifier: Modifier::Text, .. }));
+        assert!(matches!(
+            only("Observation", "code:text=Blood%20Pressure"),
+            Clause::Match {
+                modifier: Modifier::Text,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn prefixes_dates_numbers_quantities() {
         match only("Observation", "date=ge2020-01") {
-            Clause::Match { values, .. } => assert!(matches!(values[0], Pred::Date { prefix: Prefix::Ge, .. })),
+            Clause::Match { values, .. } => assert!(matches!(
+                values[0],
+                Pred::Date {
+                    prefix: Prefix::Ge,
+                    ..
+                }
+            )),
             c => panic!("{c:?}"),
         }
-        match only("Observation", "value-quantity=lt5.4|http://unitsofmeasure.org|mg") {
+        match only(
+            "Observation",
+            "value-quantity=lt5.4|http://unitsofmeasure.org|mg",
+        ) {
             Clause::Match { values, .. } => assert_eq!(
                 values[0],
-                Pred::Quantity { prefix: Prefix::Lt, value: Dec::parse("5.4").unwrap(), system: Some("http://unitsofmeasure.org".into()), code: Some("mg".into()) }
+                Pred::Quantity {
+                    prefix: Prefix::Lt,
+                    value: Dec::parse("5.4").unwrap(),
+                    system: Some("http://unitsofmeasure.org".into()),
+                    code: Some("mg".into())
+                }
             ),
             c => panic!("{c:?}"),
         }
@@ -869,7 +1015,11 @@ mod tests {
     #[test]
     fn chains_has_and_composites() {
         match only("Observation", "subject:Patient.name=peter") {
-            Clause::Chain { via, targets, inner } => {
+            Clause::Chain {
+                via,
+                targets,
+                inner,
+            } => {
                 assert_eq!(via, "subject");
                 assert_eq!(targets, vec![t("Patient")]);
                 assert!(matches!(*inner, Clause::Match { ref code, .. } if code == "name"));
@@ -877,11 +1027,18 @@ mod tests {
             c => panic!("{c:?}"),
         }
         match only("Patient", "_has:Observation:patient:code=1234") {
-            Clause::Has { rtype, via, .. } => assert_eq!((rtype, via.as_str()), (t("Observation"), "patient")),
+            Clause::Has { rtype, via, .. } => {
+                assert_eq!((rtype, via.as_str()), (t("Observation"), "patient"))
+            }
             c => panic!("{c:?}"),
         }
-        match only("Observation", "code-value-quantity=http://loinc.org|8480-6$lt60") {
-            Clause::Match { values, .. } => assert!(matches!(&values[0], Pred::Composite(p) if p.len() == 2)),
+        match only(
+            "Observation",
+            "code-value-quantity=http://loinc.org|8480-6$lt60",
+        ) {
+            Clause::Match { values, .. } => {
+                assert!(matches!(&values[0], Pred::Composite(p) if p.len() == 2))
+            }
             c => panic!("{c:?}"),
         }
         assert!(parse("Observation", "code-value-quantity=x").is_err());
@@ -904,7 +1061,19 @@ mod tests {
     fn result_parameters() {
         let s = parse("Patient", "_count=5&_sort=-birthdate,name&_total=accurate&_summary=count&_elements=name,gender&_include=Patient:organization&_revinclude:iterate=Provenance:target&_page=abc").unwrap();
         assert_eq!(s.count, 5);
-        assert_eq!(s.sort, vec![Sort { code: "birthdate".into(), descending: true }, Sort { code: "name".into(), descending: false }]);
+        assert_eq!(
+            s.sort,
+            vec![
+                Sort {
+                    code: "birthdate".into(),
+                    descending: true
+                },
+                Sort {
+                    code: "name".into(),
+                    descending: false
+                }
+            ]
+        );
         assert_eq!((s.total, s.summary), (Total::Accurate, Summary::Count));
         assert_eq!(s.elements, vec!["name", "gender"]);
         assert_eq!(s.include.len(), 1);
@@ -913,8 +1082,11 @@ mod tests {
         assert!(!s.canonical.contains("_page"));
         assert!(parse("Patient", "_count=1001").is_err());
         assert!(parse("Patient", "_sort=foo").is_err());
-        let sys = Search::parse(None, &url_pairs("_type=Patient,Observation&_id=x"), false).unwrap();
+        let sys =
+            Search::parse(None, &url_pairs("_type=Patient,Observation&_id=x"), false).unwrap();
         assert_eq!(sys.types, vec![t("Observation"), t("Patient")]);
-        assert!(Search::parse(None, &url_pairs("_type=Patient,Observation&name=x"), false).is_err());
+        assert!(
+            Search::parse(None, &url_pairs("_type=Patient,Observation&name=x"), false).is_err()
+        );
     }
 }
