@@ -15,9 +15,8 @@ mod rest;
 
 use std::sync::{Arc, LazyLock};
 
-use fhir_core::{
-    BasicExtractor, FhirError, ResourceId, ResourceType, Store, StoreOptions, VersionId,
-};
+use fhir_core::search::extract::SearchExtractor;
+use fhir_core::{FhirError, ResourceId, ResourceType, Store, StoreOptions, VersionId};
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
 use platform_http::{Access, Api, Call, Params, Router};
@@ -255,7 +254,7 @@ impl Ctx<'_> {
         Store::new(
             &*self.deps.table,
             self.scope,
-            &BasicExtractor,
+            &SearchExtractor,
             self.deps.store,
         )
     }

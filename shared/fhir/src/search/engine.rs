@@ -606,7 +606,10 @@ impl<'a> Engine<'a> {
                 if want == out.len() || self.budget == 0 {
                     return Ok((out, Some(cur)));
                 }
-                let limit = ((want - out.len()) * 2 + 8).min(self.budget).max(1);
+                // Entries for the rest of the page and one more (to know whether more
+                // remain); heads only for the candidates the page can still take.
+                let remaining = want - out.len();
+                let limit = remaining.saturating_add(1).min(self.budget).max(1);
                 let (hits, more) = self
                     .store
                     .index_page(
@@ -626,12 +629,23 @@ impl<'a> Engine<'a> {
                     .filter(|h| seg.filter.accepts(&h.value))
                     .collect();
                 let mut ids: Vec<(ResourceType, ResourceId)> = Vec::new();
-                let mut seen = HashSet::new();
+                let mut taken = 0;
                 for h in &hits {
-                    if seen.insert(h.id.clone()) {
+                    if ids.len() == remaining {
+                        break;
+                    }
+                    taken += 1;
+                    if !ids.iter().any(|(_, id)| *id == h.id) {
                         ids.push((t, h.id.clone()));
                     }
                 }
+                let more = if taken < hits.len() {
+                    hits.get(taken - 1)
+                        .map(|h| h.sk.clone())
+                        .or(cur.after.clone())
+                } else {
+                    more
+                };
                 let current = if ids.is_empty() {
                     HashMap::new()
                 } else {
@@ -640,7 +654,7 @@ impl<'a> Engine<'a> {
                     self.store.current(&ids).await?
                 };
                 let mut stopped = None;
-                for h in &hits {
+                for h in &hits[..taken] {
                     let Some(c) = current.get(&(t, h.id.clone())) else {
                         continue;
                     };
@@ -658,8 +672,22 @@ impl<'a> Engine<'a> {
                     }
                 }
                 match (stopped, more) {
-                    (Some(sk), _) => {
-                        cur.after = Some(sk);
+                    (Some(sk), more) => {
+                        // Full. More may remain after this entry, in later segments or types.
+                        let after_here = hits[..taken].last().is_some_and(|l| l.sk != sk);
+                        if after_here || more.is_some() {
+                            cur.after = Some(sk);
+                        } else {
+                            cur.seg += 1;
+                            cur.after = None;
+                            if cur.seg == plan.segments.len() {
+                                cur.ty += 1;
+                                cur.seg = 0;
+                            }
+                            if cur.ty == types.len() {
+                                return Ok((out, None));
+                            }
+                        }
                         return Ok((out, Some(cur)));
                     }
                     (None, Some(sk)) => cur.after = Some(sk),
