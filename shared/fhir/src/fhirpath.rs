@@ -14,8 +14,9 @@
 //!   so an expression rooted at another resource type yields nothing.
 //! - Navigation flattens arrays, skips `null`s and `_`-prefixed keys, and yields nothing from
 //!   non-objects. A missing member `x` matches a choice key `x` + type suffix (`valueQuantity`),
-//!   giving the node that R4 data type (`Quantity`, `dateTime`, ...). Objects with a known
-//!   `resourceType` get that type.
+//!   giving the node that R4 data type (`Quantity`, `dateTime`, ...). Without a model, a sibling
+//!   that merely looks like one (`sourceId` when `source` is absent) is taken as a choice too.
+//!   Objects with a known `resourceType` get that type.
 //! - `as`/`ofType`/`is` compare known types exactly. A node of unknown type matches any complex
 //!   type if it is an object, and only a primitive type its JSON kind allows otherwise (bool:
 //!   `boolean`; number: `decimal`, integers if integral; string: the string-like primitives).
@@ -35,98 +36,43 @@ use serde_json::Value;
 
 use crate::types::ResourceType;
 
-/// At most this many syntax nodes per expression (the longest R4 expression has about 170).
+/// At most this many syntax nodes per expression (the largest R4 expression has under 200).
 const MAX_NODES: usize = 1000;
 /// At most this many nested parentheses, brackets or function arguments.
 const MAX_NESTING: usize = 32;
 
-/// The R4 primitive types, as FHIRPath names them.
-const PRIMITIVES: [&str; 19] = [
-    "base64Binary",
-    "boolean",
-    "canonical",
-    "code",
-    "date",
-    "dateTime",
-    "decimal",
-    "id",
-    "instant",
-    "integer",
-    "markdown",
-    "oid",
-    "positiveInt",
-    "string",
-    "time",
-    "unsignedInt",
-    "uri",
-    "url",
-    "uuid",
-];
+/// The R4 primitive types, as FHIRPath names them (choice keys capitalise the first letter).
+const PRIMITIVES: &str = "base64Binary boolean canonical code date dateTime decimal id instant \
+    integer markdown oid positiveInt string time unsignedInt uri url uuid";
 /// The R4 complex data types a choice element can take (the open type list).
-const COMPLEX: [&str; 31] = [
-    "Address",
-    "Age",
-    "Annotation",
-    "Attachment",
-    "CodeableConcept",
-    "Coding",
-    "ContactDetail",
-    "ContactPoint",
-    "Contributor",
-    "Count",
-    "DataRequirement",
-    "Distance",
-    "Dosage",
-    "Duration",
-    "Expression",
-    "HumanName",
-    "Identifier",
-    "Meta",
-    "Money",
-    "ParameterDefinition",
-    "Period",
-    "Quantity",
-    "Range",
-    "Ratio",
-    "Reference",
-    "RelatedArtifact",
-    "SampledData",
-    "Signature",
-    "Timing",
-    "TriggerDefinition",
-    "UsageContext",
-];
-/// The primitives whose JSON form is a string.
-const STRING_LIKE: [&str; 14] = [
-    "base64Binary",
-    "canonical",
-    "code",
-    "date",
-    "dateTime",
-    "id",
-    "instant",
-    "markdown",
-    "oid",
-    "string",
-    "time",
-    "uri",
-    "url",
-    "uuid",
+const COMPLEX: &str = "Address Age Annotation Attachment CodeableConcept Coding ContactDetail \
+    ContactPoint Contributor Count DataRequirement Distance Dosage Duration Expression HumanName \
+    Identifier Meta Money ParameterDefinition Period Quantity Range Ratio Reference \
+    RelatedArtifact SampledData Signature Timing TriggerDefinition UsageContext";
+/// The primitives whose JSON form is a number or a boolean rather than a string.
+const NOT_STRINGS: [&str; 5] = [
+    "boolean",
+    "decimal",
+    "integer",
+    "positiveInt",
+    "unsignedInt",
 ];
 
-/// Binary operators by FHIRPath precedence, tightest first (levels 3 to 12 of the table).
-const LEVELS: [&[&str]; 10] = [
-    &["*", "/", "div", "mod"],
-    &["+", "-", "&"],
-    &["is", "as"],
-    &["|"],
-    &["<", ">", "<=", ">="],
-    &["=", "~", "!=", "!~"],
-    &["in", "contains"],
-    &["and"],
-    &["xor", "or"],
-    &["implies"],
+/// Binary operators by FHIRPath precedence, tightest first (levels 3 to 12 of the N1 table).
+const LEVELS: [&str; 10] = [
+    "* / div mod",
+    "+ - &",
+    "is as",
+    "|",
+    "< > <= >=",
+    "= ~ != !~",
+    "in contains",
+    "and",
+    "xor or",
+    "implies",
 ];
+/// The binary operators this subset evaluates (besides `is` and `as`).
+const EVALUATED: [&str; 7] = ["|", "=", "!=", "and", "or", "xor", "implies"];
 
 /// A parsed expression.
 #[derive(Debug, Clone, PartialEq)]
@@ -168,18 +114,7 @@ enum Ast {
     Index(Box<Ast>, Box<Ast>),
     /// `is T` (true) or `as T` (false).
     Type(Box<Ast>, bool, String),
-    Binary(Op, Box<Ast>, Box<Ast>),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Op {
-    Union,
-    Eq,
-    Ne,
-    And,
-    Or,
-    Xor,
-    Implies,
+    Binary(&'static str, Box<Ast>, Box<Ast>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -212,10 +147,7 @@ impl Expr {
 
     /// Evaluates the expression with `resource` (a resource's JSON object) as the root.
     pub fn eval<'a>(&self, resource: &'a Value) -> Vec<Node<'a>> {
-        let focus = Node {
-            value: Cow::Borrowed(resource),
-            type_name: resource_type_of(resource),
-        };
+        let focus = node(Cow::Borrowed(resource), resource_type_of(resource));
         eval(&self.ast, &[focus], resource)
     }
 
@@ -253,10 +185,8 @@ impl fmt::Display for Tok {
     }
 }
 
-const SYMBOLS: [&str; 21] = [
-    "!=", "!~", "<=", ">=", ".", ",", "(", ")", "[", "]", "{", "}", "|", "=", "~", "<", ">", "+",
-    "-", "*", "/",
-];
+/// Two-character symbols first.
+const SYMBOLS: &str = "!= !~ <= >= . , ( ) [ ] { } | = ~ < > + - * / &";
 
 fn lex(s: &str) -> Result<Vec<(usize, Tok)>, ParseError> {
     let err = |pos: usize, what: &str| ParseError(format!("{what} at offset {pos} in `{s}`"));
@@ -331,7 +261,7 @@ fn lex(s: &str) -> Result<Vec<(usize, Tok)>, ParseError> {
             } else {
                 Tok::Str(text)
             }
-        } else if let Some(sym) = SYMBOLS.iter().find(|sym| s[i..].starts_with(**sym)) {
+        } else if let Some(sym) = SYMBOLS.split(' ').find(|sym| s[i..].starts_with(sym)) {
             i += sym.len();
             Tok::Sym(sym)
         } else {
@@ -397,7 +327,7 @@ impl Parser {
     /// Binary operators of `level` (1-based index into `LEVELS`) and tighter.
     fn binary(&mut self, level: usize) -> Result<Ast, ParseError> {
         if level == 0 {
-            return self.unary();
+            return self.postfix();
         }
         let mut lhs = self.binary(level - 1)?;
         loop {
@@ -406,42 +336,18 @@ impl Parser {
                 Tok::Ident(s, false) => s.as_str(),
                 _ => return Ok(lhs),
             };
-            let op = LEVELS[level - 1].iter().find(|o| **o == word);
-            let Some(&op) = op else { return Ok(lhs) };
-            let op = match op {
-                "is" | "as" => None,
-                "|" => Some(Op::Union),
-                "=" => Some(Op::Eq),
-                "!=" => Some(Op::Ne),
-                "and" => Some(Op::And),
-                "or" => Some(Op::Or),
-                "xor" => Some(Op::Xor),
-                "implies" => Some(Op::Implies),
-                _ => return Err(self.err("unsupported operator")),
+            let Some(op) = LEVELS[level - 1].split(' ').find(|o| *o == word) else {
+                return Ok(lhs);
             };
-            let is = matches!(self.next(), Tok::Ident(s, _) if s == "is");
+            if !matches!(op, "is" | "as") && !EVALUATED.contains(&op) {
+                return Err(self.err("unsupported operator"));
+            }
+            self.next();
             let ast = match op {
-                None => Ast::Type(Box::new(lhs), is, self.type_spec()?),
-                Some(op) => Ast::Binary(op, Box::new(lhs), Box::new(self.binary(level - 1)?)),
+                "is" | "as" => Ast::Type(Box::new(lhs), op == "is", self.type_spec()?),
+                _ => Ast::Binary(op, Box::new(lhs), Box::new(self.binary(level - 1)?)),
             };
             lhs = self.node(ast)?;
-        }
-    }
-
-    fn unary(&mut self) -> Result<Ast, ParseError> {
-        let negate = match self.peek() {
-            Tok::Sym("-") => true,
-            Tok::Sym("+") => false,
-            _ => return self.postfix(),
-        };
-        self.next();
-        match self.next() {
-            Tok::Num(n) => {
-                let n = if negate { format!("-{n}") } else { n };
-                let lit = self.number(&n)?;
-                self.node(lit)
-            }
-            _ => Err(self.err("unary operators apply only to numbers here")),
         }
     }
 
@@ -585,15 +491,9 @@ impl Parser {
 fn eval<'a>(ast: &Ast, focus: &[Node<'a>], root: &'a Value) -> Vec<Node<'a>> {
     match ast {
         Ast::Empty => Vec::new(),
-        Ast::Literal(v, t) => vec![Node {
-            value: Cow::Owned(v.clone()),
-            type_name: Some(t),
-        }],
+        Ast::Literal(v, t) => vec![node(Cow::Owned(v.clone()), Some(t))],
         Ast::This => focus.to_vec(),
-        Ast::Root => vec![Node {
-            value: Cow::Borrowed(root),
-            type_name: resource_type_of(root),
-        }],
+        Ast::Root => vec![node(Cow::Borrowed(root), resource_type_of(root))],
         Ast::Member(None, name) => {
             let mut out = Vec::new();
             for n in focus {
@@ -639,7 +539,7 @@ fn eval<'a>(ast: &Ast, focus: &[Node<'a>], root: &'a Value) -> Vec<Node<'a>> {
                 input.into_iter().filter(|n| has_type(n, t)).collect()
             }
         }
-        Ast::Binary(op, l, r) => binary(*op, eval(l, focus, root), eval(r, focus, root)),
+        Ast::Binary(op, l, r) => binary(op, eval(l, focus, root), eval(r, focus, root)),
     }
 }
 
@@ -657,13 +557,7 @@ fn call<'a>(func: &Func, input: Vec<Node<'a>>, root: &'a Value) -> Vec<Node<'a>>
         Func::Not => truth(&input).map(|b| boolean(!b)).unwrap_or_default(),
         Func::Resolve => input
             .into_iter()
-            .filter_map(|n| {
-                let t = target_type(&n.value, root)?;
-                Some(Node {
-                    value: n.value,
-                    type_name: Some(t),
-                })
-            })
+            .filter_map(|n| Some(node(n.value.clone(), Some(target_type(&n.value, root)?))))
             .collect(),
         Func::OfType(t) => input.into_iter().filter(|n| has_type(n, t)).collect(),
         Func::Is(t) => type_test(&input, t),
@@ -682,28 +576,29 @@ fn call<'a>(func: &Func, input: Vec<Node<'a>>, root: &'a Value) -> Vec<Node<'a>>
     }
 }
 
-fn binary<'a>(op: Op, l: Vec<Node<'a>>, r: Vec<Node<'a>>) -> Vec<Node<'a>> {
+fn binary<'a>(op: &str, l: Vec<Node<'a>>, r: Vec<Node<'a>>) -> Vec<Node<'a>> {
     let (a, b) = (truth(&l), truth(&r));
     let logic = match op {
-        Op::Union => return union(l, r),
-        Op::Eq | Op::Ne if l.is_empty() || r.is_empty() => None,
-        Op::Eq | Op::Ne => {
+        "|" => return union(l, r),
+        "=" | "!=" if l.is_empty() || r.is_empty() => None,
+        "=" | "!=" => {
             let eq =
                 l.len() == r.len() && l.iter().zip(&r).all(|(x, y)| json_eq(&x.value, &y.value));
-            Some(eq != (op == Op::Ne))
+            Some(eq != (op == "!="))
         }
-        Op::And => match (a, b) {
+        "and" => match (a, b) {
             (Some(false), _) | (_, Some(false)) => Some(false),
             (Some(true), Some(true)) => Some(true),
             _ => None,
         },
-        Op::Or => match (a, b) {
+        "or" => match (a, b) {
             (Some(true), _) | (_, Some(true)) => Some(true),
             (Some(false), Some(false)) => Some(false),
             _ => None,
         },
-        Op::Xor => a.zip(b).map(|(a, b)| a != b),
-        Op::Implies => match (a, b) {
+        "xor" => a.zip(b).map(|(a, b)| a != b),
+        // "implies": the parser admits no other operator.
+        _ => match (a, b) {
             (Some(false), _) | (_, Some(true)) => Some(true),
             (Some(true), Some(false)) => Some(false),
             _ => None,
@@ -728,11 +623,12 @@ fn union<'a>(l: Vec<Node<'a>>, r: Vec<Node<'a>>) -> Vec<Node<'a>> {
     out
 }
 
+fn node<'a>(value: Cow<'a, Value>, type_name: Option<&'static str>) -> Node<'a> {
+    Node { value, type_name }
+}
+
 fn boolean<'a>(b: bool) -> Vec<Node<'a>> {
-    vec![Node {
-        value: Cow::Owned(Value::Bool(b)),
-        type_name: Some("boolean"),
-    }]
+    vec![node(Cow::Owned(Value::Bool(b)), Some("boolean"))]
 }
 
 /// FHIRPath singleton evaluation of a collection as a boolean.
@@ -756,17 +652,9 @@ fn json_eq(a: &Value, b: &Value) -> bool {
 /// Pushes member `name` of `n` (array items flattened, choice suffixes typed) onto `out`.
 fn member<'a>(n: &Node<'a>, name: &str, out: &mut Vec<Node<'a>>) {
     match &n.value {
-        Cow::Borrowed(v) => member_of(v, name, &mut |c, t| {
-            out.push(Node {
-                value: Cow::Borrowed(c),
-                type_name: t,
-            })
-        }),
+        Cow::Borrowed(v) => member_of(v, name, &mut |c, t| out.push(node(Cow::Borrowed(c), t))),
         Cow::Owned(v) => member_of(v, name, &mut |c, t| {
-            out.push(Node {
-                value: Cow::Owned(c.clone()),
-                type_name: t,
-            })
+            out.push(node(Cow::Owned(c.clone()), t))
         }),
     }
 }
@@ -802,10 +690,13 @@ fn choice_type(suffix: &str) -> Option<&'static str> {
         return None;
     }
     PRIMITIVES
-        .iter()
-        .chain(&COMPLEX)
-        .copied()
+        .split_whitespace()
+        .chain(COMPLEX.split_whitespace())
         .find(|t| t.as_bytes()[0].to_ascii_uppercase() == first && t[1..] == suffix[1..])
+}
+
+fn is_primitive(t: &str) -> bool {
+    PRIMITIVES.split_whitespace().any(|p| p == t)
 }
 
 fn resource_type(name: &str) -> Option<&'static str> {
@@ -829,8 +720,8 @@ fn has_type(n: &Node, t: &str) -> bool {
                     || (matches!(t, "integer" | "unsignedInt" | "positiveInt")
                         && (x.is_i64() || x.is_u64()))
             }
-            Value::String(_) => STRING_LIKE.contains(&t),
-            Value::Object(_) | Value::Array(_) => !PRIMITIVES.contains(&t),
+            Value::String(_) => is_primitive(t) && !NOT_STRINGS.contains(&t),
+            Value::Object(_) | Value::Array(_) => !is_primitive(t),
             Value::Null => false,
         },
     }
@@ -883,23 +774,38 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn values(expr: &str, resource: &Value) -> Vec<Value> {
+    /// The values of `expr` over `r` as one JSON array.
+    fn vals(expr: &str, r: &Value) -> Value {
         let e = Expr::parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
-        e.eval(resource)
+        e.eval(r)
             .into_iter()
             .map(|n| n.value.into_owned())
             .collect()
     }
 
-    fn types(expr: &str, resource: &Value) -> Vec<Option<&'static str>> {
-        let e = Expr::parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
-        e.eval(resource).into_iter().map(|n| n.type_name).collect()
+    /// `check!(resource, expression => [expected values], ...)`.
+    macro_rules! check {
+        ($r:expr, $($e:literal => $want:tt),+ $(,)?) => {
+            $(assert_eq!(vals($e, &$r), json!($want), "{}", $e);)+
+        };
+    }
+
+    /// The type names of `expr`'s results, `-` where unknown.
+    fn types(expr: &str, r: &Value) -> Vec<&'static str> {
+        let e = Expr::parse(expr).unwrap();
+        e.eval(r)
+            .iter()
+            .map(|n| n.type_name.unwrap_or("-"))
+            .collect()
     }
 
     fn patient() -> Value {
         json!({
             "resourceType": "Patient", "id": "p", "active": true, "gender": "female",
-            "name": [{"family": "Doe", "given": ["a", "b"]}, {"given": ["c", null], "_given": [null, {"id": "x"}]}],
+            "name": [
+                {"family": "Doe", "given": ["a", "b"]},
+                {"given": ["c", null], "_given": [null, {"id": "x"}]}
+            ],
             "telecom": [
                 {"system": "phone", "value": "555"},
                 {"system": "email", "value": "a@x.org"},
@@ -915,91 +821,78 @@ mod tests {
     #[test]
     fn paths_flatten_arrays_and_skip_nulls() {
         let p = patient();
-        assert_eq!(
-            values("Patient.name.given", &p),
-            [json!("a"), json!("b"), json!("c")]
+        check!(p,
+            "Patient.name.given" => ["a", "b", "c"],
+            "Patient.`name`.given.first()" => ["a"],
+            "name.family" => ["Doe"],
+            "Patient.gender.code" => [],
+            "Patient.name._given" => [],
+            "Patient.birthDate" => [],
         );
-        assert_eq!(values("Patient.name.family", &p), [json!("Doe")]);
-        assert_eq!(values("name.given.first()", &p), [json!("a")]);
-        assert_eq!(values("Patient.`name`.given", &p).len(), 3);
-        assert!(values("Patient.gender.code", &p).is_empty());
-        assert!(values("Patient.name._given", &p).is_empty());
-        assert!(values("Patient.birthDate", &p).is_empty());
-        let borrowed = Expr::parse("Patient.gender").unwrap().eval(&p);
-        assert!(matches!(borrowed[0].value, Cow::Borrowed(v) if std::ptr::eq(v, &p["gender"])));
-        assert_eq!(types("Patient", &p), [Some("Patient")]);
+        let gender = Expr::parse("Patient.gender").unwrap().eval(&p);
+        assert!(matches!(gender[0].value, Cow::Borrowed(v) if std::ptr::eq(v, &p["gender"])));
+        assert_eq!(types("Patient | Patient.gender", &p), ["Patient", "-"]);
     }
 
     #[test]
     fn choice_types_and_type_filters() {
         let obs = json!({
-            "resourceType": "Observation",
-            "valueQuantity": {"value": 5, "unit": "mg"},
-            "_valueString": {"id": "not-a-value"},
-            "effectiveDateTime": "2020-01-01",
-            "code": {"text": "c"}
+            "resourceType": "Observation", "valueQuantity": {"value": 5},
+            "_valueString": {"id": "not-a-value"}, "effectiveDateTime": "2020-01-01"
         });
-        assert_eq!(types("Observation.value", &obs), [Some("Quantity")]);
-        assert_eq!(types("Observation.effective", &obs), [Some("dateTime")]);
-        for e in [
-            "Observation.value as Quantity",
-            "Observation.value.as(Quantity)",
-            "Observation.value.ofType(Quantity)",
-            "(Observation.value as FHIR.Quantity).value.first()",
-            "Observation.effective.as(DateTime)",
-            "Observation.effective as System.DateTime",
-        ] {
-            assert_eq!(values(e, &obs).len(), 1, "{e}");
-        }
         assert_eq!(
-            values("(Observation.value as Quantity).value", &obs),
-            [json!(5)]
+            types("Observation.value | Observation.effective", &obs),
+            ["Quantity", "dateTime"]
         );
-        assert!(values("Observation.value as CodeableConcept", &obs).is_empty());
-        assert!(values("Observation.effective.as(Period)", &obs).is_empty());
-        assert!(values("(Observation.value as CodeableConcept).text", &obs).is_empty());
-        assert_eq!(values("Observation.value is Quantity", &obs), [json!(true)]);
-        assert_eq!(values("Observation.value.is(Range)", &obs), [json!(false)]);
-
+        check!(obs,
+            "(Observation.value as Quantity).value" => [5],
+            "Observation.value.as(Quantity).value" => [5],
+            "Observation.value.ofType(FHIR.Quantity).value" => [5],
+            "Observation.value as CodeableConcept" => [],
+            "(Observation.value as CodeableConcept).text" => [],
+            "Observation.effective.as(DateTime)" => ["2020-01-01"],
+            "Observation.effective as System.DateTime" => ["2020-01-01"],
+            "Observation.effective.as(Period)" => [],
+            "Observation.value is Quantity" => [true],
+            "Observation.value.is(Range)" => [false],
+        );
         let cc = json!({"resourceType": "Observation", "valueCodeableConcept": {"text": "pos"}});
-        assert_eq!(
-            values("(Observation.value as CodeableConcept).text", &cc),
-            [json!("pos")]
-        );
+        check!(cc, "(Observation.value as CodeableConcept).text" => ["pos"]);
         let age = json!({"resourceType": "Condition", "onsetAge": {"value": 40}});
-        assert_eq!(types("Condition.onset.as(Age)", &age), [Some("Age")]);
-        assert!(values("Condition.onset.as(Period)", &age).is_empty());
+        assert_eq!(types("Condition.onset.as(Age)", &age), ["Age"]);
+        check!(age, "Condition.onset.as(Period)" => []);
     }
 
     #[test]
     fn unknown_types_follow_the_json_kind() {
-        let p = patient();
-        assert_eq!(values("Patient.active as boolean", &p), [json!(true)]);
-        assert!(values("Patient.active as string", &p).is_empty());
-        assert_eq!(values("Patient.gender as code", &p).len(), 1);
-        assert!(values("Patient.gender as integer", &p).is_empty());
-        assert_eq!(values("Patient.name as HumanName", &p).len(), 2);
-        assert!(values("Patient.name as string", &p).is_empty());
-        assert_eq!(values("Patient is DomainResource", &p), [json!(true)]);
-        assert_eq!(values("Patient is Observation", &p), [json!(false)]);
-        assert!(
-            values("Patient.name is HumanName", &p).is_empty(),
-            "two items"
+        check!(patient(),
+            "Patient.active as boolean" => [true],
+            "Patient.active as string" => [],
+            "Patient.gender as code" => ["female"],
+            "Patient.gender as integer" => [],
+            "(Patient.name as HumanName).family" => ["Doe"],
+            "Patient.name as string" => [],
+            "Patient is DomainResource" => [true],
+            "Patient is Observation" => [false],
+            "Patient.name is HumanName" => [],
+            "1.5 is integer" => [false],
+            "1.5 is decimal" => [true],
         );
-        assert_eq!(values("1.5 is integer", &p), [json!(false)]);
-        assert_eq!(values("1.5 is decimal", &p), [json!(true)]);
     }
 
     #[test]
     fn resolve_types_references_by_target() {
         let prov = json!({
             "resourceType": "Provenance",
-            "contained": [{"resourceType": "Patient", "id": "cp"}, {"resourceType": "Organization", "id": "co"}],
+            "contained": [
+                {"resourceType": "Patient", "id": "cp"},
+                {"resourceType": "Organization", "id": "co"}
+            ],
             "target": [
                 {"reference": "Patient/1"},
                 {"reference": "http://example.org/fhir/Patient/2"},
                 {"reference": "Patient/3/_history/2"},
-                {"type": "Patient", "identifier": {"value": "4"}},
+                {"type": "Patient"},
                 {"reference": "#cp"},
                 {"reference": "Practitioner/9"},
                 {"reference": "#co"},
@@ -1013,128 +906,80 @@ mod tests {
                 5
             ]
         });
-        let got = values("Provenance.target.where(resolve() is Patient)", &prov);
-        assert_eq!(got.len(), 6, "{got:?}");
+        let got = vals("Provenance.target.where(resolve() is Patient)", &prov);
+        let target = prov["target"].as_array().unwrap();
+        let want: Vec<Value> = [0, 1, 2, 3, 4, 12]
+            .iter()
+            .map(|i| target[*i].clone())
+            .collect();
+        assert_eq!(got, Value::Array(want));
         assert_eq!(
-            got[3],
-            json!({"type": "Patient", "identifier": {"value": "4"}})
+            types("Provenance.target.resolve()", &prov).join(" "),
+            "Patient Patient Patient Patient Patient Practitioner Organization Patient"
         );
-        assert_eq!(got[4], json!({"reference": "#cp"}));
-        assert_eq!(got[5], json!("Patient/7"));
-        assert_eq!(
-            types("Provenance.target.resolve()", &prov),
-            [
-                Some("Patient"),
-                Some("Patient"),
-                Some("Patient"),
-                Some("Patient"),
-                Some("Patient"),
-                Some("Practitioner"),
-                Some("Organization"),
-                Some("Patient"),
-            ]
-        );
-        let absolute_type = json!({"resourceType": "Observation", "subject": {"type": "http://hl7.org/fhir/StructureDefinition/Group"}});
-        assert_eq!(
-            types("Observation.subject.resolve()", &absolute_type),
-            [Some("Group")]
-        );
+        let group = "http://hl7.org/fhir/StructureDefinition/Group";
+        let by_type = json!({"resourceType": "Observation", "subject": {"type": group}});
+        assert_eq!(types("Observation.subject.resolve()", &by_type), ["Group"]);
     }
 
     #[test]
-    fn where_on_strings_and_extensions() {
-        let p = patient();
-        assert_eq!(
-            values("Patient.telecom.where(system='email').value", &p),
-            [json!("a@x.org"), json!("b@x.org")]
+    fn where_and_extension_filter() {
+        check!(patient(),
+            "Patient.telecom.where(system='email').value" => ["a@x.org", "b@x.org"],
+            "Patient.telecom.where(system = 'phone').value" => ["555"],
+            "Patient.telecom.where(system='fax')" => [],
+            "Patient.name.given.where($this = 'b')" => ["b"],
+            "Patient.name.where(given.exists($this = 'c')).given" => ["c"],
+            "Patient.extension('http://x/race').value" => [{"code": "r"}],
+            "Patient.extension('http://x/none')" => [],
         );
         assert_eq!(
-            values("Patient.telecom.where(system = 'phone').value", &p),
-            [json!("555")]
+            types("Patient.extension('http://x/other').value", &patient()),
+            ["string"]
         );
-        assert!(values("Patient.telecom.where(system='fax')", &p).is_empty());
-        assert_eq!(
-            values("Patient.name.given.where($this = 'b')", &p),
-            [json!("b")]
-        );
-        assert_eq!(
-            values("Patient.name.where(given.exists($this = 'c')).given", &p),
-            [json!("c")]
-        );
-        assert_eq!(
-            values("Patient.extension('http://x/race').value", &p),
-            [json!({"code": "r"})]
-        );
-        assert_eq!(
-            types("Patient.extension('http://x/other').value", &p),
-            [Some("string")]
-        );
-        assert!(values("Patient.extension('http://x/none')", &p).is_empty());
         let linked = json!({"resourceType": "PlanDefinition", "relatedArtifact": [
             {"type": "predecessor", "resource": "http://x/a"},
             {"type": "successor", "resource": "http://x/b"}
         ]});
-        assert_eq!(
-            values(
-                "PlanDefinition.relatedArtifact.where(type='successor').resource",
-                &linked
-            ),
-            [json!("http://x/b")]
+        check!(linked,
+            "PlanDefinition.relatedArtifact.where(type='successor').resource" => ["http://x/b"],
         );
     }
 
     #[test]
     fn deceased_expression() {
-        let e = Expr::parse("Patient.deceased.exists() and Patient.deceased != false").unwrap();
-        let run = |extra: Value| {
-            let mut p = json!({"resourceType": "Patient"});
-            if let (Value::Object(p), Value::Object(extra)) = (&mut p, extra) {
-                p.extend(extra);
-            }
-            let out: Vec<Value> = e
-                .eval(&p)
-                .into_iter()
-                .map(|n| n.value.into_owned())
-                .collect();
-            out
-        };
-        assert_eq!(run(json!({"deceasedBoolean": true})), [json!(true)]);
-        assert_eq!(run(json!({"deceasedBoolean": false})), [json!(false)]);
-        assert_eq!(
-            run(json!({"deceasedDateTime": "2020-02-02"})),
-            [json!(true)]
-        );
-        assert_eq!(run(json!({})), [json!(false)]);
+        let e = "Patient.deceased.exists() and Patient.deceased != false";
+        for (deceased, want) in [
+            (json!({"deceasedBoolean": true}), true),
+            (json!({"deceasedBoolean": false}), false),
+            (json!({"deceasedDateTime": "2020-02-02"}), true),
+            (json!({}), false),
+        ] {
+            let mut p = deceased;
+            p["resourceType"] = json!("Patient");
+            assert_eq!(vals(e, &p), json!([want]), "{p}");
+        }
     }
 
     #[test]
     fn logic_is_three_valued() {
-        let p = patient();
-        let one = |e: &str| values(e, &p);
-        assert_eq!(one("true and {}"), Vec::<Value>::new());
-        assert_eq!(one("false and {}"), [json!(false)]);
-        assert_eq!(one("true or {}"), [json!(true)]);
-        assert_eq!(one("false or {}"), Vec::<Value>::new());
-        assert_eq!(one("true xor false"), [json!(true)]);
-        assert_eq!(one("{} implies false"), Vec::<Value>::new());
-        assert_eq!(one("false implies {}"), [json!(true)]);
-        assert_eq!(one("Patient.active.not()"), [json!(false)]);
-        assert_eq!(one("Patient.birthDate.empty()"), [json!(true)]);
-        assert_eq!(one("Patient.birthDate = 'x'"), Vec::<Value>::new());
-        assert_eq!(
-            one("Patient.gender = 'female' and Patient.active = true"),
-            [json!(true)]
-        );
-        assert_eq!(
-            one("Patient.gender != 'female' or Patient.active"),
-            [json!(true)]
-        );
-        assert_eq!(one("1 = 1.0"), [json!(true)]);
-        assert_eq!(one("'it\\'s' = 'it' "), [json!(false)]);
-        assert_eq!(one("'it\\'s'"), [json!("it's")]);
-        assert_eq!(
-            one("Patient.name.given = Patient.name.given"),
-            [json!(true)]
+        check!(patient(),
+            "true and {}" => [],
+            "false and {}" => [false],
+            "true or {}" => [true],
+            "false or {}" => [],
+            "true xor false" => [true],
+            "{} implies false" => [],
+            "false implies {}" => [true],
+            "Patient.active.not()" => [false],
+            "Patient.birthDate.empty()" => [true],
+            "Patient.birthDate = 'x'" => [],
+            "Patient.gender = 'female' and Patient.active = true" => [true],
+            "Patient.gender != 'female' or Patient.active" => [true],
+            "1 = 1.0" => [true],
+            "'it\\'s' = 'it'" => [false],
+            "'it\\'s\\u0021'" => ["it's!"],
+            "Patient.name.given = Patient.name.given" => [true],
         );
     }
 
@@ -1144,40 +989,20 @@ mod tests {
             {"resource": {"resourceType": "Composition", "id": "c"}},
             {"resource": {"resourceType": "Patient", "id": "p"}}
         ]});
-        assert_eq!(values("Bundle.entry[0].resource.id", &bundle), [json!("c")]);
-        assert_eq!(
-            types("Bundle.entry[1].resource", &bundle),
-            [Some("Patient")]
+        check!(bundle,
+            "Bundle.entry[0].resource.id" => ["c"],
+            "Bundle.entry[2].resource" => [],
+            "Bundle.entry.resource.ofType(Patient).id" => ["p"],
         );
-        assert!(values("Bundle.entry[2].resource", &bundle).is_empty());
-        assert!(values("Bundle.entry[-1]", &bundle).is_empty());
-        assert_eq!(
-            values("Bundle.entry.resource.ofType(Patient).id", &bundle),
-            [json!("p")]
-        );
-
-        let p = patient();
-        assert_eq!(
-            values("Patient.name.given | Patient.name.given", &p).len(),
-            3
-        );
-        assert_eq!(
-            values("Patient.name | Patient.name.first() | Patient.telecom", &p).len(),
-            5
-        );
-        assert_eq!(values("'a' | 'a' | 'b'", &p), [json!("a"), json!("b")]);
-        assert_eq!(
-            values("Observation.code | Patient.gender", &p),
-            [json!("female")]
-        );
-        assert!(values("Observation.code", &p).is_empty());
-        assert_eq!(values("Resource.id", &p), [json!("p")]);
-        assert_eq!(values("DomainResource.gender", &p), [json!("female")]);
-        assert_eq!(values("%resource.id", &p), [json!("p")]);
-        // Union binds tighter than `=`.
-        assert_eq!(
-            values("Patient.gender | 'x' = 'female' | 'x'", &p),
-            [json!(true)]
+        assert_eq!(types("Bundle.entry[1].resource", &bundle), ["Patient"]);
+        check!(patient(),
+            "Patient.name.given | Patient.name.given" => ["a", "b", "c"],
+            "(Patient.name | Patient.name.first()).family" => ["Doe"],
+            "'a' | 'a' | 'b'" => ["a", "b"],
+            "Observation.code | Patient.gender" => ["female"],
+            "Resource.id | DomainResource.gender | %resource.active" => ["p", "female", true],
+            // Union binds tighter than `=`.
+            "Patient.gender | 'x' = 'female' | 'x'" => [true],
         );
     }
 
@@ -1188,27 +1013,30 @@ mod tests {
             {"code": {"text": "note"}, "valueString": "x"}
         ]});
         let comps = Expr::parse("Observation.component").unwrap().eval(&obs);
-        assert_eq!(comps.len(), 2);
-        let code = Expr::parse("code").unwrap();
-        let qty = Expr::parse("value.as(Quantity)").unwrap();
-        let vq = Expr::parse("valueQuantity").unwrap();
-        let root_id = Expr::parse("%resource.id").unwrap();
-        assert_eq!(code.eval_on(&obs, &comps[0])[0].value["text"], json!("sys"));
-        assert_eq!(qty.eval_on(&obs, &comps[0])[0].value["value"], json!(120));
-        assert_eq!(qty.eval_on(&obs, &comps[0])[0].type_name, Some("Quantity"));
-        assert_eq!(vq.eval_on(&obs, &comps[0]).len(), 1);
-        assert!(qty.eval_on(&obs, &comps[1]).is_empty());
-        assert!(vq.eval_on(&obs, &comps[1]).is_empty());
+        let on = |e: &str, focus: &Node| -> Value {
+            let e = Expr::parse(e).unwrap();
+            e.eval_on(&obs, focus)
+                .into_iter()
+                .map(|n| n.value.into_owned())
+                .collect()
+        };
+        assert_eq!(on("code.text", &comps[0]), json!(["sys"]));
+        assert_eq!(on("value.as(Quantity)", &comps[0]), json!([{"value": 120}]));
+        assert_eq!(on("valueQuantity.value", &comps[0]), json!([120]));
         assert_eq!(
-            root_id.eval_on(&obs, &comps[1])[0].value.as_ref(),
-            &json!("o")
+            on("value.as(Quantity) | valueQuantity", &comps[1]),
+            json!([])
         );
-        // An owned focus works too (its results are owned copies).
+        assert_eq!(on("%resource.id | Observation.id", &comps[1]), json!(["o"]));
+        let typed = Expr::parse("value.as(Quantity)")
+            .unwrap()
+            .eval_on(&obs, &comps[0]);
+        assert_eq!(typed[0].type_name, Some("Quantity"));
         let owned = Node {
             value: Cow::Owned(json!({"code": {"text": "t"}})),
             type_name: None,
         };
-        assert_eq!(code.eval_on(&obs, &owned)[0].value["text"], json!("t"));
+        assert_eq!(on("code.text", &owned), json!(["t"]));
     }
 
     #[test]
@@ -1244,12 +1072,12 @@ mod tests {
             "{",
             "'\\q'",
             "'\\u12'",
-            "-a",
+            "-1",
             "99999999999999999999",
             "a | | b",
             "Patient.name.where(",
-            deep.as_str(),
-            long.as_str(),
+            &deep,
+            &long,
         ] {
             let err = Expr::parse(bad).expect_err(bad);
             assert!(err.to_string().contains("offset"), "{bad}: {err}");
@@ -1261,12 +1089,10 @@ mod tests {
     #[test]
     fn r4_style_expressions_parse() {
         for e in [
-            "Patient.name.given",
             "Account.subject.where(resolve() is Patient)",
-            "(ActivityDefinition.useContext.value as Quantity) | (ActivityDefinition.useContext.value as Range)",
+            "(ActivityDefinition.useContext.value as Quantity) | (X.useContext.value as Range)",
             "Condition.onset.as(Age) | Condition.onset.as(Range)",
-            "Observation.value.as(DateTime) | value.as(Period)",
-            "CarePlan.activity.detail.scheduled.as(Timing)",
+            "value.as(DateTime) | value.as(Period)",
             "%resource.referenceSeq.chromosome",
             "Person.telecom.where(system='phone') | Patient.telecom.where(system='phone')",
             "Composition.relatesTo.target as Identifier",
@@ -1278,17 +1104,21 @@ mod tests {
     #[test]
     fn malformed_and_deep_resources_never_panic() {
         let mut deep = json!({"v": 1});
-        for _ in 0..1000 {
-            deep = json!({"resourceType": "Patient", "name": [deep], "contained": [deep.clone()]});
-            if deep.to_string().len() > 1_000_000 {
-                deep = json!({"name": [[deep]]});
-            }
+        for i in 0..1000 {
+            deep = match i % 3 {
+                0 => json!({"resourceType": "Patient", "name": [deep], "given": "g"}),
+                1 => json!({"name": [[deep]], "contained": [{"id": "x"}]}),
+                _ => json!({"name": deep}),
+            };
         }
         let odd = [
-            json!({"resourceType": "Patient", "name": [[{"given": ["a"]}], "x", 5, null, {"given": [[["b"]]]}]}),
+            json!({"resourceType": "Patient",
+                "name": [[{"given": ["a"]}], "x", 5, null, {"given": [[["b"]]]}]}),
             json!({"resourceType": "Patient", "name": "str", "telecom": {"system": ["email"]}}),
-            json!({"resourceType": ["Patient"], "contained": "x", "subject": {"reference": 5, "type": {}}}),
-            json!({"resourceType": "Patient", "contained": [5, {"id": 3}], "link": [{"other": {"reference": "#"}}]}),
+            json!({"resourceType": ["Patient"], "contained": "x",
+                "subject": {"reference": 5, "type": {}}}),
+            json!({"resourceType": "Patient", "contained": [5, {"id": 3}],
+                "link": [{"other": {"reference": "#"}}]}),
             json!(["not", "an", "object"]),
             json!(null),
             json!("Patient"),
@@ -1310,10 +1140,7 @@ mod tests {
                 e.eval(r);
             }
         }
-        assert_eq!(values("Patient.name.given", &odd[0]), [json!(["b"])]);
-        assert_eq!(
-            types("Patient.link.other.resolve()", &odd[3]),
-            [Some("Patient")]
-        );
+        assert_eq!(vals("Patient.name.given", &odd[0]), json!([[["b"]]]));
+        assert_eq!(types("Patient.link.other.resolve()", &odd[3]), ["Patient"]);
     }
 }
