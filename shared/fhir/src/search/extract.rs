@@ -497,3 +497,98 @@ impl Extractor for SearchExtractor {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_r4_expression_parses() {
+        let mut n = 0;
+        for (t, p) in registry::all() {
+            if !p.expression.is_empty() {
+                assert!(
+                    expression(p.expression).is_some(),
+                    "{t}.{}: {}",
+                    p.code,
+                    p.expression
+                );
+                n += 1;
+            }
+            for c in p.components {
+                assert!(
+                    expression(c.expression).is_some(),
+                    "{t}.{}.{}",
+                    p.code,
+                    c.code
+                );
+            }
+        }
+        assert!(n > 2500, "{n}");
+    }
+
+    fn entries(t: &str, r: Value) -> Vec<(String, String)> {
+        let t = ResourceType::parse(t).unwrap();
+        let id = ResourceId::parse("x1").unwrap();
+        let res = Resource::from_value(&r).unwrap();
+        SearchExtractor
+            .entries(t, &id, &res, "2026-01-01T00:00:00.000Z")
+            .into_iter()
+            .map(|e| (e.param, e.value))
+            .collect()
+    }
+
+    #[test]
+    fn index_values_per_type() {
+        let e = entries(
+            "Patient",
+            json!({"resourceType": "Patient", "name": [{"family": "Müller", "given": ["Ann"]}],
+                   "gender": "female", "birthDate": "1970-03",
+                   "identifier": [{"system": "http://x", "value": "123"}],
+                   "telecom": [{"system": "email", "value": "a@b.c"}],
+                   "generalPractitioner": [{"reference": "Practitioner/p1"}],
+                   "deceasedBoolean": false}),
+        );
+        let has = |p: &str, v: &str| e.iter().any(|(a, b)| a == p && b == v);
+        assert!(has("_id", "x1"));
+        assert!(has("_lastUpdated", "2026-01-01T00:00:00.000Z"));
+        assert!(has("name", "muller") && has("family", "muller") && has("given", "ann"));
+        assert!(has("gender", "female\u{1e}"));
+        assert!(has(
+            "birthdate",
+            "a1970-03-01T00:00:00.000Z\u{1e}1970-03-31T23:59:59.999Z"
+        ));
+        assert!(has(
+            "birthdate",
+            "b1970-03-31T23:59:59.999Z\u{1e}1970-03-01T00:00:00.000Z"
+        ));
+        assert!(has("identifier", "123\u{1e}http://x"));
+        assert!(has("email", "a@b.c\u{1e}"), "{e:?}");
+        assert!(has("general-practitioner", "Practitioner/p1"));
+        assert!(has("deceased", "false\u{1e}"), "{e:?}");
+        let o = entries(
+            "Observation",
+            json!({"resourceType": "Observation", "status": "final",
+                   "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}], "text": "BP"},
+                   "subject": {"reference": "Patient/p1"},
+                   "valueQuantity": {"value": 120.5, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}),
+        );
+        let has = |p: &str, v: &str| o.iter().any(|(a, b)| a == p && b == v);
+        let q = Dec::parse("120.5").unwrap().sortable();
+        assert!(has("code", "8480-6\u{1e}http://loinc.org"));
+        assert!(has("patient", "Patient/p1") && has("subject", "Patient/p1"));
+        assert!(has("value-quantity", &format!("n{q}")));
+        assert!(has(
+            "value-quantity",
+            &format!("uhttp://unitsofmeasure.org\u{1e}mm[Hg]\u{1e}{q}")
+        ));
+        assert!(
+            has(
+                "code-value-quantity",
+                &format!("8480-6\u{1e}http://loinc.org\u{1d}n{q}")
+            ),
+            "{o:?}"
+        );
+    }
+}
