@@ -311,15 +311,20 @@ impl DateRange {
         })
     }
 
-    /// The range `lo`..`hi` of two optional bounds (a Period): a missing bound is open.
+    /// The range `lo`..`hi` of two optional bounds (a Period): a missing bound is open. A
+    /// period that ends before it starts (invalid, per-1) covers both ends.
     pub fn between(lo: Option<DateRange>, hi: Option<DateRange>) -> Option<DateRange> {
-        if lo.is_none() && hi.is_none() {
-            return None;
+        match (lo, hi) {
+            (None, None) => None,
+            (Some(a), Some(b)) => Some(DateRange {
+                lo: a.lo.min(b.lo),
+                hi: a.hi.max(b.hi),
+            }),
+            (a, b) => Some(DateRange {
+                lo: a.map_or(i64::MIN, |r| r.lo),
+                hi: b.map_or(i64::MAX, |r| r.hi),
+            }),
         }
-        Some(DateRange {
-            lo: lo.map_or(i64::MIN, |r| r.lo),
-            hi: hi.map_or(i64::MAX, |r| r.hi),
-        })
     }
 
     /// The index text of both ends.
