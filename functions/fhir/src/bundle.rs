@@ -20,9 +20,9 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tenant_context::Permission;
 
-use crate::Ctx;
 use crate::ops::{self, Done, Op};
 use crate::rest::{self, JSON_TYPES, Return};
+use crate::{Ctx, conditional};
 
 #[derive(Deserialize)]
 struct BundleIn {
@@ -56,26 +56,117 @@ struct RequestIn {
 enum Action {
     Write(Op),
     Read(ResourceType, ResourceId, Option<VersionId>),
+    /// `GET Type?criteria`: a search.
+    Search(ResourceType, String),
+    /// `POST` with `ifNoneExist`: the create unless the criteria match.
+    CreateUnless(Op, String),
+    /// `PUT`/`PATCH`/`DELETE Type?criteria`.
+    Conditional(Cond),
+    /// What a conditional entry resolved to without a write: the resource `ifNoneExist`
+    /// matched, or nothing for a conditional delete that matched nothing.
+    Existing(Version),
+    Nothing,
+}
+
+/// A conditional PUT, PATCH or DELETE, before its criteria are resolved.
+struct Cond {
+    method: &'static str,
+    t: ResourceType,
+    criteria: String,
+    resource: Option<Resource>,
+    patch: Option<json_patch::Patch>,
+    if_match: Option<VersionId>,
 }
 
 impl Action {
     /// Processing order: DELETE, POST, PUT/PATCH, GET.
     fn rank(&self) -> u8 {
         match self {
-            Action::Write(Op::Delete { .. }) => 0,
-            Action::Write(Op::Create { .. }) => 1,
-            Action::Write(_) => 2,
-            Action::Read(..) => 3,
+            Action::Write(Op::Delete { .. }) | Action::Nothing => 0,
+            Action::Conditional(c) if c.method == "DELETE" => 0,
+            Action::Write(Op::Create { .. }) | Action::CreateUnless(..) | Action::Existing(_) => 1,
+            Action::Write(_) | Action::Conditional(_) => 2,
+            Action::Read(..) | Action::Search(..) => 3,
         }
     }
 
     fn permission(&self) -> Permission {
         match self {
-            Action::Write(Op::Delete { .. }) => Permission::Delete,
-            Action::Write(_) => Permission::Write,
-            Action::Read(..) => Permission::Read,
+            Action::Write(Op::Delete { .. }) | Action::Nothing => Permission::Delete,
+            Action::Conditional(c) if c.method == "DELETE" => Permission::Delete,
+            Action::Write(_) | Action::CreateUnless(..) | Action::Existing(_) => Permission::Write,
+            Action::Conditional(_) => Permission::Write,
+            Action::Read(..) | Action::Search(..) => Permission::Read,
         }
     }
+}
+
+/// Resolves a conditional entry into the write it makes (or none), through a search of the
+/// state before the Bundle; records the resource its `fullUrl` then names.
+async fn resolve(
+    ctx: &Ctx<'_>,
+    a: Action,
+    full_url: Option<&str>,
+    ids: &mut HashMap<String, String>,
+) -> Result<Action, FhirError> {
+    let resolved = match a {
+        Action::CreateUnless(op, criteria) => {
+            let (t, _) = op.target();
+            match conditional::one(ctx, t, &criteria).await? {
+                Some(v) => Action::Existing(v),
+                None => Action::Write(op),
+            }
+        }
+        Action::Conditional(c) => {
+            let Cond {
+                method,
+                t,
+                criteria,
+                resource,
+                patch,
+                if_match,
+            } = c;
+            match method {
+                "PUT" => {
+                    let r = resource.ok_or_else(|| FhirError::invalid("PUT needs a resource"))?;
+                    Action::Write(conditional::update_op(ctx, t, &criteria, r, if_match).await?)
+                }
+                "PATCH" => {
+                    let v = conditional::one(ctx, t, &criteria).await?.ok_or_else(|| {
+                        FhirError::NotFound(format!("no {t} matches {t}?{criteria}"))
+                    })?;
+                    Action::Write(Op::Patch {
+                        t,
+                        id: v.id,
+                        patch: patch.ok_or_else(|| FhirError::invalid("PATCH needs a patch"))?,
+                        if_match,
+                    })
+                }
+                _ => match conditional::one(ctx, t, &criteria).await? {
+                    Some(v) => Action::Write(Op::Delete {
+                        t,
+                        id: v.id,
+                        if_match,
+                    }),
+                    None => Action::Nothing,
+                },
+            }
+        }
+        a => a,
+    };
+    if let Some(fu) = full_url {
+        match &resolved {
+            Action::Existing(v) => {
+                ids.insert(fu.to_owned(), format!("{}/{}", v.rtype, v.id));
+            }
+            Action::Write(op @ (Op::Create { .. } | Op::Update { .. })) => {
+                let (t, id) = op.target();
+                ids.insert(fu.to_owned(), format!("{t}/{id}"));
+            }
+            _ => {}
+        }
+    }
+    Ok(resolved)
 }
 
 /// The `Type/id[/_history/vid]` of an entry's URL (relative, or absolute on our base).
@@ -87,11 +178,6 @@ fn parse_url(
         .strip_prefix(base)
         .map(|r| r.trim_start_matches('/'))
         .unwrap_or(url);
-    if rel.contains('?') {
-        return Err(FhirError::not_supported(format!(
-            "'{url}': conditional and search entries are not supported yet"
-        )));
-    }
     let parts: Vec<&str> = rel.trim_end_matches('/').split('/').collect();
     let t = ResourceType::parse(parts[0]).ok_or_else(|| {
         FhirError::invalid(format!(
@@ -152,11 +238,6 @@ fn parse_entry(
         .url
         .as_deref()
         .ok_or_else(|| FhirError::invalid("the entry's request has no url"))?;
-    if req.if_none_exist.is_some() {
-        return Err(FhirError::not_supported(
-            "ifNoneExist (conditional create) is not supported yet",
-        ));
-    }
     let if_match = req
         .if_match
         .as_deref()
@@ -167,12 +248,45 @@ fn parse_entry(
         .as_ref()
         .map(|r| Resource::parse(r.get().as_bytes()))
         .transpose()?;
-    let (t, id, vid) = parse_url(base, url)?;
     let need_resource = || {
         resource
             .clone()
             .ok_or_else(|| FhirError::invalid(format!("{method} {url} needs a resource")))
     };
+    if let Some((t, criteria)) = conditional::split(base, url) {
+        return Ok(match method {
+            "GET" => Action::Search(t, criteria),
+            "PUT" | "PATCH" | "DELETE" => {
+                let (resource, patch) = match method {
+                    "PUT" => {
+                        let r = need_resource()?;
+                        r.expect_type(t)?;
+                        (Some(r), None)
+                    }
+                    "PATCH" => (None, Some(entry_patch(&need_resource()?)?)),
+                    _ => (None, None),
+                };
+                Action::Conditional(Cond {
+                    method: match method {
+                        "PUT" => "PUT",
+                        "PATCH" => "PATCH",
+                        _ => "DELETE",
+                    },
+                    t,
+                    criteria,
+                    resource,
+                    patch,
+                    if_match,
+                })
+            }
+            _ => {
+                return Err(FhirError::invalid(format!(
+                    "'{method} {url}': criteria go with GET, PUT, PATCH or DELETE"
+                )));
+            }
+        });
+    }
+    let (t, id, vid) = parse_url(base, url)?;
     let action = match (method, id, vid) {
         ("POST", None, None) => {
             let r = need_resource()?;
@@ -181,12 +295,20 @@ fn parse_entry(
             if let Some(fu) = &e.full_url {
                 ids.insert(fu.clone(), format!("{t}/{id}"));
             }
-            Action::Write(Op::Create {
+            let op = Op::Create {
                 t,
                 id,
                 resource: r,
                 blob: None,
-            })
+            };
+            match &req.if_none_exist {
+                Some(c) => {
+                    let c = c.trim_start_matches('?');
+                    let c = c.strip_prefix(&format!("{t}?")).unwrap_or(c);
+                    Action::CreateUnless(op, c.to_owned())
+                }
+                None => Action::Write(op),
+            }
         }
         ("PUT", Some(id), None) => {
             let r = need_resource()?;
@@ -211,11 +333,7 @@ fn parse_entry(
         }),
         ("DELETE", Some(id), None) => Action::Write(Op::Delete { t, id, if_match }),
         ("GET", Some(id), vid) => Action::Read(t, id, vid),
-        ("GET", None, None) => {
-            return Err(FhirError::not_supported(format!(
-                "GET {url}: search entries are not supported yet"
-            )));
-        }
+        ("GET", None, None) => Action::Search(t, String::new()),
         _ => {
             return Err(FhirError::invalid(format!(
                 "'{method} {url}' is not an interaction a Bundle entry can have here"
@@ -280,6 +398,22 @@ async fn read(
         Return::Representation,
         false,
     ))
+}
+
+/// The response entry of an entry that writes nothing: a read, a search, the resource an
+/// `ifNoneExist` matched, or a conditional delete that matched nothing.
+async fn unwritten_entry(ctx: &Ctx<'_>, a: Action, ret: Return) -> Result<Value, FhirError> {
+    match a {
+        Action::Read(t, id, vid) => read(ctx, t, &id, vid).await,
+        Action::Search(t, criteria) => crate::conditional::search_entry(ctx, t, &criteria).await,
+        Action::Existing(v) => Ok(response_entry(ctx, StatusCode::OK, &v, ret, true)),
+        Action::Nothing => {
+            Ok(json!({ "response": { "status": status_line(StatusCode::NO_CONTENT) } }))
+        }
+        Action::Write(_) | Action::CreateUnless(..) | Action::Conditional(_) => {
+            Err(FhirError::Internal("an entry was left unresolved".into()))
+        }
+    }
 }
 
 fn write_entry(ctx: &Ctx<'_>, done: &Done, ret: Return) -> Value {
@@ -357,12 +491,13 @@ async fn batch(
     for (i, action) in parsed {
         let r = async {
             ctx.scope.require(action.permission())?;
+            let action = resolve(ctx, action, None, &mut HashMap::new()).await?;
             match action {
                 Action::Write(op) => {
                     let done = ops::run(ctx, &mut [op]).await?;
                     Ok(write_entry(ctx, &done[0], ret))
                 }
-                Action::Read(t, id, vid) => read(ctx, t, &id, vid).await,
+                other => unwritten_entry(ctx, other, ret).await,
             }
         }
         .await;
@@ -386,6 +521,44 @@ async fn transaction(
             parse_entry(&ctx.base, e, &mut ids).map_err(|err| err.context(&entry_label(i, e)))?;
         ctx.scope.require(a.permission())?;
         actions.push(a);
+    }
+    // Conditional entries resolve against the state before the transaction.
+    let mut resolved = Vec::with_capacity(actions.len());
+    for (i, a) in actions.into_iter().enumerate() {
+        let fu = entries[i].full_url.as_deref();
+        resolved.push(
+            resolve(ctx, a, fu, &mut ids)
+                .await
+                .map_err(|err| err.context(&entry_label(i, &entries[i])))?,
+        );
+    }
+    let mut actions = resolved;
+    // Conditional references (`Type?criteria`) name the one resource they match.
+    for (i, a) in actions.iter().enumerate() {
+        if let Action::Write(Op::Create { resource, .. } | Op::Update { resource, .. }) = a {
+            let mut conditional_refs = Vec::new();
+            resource.for_each_reference(|s| {
+                if s.contains('?') && !ids.contains_key(s) {
+                    conditional_refs.push(s.to_owned());
+                }
+            });
+            for r in conditional_refs {
+                let label = || entry_label(i, &entries[i]);
+                let (t, criteria) = conditional::split(&ctx.base, &r).ok_or_else(|| {
+                    FhirError::invalid(format!("{}: '{r}' is not a conditional reference", label()))
+                })?;
+                let v = conditional::one(ctx, t, &criteria)
+                    .await
+                    .map_err(|e| e.context(&label()))?
+                    .ok_or_else(|| {
+                        FhirError::NotFound(format!(
+                            "{}: the conditional reference '{r}' matches no resource",
+                            label()
+                        ))
+                    })?;
+                ids.insert(r, format!("{t}/{}", v.id));
+            }
+        }
     }
     // Every urn:uuid reference must name an entry; then every reference to a fullUrl becomes
     // the resource's Type/id.
@@ -424,7 +597,7 @@ async fn transaction(
         .iter()
         .filter_map(|i| match &actions[*i] {
             Action::Write(op) => Some((*i, op.clone())),
-            Action::Read(..) => None,
+            _ => None,
         })
         .collect();
     let mut ops_only: Vec<Op> = writes.iter().map(|(_, op)| op.clone()).collect();
@@ -436,8 +609,11 @@ async fn transaction(
     // Reads run after the writes committed; one that fails is reported in its entry (the
     // writes cannot be undone by a read).
     for i in order {
-        if let Action::Read(t, id, vid) = &actions[i] {
-            out[i] = read(ctx, *t, id, *vid).await.unwrap_or_else(error_entry);
+        let a = std::mem::replace(&mut actions[i], Action::Nothing);
+        if !matches!(a, Action::Write(_)) {
+            out[i] = unwritten_entry(ctx, a, ret)
+                .await
+                .unwrap_or_else(error_entry);
         }
     }
     Ok(fhir_response(

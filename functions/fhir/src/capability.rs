@@ -1,8 +1,13 @@
 //! `GET /metadata`: the CapabilityStatement, listing exactly what this server does.
 //!
 //! The statement is the route every cold start is measured by, so it is written as text
-//! straight from constants (146 resource entries), never built as a JSON value tree.
+//! straight from constants and the generated search-parameter table (146 resource entries
+//! with their search parameters), never built as a JSON value tree.
 
+use std::fmt::Write;
+use std::sync::LazyLock;
+
+use fhir_core::search::registry::{self, ParamType};
 use fhir_core::{FHIR_JSON, ResourceType};
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Response};
@@ -11,10 +16,11 @@ use serde_json::Value;
 /// What every resource type supports, after its `"type"`.
 const RESOURCE_REST: &str = concat!(
     r#""interaction":[{"code":"read"},{"code":"vread"},{"code":"update"},{"code":"patch"},"#,
-    r#"{"code":"delete"},{"code":"history-instance"},{"code":"history-type"},{"code":"create"}],"#,
+    r#"{"code":"delete"},{"code":"history-instance"},{"code":"history-type"},{"code":"create"},"#,
+    r#"{"code":"search-type"}],"#,
     r#""versioning":"versioned-update","readHistory":true,"updateCreate":true,"#,
-    r#""conditionalCreate":false,"conditionalRead":"full-support","conditionalUpdate":false,"#,
-    r#""conditionalDelete":"not-supported""#,
+    r#""conditionalCreate":true,"conditionalRead":"full-support","conditionalUpdate":true,"#,
+    r#""conditionalDelete":"single","searchParam":["#,
 );
 
 /// Before the base URL.
@@ -36,12 +42,84 @@ const REST: &str = concat!(
 );
 
 /// After the resource entries.
-const TAIL: &str =
-    r#"],"interaction":[{"code":"transaction"},{"code":"batch"},{"code":"history-system"}]}]}"#;
+const TAIL: &str = concat!(
+    r#"],"interaction":[{"code":"transaction"},{"code":"batch"},{"code":"search-system"},"#,
+    r#"{"code":"history-system"}],"searchParam":["#,
+    r#"{"name":"_id","type":"token"},{"name":"_lastUpdated","type":"date"},"#,
+    r#"{"name":"_tag","type":"token"},{"name":"_profile","type":"uri"},"#,
+    r#"{"name":"_security","type":"token"},{"name":"_source","type":"uri"},"#,
+    r#"{"name":"_type","type":"token","documentation":"the types a system search covers"}],"#,
+    r#""compartment":["http://hl7.org/fhir/CompartmentDefinition/patient","#,
+    r#""http://hl7.org/fhir/CompartmentDefinition/encounter","#,
+    r#""http://hl7.org/fhir/CompartmentDefinition/relatedPerson","#,
+    r#""http://hl7.org/fhir/CompartmentDefinition/practitioner","#,
+    r#""http://hl7.org/fhir/CompartmentDefinition/device"]}]}"#,
+);
+
+/// What each parameter type accepts besides plain values (R4 has no element for modifiers in
+/// a CapabilityStatement, so they are documented).
+fn documentation(kind: ParamType) -> &'static str {
+    match kind {
+        ParamType::String => "modifiers :missing :exact :contains",
+        ParamType::Token => {
+            "modifiers :missing :not :text :of-type; code, system|code, |code, system|"
+        }
+        ParamType::Reference => "modifiers :missing :[type] :identifier; chains of any depth, _has",
+        ParamType::Date => "prefixes eq ne gt lt ge le sa eb ap; modifier :missing",
+        ParamType::Number => "prefixes eq ne gt lt ge le sa eb ap; modifier :missing",
+        ParamType::Quantity => {
+            "prefixes eq ne gt lt ge le sa eb ap; value|system|code; modifier :missing"
+        }
+        ParamType::Uri => "modifiers :missing :above :below",
+        ParamType::Composite => "components joined by $; modifier :missing",
+        ParamType::Special => "full text, checked in memory; modifier :missing",
+    }
+}
+
+/// The resource entries after each type's `"searchParam":[`: parameters, then includes.
+static SEARCH: LazyLock<Vec<String>> = LazyLock::new(|| {
+    ResourceType::all()
+        .map(|t| {
+            let mut s = String::new();
+            let mut first = true;
+            for p in registry::params(t) {
+                if matches!(p.code, "near" | "_query") {
+                    continue;
+                }
+                if !first {
+                    s.push(',');
+                }
+                first = false;
+                let _ = write!(
+                    s,
+                    r#"{{"name":"{}","type":"{}","documentation":"{}"}}"#,
+                    p.code,
+                    p.kind.as_str(),
+                    documentation(p.kind)
+                );
+            }
+            s.push_str(r#"],"searchInclude":["*""#);
+            for p in registry::params(t)
+                .iter()
+                .filter(|p| p.kind == ParamType::Reference)
+            {
+                let _ = write!(s, r#","{t}:{}""#, p.code);
+            }
+            s.push_str(r#"],"searchRevInclude":["*""#);
+            for (src, p) in registry::all() {
+                if p.kind == ParamType::Reference && p.targets.contains(&t.as_str()) {
+                    let _ = write!(s, r#","{src}:{}""#, p.code);
+                }
+            }
+            s.push(']');
+            s
+        })
+        .collect()
+});
 
 /// The CapabilityStatement of this deployment at `base`.
 pub(crate) fn statement(base: &str) -> Response<Body> {
-    let mut s = String::with_capacity(48 * 1024);
+    let mut s = String::with_capacity(1024 * 1024);
     s.push_str(HEAD);
     s.push_str(&Value::String(base.to_owned()).to_string());
     s.push_str(REST);
@@ -53,6 +131,7 @@ pub(crate) fn statement(base: &str) -> Response<Body> {
         s.push_str(t.as_str());
         s.push_str(r#"","#);
         s.push_str(RESOURCE_REST);
+        s.push_str(&SEARCH[i]);
         s.push('}');
     }
     s.push_str(TAIL);
@@ -83,8 +162,37 @@ mod tests {
         let resources = v["rest"][0]["resource"].as_array().unwrap();
         assert_eq!(resources.len(), 146);
         assert_eq!(resources[0]["type"], "Account");
-        assert_eq!(resources[0]["interaction"].as_array().unwrap().len(), 8);
-        assert_eq!(resources[0]["conditionalDelete"], "not-supported");
+        assert_eq!(resources[0]["interaction"].as_array().unwrap().len(), 9);
+        assert_eq!(resources[0]["conditionalDelete"], "single");
+        let patient = resources.iter().find(|r| r["type"] == "Patient").unwrap();
+        let params = patient["searchParam"].as_array().unwrap();
+        let find = |n: &str| params.iter().find(|p| p["name"] == n);
+        assert_eq!(find("birthdate").unwrap()["type"], "date");
+        assert_eq!(find("_id").unwrap()["type"], "token");
+        assert!(
+            find("name").unwrap()["documentation"]
+                .as_str()
+                .unwrap()
+                .contains(":exact")
+        );
+        let revs = patient["searchRevInclude"].as_array().unwrap();
+        assert!(revs.contains(&Value::from("Observation:patient")));
+        assert!(revs.contains(&Value::from("Provenance:target")));
+        assert!(
+            patient["searchInclude"]
+                .as_array()
+                .unwrap()
+                .contains(&Value::from("Patient:organization"))
+        );
+        let loc = resources.iter().find(|r| r["type"] == "Location").unwrap();
+        assert!(
+            !loc["searchParam"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "near")
+        );
+        println!("statement: {} bytes", t.len());
         assert_eq!(v["rest"][0]["interaction"][0]["code"], "transaction");
     }
 }

@@ -9,6 +9,7 @@
 mod binary;
 mod bundle;
 mod capability;
+mod conditional;
 mod history;
 mod ops;
 mod rest;
@@ -128,7 +129,12 @@ pub enum Kind {
     Bundle,
     SystemHistory,
     Create(ResourceType),
-    Search(ResourceType),
+    /// `PUT /{type}?criteria`.
+    ConditionalUpdate(ResourceType),
+    /// `PATCH /{type}?criteria`.
+    ConditionalPatch(ResourceType),
+    /// `DELETE /{type}?criteria`.
+    ConditionalDelete(ResourceType),
     TypeHistory(ResourceType),
     Read(ResourceType, ResourceId),
     Update(ResourceType, ResourceId),
@@ -142,14 +148,13 @@ impl Kind {
     fn permission(&self) -> Permission {
         match self {
             // A Bundle needs what each entry needs; checked per entry.
-            Kind::Metadata | Kind::Bundle | Kind::SystemHistory | Kind::Search(_) => {
-                Permission::Read
-            }
+            Kind::Metadata | Kind::Bundle | Kind::SystemHistory => Permission::Read,
             Kind::TypeHistory(_) | Kind::Read(..) | Kind::InstanceHistory(..) | Kind::VRead(..) => {
                 Permission::Read
             }
             Kind::Create(_) | Kind::Update(..) | Kind::Patch(..) => Permission::Write,
-            Kind::Delete(..) => Permission::Delete,
+            Kind::ConditionalUpdate(_) | Kind::ConditionalPatch(_) => Permission::Write,
+            Kind::Delete(..) | Kind::ConditionalDelete(_) => Permission::Delete,
         }
     }
 }
@@ -206,8 +211,14 @@ fn routes(base: &str) -> Router<Route, FhirError> {
         .route(Method::POST, &p("/{type}"), |p| {
             route(p, Kind::Create(rtype(p)?))
         })
-        .route(Method::GET, &p("/{type}"), |p| {
-            route(p, Kind::Search(rtype(p)?))
+        .route(Method::PUT, &p("/{type}"), |p| {
+            route(p, Kind::ConditionalUpdate(rtype(p)?))
+        })
+        .route(Method::PATCH, &p("/{type}"), |p| {
+            route(p, Kind::ConditionalPatch(rtype(p)?))
+        })
+        .route(Method::DELETE, &p("/{type}"), |p| {
+            route(p, Kind::ConditionalDelete(rtype(p)?))
         })
         .route(Method::GET, &p("/{type}/_history"), |p| {
             route(p, Kind::TypeHistory(rtype(p)?))
@@ -310,10 +321,9 @@ impl Api for Deps {
             Kind::TypeHistory(t) => history::list(&ctx, Some(t)).await,
             Kind::InstanceHistory(t, id) => history::instance(&ctx, t, &id).await,
             Kind::Create(t) => rest::create(&ctx, t).await,
-            Kind::Search(t) => Err(FhirError::not_supported(format!(
-                "search ({t}?...) is not available on this server yet; read resources by id, or \
-                 use _history"
-            ))),
+            Kind::ConditionalUpdate(t) => rest::conditional_update(&ctx, t).await,
+            Kind::ConditionalPatch(t) => rest::conditional_patch(&ctx, t).await,
+            Kind::ConditionalDelete(t) => rest::conditional_delete(&ctx, t).await,
             Kind::Read(t, id) => rest::read(&ctx, t, &id, None).await,
             Kind::VRead(t, id, vid) => rest::read(&ctx, t, &id, Some(vid)).await,
             Kind::Update(t, id) => rest::update(&ctx, t, id).await,

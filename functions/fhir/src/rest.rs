@@ -8,8 +8,8 @@ use fhir_core::{
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 
-use crate::Ctx;
 use crate::ops::{self, Done, Op};
+use crate::{Ctx, conditional};
 
 /// A request header as text.
 pub(crate) fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
@@ -225,8 +225,25 @@ fn one(mut done: Vec<Done>) -> Done {
 }
 
 /// `POST /{type}`: a new resource with a server-assigned id (an id in the body is ignored).
+/// With `If-None-Exist: <criteria>`, a resource that matches is returned (200) instead.
 pub(crate) async fn create(ctx: &Ctx<'_>, t: ResourceType) -> Result<Response<Body>, FhirError> {
     let resource = resource(ctx, t)?;
+    if let Some(criteria) = header(ctx.req, "if-none-exist") {
+        let criteria = criteria.trim_start_matches('?');
+        let criteria = criteria
+            .strip_prefix(&format!("{t}?"))
+            .unwrap_or(criteria)
+            .to_owned();
+        if let Some(v) = conditional::one(ctx, t, &criteria).await? {
+            return Ok(version_response(
+                ctx,
+                StatusCode::OK,
+                &v,
+                prefer(ctx.req, Return::Representation),
+                true,
+            ));
+        }
+    }
     let op = Op::Create {
         t,
         id: ResourceId::generate(),
@@ -256,6 +273,50 @@ pub(crate) async fn update(
     let done = one(ops::run(ctx, &mut [op]).await?);
     let v = done.version.expect("an update writes a version");
     written(ctx, done.status, v).await
+}
+
+/// The criteria of a conditional interaction: the request's query string.
+fn criteria<'a>(ctx: &'a Ctx<'_>) -> &'a str {
+    ctx.req.uri().query().unwrap_or_default()
+}
+
+/// `PUT /{type}?criteria`: updates the one match; with none, creates (with the body's id
+/// when it has one and no resource has it yet); several matches are 412.
+pub(crate) async fn conditional_update(
+    ctx: &Ctx<'_>,
+    t: ResourceType,
+) -> Result<Response<Body>, FhirError> {
+    let resource = resource(ctx, t)?;
+    let op = conditional::update_op(ctx, t, criteria(ctx), resource, if_match(ctx.req)?).await?;
+    let done = one(ops::run(ctx, &mut [op]).await?);
+    let v = done.version.expect("an update writes a version");
+    written(ctx, done.status, v).await
+}
+
+/// `PATCH /{type}?criteria`: patches the one match (404 when none, 412 when several).
+pub(crate) async fn conditional_patch(
+    ctx: &Ctx<'_>,
+    t: ResourceType,
+) -> Result<Response<Body>, FhirError> {
+    let _ = json_patch(body(ctx, &["application/json-patch+json"])?)?;
+    let v = conditional::one(ctx, t, criteria(ctx))
+        .await?
+        .ok_or_else(|| FhirError::NotFound(format!("no {t} matches {t}?{}", criteria(ctx))))?;
+    patch(ctx, t, v.id).await
+}
+
+/// `DELETE /{type}?criteria`: deletes the one match; none is 204; several are 412.
+pub(crate) async fn conditional_delete(
+    ctx: &Ctx<'_>,
+    t: ResourceType,
+) -> Result<Response<Body>, FhirError> {
+    match conditional::one(ctx, t, criteria(ctx)).await? {
+        Some(v) => delete(ctx, t, v.id).await,
+        None => Ok(Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .body(Body::Empty)
+            .unwrap_or_default()),
+    }
 }
 
 /// Parses a JSON Patch document.

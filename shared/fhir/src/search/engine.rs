@@ -232,6 +232,9 @@ fn value_ranges(
         let (lo, hi) = date_point_bounds(*p, *q)?;
         return Some((6, vec![(bounded("", lo, hi), Filter::Point(*p, *q))]));
     }
+    if extract::is_full_text(code) {
+        return None;
+    }
     match (kind, m, pred) {
         (_, Modifier::Missing | Modifier::Not | Modifier::Text | Modifier::Contains, _) => None,
         (_, _, Pred::Ids(set)) => {
@@ -742,7 +745,7 @@ impl<'a> Engine<'a> {
         &'b mut self,
         types: &'b [ResourceType],
         clause: &'b Clause,
-    ) -> Pin<Box<dyn Future<Output = Result<Clause, FhirError>> + 'b>> {
+    ) -> Pin<Box<dyn Future<Output = Result<Clause, FhirError>> + Send + 'b>> {
         Box::pin(async move {
             match clause {
                 Clause::Match {

@@ -58,8 +58,53 @@ pub fn expression(expr: &'static str) -> Option<Arc<Expr>> {
     parsed
 }
 
+/// The text `_text` (the narrative, tags removed) or `_content` (every string of the
+/// resource) searches: full-text parameters checked in memory only, never indexed.
+pub fn full_text(code: &str, resource: &Value) -> Option<String> {
+    fn strings(v: &Value, out: &mut String) {
+        match v {
+            Value::String(s) => {
+                out.push_str(s);
+                out.push(' ');
+            }
+            Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+            Value::Object(o) => o.values().for_each(|x| strings(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    match code {
+        "_text" => {
+            let div = resource.get("text")?.get("div")?.as_str()?;
+            let mut in_tag = false;
+            for c in div.chars() {
+                match c {
+                    '<' => in_tag = true,
+                    '>' => {
+                        in_tag = false;
+                        out.push(' ');
+                    }
+                    c if !in_tag => out.push(c),
+                    _ => {}
+                }
+            }
+        }
+        "_content" => strings(resource, &mut out),
+        _ => return None,
+    }
+    Some(out)
+}
+
+/// Whether `code` is a full-text parameter ([`full_text`]).
+pub fn is_full_text(code: &str) -> bool {
+    matches!(code, "_text" | "_content")
+}
+
 /// The values `p` extracts from `resource` (a resource of a type `p` applies to).
 pub fn param_values(p: &SearchParam, resource: &Value) -> Vec<SearchValue> {
+    if let Some(text) = full_text(p.code, resource) {
+        return vec![SearchValue::String(text)];
+    }
     if p.expression.is_empty() {
         return Vec::new();
     }
@@ -481,7 +526,7 @@ impl Extractor for SearchExtractor {
             },
         ];
         for p in registry::params(t) {
-            if matches!(p.code, "_id" | "_lastUpdated") {
+            if matches!(p.code, "_id" | "_lastUpdated") || is_full_text(p.code) {
                 continue;
             }
             let values: BTreeSet<String> = param_values(p, &json)

@@ -53,6 +53,12 @@ pub fn matches(clause: &Clause, t: ResourceType, id: &ResourceId, resource: &Val
             .iter()
             .any(|v| preds.iter().any(|pr| value_matches(pr, modifier, v)));
     }
+    // Full-text parameters search words anywhere in the text.
+    let modifier = if super::extract::is_full_text(code) && *modifier == Modifier::None {
+        &Modifier::Contains
+    } else {
+        modifier
+    };
     values
         .iter()
         .any(|v| preds.iter().any(|pr| value_matches(pr, modifier, v)))
