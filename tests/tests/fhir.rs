@@ -51,7 +51,8 @@ async fn metadata_is_public_and_lists_what_works() {
         .map(|i| i["code"].as_str().unwrap())
         .collect();
     assert!(codes.contains(&"patch") && codes.contains(&"history-type"));
-    assert!(!codes.contains(&"search-type"), "search is not served yet");
+    assert!(codes.contains(&"search-type"));
+    assert!(pat["conditionalCreate"].as_bool().unwrap());
     // Everything else needs a token.
     ok(
         &f.send(None, "GET", "/fhir/Patient/x", &[], None).await,
@@ -399,7 +400,17 @@ async fn bad_input_is_a_4xx_operation_outcome_and_writes_nothing() {
                 br#"{"resourceType":"Patient","id":"a b"}"#.to_vec(),
                 400,
             ),
-            ("PUT", "/fhir/Patient/", vec![], vec![], 405),
+            // A conditional update needs a body and criteria; criteria must be parameters.
+            ("PUT", "/fhir/Patient/", vec![], vec![], 400),
+            (
+                "PUT",
+                "/fhir/Patient",
+                vec![],
+                br#"{"resourceType":"Patient"}"#.to_vec(),
+                400,
+            ),
+            ("DELETE", "/fhir/Patient?foo=1", vec![], vec![], 400),
+            ("DELETE", "/fhir/Patient?_count=1", vec![], vec![], 400),
             (
                 "POST",
                 "/fhir/Patient",
@@ -450,7 +461,7 @@ async fn bad_input_is_a_4xx_operation_outcome_and_writes_nothing() {
                 br#"{"resourceType":"Patient","id":"a"}"#.to_vec(),
                 400,
             ),
-            ("GET", "/fhir/Patient", vec![], vec![], 400),
+            ("GET", "/fhir/Patient?foo=1", vec![], vec![], 400),
             (
                 "GET",
                 "/fhir/Patient/p",
@@ -1124,5 +1135,199 @@ async fn large_transactions_stage_big_resources_beside_their_heads() {
             200,
             name,
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_interactions_act_on_what_the_criteria_match() {
+    for backend in backends().await {
+        let f = Fhir::new(backend);
+        let u = tenant_user("ann", "t1");
+        let other = tenant_user("bob", "t2");
+        let with_id = |sys: &str, family: &str| {
+            let (sys, value) = sys.split_once('|').unwrap_or((sys, "1"));
+            json!({"resourceType": "Patient", "identifier": [{"system": sys, "value": value}],
+                   "name": [{"family": family}]})
+        };
+        // If-None-Exist: the first create creates, the second returns the first.
+        let h = [("if-none-exist", "identifier=urn:s|1")];
+        let r = f
+            .json(&u, "POST", "/fhir/Patient", &h, &with_id("urn:s", "A"))
+            .await;
+        ok(&r, 201, "conditional create");
+        let id = r.body["id"].as_str().unwrap().to_owned();
+        let r = f
+            .json(&u, "POST", "/fhir/Patient", &h, &with_id("urn:s", "B"))
+            .await;
+        ok(&r, 200, "conditional create finds it");
+        assert_eq!(r.body["id"], id.as_str());
+        assert_eq!(r.body["name"][0]["family"], "A", "nothing was written");
+        // Another tenant's criteria never see t1's resource.
+        let r = f
+            .json(&other, "POST", "/fhir/Patient", &h, &with_id("urn:s", "X"))
+            .await;
+        ok(&r, 201, "t2 creates its own");
+        assert_ne!(r.body["id"], id.as_str());
+        // Conditional update: the one match.
+        let path = "/fhir/Patient?identifier=urn:s%7C1";
+        let r = f.json(&u, "PUT", path, &[], &with_id("urn:s", "C")).await;
+        ok(&r, 200, "conditional update");
+        assert_eq!(
+            (r.body["id"].as_str(), r.body["meta"]["versionId"].as_str()),
+            (Some(id.as_str()), Some("2"))
+        );
+        // No match, no id: a create. A body id that names another resource: 400.
+        let r = f
+            .json(
+                &u,
+                "PUT",
+                "/fhir/Patient?identifier=urn:s%7C2",
+                &[],
+                &with_id("urn:s|2", "D"),
+            )
+            .await;
+        ok(&r, 201, "conditional update creates");
+        let second = r.body["id"].as_str().unwrap().to_owned();
+        let mut wrong = with_id("urn:s", "E");
+        wrong["id"] = json!("someone-else");
+        ok(
+            &f.json(&u, "PUT", path, &[], &wrong).await,
+            400,
+            "body id differs from the match",
+        );
+        // Conditional patch.
+        let patch = br#"[{"op":"replace","path":"/name/0/family","value":"P"}]"#;
+        let r = f
+            .send(
+                Some(&u),
+                "PATCH",
+                path,
+                &[("content-type", "application/json-patch+json")],
+                Some(patch),
+            )
+            .await;
+        ok(&r, 200, "conditional patch");
+        assert_eq!(r.body["name"][0]["family"], "P");
+        // Two matches: 412, nothing written.
+        ok(
+            &f.json(&u, "POST", "/fhir/Patient", &[], &with_id("urn:s", "F"))
+                .await,
+            201,
+            "second urn:s|1",
+        );
+        ok(
+            &f.json(&u, "PUT", path, &[], &with_id("urn:s", "G")).await,
+            412,
+            "two matches",
+        );
+        ok(
+            &f.send(Some(&u), "DELETE", path, &[], None).await,
+            412,
+            "two matches delete",
+        );
+        let r = f.get(&u, &format!("/fhir/Patient/{id}")).await;
+        assert_eq!(r.body["meta"]["versionId"], "3");
+        // Conditional delete: the match, then nothing to delete (204).
+        let del = "/fhir/Patient?identifier=urn:s%7C2";
+        ok(
+            &f.send(Some(&u), "DELETE", del, &[], None).await,
+            204,
+            "conditional delete",
+        );
+        ok(
+            &f.get(&u, &format!("/fhir/Patient/{second}")).await,
+            410,
+            "deleted",
+        );
+        ok(
+            &f.send(Some(&u), "DELETE", del, &[], None).await,
+            204,
+            "no match",
+        );
+        // A reader cannot update conditionally.
+        let reader = User::new("r", &["t1_read"]);
+        let r = f
+            .json(
+                &reader,
+                "PUT",
+                "/fhir/Patient?identifier=urn:s%7C9",
+                &[],
+                &with_id("urn:s", "Z"),
+            )
+            .await;
+        ok(&r, 403, "reader");
+        // Transactions: ifNoneExist and conditional references.
+        let tx = |subject: &str| {
+            json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+                {"fullUrl": "urn:uuid:11111111-1111-1111-1111-111111111111",
+                 "resource": with_id("urn:t", "T1"),
+                 "request": {"method": "POST", "url": "Patient", "ifNoneExist": "identifier=urn:t|1"}},
+                {"resource": {"resourceType": "Observation", "status": "final",
+                              "code": {"text": "x"}, "subject": {"reference": subject}},
+                 "request": {"method": "POST", "url": "Observation"}},
+            ]})
+        };
+        let subject_of = |r: &FhirResp| {
+            let loc = r.body["entry"][1]["response"]["location"].as_str().unwrap();
+            let path = loc.strip_prefix("https://api.example.com").unwrap();
+            path.split("/_history").next().unwrap().to_owned()
+        };
+        let r = f
+            .json(
+                &u,
+                "POST",
+                "/fhir",
+                &[],
+                &tx("urn:uuid:11111111-1111-1111-1111-111111111111"),
+            )
+            .await;
+        ok(&r, 200, "transaction");
+        assert_eq!(r.body["entry"][0]["response"]["status"], "201 Created");
+        let pid = r.body["entry"][0]["fullUrl"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let obs = f.get(&u, &subject_of(&r)).await;
+        assert_eq!(obs.body["subject"]["reference"], format!("Patient/{pid}"));
+        // Again, with a conditional reference: ifNoneExist finds the patient (200, no second
+        // patient) and the reference names it.
+        let r = f
+            .json(&u, "POST", "/fhir", &[], &tx("Patient?identifier=urn:t|1"))
+            .await;
+        ok(&r, 200, "transaction with a conditional reference");
+        assert_eq!(r.body["entry"][0]["response"]["status"], "200 OK");
+        let obs = f.get(&u, &subject_of(&r)).await;
+        assert_eq!(obs.body["subject"]["reference"], format!("Patient/{pid}"));
+        // A conditional reference without a match: 404, nothing of the transaction written.
+        let count = |b: &Value| b["entry"].as_array().map_or(0, Vec::len);
+        let before = count(&f.get(&u, "/fhir/Observation/_history").await.body);
+        let r = f
+            .json(
+                &u,
+                "POST",
+                "/fhir",
+                &[],
+                &tx("Patient?identifier=urn:nobody|1"),
+            )
+            .await;
+        ok(&r, 404, "conditional reference without a match");
+        assert_eq!(
+            count(&f.get(&u, "/fhir/Observation/_history").await.body),
+            before
+        );
+        // Another tenant's conditional reference never resolves to t1's patient.
+        let r = f
+            .json(
+                &other,
+                "POST",
+                "/fhir",
+                &[],
+                &tx("Patient?identifier=urn:t|1"),
+            )
+            .await;
+        ok(&r, 404, "t2 cannot reference t1's patient");
     }
 }
