@@ -341,7 +341,7 @@ fn value_ranges(
             let mut keys: Vec<String> = u
                 .char_indices()
                 .filter(|(_, c)| *c == '/')
-                .map(|(i, _)| u[..i].to_owned())
+                .flat_map(|(i, _)| [u[..i].to_owned(), u[..=i].to_owned()])
                 .chain([u.clone()])
                 .filter(|k| !k.is_empty())
                 .collect();

@@ -132,7 +132,11 @@ pub fn value_matches(pred: &Pred, m: &Modifier, v: &SearchValue) -> bool {
         }
         (Pred::Uri(u), SearchValue::Uri(x)) => match m {
             Modifier::Below => x.starts_with(u.as_str()),
-            Modifier::Above => u.starts_with(x.as_str()),
+            // An ancestor: the resource's URI is the search URI up to a path boundary.
+            Modifier::Above => {
+                u.starts_with(x.as_str())
+                    && (u.len() == x.len() || x.ends_with('/') || u[x.len()..].starts_with('/'))
+            }
             _ => x == u,
         },
         (Pred::Uri(u), SearchValue::Reference(r)) => r.url.as_deref() == Some(u.as_str()),
@@ -263,7 +267,8 @@ mod tests {
         assert!(number_matches(Prefix::Eq, d("100"), d("100.4999")));
         assert!(!number_matches(Prefix::Eq, d("100"), d("100.5")));
         assert!(!number_matches(Prefix::Eq, d("100.00"), d("100.01")));
-        assert!(number_matches(Prefix::Eq, d("1e2"), d("140")));
+        assert!(number_matches(Prefix::Eq, d("1e2"), d("104")));
+        assert!(!number_matches(Prefix::Eq, d("1e2"), d("106")));
         assert!(number_matches(Prefix::Ne, d("100"), d("101")));
         assert!(number_matches(Prefix::Gt, d("100"), d("100.1")));
         assert!(!number_matches(Prefix::Gt, d("100"), d("100")));

@@ -98,10 +98,17 @@ impl Dec {
         } else {
             significant.parse().ok()?
         };
-        Some(Dec {
+        let mut d = Dec {
             m: if neg { -m } else { m },
             e: exp - frac.len() as i32,
-        })
+        };
+        if s.contains(['e', 'E']) {
+            // Exponent notation carries one more digit of precision than its mantissa shows:
+            // the R4 search page reads `1e2` as [95, 105).
+            d.m *= 10;
+            d.e -= 1;
+        }
+        Some(d)
     }
 
     /// From a JSON number.
@@ -454,13 +461,13 @@ mod tests {
     #[test]
     fn search_precision_follows_the_digits_written() {
         // The FHIR search page: 100 means [99.5, 100.5); 100.00 means [99.995, 100.005);
-        // 1e2 means [50, 150).
+        // 1e2 means [95, 105).
         assert_eq!(d("100").precision_range(), Some((d("99.5"), d("100.5"))));
         assert_eq!(
             d("100.00").precision_range(),
             Some((d("99.995"), d("100.005")))
         );
-        assert_eq!(d("1e2").precision_range(), Some((d("50"), d("150"))));
+        assert_eq!(d("1e2").precision_range(), Some((d("95"), d("105"))));
         assert_eq!(d("100").approx_range(), Some((d("90"), d("110"))));
         assert_eq!(d("-100").approx_range(), Some((d("-110"), d("-90"))));
     }
