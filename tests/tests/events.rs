@@ -330,11 +330,9 @@ fn searchset_problem(body: &Value) -> Option<&'static str> {
         && body["type"] == "searchset"
         && body["link"][0]["relation"] == "self"
         && (body.get("total").is_none() || body["total"] == 0)
-        && body["entry"].as_array().is_none_or(|entries| {
-            entries
-                .iter()
-                .all(|e| e["search"]["mode"] == "outcome")
-        });
+        && body["entry"]
+            .as_array()
+            .is_none_or(|entries| entries.iter().all(|e| e["search"]["mode"] == "outcome"));
     (!ok).then_some("an empty searchset Bundle")
 }
 
@@ -489,7 +487,10 @@ async fn fhir_search_events_replay_with_their_statuses() {
         backend.table.clone(),
         PageTokens::new(PAGING_SECRET),
     );
-    replay(&FHIR_SEARCH, async |req| fhir_search::handle(req, &deps).await).await;
+    replay(&FHIR_SEARCH, async |req| {
+        fhir_search::handle(req, &deps).await
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
