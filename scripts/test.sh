@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh clone: installs what it needs (Python tools into .venv),
 # runs every Rust test (and the release checks again without debug assertions), lints the SAM
-# template with cfn-lint and `sam validate --lint`, and builds the four Lambda functions with
+# template with cfn-lint and `sam validate --lint`, and builds the five Lambda functions with
 # `cargo lambda build --release`.
 # Usage: scripts/test.sh [--quick]   (--quick skips the release build)
 set -euo pipefail
@@ -31,10 +31,10 @@ echo "==> lint template.yaml"
 bash scripts/lint-template.sh
 
 if [[ $quick -eq 0 ]]; then
-  echo "==> cargo lambda build --release (documents, sites, groups, fhir)"
-  cargo lambda build --release --locked -p documents -p sites -p groups -p fhir
+  echo "==> cargo lambda build --release (documents, sites, groups, fhir, fhir-search)"
+  cargo lambda build --release --locked -p documents -p sites -p groups -p fhir -p fhir-search
   target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-  for f in documents sites groups fhir; do
+  for f in documents sites groups fhir fhir-search; do
     test -x "$target_dir/lambda/$f/bootstrap" || { echo "missing $target_dir/lambda/$f/bootstrap"; exit 1; }
   done
 fi

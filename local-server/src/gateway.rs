@@ -20,6 +20,9 @@ pub struct Functions {
     pub sites: sites::Deps,
     pub groups: groups::Deps,
     pub fhir: fhir::Deps,
+    /// FHIR search: the requests API Gateway sends to it rather than to `fhir`
+    /// ([`fhir_search::owns`]).
+    pub fhir_search: fhir_search::Deps,
     /// The blob store whose presigned URLs this server answers.
     pub blobs: Arc<LocalBlobs>,
     /// The embedded user directory (groups and their users) behind the groups API.
@@ -63,11 +66,16 @@ impl Functions {
             sites: sites::Deps::new(config.clone(), table.clone()),
             groups: groups::Deps::new(config.clone(), directory.clone(), table.clone()),
             fhir: fhir::Deps::new(
-                config,
+                config.clone(),
                 table.clone(),
                 blobs.clone(),
                 PageTokens::new(&secrets.paging),
                 fhir::Limits::default(),
+            ),
+            fhir_search: fhir_search::Deps::new(
+                config,
+                table.clone(),
+                PageTokens::new(&secrets.paging),
             ),
             directory,
             blobs,
@@ -261,7 +269,11 @@ impl Gateway {
     async fn route(&self, req: Request) -> Response<Body> {
         let path = req.uri().path().to_owned();
         let f = &self.functions;
-        if owns(documents::PREFIXES, &path) {
+        if fhir_search::owns(req.method().as_str(), &path) {
+            // Before fhir: these paths are under its prefix, but API Gateway sends them to
+            // the search function (its routes are more specific than ANY /fhir/{proxy+}).
+            fhir_search::handle(req, &f.fhir_search).await
+        } else if owns(documents::PREFIXES, &path) {
             documents::handle(req, &f.documents).await
         } else if owns(sites::PREFIXES, &path) {
             sites::handle(req, &f.sites).await
@@ -312,6 +324,31 @@ mod tests {
         assert!(!is_public("GET", "/fhir/tenant//metadata"));
         assert!(!is_public("GET", "/fhir/tenant/t1/Patient/metadata"));
         assert!(!is_public("GET", "/documents"));
+    }
+
+    #[test]
+    fn fhir_paths_go_where_api_gateway_sends_them() {
+        let search = |m: &str, p: &str| fhir_search::owns(m, p);
+        let fhir = |m: &str, p: &str| !search(m, p) && owns(fhir::PREFIXES, p);
+        assert!(search("GET", "/fhir"));
+        assert!(search("POST", "/fhir/_search"));
+        assert!(search("GET", "/fhir/Patient"));
+        assert!(search("POST", "/fhir/Patient/_search"));
+        assert!(search("GET", "/fhir/Patient/1/Observation"));
+        assert!(search("GET", "/fhir/Patient/1/*"));
+        assert!(search("GET", "/fhir/tenant/t1/Patient"));
+        assert!(search("GET", "/fhir/tenant/t1/Patient/1/Observation"));
+        assert!(fhir("POST", "/fhir"));
+        assert!(fhir("GET", "/fhir/metadata"));
+        assert!(fhir("GET", "/fhir/_history"));
+        assert!(fhir("GET", "/fhir/Patient/_history"));
+        assert!(fhir("GET", "/fhir/Patient/1/_history"));
+        assert!(fhir("GET", "/fhir/Patient/1"));
+        assert!(fhir("POST", "/fhir/Patient"));
+        assert!(fhir("GET", "/fhir/tenant/t1/metadata"));
+        assert!(fhir("GET", "/fhir/tenant/t1/_history"));
+        assert!(fhir("GET", "/fhir/tenant/t1/Patient/1/_history"));
+        assert!(!search("GET", "/documents") && !fhir("GET", "/documents"));
     }
 
     #[test]

@@ -140,6 +140,23 @@ async fn every_function_is_mounted_and_unknown_routes_are_404() {
         (404, Some("OperationOutcome")),
         "{body}"
     );
+    // FHIR search is its own function: the searches go there, history stays with fhir.
+    let (status, body) = call(&s, "GET", "/fhir/Patient?name=x", Some(&token)).await;
+    assert_eq!(
+        (status, body["type"].as_str(), &body["total"]),
+        (200, Some("searchset"), &json!(0)),
+        "{body}"
+    );
+    let (status, body) = call(&s, "GET", "/fhir/Patient/x/Observation", Some(&token)).await;
+    assert_eq!((status, body["type"].as_str()), (200, Some("searchset")));
+    let (status, body) = call(&s, "GET", "/fhir/Patient/x/_history", Some(&token)).await;
+    assert_eq!(
+        (status, body["resourceType"].as_str()),
+        (404, Some("OperationOutcome")),
+        "{body}"
+    );
+    let (status, body) = call(&s, "GET", "/fhir/_history", Some(&token)).await;
+    assert_eq!((status, body["type"].as_str()), (200, Some("history")));
     let (status, body) = call(&s, "GET", "/nowhere", Some(&token)).await;
     assert_eq!((status, body["message"].as_str()), (404, Some("Not Found")));
     let (status, _) = call(&s, "GET", "/documentsx", Some(&token)).await;

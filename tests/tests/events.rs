@@ -4,8 +4,10 @@
 //! promises (`NN-<description>.<status>.json`), and together a folder's events must cover every
 //! route of its function. `documents/` runs on the default tenant model, `sites/` in defined
 //! site mode (no permission cache, so a grant counts at once), `groups/` in automatic site mode
-//! on the embedded directory, `fhir/` on the default tenant model and `fhir-tenant/` with
-//! tenant-specific FHIR URLs (`UseTenantSpecificUrl`).
+//! on the embedded directory, `fhir/` and `fhir-search/` on the default tenant model, and
+//! `fhir-tenant/` and `fhir-search-tenant/` with tenant-specific FHIR URLs
+//! (`UseTenantSpecificUrl`). The search folders run on an empty backend: every successful
+//! search answers an empty searchset.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -32,6 +34,8 @@ struct Folder {
     refusal_only: &'static [(&'static str, &'static str, u16)],
     /// The shape of the function's error bodies.
     errors: Errors,
+    /// Every successful answer is an empty searchset Bundle (search on an empty backend).
+    empty_searchsets: bool,
 }
 
 /// How a function answers errors.
@@ -64,6 +68,7 @@ const DOCUMENTS: Folder = Folder {
     ],
     refusal_only: &[],
     errors: Errors::Message,
+    empty_searchsets: false,
 };
 
 const SITES: Folder = Folder {
@@ -82,6 +87,7 @@ const SITES: Folder = Folder {
     ],
     refusal_only: &[],
     errors: Errors::Message,
+    empty_searchsets: false,
 };
 
 const GROUPS: Folder = Folder {
@@ -98,6 +104,7 @@ const GROUPS: Folder = Folder {
     ],
     refusal_only: &[],
     errors: Errors::Message,
+    empty_searchsets: false,
 };
 
 const FHIR: Folder = Folder {
@@ -108,7 +115,6 @@ const FHIR: Folder = Folder {
         ("POST", "/fhir"),
         ("GET", "/fhir/_history"),
         ("POST", "/fhir/{type}"),
-        ("GET", "/fhir/{type}"),
         ("GET", "/fhir/{type}/_history"),
         ("GET", "/fhir/{type}/{id}"),
         ("PUT", "/fhir/{type}/{id}"),
@@ -117,9 +123,10 @@ const FHIR: Folder = Folder {
         ("GET", "/fhir/{type}/{id}/_history"),
         ("GET", "/fhir/{type}/{id}/_history/{vid}"),
     ],
-    // Search comes later; until then the function answers it 400 (not-supported).
-    refusal_only: &[("GET", "/fhir/{type}", 400)],
+    // Search is the fhir-search function's: API Gateway sends GET /fhir/{type} there.
+    refusal_only: &[],
     errors: Errors::OperationOutcome,
+    empty_searchsets: false,
 };
 
 const FHIR_TENANT: Folder = Folder {
@@ -130,7 +137,6 @@ const FHIR_TENANT: Folder = Folder {
         ("POST", "/fhir/tenant/{tenantId}"),
         ("GET", "/fhir/tenant/{tenantId}/_history"),
         ("POST", "/fhir/tenant/{tenantId}/{type}"),
-        ("GET", "/fhir/tenant/{tenantId}/{type}"),
         ("GET", "/fhir/tenant/{tenantId}/{type}/_history"),
         ("GET", "/fhir/tenant/{tenantId}/{type}/{id}"),
         ("PUT", "/fhir/tenant/{tenantId}/{type}/{id}"),
@@ -139,11 +145,50 @@ const FHIR_TENANT: Folder = Folder {
         ("GET", "/fhir/tenant/{tenantId}/{type}/{id}/_history"),
         ("GET", "/fhir/tenant/{tenantId}/{type}/{id}/_history/{vid}"),
     ],
-    refusal_only: &[("GET", "/fhir/tenant/{tenantId}/{type}", 400)],
+    refusal_only: &[],
     errors: Errors::OperationOutcome,
+    empty_searchsets: false,
 };
 
-const FOLDERS: [&Folder; 5] = [&DOCUMENTS, &SITES, &GROUPS, &FHIR, &FHIR_TENANT];
+const FHIR_SEARCH: Folder = Folder {
+    name: "fhir-search",
+    function: "FhirSearchFunction",
+    routes: &[
+        ("GET", "/fhir"),
+        ("POST", "/fhir/_search"),
+        ("GET", "/fhir/{type}"),
+        ("POST", "/fhir/{type}/_search"),
+        ("GET", "/fhir/{type}/{id}/{searchType}"),
+    ],
+    refusal_only: &[],
+    errors: Errors::OperationOutcome,
+    empty_searchsets: true,
+};
+
+const FHIR_SEARCH_TENANT: Folder = Folder {
+    name: "fhir-search-tenant",
+    function: "FhirSearchFunction",
+    routes: &[
+        ("GET", "/fhir/tenant/{tenantId}"),
+        ("POST", "/fhir/tenant/{tenantId}/_search"),
+        ("GET", "/fhir/tenant/{tenantId}/{type}"),
+        ("POST", "/fhir/tenant/{tenantId}/{type}/_search"),
+        ("GET", "/fhir/tenant/{tenantId}/{type}/{id}/{searchType}"),
+    ],
+    refusal_only: &[],
+    errors: Errors::OperationOutcome,
+    empty_searchsets: true,
+};
+
+const FOLDERS: [&Folder; 7] = [
+    &DOCUMENTS,
+    &SITES,
+    &GROUPS,
+    &FHIR,
+    &FHIR_TENANT,
+    &FHIR_SEARCH,
+    &FHIR_SEARCH_TENANT,
+];
 
 const PAGING_SECRET: &[u8] = b"events-replay-paging-secret-0123";
 
@@ -277,6 +322,20 @@ fn body_problem(errors: Errors, status: u16, body: &Value) -> Option<&'static st
     (!ok).then_some(shape)
 }
 
+/// What is wrong with a search's answer on an empty backend: it must be a searchset Bundle
+/// with a `self` link, a total of 0 if any, and no match or include entry (an OperationOutcome
+/// entry for ignored parameters is fine).
+fn searchset_problem(body: &Value) -> Option<&'static str> {
+    let ok = body["resourceType"] == "Bundle"
+        && body["type"] == "searchset"
+        && body["link"][0]["relation"] == "self"
+        && (body.get("total").is_none() || body["total"] == 0)
+        && body["entry"]
+            .as_array()
+            .is_none_or(|entries| entries.iter().all(|e| e["search"]["mode"] == "outcome"));
+    (!ok).then_some("an empty searchset Bundle")
+}
+
 /// Replays the events of `folder` in order through `handle` (the folder's function on one
 /// backend) and panics listing every event whose status or body is not the promised one, and
 /// every route of the folder no successful event covers.
@@ -296,7 +355,11 @@ async fn replay(folder: &Folder, handle: impl AsyncFn(Request) -> Response<Body>
             }
         };
         let resp = response(handle(request).await);
-        let body_problem = body_problem(folder.errors, resp.status, &resp.body);
+        let body_problem = body_problem(folder.errors, resp.status, &resp.body).or_else(|| {
+            (folder.empty_searchsets && resp.status == 200)
+                .then(|| searchset_problem(&resp.body))
+                .flatten()
+        });
         if resp.status != event.status || body_problem.is_some() {
             failures.push(format!(
                 "{}: expected {}, got {}{}; body {}",
@@ -414,6 +477,38 @@ async fn fhir_tenant_url_events_replay_with_their_statuses() {
         fhir::Limits::default(),
     );
     replay(&FHIR_TENANT, async |req| fhir::handle(req, &deps).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fhir_search_events_replay_with_their_statuses() {
+    let backend = Backend::embedded();
+    let deps = fhir_search::Deps::new(
+        TenantConfig::default(),
+        backend.table.clone(),
+        PageTokens::new(PAGING_SECRET),
+    );
+    replay(&FHIR_SEARCH, async |req| {
+        fhir_search::handle(req, &deps).await
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fhir_search_tenant_url_events_replay_with_their_statuses() {
+    let backend = Backend::embedded();
+    let config = TenantConfig {
+        tenant_specific_url: true,
+        ..TenantConfig::default()
+    };
+    let deps = fhir_search::Deps::new(
+        config,
+        backend.table.clone(),
+        PageTokens::new(PAGING_SECRET),
+    );
+    replay(&FHIR_SEARCH_TENANT, async |req| {
+        fhir_search::handle(req, &deps).await
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -560,6 +655,7 @@ fn template_routes(function: &str) -> Vec<TemplateRoute> {
 fn api_gateway_problems(
     folder: &Folder,
     routes: &[TemplateRoute],
+    others: &[(&str, TemplateRoute)],
     event: &EventFile,
 ) -> Vec<String> {
     let name = &event.name;
@@ -578,6 +674,24 @@ fn api_gateway_problems(
         .filter_map(|r| r.matches(method, raw_path).map(|params| (r, params)))
         .max_by_key(|(r, _)| r.specificity());
     let route_key = json["routeKey"].as_str().unwrap_or_default();
+    // API Gateway picks among every function's routes: another function's route that takes
+    // the request and is at least as specific would get it.
+    if let Some((other, r)) = others
+        .iter()
+        .filter(|(_, r)| r.matches(method, raw_path).is_some())
+        .max_by_key(|(_, r)| r.specificity())
+        .filter(|(_, r)| {
+            route
+                .as_ref()
+                .is_none_or(|(own, _)| r.specificity() >= own.specificity())
+        })
+    {
+        problems.push(format!(
+            "{name}: API Gateway sends {method} {raw_path} to {other} ({}), not to {}",
+            r.key(),
+            folder.function
+        ));
+    }
     match &route {
         None => problems.push(format!(
             "{name}: {method} {raw_path} takes none of template.yaml's {} routes ({})",
@@ -662,10 +776,16 @@ fn api_gateway_problems(
 fn events_look_like_what_api_gateway_sends() {
     let mut failures = Vec::new();
     let mut used: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    let functions: BTreeSet<&str> = FOLDERS.iter().map(|f| f.function).collect();
     for folder in FOLDERS {
         let routes = template_routes(folder.function);
+        let others: Vec<(&str, TemplateRoute)> = functions
+            .iter()
+            .filter(|f| **f != folder.function)
+            .flat_map(|f| template_routes(f).into_iter().map(move |r| (*f, r)))
+            .collect();
         for event in event_files(folder) {
-            failures.extend(api_gateway_problems(folder, &routes, &event));
+            failures.extend(api_gateway_problems(folder, &routes, &others, &event));
             if let Some(key) = event.json["routeKey"].as_str() {
                 used.entry(folder.function)
                     .or_default()
@@ -684,4 +804,24 @@ fn events_look_like_what_api_gateway_sends() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The route tables the search function's [`fhir_search::owns`] decides with (and the local
+/// server dispatches by) are the template's routes of the two FHIR functions.
+#[test]
+fn fhir_search_route_tables_are_the_templates() {
+    let keys = |routes: &[(&str, &str)]| -> BTreeSet<String> {
+        routes.iter().map(|(m, p)| format!("{m} {p}")).collect()
+    };
+    let template = |function: &str| -> BTreeSet<String> {
+        template_routes(function)
+            .iter()
+            .map(TemplateRoute::key)
+            .collect()
+    };
+    assert_eq!(
+        keys(fhir_search::API_ROUTES),
+        template("FhirSearchFunction")
+    );
+    assert_eq!(keys(fhir_search::FHIR_API_ROUTES), template("FhirFunction"));
 }

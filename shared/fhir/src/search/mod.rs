@@ -5,6 +5,7 @@
 pub mod engine;
 pub mod extract;
 pub mod matcher;
+pub mod present;
 pub mod query;
 mod r4;
 pub mod registry;
