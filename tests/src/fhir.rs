@@ -37,10 +37,12 @@ impl FhirResp {
     }
 }
 
-/// A client of the FHIR function's handler (cheap to clone into concurrent tasks).
+/// A client of the FHIR functions' handlers (cheap to clone into concurrent tasks): each
+/// request goes to the function API Gateway would send it to (`fhir_search::owns`).
 #[derive(Clone)]
 pub struct Client {
     pub deps: Arc<fhir::Deps>,
+    pub search: Arc<fhir_search::Deps>,
 }
 
 /// The FHIR function on a backend.
@@ -66,16 +68,23 @@ impl Fhir {
     /// The function on `table` (a wrapper of the backend's table, e.g. one injecting faults).
     pub fn on_table(table: Arc<dyn Table>, backend: Backend, config: TenantConfig) -> Fhir {
         let deps = fhir::Deps {
-            tenant: TenantContext::new(config),
+            tenant: TenantContext::new(config.clone()),
             table: table.clone(),
             blobs: backend.blobs.clone(),
             tokens: PageTokens::new(b"integration-test-paging-secret!!"),
             limits: fhir::Limits::default(),
             store: fhir_core::StoreOptions::default(),
         };
+        let search = fhir_search::Deps {
+            tenant: TenantContext::new(config.clone()),
+            table: table.clone(),
+            tokens: PageTokens::new(b"integration-test-paging-secret!!"),
+            limits: fhir_search::Limits::default(),
+        };
         Fhir {
             client: Client {
                 deps: Arc::new(deps),
+                search: Arc::new(search),
             },
             table,
             backend,
@@ -144,7 +153,11 @@ impl Client {
             request_id: "test",
         });
         let req = platform_http::request_from_event(event).expect("a valid event");
-        let resp = fhir::handle(req, &self.deps).await;
+        let resp = if fhir_search::owns(method, path) {
+            fhir_search::handle(req, &self.search).await
+        } else {
+            fhir::handle(req, &self.deps).await
+        };
         let status = resp.status().as_u16();
         let headers = resp
             .headers()

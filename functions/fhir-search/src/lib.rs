@@ -15,16 +15,15 @@
 
 use std::sync::{Arc, LazyLock};
 
-use fhir_core::search::engine::{Cursor, Engine, Options};
-use fhir_core::search::extract::SearchExtractor;
-use fhir_core::search::present::{self, count_only, page_url};
-use fhir_core::search::query::{Search, Summary, Total, url_pairs};
-use fhir_core::{FHIR_JSON, FhirError, ResourceId, ResourceType, Store, StoreOptions};
+use fhir_core::http::{base_url, check_accept, header, path_id, path_tenant, path_type};
+use fhir_core::search::engine::Options;
+use fhir_core::search::query::{Search, url_pairs};
+use fhir_core::{FHIR_JSON, FhirError, ResourceId, ResourceType};
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use platform_http::{Access, Api, Call, Params, Router};
 use storage::{PageTokens, Table};
-use tenant_context::{Permission, TenantConfig, TenantContext, TenantScope};
+use tenant_context::{Permission, TenantConfig, TenantContext};
 
 /// Limits of the search API.
 #[derive(Debug, Clone)]
@@ -116,37 +115,9 @@ pub enum Kind {
     },
 }
 
-/// A path segment that names a resource type: one R4 does not define is 404.
-fn rtype(p: &Params<'_, '_>, name: &str) -> Result<ResourceType, FhirError> {
-    let s = p.get(name).unwrap_or_default();
-    ResourceType::parse(s)
-        .ok_or_else(|| FhirError::NotFound(format!("'{s}' is not a resource type FHIR R4 defines")))
-}
-
-/// The `{id}` of a path: 400 when it is not a valid id.
-fn rid(p: &Params<'_, '_>) -> Result<ResourceId, FhirError> {
-    let s = p.get("id").unwrap_or_default();
-    ResourceId::parse(s).ok_or_else(|| {
-        FhirError::invalid(format!(
-            "'{s}' is not a valid resource id: 1 to 64 of A-Z a-z 0-9 - ."
-        ))
-    })
-}
-
-/// The `{tenantId}` of a tenant URL: one that is not a valid tenant id names nothing (404).
-fn tenant(p: &Params<'_, '_>) -> Result<Option<String>, FhirError> {
-    let Some(raw) = p.get("tenantId") else {
-        return Ok(None);
-    };
-    let t = platform_http::path_segment(raw)
-        .filter(|t| tenant_context::SiteId::parse(t).is_ok())
-        .ok_or_else(|| FhirError::NotFound(format!("'{raw}' is not a tenant of this server")))?;
-    Ok(Some(t))
-}
-
 fn route(p: &Params<'_, '_>, kind: Kind) -> Result<Route, FhirError> {
     Ok(Route {
-        tenant: tenant(p)?,
+        tenant: path_tenant(p)?,
         kind,
     })
 }
@@ -163,19 +134,19 @@ fn routes(base: &str) -> Router<Route, FhirError> {
             route(p, Kind::System { post: true })
         })
         .route(Method::GET, &p("/{type}"), |p| {
-            let t = rtype(p, "type")?;
+            let t = path_type(p, "type")?;
             route(p, Kind::Type { t, post: false })
         })
         .route(Method::POST, &p("/{type}/_search"), |p| {
-            let t = rtype(p, "type")?;
+            let t = path_type(p, "type")?;
             route(p, Kind::Type { t, post: true })
         })
         .route(Method::GET, &p("/{type}/{id}/{searchType}"), |p| {
-            let owner = rtype(p, "type")?;
-            let id = rid(p)?;
+            let owner = path_type(p, "type")?;
+            let id = path_id(p)?;
             let t = match p.get("searchType") {
                 Some("*" | "%2A" | "%2a") => None,
-                _ => Some(rtype(p, "searchType")?),
+                _ => Some(path_type(p, "searchType")?),
             };
             route(p, Kind::Compartment { owner, id, t })
         })
@@ -275,60 +246,6 @@ pub fn owns(method: &str, path: &str) -> bool {
         .is_some_and(|(_, ours)| ours)
 }
 
-/// The caller's FHIR base URL (every URL the server writes starts with it), as the `fhir`
-/// function computes it.
-fn base_url(req: &Request, config: &TenantConfig, tenant: Option<&str>) -> String {
-    let base = platform_http::fhir_base_url(req, config).unwrap_or_else(|| "/fhir".to_owned());
-    let base = base.trim_end_matches('/');
-    match tenant {
-        Some(t) => format!("{base}/tenant/{t}"),
-        None => base.to_owned(),
-    }
-}
-
-/// A request header as text.
-fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
-    req.headers().get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Refuses a request for a format this server does not write (XML): `_format` or an `Accept`
-/// header that names no JSON type and no wildcard (406). The same rule as the `fhir`
-/// function's (`rest::check_accept`, private to that crate).
-fn check_accept(req: &Request) -> Result<(), FhirError> {
-    let format = req.uri().query().and_then(|q| {
-        url_pairs(q)
-            .into_iter()
-            .find(|(k, _)| k == "_format")
-            .map(|(_, v)| v)
-    });
-    if let Some(f) = format
-        && !f.contains("json")
-    {
-        return Err(FhirError::NotAcceptable(format!(
-            "_format '{f}' is not served here; this server writes FHIR JSON only"
-        )));
-    }
-    let Some(accept) = header(req, "accept") else {
-        return Ok(());
-    };
-    let ok = accept.split(',').any(|t| {
-        let t = t
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
-        t.contains("json") || t == "*/*" || t == "application/*" || t.is_empty()
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(FhirError::NotAcceptable(format!(
-            "Accept '{accept}' names no format this server writes; ask for application/fhir+json"
-        )))
-    }
-}
-
 /// `Prefer: handling=lenient` (ignore unknown or unsupported parameters and report them);
 /// `handling=strict`, or no preference, is strict (400 naming the parameter).
 pub fn lenient(req: &Request) -> bool {
@@ -393,81 +310,6 @@ pub fn search_pairs(
     Ok(pairs)
 }
 
-/// Runs `search` at `path` (after the base: `""`, `/Patient`, `/Patient/p1/*`) for `scope`
-/// and answers the searchset Bundle. Cursors are bound to the tenant and to the query (the
-/// path and the canonical parameters): another's `_page` is 400.
-async fn run(
-    deps: &Deps,
-    scope: &TenantScope,
-    base: &str,
-    path: &str,
-    mut search: Search,
-) -> Result<Response<Body>, FhirError> {
-    let qid = format!("search|{path}|{}", search.canonical);
-    let prefix = scope.key_prefix();
-    let cursor: Option<Cursor> = search
-        .page
-        .as_deref()
-        .map(|tok| deps.tokens.open_cursor(tok, &prefix, &qid))
-        .transpose()?;
-    if count_only(&search) {
-        // The count is all that is asked: count it, unless `_total=none` says not to.
-        search.summary = Summary::Count;
-        if search.total == Total::Default {
-            search.total = Total::Accurate;
-        }
-    }
-    let store = Store::new(
-        &*deps.table,
-        scope,
-        &SearchExtractor,
-        StoreOptions::default(),
-    );
-    let mut opts = Options::new(base);
-    opts.max_reads = deps.limits.max_reads;
-    let mut engine = Engine::new(&store, &opts);
-    let out = AssertSend(Box::pin(engine.run(&search, cursor))).await?;
-    tracing::debug!(explain = ?out.explain, matches = out.matches.len(), "search");
-    let next_url = out.next.as_ref().map(|c| {
-        let tok = deps.tokens.seal_cursor(&prefix, &qid, c);
-        page_url(base, path, &search.canonical, Some(&tok))
-    });
-    let self_url = page_url(base, path, &search.canonical, search.page.as_deref());
-    let text = present::searchset_text(base, &self_url, next_url.as_deref(), &out, &search);
-    Ok(Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, FHIR_JSON)
-        .body(Body::Text(text))
-        .unwrap_or_default())
-}
-
-/// A future asserted to be `Send`: the search engine's.
-///
-/// The pipeline needs `Send` handler futures. `Engine::run` is not `Send` for one reason only:
-/// `Engine::resolve` (chains, `_has`, `Any`) returns its recursive future as
-/// `Pin<Box<dyn Future<..> + 'b>>`, without `+ Send`, which erases the `Send` of what it holds.
-/// What it holds is `Send`: the engine (references to the store and options, counters), the
-/// search's clauses, and the store's futures, the same ones the `fhir` function awaits in its
-/// `Send` handlers. TODO: remove this wrapper once `resolve` in
-/// `shared/fhir/src/search/engine.rs` returns `Pin<Box<dyn Future<..> + Send + 'b>>` (then
-/// `engine.run(..).await` compiles here as is).
-struct AssertSend<F>(std::pin::Pin<Box<F>>);
-
-// SAFETY: used only for `Engine::run`'s future, whose state is `Send` (see above); the
-// assertion stands in for the `+ Send` its boxed recursion does not spell out.
-unsafe impl<F> Send for AssertSend<F> {}
-
-impl<F: std::future::Future> std::future::Future for AssertSend<F> {
-    type Output = F::Output;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<F::Output> {
-        self.0.as_mut().poll(cx)
-    }
-}
-
 impl Api for Deps {
     type Route = Route;
     type Error = FhirError;
@@ -486,7 +328,7 @@ impl Api for Deps {
 
     async fn handle(&self, route: Route, call: Call<'_>) -> Result<Response<Body>, FhirError> {
         let req = call.req;
-        check_accept(req)?;
+        check_accept(req, false)?;
         let base = base_url(req, self.tenant.config(), route.tenant.as_deref());
         let scope = call.scope()?;
         let lenient = lenient(req);
@@ -510,7 +352,21 @@ impl Api for Deps {
                 (s, path)
             }
         };
-        run(self, scope, &base, &path, search).await
+        let text = fhir_core::search::searchset(
+            &*self.table,
+            scope,
+            &self.tokens,
+            &base,
+            &path,
+            search,
+            self.limits.max_reads,
+        )
+        .await?;
+        Ok(Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, FHIR_JSON)
+            .body(Body::Text(text))
+            .unwrap_or_default())
     }
 }
 
@@ -775,7 +631,7 @@ mod tests {
         assert!(!lenient(&request("GET", "/fhir/Patient", "", &[], "")));
         let accept = |q: &str, a: Option<&str>| {
             let h: Vec<(&str, &str)> = a.map(|a| ("accept", a)).into_iter().collect();
-            check_accept(&request("GET", "/fhir/Patient", q, &h, ""))
+            check_accept(&request("GET", "/fhir/Patient", q, &h, ""), false)
                 .map_err(|e| e.status().as_u16())
         };
         assert_eq!(accept("", None), Ok(()));
@@ -874,7 +730,7 @@ mod tests {
     #[tokio::test]
     async fn cursors_are_bound_to_the_tenant_and_the_query() {
         let (deps, _dir) = deps(TenantConfig::default());
-        let cursor = Cursor::default();
+        let cursor = fhir_core::search::engine::Cursor::default();
         let qid = "search|/Patient|name=x";
         let good = deps.tokens.seal_cursor("acme#", qid, &cursor);
         let other_tenant = deps.tokens.seal_cursor("other#", qid, &cursor);

@@ -106,7 +106,7 @@ pub(crate) async fn read(ctx: &Ctx<'_>, v: Version) -> Result<Response<Body>, Fh
         .as_str()
         .unwrap_or("application/octet-stream")
         .to_owned();
-    let native = wants_native(rest::header(ctx.req, "accept"), &content_type);
+    let native = wants_native(fhir_core::http::header(ctx.req, "accept"), &content_type);
     let b = blobs(ctx);
     let bytes = match &v.blob {
         Some(key) if native => {

@@ -186,13 +186,13 @@ fn parse_url(
     })?;
     match parts.as_slice() {
         [_] => Ok((t, None, None)),
-        [_, id] => Ok((t, Some(crate::parse_id(id)?), None)),
+        [_, id] => Ok((t, Some(fhir_core::http::parse_id(id)?), None)),
         [_, id, "_history", vid] => {
             let vid =
                 vid.parse().ok().filter(|v| *v > 0).ok_or_else(|| {
                     FhirError::invalid(format!("'{url}': '{vid}' is not a version"))
                 })?;
-            Ok((t, Some(crate::parse_id(id)?), Some(vid)))
+            Ok((t, Some(fhir_core::http::parse_id(id)?), Some(vid)))
         }
         _ => Err(FhirError::invalid(format!(
             "'{url}' is not a URL this server can process in a Bundle"

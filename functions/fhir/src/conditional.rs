@@ -74,7 +74,10 @@ pub(crate) async fn update_op(
     resource: Resource,
     if_match: Option<VersionId>,
 ) -> Result<Op, FhirError> {
-    let body_id = resource.id()?.map(|s| crate::parse_id(&s)).transpose()?;
+    let body_id = resource
+        .id()?
+        .map(|s| fhir_core::http::parse_id(&s))
+        .transpose()?;
     Ok(match one(ctx, t, criteria).await? {
         Some(v) => {
             if let Some(id) = body_id.filter(|id| *id != v.id) {
@@ -126,14 +129,25 @@ pub(crate) fn split(base: &str, url: &str) -> Option<(ResourceType, String)> {
     Some((ResourceType::parse(t)?, q.to_owned()))
 }
 
-/// A search entry of a batch or transaction (`GET Type?criteria`): its searchset Bundle.
+/// A search entry of a batch or transaction (`GET Type?criteria`): its searchset Bundle, as
+/// the search function answers it (its `next` link works there).
 pub(crate) async fn search_entry(
     ctx: &Ctx<'_>,
     t: ResourceType,
     criteria: &str,
 ) -> Result<serde_json::Value, FhirError> {
-    let _ = (ctx, t, criteria);
-    Err(FhirError::not_supported(
-        "search entries: being wired to the search presentation",
-    ))
+    let search = Search::parse(Some(t), &url_pairs(criteria), false)?;
+    let text = fhir_core::search::searchset(
+        &*ctx.deps.table,
+        ctx.scope,
+        &ctx.deps.tokens,
+        &ctx.base,
+        &format!("/{t}"),
+        search,
+        Options::new("").max_reads,
+    )
+    .await?;
+    let bundle: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| FhirError::Internal(format!("searchset is not JSON: {e}")))?;
+    Ok(serde_json::json!({ "resource": bundle, "response": { "status": "200 OK" } }))
 }

@@ -7,6 +7,8 @@ use lambda_http::{Body, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use fhir_core::search::query::{url_encode as enc, url_pairs};
+
 use crate::Ctx;
 use crate::rest::url;
 
@@ -115,27 +117,6 @@ fn params(ctx: &Ctx<'_>) -> Result<Params, FhirError> {
         }
     }
     Ok(p)
-}
-
-/// The decoded `name=value` pairs of a query string.
-pub(crate) fn url_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|s| !s.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            let dec = |s: &str| {
-                percent_encoding::percent_decode_str(&s.replace('+', " "))
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
-            (dec(k), dec(v))
-        })
-        .collect()
-}
-
-fn enc(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// What a history page continues from.

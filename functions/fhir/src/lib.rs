@@ -160,41 +160,13 @@ impl Kind {
 }
 
 /// The `{type}` of a path: a type R4 does not define is 404.
-pub(crate) fn rtype(p: &Params<'_, '_>) -> Result<ResourceType, FhirError> {
-    let s = p.get("type").unwrap_or_default();
-    ResourceType::parse(s)
-        .ok_or_else(|| FhirError::NotFound(format!("'{s}' is not a resource type FHIR R4 defines")))
-}
-
-/// The `{id}` of a path.
-pub(crate) fn rid(p: &Params<'_, '_>) -> Result<ResourceId, FhirError> {
-    let s = p.get("id").unwrap_or_default();
-    parse_id(s)
-}
-
-/// An id, or a 400 saying what an id may be.
-pub(crate) fn parse_id(s: &str) -> Result<ResourceId, FhirError> {
-    ResourceId::parse(s).ok_or_else(|| {
-        FhirError::invalid(format!(
-            "'{s}' is not a valid resource id: 1 to 64 of A-Z a-z 0-9 - ."
-        ))
-    })
-}
-
-/// The `{tenantId}` of a tenant URL: one that is not a valid tenant id names nothing (404).
-fn tenant(p: &Params<'_, '_>) -> Result<Option<String>, FhirError> {
-    let Some(raw) = p.get("tenantId") else {
-        return Ok(None);
-    };
-    let t = platform_http::path_segment(raw)
-        .filter(|t| tenant_context::SiteId::parse(t).is_ok())
-        .ok_or_else(|| FhirError::NotFound(format!("'{raw}' is not a tenant of this server")))?;
-    Ok(Some(t))
+fn rtype(p: &Params<'_, '_>) -> Result<ResourceType, FhirError> {
+    fhir_core::http::path_type(p, "type")
 }
 
 fn route(p: &Params<'_, '_>, kind: Kind) -> Result<Route, FhirError> {
     Ok(Route {
-        tenant: tenant(p)?,
+        tenant: fhir_core::http::path_tenant(p)?,
         kind,
     })
 }
@@ -224,26 +196,29 @@ fn routes(base: &str) -> Router<Route, FhirError> {
             route(p, Kind::TypeHistory(rtype(p)?))
         })
         .route(Method::GET, &p("/{type}/{id}"), |p| {
-            route(p, Kind::Read(rtype(p)?, rid(p)?))
+            route(p, Kind::Read(rtype(p)?, fhir_core::http::path_id(p)?))
         })
         .route(Method::PUT, &p("/{type}/{id}"), |p| {
-            route(p, Kind::Update(rtype(p)?, rid(p)?))
+            route(p, Kind::Update(rtype(p)?, fhir_core::http::path_id(p)?))
         })
         .route(Method::PATCH, &p("/{type}/{id}"), |p| {
-            route(p, Kind::Patch(rtype(p)?, rid(p)?))
+            route(p, Kind::Patch(rtype(p)?, fhir_core::http::path_id(p)?))
         })
         .route(Method::DELETE, &p("/{type}/{id}"), |p| {
-            route(p, Kind::Delete(rtype(p)?, rid(p)?))
+            route(p, Kind::Delete(rtype(p)?, fhir_core::http::path_id(p)?))
         })
         .route(Method::GET, &p("/{type}/{id}/_history"), |p| {
-            route(p, Kind::InstanceHistory(rtype(p)?, rid(p)?))
+            route(
+                p,
+                Kind::InstanceHistory(rtype(p)?, fhir_core::http::path_id(p)?),
+            )
         })
         .route(Method::GET, &p("/{type}/{id}/_history/{vid}"), |p| {
             let v = p.get("vid").unwrap_or_default();
             let vid = v.parse().ok().filter(|v| *v > 0).ok_or_else(|| {
                 FhirError::NotFound(format!("'{v}' is not a version of this server (1, 2, ...)"))
             })?;
-            route(p, Kind::VRead(rtype(p)?, rid(p)?, vid))
+            route(p, Kind::VRead(rtype(p)?, fhir_core::http::path_id(p)?, vid))
         })
 }
 
@@ -271,16 +246,6 @@ impl Ctx<'_> {
     }
 }
 
-/// The caller's FHIR base URL (every URL the server writes starts with it).
-pub(crate) fn base_url(req: &Request, config: &TenantConfig, tenant: Option<&str>) -> String {
-    let base = platform_http::fhir_base_url(req, config).unwrap_or_else(|| "/fhir".to_owned());
-    let base = base.trim_end_matches('/');
-    match tenant {
-        Some(t) => format!("{base}/tenant/{t}"),
-        None => base.to_owned(),
-    }
-}
-
 impl Api for Deps {
     type Route = Route;
     type Error = FhirError;
@@ -303,8 +268,9 @@ impl Api for Deps {
     async fn handle(&self, route: Route, call: Call<'_>) -> Result<Response<Body>, FhirError> {
         let binary =
             matches!(&route.kind, Kind::Read(t, _) | Kind::VRead(t, ..) if t.as_str() == "Binary");
-        rest::check_accept(call.req, binary)?;
-        let base = base_url(call.req, self.tenant.config(), route.tenant.as_deref());
+        fhir_core::http::check_accept(call.req, binary)?;
+        let base =
+            fhir_core::http::base_url(call.req, self.tenant.config(), route.tenant.as_deref());
         if route.kind == Kind::Metadata {
             return Ok(capability::statement(&base));
         }

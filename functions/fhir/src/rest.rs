@@ -8,13 +8,10 @@ use fhir_core::{
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 
+use fhir_core::http::header;
+
 use crate::ops::{self, Done, Op};
 use crate::{Ctx, conditional};
-
-/// A request header as text.
-pub(crate) fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
-    req.headers().get(name).and_then(|v| v.to_str().ok())
-}
 
 /// What the client prefers back (`Prefer: return=...`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,47 +73,6 @@ pub(crate) fn body<'a>(ctx: &'a Ctx<'_>, allowed: &[&str]) -> Result<&'a [u8], F
         return Err(FhirError::invalid("the request has no body"));
     }
     Ok(bytes)
-}
-
-/// Refuses a request for a format this server does not write (XML): `_format` or an `Accept`
-/// header that names no JSON type and no wildcard (406). Binary reads are decided by
-/// `binary::read`, which serves the Binary's own content type.
-pub(crate) fn check_accept(req: &Request, binary: bool) -> Result<(), FhirError> {
-    let format = req.uri().query().and_then(|q| {
-        crate::history::url_pairs(q)
-            .into_iter()
-            .find(|(k, _)| k == "_format")
-            .map(|(_, v)| v)
-    });
-    if let Some(f) = format
-        && !f.contains("json")
-    {
-        return Err(FhirError::NotAcceptable(format!(
-            "_format '{f}' is not served here; this server writes FHIR JSON only"
-        )));
-    }
-    let Some(accept) = header(req, "accept") else {
-        return Ok(());
-    };
-    if binary {
-        return Ok(());
-    }
-    let ok = accept.split(',').any(|t| {
-        let t = t
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
-        t.contains("json") || t == "*/*" || t == "application/*" || t.is_empty()
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(FhirError::NotAcceptable(format!(
-            "Accept '{accept}' names no format this server writes; ask for application/fhir+json"
-        )))
-    }
 }
 
 /// Media types of a resource body.

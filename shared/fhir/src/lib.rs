@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod fhirpath;
+pub mod http;
 pub mod index;
 pub mod keys;
 pub mod resource;

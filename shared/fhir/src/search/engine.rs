@@ -173,7 +173,7 @@ fn prefix(v: &str) -> SkRange {
 
 /// Bounds over fixed-structure values (instants, sortable numbers): values `>= v`, `> v`,
 /// `< v`, `<= v`, inside the run of values starting with `run`.
-fn bounded(run: &str, lo: Option<(String, bool)>, hi: Option<(String, bool)>) -> SkRange {
+fn bounded(run: &str, lo: Bound1, hi: Bound1) -> SkRange {
     // A value equal to v is followed by U+001F (or U+001E inside a date entry); U+0020 sorts
     // after both and before every character a longer value continues with.
     let lo = match lo {
@@ -367,7 +367,9 @@ fn value_ranges(
     }
 }
 
-type Bounds = (Option<(String, bool)>, Option<(String, bool)>);
+/// A bound on index values: `(value, inclusive)`.
+type Bound1 = Option<(String, bool)>;
+type Bounds = (Bound1, Bound1);
 
 /// `(lower, upper)` bounds, each `(value, inclusive)`, of the numbers a prefix admits.
 fn number_bounds(p: Prefix, v: Dec) -> Option<Bounds> {
@@ -408,10 +410,7 @@ fn date_point_bounds(p: Prefix, q: DateRange) -> Option<Bounds> {
 
 /// The run (`a`: by start, `b`: by end) and bounds that hold every range a prefix admits;
 /// the entry filter then decides exactly.
-fn date_run_bounds(
-    p: Prefix,
-    q: DateRange,
-) -> Option<(&'static str, Option<(String, bool)>, Option<(String, bool)>)> {
+fn date_run_bounds(p: Prefix, q: DateRange) -> Option<(&'static str, Bound1, Bound1)> {
     let (lo, hi) = (instant(q.lo), instant(q.hi));
     Some(match p {
         // start within [lo, hi]
@@ -490,10 +489,10 @@ fn clause_segments(t: ResourceType, c: &Clause) -> Option<(u8, Vec<Segment>)> {
 fn plan(t: ResourceType, clauses: &[Clause]) -> Plan {
     let mut best: Option<(u8, Vec<Segment>)> = None;
     for c in clauses {
-        if let Some((rank, segments)) = clause_segments(t, c) {
-            if best.as_ref().is_none_or(|(b, _)| rank < *b) {
-                best = Some((rank, segments));
-            }
+        if let Some((rank, segments)) = clause_segments(t, c)
+            && best.as_ref().is_none_or(|(b, _)| rank < *b)
+        {
+            best = Some((rank, segments));
         }
     }
     let segments = best.map(|(_, s)| s).unwrap_or_else(|| {
@@ -820,10 +819,10 @@ impl<'a> Engine<'a> {
                             continue;
                         };
                         for sv in param_values(p, &body) {
-                            if let SearchValue::Reference(r) = sv {
-                                if let Some((t, id)) = r.local.filter(|(t, _)| types.contains(t)) {
-                                    set.push((t, id));
-                                }
+                            if let SearchValue::Reference(r) = sv
+                                && let Some((t, id)) = r.local.filter(|(t, _)| types.contains(t))
+                            {
+                                set.push((t, id));
                             }
                         }
                     }
@@ -1027,12 +1026,11 @@ fn references(v: &Version, inc: &Include) -> Vec<(ResourceType, ResourceId)> {
             continue;
         }
         for sv in param_values(p, &body) {
-            if let SearchValue::Reference(r) = sv {
-                if let Some((t, id)) = r.local {
-                    if inc.target.is_none_or(|want| want == t) {
-                        out.push((t, id));
-                    }
-                }
+            if let SearchValue::Reference(r) = sv
+                && let Some((t, id)) = r.local
+                && inc.target.is_none_or(|want| want == t)
+            {
+                out.push((t, id));
             }
         }
     }

@@ -46,8 +46,8 @@ pub const COMPONENT_SEP: char = '\u{1d}';
 /// The parsed expression of `expr` (parsed once per process; `None` when it does not parse,
 /// which the registry's tests rule out).
 pub fn expression(expr: &'static str) -> Option<Arc<Expr>> {
-    static CACHE: LazyLock<RwLock<HashMap<&'static str, Option<Arc<Expr>>>>> =
-        LazyLock::new(Default::default);
+    type Cache = HashMap<&'static str, Option<Arc<Expr>>>;
+    static CACHE: LazyLock<RwLock<Cache>> = LazyLock::new(Default::default);
     if let Some(e) = CACHE.read().ok().and_then(|c| c.get(expr).cloned()) {
         return e;
     }

@@ -26,10 +26,10 @@ pub fn matches(clause: &Clause, t: ResourceType, id: &ResourceId, resource: &Val
     else {
         return false;
     };
-    if let [Pred::Ids(set)] = preds.as_slice() {
-        if code == "_id" {
-            return set.iter().any(|(st, sid)| *st == t && sid == id);
-        }
+    if let [Pred::Ids(set)] = preds.as_slice()
+        && code == "_id"
+    {
+        return set.iter().any(|(st, sid)| *st == t && sid == id);
     }
     let Some(p) = registry::param(t, code) else {
         return false;

@@ -649,13 +649,12 @@ pub fn parse_clause(
     let ps = common_param(types, code)?;
     let p = ps[0];
     let modifier = modifier(p.kind, m, code)?;
-    if let Modifier::Type(t) = &modifier {
-        if !ps
+    if let Modifier::Type(t) = &modifier
+        && !ps
             .iter()
             .all(|p| p.targets.is_empty() || p.targets.contains(&t.as_str()))
-        {
-            return Err(bad(format!("'{code}' cannot refer to a {t}")));
-        }
+    {
+        return Err(bad(format!("'{code}' cannot refer to a {t}")));
     }
     let values = split_unescaped(value, ',')
         .iter()
@@ -706,10 +705,11 @@ fn include(
                     "'{param}' in '{name}' is not a reference parameter of {source}"
                 ))
             })?;
-        if let Some(t) = target {
-            if !p.targets.is_empty() && !p.targets.contains(&t.as_str()) {
-                return Err(bad(format!("{source}.{param} cannot refer to a {t}")));
-            }
+        if let Some(t) = target
+            && !p.targets.is_empty()
+            && !p.targets.contains(&t.as_str())
+        {
+            return Err(bad(format!("{source}.{param} cannot refer to a {t}")));
         }
     }
     let _ = types;
