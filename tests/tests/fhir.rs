@@ -914,7 +914,7 @@ async fn binary_content_lives_in_the_bucket() {
         let store = fhir_core::Store::new(
             &*f.table,
             &scope,
-            &fhir_core::BasicExtractor,
+            &fhir_core::search::extract::SearchExtractor,
             Default::default(),
         );
         let v = store

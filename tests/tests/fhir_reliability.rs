@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use fhir_core::{BasicExtractor, ResourceId, ResourceType, Store, StoreOptions};
+use fhir_core::search::extract::SearchExtractor;
+use fhir_core::{ResourceId, ResourceType, Store, StoreOptions};
 use integration_tests::Backend;
 use integration_tests::fhir::{Fhir, FhirResp, scope_for, tenant_user};
 use serde_json::{Value, json};
@@ -308,7 +309,7 @@ async fn check(f: &Fhir, tenant: &str, s: &Scenario, what: &str, bump: u64) -> b
     let applied = applied_votes.into_iter().next().unwrap().unwrap();
     // The _id and _lastUpdated indexes show exactly the live resources' current versions.
     let scope = scope_for(tenant).await;
-    let store = Store::new(&*f.table, &scope, &BasicExtractor, StoreOptions::default());
+    let store = Store::new(&*f.table, &scope, &SearchExtractor, StoreOptions::default());
     for t in ["Patient", "Observation"] {
         let rt = ResourceType::parse(t).unwrap();
         let want: BTreeSet<(String, String)> = live

@@ -1,7 +1,7 @@
 //! Index entries: what a version of a resource contributes to the search indexes. The write
 //! protocol writes them for every new version, tagged with the write's commit token, and
-//! deletes the superseded version's entries after the commit. The search issue fills in the
-//! R4 search parameters; [`BasicExtractor`] yields the two every resource has.
+//! deletes the superseded version's entries after the commit. The R4 search parameters'
+//! extractor is `search::extract::SearchExtractor`.
 
 use crate::resource::Resource;
 use crate::types::{ResourceId, ResourceType};
@@ -27,31 +27,4 @@ pub trait Extractor: Send + Sync {
         resource: &Resource,
         last_updated: &str,
     ) -> Vec<IndexEntry>;
-}
-
-/// `_id` and `_lastUpdated`: the parameters every resource type has.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct BasicExtractor;
-
-impl Extractor for BasicExtractor {
-    fn entries(
-        &self,
-        _t: ResourceType,
-        id: &ResourceId,
-        _resource: &Resource,
-        last_updated: &str,
-    ) -> Vec<IndexEntry> {
-        vec![
-            IndexEntry {
-                param: "_id".into(),
-                value: id.as_str().to_owned(),
-                sharded: false,
-            },
-            IndexEntry {
-                param: "_lastUpdated".into(),
-                value: last_updated.to_owned(),
-                sharded: true,
-            },
-        ]
-    }
 }

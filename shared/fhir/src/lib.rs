@@ -14,7 +14,7 @@ pub mod store;
 pub mod types;
 
 pub use error::{FHIR_JSON, FhirError, fhir_response, outcome};
-pub use index::{BasicExtractor, Extractor, IndexEntry};
+pub use index::{Extractor, IndexEntry};
 pub use resource::Resource;
 pub use store::{Change, Current, Head, IndexHit, Store, StoreError, StoreOptions, Version, Write};
 pub use types::{R4_TYPES, ResourceId, ResourceType, VersionId, etag, parse_etag};
