@@ -528,6 +528,24 @@ async fn us_core_searches_over_the_example_bundles() {
         let res = &r.body["entry"][0]["resource"];
         assert!(res["status"].is_string() && res["code"].is_null(), "{res}");
         assert_eq!(res["meta"]["tag"][0]["code"], "SUBSETTED");
+        // A search entry of a batch: a searchset whose next link the search function follows.
+        let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+            {"request": {"method": "GET", "url": "Observation?patient=355&_count=2"}},
+            {"request": {"method": "GET", "url": "Observation?nonsense=1"}}]});
+        let r = f.json(&u, "POST", "/fhir", &[], &batch).await;
+        ok(&r, 200, "batch search");
+        let e = &r.body["entry"][0];
+        assert_eq!(e["response"]["status"], "200 OK");
+        assert_eq!(e["resource"]["type"], "searchset");
+        assert_eq!(e["resource"]["entry"].as_array().unwrap().len(), 2);
+        let next = next_link(&e["resource"]).unwrap();
+        ok(&f.get(&u, &next).await, 200, "the batch entry's next link");
+        assert!(
+            r.body["entry"][1]["response"]["status"]
+                .as_str()
+                .unwrap()
+                .starts_with("400")
+        );
         // Another tenant: nothing, including through includes, chains, _has and compartments.
         let other = tenant_user("bob", "t2");
         for q in [
