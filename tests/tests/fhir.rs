@@ -841,12 +841,38 @@ async fn another_tenant_gets_404_in_both_url_forms() {
             let r = f.get(&a, &format!("{ba}/Patient/p1")).await;
             ok(&r, 200, "t1 read");
             assert_eq!(r.body["meta"]["versionId"], "1");
+            // t2's searches find nothing of t1's, by id, by value, through a chain or _has.
+            for q in [
+                "Patient?_id=p1",
+                "Patient?family=A",
+                "Patient/p1/*",
+                "Observation?subject:Patient.family=A",
+                "Patient?_has:Observation:patient:status=final",
+            ] {
+                let r = f.get(&b, &format!("{bb}/{q}")).await;
+                ok(&r, 200, q);
+                assert!(r.body["entry"].is_null(), "t2 {q}: {}", r.text);
+                let r = f.get(&a, &format!("{ba}/Patient?family=A")).await;
+                assert_eq!(r.body["total"], 1, "t1 finds it");
+            }
             if tenant_url {
                 // A tenant in the URL that is not the token's is 401; tenant-less paths are 404.
                 ok(
                     &f.get(&a, &format!("{bb}/Patient/p1")).await,
                     401,
                     "path tenant mismatch",
+                );
+                ok(
+                    &f.get(&a, &format!("{bb}/Patient?family=A")).await,
+                    401,
+                    "search: path tenant mismatch",
+                );
+                // A member of t1 only, naming t2 in the URL: 403.
+                let member = User::new("m", &["t1"]);
+                ok(
+                    &f.get(&member, &format!("{bb}/Patient?family=A")).await,
+                    403,
+                    "search in a tenant the caller does not hold",
                 );
                 ok(
                     &f.get(&a, "/fhir/Patient/p1").await,
