@@ -528,6 +528,44 @@ async fn us_core_searches_over_the_example_bundles() {
         let res = &r.body["entry"][0]["resource"];
         assert!(res["status"].is_string() && res["code"].is_null(), "{res}");
         assert_eq!(res["meta"]["tag"][0]["code"], "SUBSETTED");
+        // A chain two deep: reports of encounters of the patient found by name.
+        let enc_ids = ids_of(&encounters);
+        let want: Vec<&Value> = of_type(&all, "DiagnosticReport")
+            .into_iter()
+            .filter(|d| {
+                d["encounter"]["reference"]
+                    .as_str()
+                    .and_then(|r| r.strip_prefix("Encounter/"))
+                    .is_some_and(|id| enc_ids.contains(id))
+            })
+            .collect();
+        assert!(!want.is_empty());
+        let q = format!(
+            "/fhir/DiagnosticReport?encounter:Encounter.subject:Patient.name={}",
+            &family[..4]
+        );
+        assert_eq!(ids(&f, &u, &q).await, ids_of(&want));
+        // _revinclude=*: everything that refers to the patient.
+        let r = f.get(&u, "/fhir/Patient?_id=355&_revinclude=*").await;
+        ok(&r, 200, "_revinclude=*");
+        let inc = r.body["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["search"]["mode"] == "include")
+            .count();
+        let referring = all
+            .iter()
+            .filter(|x| x["resourceType"] != "Patient" && x.to_string().contains("\"Patient/355\""))
+            .count();
+        let by_subject = all
+            .iter()
+            .filter(|x| x["subject"]["reference"] == pref || x["patient"]["reference"] == pref)
+            .count();
+        assert!(
+            by_subject <= inc && inc <= referring,
+            "{by_subject} <= {inc} <= {referring}"
+        );
         // A search entry of a batch: a searchset whose next link the search function follows.
         let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
             {"request": {"method": "GET", "url": "Observation?patient=355&_count=2"}},

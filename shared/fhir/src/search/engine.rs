@@ -44,6 +44,8 @@ use crate::types::{ResourceId, ResourceType};
 pub const MAX_SORTED: usize = 2000;
 /// Most resources a chain or `_has` may resolve to.
 pub const MAX_SET: usize = 1000;
+/// How many times the read budget a total (`_total=accurate`, `_summary=count`) may read.
+pub const COUNT_BUDGET_FACTOR: usize = 25;
 /// Most rounds of `:iterate` includes.
 const MAX_ITERATE: usize = 3;
 
@@ -871,6 +873,8 @@ impl<'a> Engine<'a> {
             out.total = match s.total {
                 Total::None => None,
                 Total::Accurate | Total::Estimate if !(first && next.is_none()) => {
+                    // Counting reads every match: it has a budget of its own.
+                    self.budget = self.opts.max_reads.saturating_mul(COUNT_BUDGET_FACTOR);
                     let all = self
                         .collect(&s.types, &clauses, usize::MAX - 1, "counting the total")
                         .await;
@@ -955,28 +959,36 @@ impl<'a> Engine<'a> {
         Ok(out)
     }
 
-    /// The resources whose `inc` reference parameter points at `v`.
+    /// The resources whose `inc` reference parameter points at `v` (`*`: every reference
+    /// parameter of the source type, or of every type, that can point at `v`'s type).
     async fn referrers(&mut self, v: &Version, inc: &Include) -> Result<Found, FhirError> {
-        let Some(src) = inc.source else {
-            return Ok(Vec::new());
-        };
-        let params: Vec<&str> = match &inc.param {
-            Some(p) => vec![p.as_str()],
-            None => registry::params(src)
-                .iter()
-                .filter(|p| p.kind == ParamType::Reference)
-                .map(|p| p.code)
-                .collect(),
-        };
         if inc.target.is_some_and(|t| t != v.rtype) {
             return Ok(Vec::new());
         }
+        let can_point = |p: &registry::SearchParam| {
+            p.kind == ParamType::Reference
+                && (p.targets.is_empty() || p.targets.contains(&v.rtype.as_str()))
+        };
+        let params: Vec<(ResourceType, &str)> = match (inc.source, &inc.param) {
+            (Some(src), Some(p)) => vec![(src, p.as_str())],
+            (Some(src), None) => registry::params(src)
+                .iter()
+                .filter(|p| can_point(p))
+                .map(|p| (src, p.code))
+                .collect(),
+            (None, _) => registry::all()
+                .filter(|(_, p)| can_point(p))
+                .map(|(t, p)| (t, p.code))
+                .collect(),
+        };
         let key = extract::local_key(v.rtype, &v.id);
         let mut out = Vec::new();
-        for p in params {
+        for (src, p) in params {
             if self.budget == 0 {
                 return Err(costly("_revinclude reads more than the read budget"));
             }
+            // Each query counts, even an empty one.
+            self.spend(1);
             let (hits, _) = self
                 .store
                 .index_page(
@@ -985,7 +997,7 @@ impl<'a> Engine<'a> {
                     None,
                     eq(&key),
                     None,
-                    self.budget.min(storage::MAX_QUERY_LIMIT),
+                    self.budget.clamp(1, storage::MAX_QUERY_LIMIT),
                 )
                 .await?;
             self.explain.queries += 1;

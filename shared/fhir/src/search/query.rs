@@ -14,7 +14,7 @@ pub const DEFAULT_COUNT: usize = 20;
 pub const MAX_COUNT: usize = 1000;
 
 /// Deepest chain or `_has` nesting accepted.
-const MAX_DEPTH: usize = 4;
+const MAX_DEPTH: usize = 8;
 
 /// The `key=value` pairs of a query string or form body, percent- and `+`-decoded, in order.
 pub fn url_pairs(query: &str) -> Vec<(String, String)> {
