@@ -135,6 +135,38 @@ impl Resource {
         serde_json::from_str(raw.get()).ok()
     }
 
+    /// Keeps only the top-level elements `keep` accepts; whether any was left out.
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) -> bool {
+        let before = self.fields.len();
+        self.fields.retain(|(k, _)| keep(k));
+        self.fields.len() < before
+    }
+
+    /// Adds the coding `system|code` to `meta.tag` unless it is there.
+    pub fn add_tag(&mut self, system: &str, code: &str) {
+        let mut meta = match self.get("meta") {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        let tags = meta
+            .entry("tag")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if !tags.is_array() {
+            *tags = Value::Array(Vec::new());
+        }
+        if let Value::Array(tags) = tags
+            && !tags
+                .iter()
+                .any(|t| t["system"] == system && t["code"] == code)
+        {
+            let mut tag = Map::new();
+            tag.insert("system".into(), Value::String(system.to_owned()));
+            tag.insert("code".into(), Value::String(code.to_owned()));
+            tags.push(Value::Object(tag));
+        }
+        self.set("meta", Value::Object(meta));
+    }
+
     pub fn set_id(&mut self, id: &ResourceId) {
         self.set("id", Value::String(id.as_str().to_owned()));
     }

@@ -9,16 +9,15 @@
 //! top-level element it keeps.
 
 use std::collections::HashMap;
-use std::fmt;
 
 use serde::Serialize;
-use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::engine::Outcome;
 use super::query::{Search, Summary, url_encode};
 use super::registry;
+use crate::resource::Resource;
 use crate::store::Version;
 use crate::types::ResourceType;
 
@@ -207,87 +206,15 @@ fn first_elements(expression: &str) -> Vec<&str> {
     out
 }
 
-/// A resource's top-level elements as raw JSON text, in order.
-struct Fields(Vec<(String, Box<RawValue>)>);
-
-impl<'de> serde::Deserialize<'de> for Fields {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Fields;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Fields, A::Error> {
-                let mut fields = Vec::new();
-                while let Some(k) = m.next_key::<String>()? {
-                    fields.push((k, m.next_value()?));
-                }
-                Ok(Fields(fields))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-/// Adds the `SUBSETTED` tag to a `meta` value (an object, or nothing yet).
-fn tag_subsetted(meta: Option<Value>) -> Value {
-    let mut meta = match meta {
-        Some(Value::Object(m)) => m,
-        _ => Map::new(),
-    };
-    let tag = json!({ "system": SUBSETTED_SYSTEM, "code": SUBSETTED_CODE });
-    match meta.get_mut("tag") {
-        Some(Value::Array(tags)) => {
-            let has = tags
-                .iter()
-                .any(|t| t["system"] == SUBSETTED_SYSTEM && t["code"] == SUBSETTED_CODE);
-            if !has {
-                tags.push(tag);
-            }
-        }
-        _ => {
-            meta.insert("tag".into(), Value::Array(vec![tag]));
-        }
-    }
-    Value::Object(meta)
-}
-
 /// The resource JSON `body` with only the top-level elements `keep` keeps, tagged `SUBSETTED`
 /// (in `meta.tag`) when anything was left out; `None` when `body` is not a JSON object.
 /// Elements kept are written as they were stored.
 pub fn trim(body: &[u8], keep: &Elements) -> Option<String> {
-    let Fields(fields) = serde_json::from_slice(body).ok()?;
-    let before = fields.len();
-    let mut fields: Vec<(String, Box<RawValue>)> =
-        fields.into_iter().filter(|(k, _)| keep.keeps(k)).collect();
-    if fields.len() < before {
-        let meta = fields.iter().position(|(k, _)| k == "meta");
-        let old = meta.and_then(|i| serde_json::from_str(fields[i].1.get()).ok());
-        let raw = RawValue::from_string(tag_subsetted(old).to_string()).ok()?;
-        match meta {
-            Some(i) => fields[i].1 = raw,
-            None => {
-                let at = fields
-                    .iter()
-                    .position(|(k, _)| !matches!(k.as_str(), "resourceType" | "id"))
-                    .unwrap_or(fields.len());
-                fields.insert(at, ("meta".to_owned(), raw));
-            }
-        }
+    let mut r = Resource::parse(body).ok()?;
+    if r.retain(|k| keep.keeps(k)) {
+        r.add_tag(SUBSETTED_SYSTEM, SUBSETTED_CODE);
     }
-    let mut out = String::with_capacity(body.len());
-    out.push('{');
-    for (i, (k, v)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&Value::String(k.clone()).to_string());
-        out.push(':');
-        out.push_str(v.get());
-    }
-    out.push('}');
-    Some(out)
+    String::from_utf8(r.to_bytes()).ok()
 }
 
 #[derive(Serialize)]
