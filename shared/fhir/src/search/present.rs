@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::engine::Outcome;
 use super::query::{Search, Summary, url_encode};
@@ -211,9 +211,10 @@ fn first_elements(expression: &str) -> Vec<&str> {
 /// Elements kept are written as they were stored.
 pub fn trim(body: &[u8], keep: &Elements) -> Option<String> {
     let mut r = Resource::parse(body).ok()?;
-    if r.retain(|k| keep.keeps(k)) {
-        r.add_tag(SUBSETTED_SYSTEM, SUBSETTED_CODE);
+    if !r.retain(|k| keep.keeps(k)) {
+        return String::from_utf8(body.to_vec()).ok();
     }
+    r.add_tag(SUBSETTED_SYSTEM, SUBSETTED_CODE);
     String::from_utf8(r.to_bytes()).ok()
 }
 
