@@ -179,21 +179,40 @@ def main():
                         continue
                 table[t][d["code"]] = (d, expr)
 
-    # Deduplicated target lists and component lists.
-    target_lists = {}
-    comp_lists = {}
+    # Every string once, back to back in TEXT; S(at, len) names one (no pointers in the table:
+    # a pointer in a static costs a dynamic relocation in the binary, 24 bytes each).
+    text = []
+    text_at = {}
+    text_len = [0]
+
+    def S(v):
+        if v not in text_at:
+            text_at[v] = text_len[0]
+            text.append(v)
+            text_len[0] += len(v.encode())
+        return f"S({text_at[v]}, {len(v.encode())})"
+
+    # Target lists (indexes into R4_TYPES) and component lists, each once, back to back.
+    type_index = {t: i for i, t in enumerate(types)}
+    targets_flat = []
+    target_at = {}
+    comps_flat = []
+    comp_at = {}
 
     def targets_of(d):
         if d["type"] != "reference":
-            return None
-        ts = tuple(x for x in d.get("target", []) if x in type_set)
+            return "L(0, 0)"
+        ts = tuple(type_index[x] for x in d.get("target", []) if x in type_set)
         if not ts:
-            return None
-        return target_lists.setdefault(ts, f"T{len(target_lists)}")
+            return "L(0, 0)"
+        if ts not in target_at:
+            target_at[ts] = len(targets_flat)
+            targets_flat.extend(ts)
+        return f"L({target_at[ts]}, {len(ts)})"
 
     def components_of(d):
         if d["type"] != "composite":
-            return None
+            return "L(0, 0)"
         comps = []
         for c in d["component"]:
             ref = by_url.get(c["definition"])
@@ -201,7 +220,10 @@ def main():
                 die(f"{d['url']}: component {c['definition']} not found")
             comps.append((ref["code"], KINDS[ref["type"]], c["expression"]))
         comps = tuple(comps)
-        return comp_lists.setdefault(comps, f"C{len(comp_lists)}")
+        if comps not in comp_at:
+            comp_at[comps] = len(comps_flat)
+            comps_flat.extend(comps)
+        return f"L({comp_at[comps]}, {len(comps)})"
 
     rows = []  # per type: list of row strings
     offsets = [0]
@@ -209,21 +231,25 @@ def main():
         entries = []
         for code in sorted(table[t]):
             d, expr = table[t][code]
-            tl = targets_of(d)
-            cl = components_of(d)
             entries.append(
-                "    p!({}, {}, {}, {}, {}, {}),".format(
-                    rust_str(code),
-                    rust_str(d["url"][len(URL_PREFIX) :]),
+                "    p({}, {}, {}, {}, {}, {}), // {}".format(
+                    S(code),
+                    S(d["url"]),
                     KINDS[d["type"]],
-                    rust_str(expr),
-                    f"&{tl}" if tl else "&[]",
-                    f"&{cl}" if cl else "&[]",
+                    S(expr),
+                    targets_of(d),
+                    components_of(d),
+                    code,
                 )
             )
         rows.append((t, entries))
         offsets.append(offsets[-1] + len(entries))
     total = offsets[-1]
+    comp_rows = [
+        f"    c({S(code)}, {kind}, {S(expr)}), // {code}" for code, kind, expr in comps_flat
+    ]
+    target_lists = target_at
+    comp_lists = comp_at
 
     # Compartments.
     param_codes = {t: set(table[t]) for t in types}
@@ -264,7 +290,7 @@ def main():
     w("")
     w("//! The generated R4 search parameter table; `registry` is its interface.")
     w("")
-    w("use super::registry::{Component, ParamType, SearchParam};")
+    w("use super::registry::{Component, L, ParamType, S, SearchParam};")
     w("")
     w("/// How many SearchParameter definitions (distinct urls) the table was generated from.")
     w(f"pub(super) const DEFINITIONS: usize = {len(defs)};")
@@ -282,27 +308,35 @@ def main():
         w(f"    {o},")
     w("];")
     w("")
-    w("macro_rules! p {")
-    w("    ($code:literal, $id:literal, $kind:ident, $expr:literal, $targets:expr, $components:expr) => {")
-    w("        SearchParam {")
-    w("            code: $code,")
-    w(f'            url: concat!("{URL_PREFIX}", $id),')
-    w("            kind: ParamType::$kind,")
-    w("            expression: $expr,")
-    w("            targets: $targets,")
-    w("            components: $components,")
-    w("        }")
-    w("    };")
+    w("/// Every string of the table (codes, urls, expressions), each once; `S(at, len)` is a byte range.")
+    w("#[rustfmt::skip]")
+    w("pub(super) static TEXT: &str = concat!(")
+    for v in text:
+        w(f"    {rust_str(v)},")
+    w(");")
+    w("")
+    w("/// Reference target lists: indexes into `R4_TYPES`; `L(at, len)` is a range.")
+    w("#[rustfmt::skip]")
+    w(f"pub(super) static TARGETS: [u8; {len(targets_flat)}] = [")
+    for i in range(0, len(targets_flat), 24):
+        w("    " + ", ".join(str(x) for x in targets_flat[i:i + 24]) + ",")
+    w("];")
+    w("")
+    w("const fn p(code: S, url: S, kind: ParamType, expression: S, targets: L, components: L) -> SearchParam {")
+    w("    SearchParam { code, url, kind, expression, targets, components }")
     w("}")
     w("")
-    for ts, name in target_lists.items():
-        w(f"static {name}: [&str; {len(ts)}] = [{', '.join(rust_str(x) for x in ts)}];")
+    w("const fn c(code: S, kind: ParamType, expression: S) -> Component {")
+    w("    Component { code, kind, expression }")
+    w("}")
     w("")
-    for comps, name in comp_lists.items():
-        w(f"static {name}: [Component; {len(comps)}] = [")
-        for code, kind, expr in comps:
-            w(f"    Component {{ code: {rust_str(code)}, kind: ParamType::{kind}, expression: {rust_str(expr)} }},")
-        w("];")
+    w("use ParamType::*;")
+    w("")
+    w("/// Composite components, lists back to back; `L(at, len)` is a range.")
+    w("#[rustfmt::skip]")
+    w(f"pub(super) static COMPONENTS: [Component; {len(comps_flat)}] = [")
+    out.extend(comp_rows)
+    w("];")
     w("")
     w("/// Every (type, parameter) pair: grouped by type in `TYPES` order, sorted by code.")
     w("#[rustfmt::skip]")

@@ -83,7 +83,7 @@ static SEARCH: LazyLock<Vec<String>> = LazyLock::new(|| {
             let mut s = String::new();
             let mut first = true;
             for p in registry::params(t) {
-                if matches!(p.code, "near" | "_query") {
+                if matches!(p.code(), "near" | "_query") {
                     continue;
                 }
                 if !first {
@@ -93,7 +93,7 @@ static SEARCH: LazyLock<Vec<String>> = LazyLock::new(|| {
                 let _ = write!(
                     s,
                     r#"{{"name":"{}","type":"{}","documentation":"{}"}}"#,
-                    p.code,
+                    p.code(),
                     p.kind.as_str(),
                     documentation(p.kind)
                 );
@@ -103,12 +103,12 @@ static SEARCH: LazyLock<Vec<String>> = LazyLock::new(|| {
                 .iter()
                 .filter(|p| p.kind == ParamType::Reference)
             {
-                let _ = write!(s, r#","{t}:{}""#, p.code);
+                let _ = write!(s, r#","{t}:{}""#, p.code());
             }
             s.push_str(r#"],"searchRevInclude":["*""#);
             for (src, p) in registry::all() {
-                if p.kind == ParamType::Reference && p.targets.contains(&t.as_str()) {
-                    let _ = write!(s, r#","{src}:{}""#, p.code);
+                if p.kind == ParamType::Reference && p.lists_target(t) {
+                    let _ = write!(s, r#","{src}:{}""#, p.code());
                 }
             }
             s.push(']');

@@ -170,6 +170,11 @@ impl ResourceType {
         self.0
     }
 
+    /// The type at position `i` of [`R4_TYPES`].
+    pub fn from_index(i: usize) -> Option<Self> {
+        R4_TYPES.get(i).map(|t| ResourceType(t))
+    }
+
     /// Every R4 type.
     pub fn all() -> impl Iterator<Item = ResourceType> {
         R4_TYPES.iter().map(|t| ResourceType(t))

@@ -280,11 +280,7 @@ fn value_ranges(
                 let types: Vec<ResourceType> = match (want, m) {
                     (Some(wt), _) => vec![*wt],
                     (None, Modifier::Type(mt)) => vec![*mt],
-                    (None, _) => registry::param(t, code)?
-                        .targets
-                        .iter()
-                        .filter_map(|x| ResourceType::parse(x))
-                        .collect(),
+                    (None, _) => registry::param(t, code)?.targets().collect(),
                 };
                 keys.extend(types.iter().map(|rt| extract::local_key(*rt, id)));
             }
@@ -965,20 +961,18 @@ impl<'a> Engine<'a> {
         if inc.target.is_some_and(|t| t != v.rtype) {
             return Ok(Vec::new());
         }
-        let can_point = |p: &registry::SearchParam| {
-            p.kind == ParamType::Reference
-                && (p.targets.is_empty() || p.targets.contains(&v.rtype.as_str()))
-        };
+        let can_point =
+            |p: &registry::SearchParam| p.kind == ParamType::Reference && p.may_target(v.rtype);
         let params: Vec<(ResourceType, &str)> = match (inc.source, &inc.param) {
             (Some(src), Some(p)) => vec![(src, p.as_str())],
             (Some(src), None) => registry::params(src)
                 .iter()
                 .filter(|p| can_point(p))
-                .map(|p| (src, p.code))
+                .map(|p| (src, p.code()))
                 .collect(),
             (None, _) => registry::all()
                 .filter(|(_, p)| can_point(p))
-                .map(|(t, p)| (t, p.code))
+                .map(|(t, p)| (t, p.code()))
                 .collect(),
         };
         let key = extract::local_key(v.rtype, &v.id);
@@ -1034,7 +1028,7 @@ fn references(v: &Version, inc: &Include) -> Vec<(ResourceType, ResourceId)> {
     };
     let mut out = Vec::new();
     for p in registry::params(v.rtype) {
-        if p.kind != ParamType::Reference || inc.param.as_deref().is_some_and(|c| c != p.code) {
+        if p.kind != ParamType::Reference || inc.param.as_deref().is_some_and(|c| c != p.code()) {
             continue;
         }
         for sv in param_values(p, &body) {

@@ -102,13 +102,13 @@ pub fn is_full_text(code: &str) -> bool {
 
 /// The values `p` extracts from `resource` (a resource of a type `p` applies to).
 pub fn param_values(p: &SearchParam, resource: &Value) -> Vec<SearchValue> {
-    if let Some(text) = full_text(p.code, resource) {
+    if let Some(text) = full_text(p.code(), resource) {
         return vec![SearchValue::String(text)];
     }
-    if p.expression.is_empty() {
+    if p.expression().is_empty() {
         return Vec::new();
     }
-    let Some(expr) = expression(p.expression) else {
+    let Some(expr) = expression(p.expression()) else {
         return Vec::new();
     };
     let nodes = expr.eval(resource);
@@ -127,8 +127,8 @@ fn composite_values(p: &SearchParam, resource: &Value, foci: &[Node<'_>]) -> Vec
     let mut out = Vec::new();
     for focus in foci {
         let mut combos: Vec<Vec<SearchValue>> = vec![Vec::new()];
-        for c in p.components {
-            let Some(expr) = expression(c.expression) else {
+        for c in p.components() {
+            let Some(expr) = expression(c.expression()) else {
                 return Vec::new();
             };
             let mut vals = Vec::new();
@@ -526,7 +526,7 @@ impl Extractor for SearchExtractor {
             },
         ];
         for p in registry::params(t) {
-            if matches!(p.code, "_id" | "_lastUpdated") || is_full_text(p.code) {
+            if matches!(p.code(), "_id" | "_lastUpdated") || is_full_text(p.code()) {
                 continue;
             }
             let values: BTreeSet<String> = param_values(p, &json)
@@ -534,7 +534,7 @@ impl Extractor for SearchExtractor {
                 .flat_map(index_values)
                 .collect();
             out.extend(values.into_iter().map(|value| IndexEntry {
-                param: p.code.to_owned(),
+                param: p.code().to_owned(),
                 value,
                 sharded: false,
             }));
@@ -552,21 +552,21 @@ mod tests {
     fn every_r4_expression_parses() {
         let mut n = 0;
         for (t, p) in registry::all() {
-            if !p.expression.is_empty() {
+            if !p.expression().is_empty() {
                 assert!(
-                    expression(p.expression).is_some(),
+                    expression(p.expression()).is_some(),
                     "{t}.{}: {}",
-                    p.code,
-                    p.expression
+                    p.code(),
+                    p.expression()
                 );
                 n += 1;
             }
-            for c in p.components {
+            for c in p.components() {
                 assert!(
-                    expression(c.expression).is_some(),
+                    expression(c.expression()).is_some(),
                     "{t}.{}.{}",
-                    p.code,
-                    c.code
+                    p.code(),
+                    c.code()
                 );
             }
         }

@@ -164,7 +164,7 @@ pub fn summary_elements(t: ResourceType) -> Vec<String> {
         .map(str::to_owned)
         .collect();
     for p in registry::params(t) {
-        for e in first_elements(p.expression) {
+        for e in first_elements(p.expression()) {
             if !matches!(e, "id" | "meta" | "text") && !out.iter().any(|o| o == e) {
                 out.push(e.to_owned());
             }

@@ -501,7 +501,7 @@ pub fn parse_value(
             }
             let mut preds = Vec::with_capacity(parts.len());
             for (part, c) in parts.iter().zip(components) {
-                preds.push(parse_value(c.kind, &Modifier::None, part, c.code, &[])?);
+                preds.push(parse_value(c.kind, &Modifier::None, part, c.code(), &[])?);
             }
             Pred::Composite(preds)
         }
@@ -570,10 +570,7 @@ pub fn parse_clause(
                     "'{via}' in '{key}' is not a reference parameter of {rtype}"
                 ))
             })?;
-        if !types
-            .iter()
-            .all(|t| p.targets.is_empty() || p.targets.contains(&t.as_str()))
-        {
+        if !types.iter().all(|t| p.may_target(*t)) {
             return Err(bad(format!(
                 "{rtype}.{via} in '{key}' cannot refer to the types searched"
             )));
@@ -604,10 +601,7 @@ pub fn parse_clause(
                     .ok_or_else(|| bad(format!("'{m}' in '{key}' is not a resource type")))?,
             ],
             None => {
-                let mut all: Vec<ResourceType> = ps
-                    .iter()
-                    .flat_map(|p| p.targets.iter().filter_map(|t| ResourceType::parse(t)))
-                    .collect();
+                let mut all: Vec<ResourceType> = ps.iter().flat_map(|p| p.targets()).collect();
                 all.sort();
                 all.dedup();
                 all.into_iter()
@@ -617,10 +611,7 @@ pub fn parse_clause(
                     .collect()
             }
         };
-        targets.retain(|t| {
-            ps.iter()
-                .all(|p| p.targets.is_empty() || p.targets.contains(&t.as_str()))
-        });
+        targets.retain(|t| ps.iter().all(|p| p.may_target(*t)));
         if targets.is_empty() {
             return Err(bad(format!(
                 "'{key}': no type '{code}' refers to has the parameter '{inner_code}'"
@@ -650,15 +641,13 @@ pub fn parse_clause(
     let p = ps[0];
     let modifier = modifier(p.kind, m, code)?;
     if let Modifier::Type(t) = &modifier
-        && !ps
-            .iter()
-            .all(|p| p.targets.is_empty() || p.targets.contains(&t.as_str()))
+        && !ps.iter().all(|p| p.may_target(*t))
     {
         return Err(bad(format!("'{code}' cannot refer to a {t}")));
     }
     let values = split_unescaped(value, ',')
         .iter()
-        .map(|v| parse_value(p.kind, &modifier, v, code, p.components))
+        .map(|v| parse_value(p.kind, &modifier, v, code, p.components()))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Clause::Match {
         code: code.to_owned(),
@@ -706,8 +695,7 @@ fn include(
                 ))
             })?;
         if let Some(t) = target
-            && !p.targets.is_empty()
-            && !p.targets.contains(&t.as_str())
+            && !p.may_target(t)
         {
             return Err(bad(format!("{source}.{param} cannot refer to a {t}")));
         }

@@ -5,7 +5,7 @@
 
 //! The generated R4 search parameter table; `registry` is its interface.
 
-use super::registry::{Component, ParamType, SearchParam};
+use super::registry::{Component, L, ParamType, S, SearchParam};
 
 /// How many SearchParameter definitions (distinct urls) the table was generated from.
 pub(super) const DEFINITIONS: usize = 1375;
@@ -174,4049 +174,6760 @@ pub(super) static OFFSETS: [u16; 147] = [
     2825, 2835, 2849, 2865, 2893, 2916, 2931, 2956, 2983, 2993, 3008,
 ];
 
-macro_rules! p {
-    ($code:literal, $id:literal, $kind:ident, $expr:literal, $targets:expr, $components:expr) => {
-        SearchParam {
-            code: $code,
-            url: concat!("http://hl7.org/fhir/SearchParameter/", $id),
-            kind: ParamType::$kind,
-            expression: $expr,
-            targets: $targets,
-            components: $components,
-        }
-    };
+/// Every string of the table (codes, urls, expressions), each once; `S(at, len)` is a byte range.
+#[rustfmt::skip]
+pub(super) static TEXT: &str = concat!(
+    "_content",
+    "http://hl7.org/fhir/SearchParameter/Resource-content",
+    "",
+    "_id",
+    "http://hl7.org/fhir/SearchParameter/Resource-id",
+    "Resource.id",
+    "_lastUpdated",
+    "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated",
+    "Resource.meta.lastUpdated",
+    "_profile",
+    "http://hl7.org/fhir/SearchParameter/Resource-profile",
+    "Resource.meta.profile",
+    "_query",
+    "http://hl7.org/fhir/SearchParameter/Resource-query",
+    "_security",
+    "http://hl7.org/fhir/SearchParameter/Resource-security",
+    "Resource.meta.security",
+    "_source",
+    "http://hl7.org/fhir/SearchParameter/Resource-source",
+    "Resource.meta.source",
+    "_tag",
+    "http://hl7.org/fhir/SearchParameter/Resource-tag",
+    "Resource.meta.tag",
+    "_text",
+    "http://hl7.org/fhir/SearchParameter/DomainResource-text",
+    "identifier",
+    "http://hl7.org/fhir/SearchParameter/Account-identifier",
+    "Account.identifier",
+    "name",
+    "http://hl7.org/fhir/SearchParameter/Account-name",
+    "Account.name",
+    "owner",
+    "http://hl7.org/fhir/SearchParameter/Account-owner",
+    "Account.owner",
+    "patient",
+    "http://hl7.org/fhir/SearchParameter/Account-patient",
+    "Account.subject.where(resolve() is Patient)",
+    "period",
+    "http://hl7.org/fhir/SearchParameter/Account-period",
+    "Account.servicePeriod",
+    "status",
+    "http://hl7.org/fhir/SearchParameter/Account-status",
+    "Account.status",
+    "subject",
+    "http://hl7.org/fhir/SearchParameter/Account-subject",
+    "Account.subject",
+    "type",
+    "http://hl7.org/fhir/SearchParameter/Account-type",
+    "Account.type",
+    "composed-of",
+    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-composed-of",
+    "ActivityDefinition.relatedArtifact.where(type='composed-of').resource",
+    "context",
+    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-context",
+    "(ActivityDefinition.useContext.value as CodeableConcept)",
+    "context-quantity",
+    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-context-quantity",
+    "(ActivityDefinition.useContext.value as Quantity) | (ActivityDefinition.useContext.value as Range)",
+    "context-type",
+    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-context-type",
+    "ActivityDefinition.useContext.code",
+    "context-type-quantity",
+    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-context-type-quantity",
+    "ActivityDefinition.useContext",
+    "context-type-value",
+    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-context-type-value",
+    "date",
+    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-date",
+    "ActivityDefinition.date",
+    "depends-on",
+    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-depends-on",
+    "ActivityDefinition.relatedArtifact.where(type='depends-on').resource | ActivityDefinition.library",
+    "derived-from",
+    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-derived-from",
+    "ActivityDefinition.relatedArtifact.where(type='derived-from').resource",
+    "description",
+    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-description",
+    "ActivityDefinition.description",
+    "effective",
+    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-effective",
+    "ActivityDefinition.effectivePeriod",
+    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-identifier",
+    "ActivityDefinition.identifier",
+    "jurisdiction",
+    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-jurisdiction",
+    "ActivityDefinition.jurisdiction",
+    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-name",
+    "ActivityDefinition.name",
+    "predecessor",
+    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-predecessor",
+    "ActivityDefinition.relatedArtifact.where(type='predecessor').resource",
+    "publisher",
+    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-publisher",
+    "ActivityDefinition.publisher",
+    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-status",
+    "ActivityDefinition.status",
+    "successor",
+    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-successor",
+    "ActivityDefinition.relatedArtifact.where(type='successor').resource",
+    "title",
+    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-title",
+    "ActivityDefinition.title",
+    "topic",
+    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-topic",
+    "ActivityDefinition.topic",
+    "url",
+    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-url",
+    "ActivityDefinition.url",
+    "version",
+    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-version",
+    "ActivityDefinition.version",
+    "actuality",
+    "http://hl7.org/fhir/SearchParameter/AdverseEvent-actuality",
+    "AdverseEvent.actuality",
+    "category",
+    "http://hl7.org/fhir/SearchParameter/AdverseEvent-category",
+    "AdverseEvent.category",
+    "http://hl7.org/fhir/SearchParameter/AdverseEvent-date",
+    "AdverseEvent.date",
+    "event",
+    "http://hl7.org/fhir/SearchParameter/AdverseEvent-event",
+    "AdverseEvent.event",
+    "location",
+    "http://hl7.org/fhir/SearchParameter/AdverseEvent-location",
+    "AdverseEvent.location",
+    "recorder",
+    "http://hl7.org/fhir/SearchParameter/AdverseEvent-recorder",
+    "AdverseEvent.recorder",
+    "resultingcondition",
+    "http://hl7.org/fhir/SearchParameter/AdverseEvent-resultingcondition",
+    "AdverseEvent.resultingCondition",
+    "seriousness",
+    "http://hl7.org/fhir/SearchParameter/AdverseEvent-seriousness",
+    "AdverseEvent.seriousness",
+    "severity",
+    "http://hl7.org/fhir/SearchParameter/AdverseEvent-severity",
+    "AdverseEvent.severity",
+    "study",
+    "http://hl7.org/fhir/SearchParameter/AdverseEvent-study",
+    "AdverseEvent.study",
+    "http://hl7.org/fhir/SearchParameter/AdverseEvent-subject",
+    "AdverseEvent.subject",
+    "substance",
+    "http://hl7.org/fhir/SearchParameter/AdverseEvent-substance",
+    "AdverseEvent.suspectEntity.instance",
+    "asserter",
+    "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-asserter",
+    "AllergyIntolerance.asserter",
+    "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-category",
+    "AllergyIntolerance.category",
+    "clinical-status",
+    "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-clinical-status",
+    "AllergyIntolerance.clinicalStatus",
+    "code",
+    "http://hl7.org/fhir/SearchParameter/clinical-code",
+    "AllergyIntolerance.code | AllergyIntolerance.reaction.substance",
+    "criticality",
+    "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-criticality",
+    "AllergyIntolerance.criticality",
+    "http://hl7.org/fhir/SearchParameter/clinical-date",
+    "AllergyIntolerance.recordedDate",
+    "http://hl7.org/fhir/SearchParameter/clinical-identifier",
+    "AllergyIntolerance.identifier",
+    "last-date",
+    "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-last-date",
+    "AllergyIntolerance.lastOccurrence",
+    "manifestation",
+    "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-manifestation",
+    "AllergyIntolerance.reaction.manifestation",
+    "onset",
+    "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-onset",
+    "AllergyIntolerance.reaction.onset",
+    "http://hl7.org/fhir/SearchParameter/clinical-patient",
+    "AllergyIntolerance.patient",
+    "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-recorder",
+    "AllergyIntolerance.recorder",
+    "route",
+    "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-route",
+    "AllergyIntolerance.reaction.exposureRoute",
+    "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-severity",
+    "AllergyIntolerance.reaction.severity",
+    "http://hl7.org/fhir/SearchParameter/clinical-type",
+    "AllergyIntolerance.type",
+    "verification-status",
+    "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-verification-status",
+    "AllergyIntolerance.verificationStatus",
+    "actor",
+    "http://hl7.org/fhir/SearchParameter/Appointment-actor",
+    "Appointment.participant.actor",
+    "appointment-type",
+    "http://hl7.org/fhir/SearchParameter/Appointment-appointment-type",
+    "Appointment.appointmentType",
+    "based-on",
+    "http://hl7.org/fhir/SearchParameter/Appointment-based-on",
+    "Appointment.basedOn",
+    "http://hl7.org/fhir/SearchParameter/Appointment-date",
+    "Appointment.start",
+    "http://hl7.org/fhir/SearchParameter/Appointment-identifier",
+    "Appointment.identifier",
+    "http://hl7.org/fhir/SearchParameter/Appointment-location",
+    "Appointment.participant.actor.where(resolve() is Location)",
+    "part-status",
+    "http://hl7.org/fhir/SearchParameter/Appointment-part-status",
+    "Appointment.participant.status",
+    "http://hl7.org/fhir/SearchParameter/Appointment-patient",
+    "Appointment.participant.actor.where(resolve() is Patient)",
+    "practitioner",
+    "http://hl7.org/fhir/SearchParameter/Appointment-practitioner",
+    "Appointment.participant.actor.where(resolve() is Practitioner)",
+    "reason-code",
+    "http://hl7.org/fhir/SearchParameter/Appointment-reason-code",
+    "Appointment.reasonCode",
+    "reason-reference",
+    "http://hl7.org/fhir/SearchParameter/Appointment-reason-reference",
+    "Appointment.reasonReference",
+    "service-category",
+    "http://hl7.org/fhir/SearchParameter/Appointment-service-category",
+    "Appointment.serviceCategory",
+    "service-type",
+    "http://hl7.org/fhir/SearchParameter/Appointment-service-type",
+    "Appointment.serviceType",
+    "slot",
+    "http://hl7.org/fhir/SearchParameter/Appointment-slot",
+    "Appointment.slot",
+    "specialty",
+    "http://hl7.org/fhir/SearchParameter/Appointment-specialty",
+    "Appointment.specialty",
+    "http://hl7.org/fhir/SearchParameter/Appointment-status",
+    "Appointment.status",
+    "supporting-info",
+    "http://hl7.org/fhir/SearchParameter/Appointment-supporting-info",
+    "Appointment.supportingInformation",
+    "http://hl7.org/fhir/SearchParameter/AppointmentResponse-actor",
+    "AppointmentResponse.actor",
+    "appointment",
+    "http://hl7.org/fhir/SearchParameter/AppointmentResponse-appointment",
+    "AppointmentResponse.appointment",
+    "http://hl7.org/fhir/SearchParameter/AppointmentResponse-identifier",
+    "AppointmentResponse.identifier",
+    "http://hl7.org/fhir/SearchParameter/AppointmentResponse-location",
+    "AppointmentResponse.actor.where(resolve() is Location)",
+    "http://hl7.org/fhir/SearchParameter/AppointmentResponse-part-status",
+    "AppointmentResponse.participantStatus",
+    "http://hl7.org/fhir/SearchParameter/AppointmentResponse-patient",
+    "AppointmentResponse.actor.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/AppointmentResponse-practitioner",
+    "AppointmentResponse.actor.where(resolve() is Practitioner)",
+    "action",
+    "http://hl7.org/fhir/SearchParameter/AuditEvent-action",
+    "AuditEvent.action",
+    "address",
+    "http://hl7.org/fhir/SearchParameter/AuditEvent-address",
+    "AuditEvent.agent.network.address",
+    "agent",
+    "http://hl7.org/fhir/SearchParameter/AuditEvent-agent",
+    "AuditEvent.agent.who",
+    "agent-name",
+    "http://hl7.org/fhir/SearchParameter/AuditEvent-agent-name",
+    "AuditEvent.agent.name",
+    "agent-role",
+    "http://hl7.org/fhir/SearchParameter/AuditEvent-agent-role",
+    "AuditEvent.agent.role",
+    "altid",
+    "http://hl7.org/fhir/SearchParameter/AuditEvent-altid",
+    "AuditEvent.agent.altId",
+    "http://hl7.org/fhir/SearchParameter/AuditEvent-date",
+    "AuditEvent.recorded",
+    "entity",
+    "http://hl7.org/fhir/SearchParameter/AuditEvent-entity",
+    "AuditEvent.entity.what",
+    "entity-name",
+    "http://hl7.org/fhir/SearchParameter/AuditEvent-entity-name",
+    "AuditEvent.entity.name",
+    "entity-role",
+    "http://hl7.org/fhir/SearchParameter/AuditEvent-entity-role",
+    "AuditEvent.entity.role",
+    "entity-type",
+    "http://hl7.org/fhir/SearchParameter/AuditEvent-entity-type",
+    "AuditEvent.entity.type",
+    "outcome",
+    "http://hl7.org/fhir/SearchParameter/AuditEvent-outcome",
+    "AuditEvent.outcome",
+    "http://hl7.org/fhir/SearchParameter/AuditEvent-patient",
+    "AuditEvent.agent.who.where(resolve() is Patient) | AuditEvent.entity.what.where(resolve() is Patient)",
+    "policy",
+    "http://hl7.org/fhir/SearchParameter/AuditEvent-policy",
+    "AuditEvent.agent.policy",
+    "site",
+    "http://hl7.org/fhir/SearchParameter/AuditEvent-site",
+    "AuditEvent.source.site",
+    "source",
+    "http://hl7.org/fhir/SearchParameter/AuditEvent-source",
+    "AuditEvent.source.observer",
+    "subtype",
+    "http://hl7.org/fhir/SearchParameter/AuditEvent-subtype",
+    "AuditEvent.subtype",
+    "http://hl7.org/fhir/SearchParameter/AuditEvent-type",
+    "AuditEvent.type",
+    "author",
+    "http://hl7.org/fhir/SearchParameter/Basic-author",
+    "Basic.author",
+    "http://hl7.org/fhir/SearchParameter/Basic-code",
+    "Basic.code",
+    "created",
+    "http://hl7.org/fhir/SearchParameter/Basic-created",
+    "Basic.created",
+    "http://hl7.org/fhir/SearchParameter/Basic-identifier",
+    "Basic.identifier",
+    "http://hl7.org/fhir/SearchParameter/Basic-patient",
+    "Basic.subject.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/Basic-subject",
+    "Basic.subject",
+    "http://hl7.org/fhir/SearchParameter/BodyStructure-identifier",
+    "BodyStructure.identifier",
+    "http://hl7.org/fhir/SearchParameter/BodyStructure-location",
+    "BodyStructure.location",
+    "morphology",
+    "http://hl7.org/fhir/SearchParameter/BodyStructure-morphology",
+    "BodyStructure.morphology",
+    "http://hl7.org/fhir/SearchParameter/BodyStructure-patient",
+    "BodyStructure.patient",
+    "composition",
+    "http://hl7.org/fhir/SearchParameter/Bundle-composition",
+    "Bundle.entry[0].resource",
+    "http://hl7.org/fhir/SearchParameter/Bundle-identifier",
+    "Bundle.identifier",
+    "message",
+    "http://hl7.org/fhir/SearchParameter/Bundle-message",
+    "timestamp",
+    "http://hl7.org/fhir/SearchParameter/Bundle-timestamp",
+    "Bundle.timestamp",
+    "http://hl7.org/fhir/SearchParameter/Bundle-type",
+    "Bundle.type",
+    "http://hl7.org/fhir/SearchParameter/conformance-context",
+    "(CapabilityStatement.useContext.value as CodeableConcept)",
+    "http://hl7.org/fhir/SearchParameter/conformance-context-quantity",
+    "(CapabilityStatement.useContext.value as Quantity) | (CapabilityStatement.useContext.value as Range)",
+    "http://hl7.org/fhir/SearchParameter/conformance-context-type",
+    "CapabilityStatement.useContext.code",
+    "http://hl7.org/fhir/SearchParameter/conformance-context-type-quantity",
+    "CapabilityStatement.useContext",
+    "http://hl7.org/fhir/SearchParameter/conformance-context-type-value",
+    "http://hl7.org/fhir/SearchParameter/conformance-date",
+    "CapabilityStatement.date",
+    "http://hl7.org/fhir/SearchParameter/conformance-description",
+    "CapabilityStatement.description",
+    "fhirversion",
+    "http://hl7.org/fhir/SearchParameter/CapabilityStatement-fhirversion",
+    "CapabilityStatement.version",
+    "format",
+    "http://hl7.org/fhir/SearchParameter/CapabilityStatement-format",
+    "CapabilityStatement.format",
+    "guide",
+    "http://hl7.org/fhir/SearchParameter/CapabilityStatement-guide",
+    "CapabilityStatement.implementationGuide",
+    "http://hl7.org/fhir/SearchParameter/conformance-jurisdiction",
+    "CapabilityStatement.jurisdiction",
+    "mode",
+    "http://hl7.org/fhir/SearchParameter/CapabilityStatement-mode",
+    "CapabilityStatement.rest.mode",
+    "http://hl7.org/fhir/SearchParameter/conformance-name",
+    "CapabilityStatement.name",
+    "http://hl7.org/fhir/SearchParameter/conformance-publisher",
+    "CapabilityStatement.publisher",
+    "resource",
+    "http://hl7.org/fhir/SearchParameter/CapabilityStatement-resource",
+    "CapabilityStatement.rest.resource.type",
+    "resource-profile",
+    "http://hl7.org/fhir/SearchParameter/CapabilityStatement-resource-profile",
+    "CapabilityStatement.rest.resource.profile",
+    "security-service",
+    "http://hl7.org/fhir/SearchParameter/CapabilityStatement-security-service",
+    "CapabilityStatement.rest.security.service",
+    "software",
+    "http://hl7.org/fhir/SearchParameter/CapabilityStatement-software",
+    "CapabilityStatement.software.name",
+    "http://hl7.org/fhir/SearchParameter/conformance-status",
+    "CapabilityStatement.status",
+    "supported-profile",
+    "http://hl7.org/fhir/SearchParameter/CapabilityStatement-supported-profile",
+    "CapabilityStatement.rest.resource.supportedProfile",
+    "http://hl7.org/fhir/SearchParameter/conformance-title",
+    "CapabilityStatement.title",
+    "http://hl7.org/fhir/SearchParameter/conformance-url",
+    "CapabilityStatement.url",
+    "http://hl7.org/fhir/SearchParameter/conformance-version",
+    "activity-code",
+    "http://hl7.org/fhir/SearchParameter/CarePlan-activity-code",
+    "CarePlan.activity.detail.code",
+    "activity-date",
+    "http://hl7.org/fhir/SearchParameter/CarePlan-activity-date",
+    "CarePlan.activity.detail.scheduled",
+    "activity-reference",
+    "http://hl7.org/fhir/SearchParameter/CarePlan-activity-reference",
+    "CarePlan.activity.reference",
+    "http://hl7.org/fhir/SearchParameter/CarePlan-based-on",
+    "CarePlan.basedOn",
+    "care-team",
+    "http://hl7.org/fhir/SearchParameter/CarePlan-care-team",
+    "CarePlan.careTeam",
+    "http://hl7.org/fhir/SearchParameter/CarePlan-category",
+    "CarePlan.category",
+    "condition",
+    "http://hl7.org/fhir/SearchParameter/CarePlan-condition",
+    "CarePlan.addresses",
+    "CarePlan.period",
+    "encounter",
+    "http://hl7.org/fhir/SearchParameter/CarePlan-encounter",
+    "CarePlan.encounter",
+    "goal",
+    "http://hl7.org/fhir/SearchParameter/CarePlan-goal",
+    "CarePlan.goal",
+    "CarePlan.identifier",
+    "instantiates-canonical",
+    "http://hl7.org/fhir/SearchParameter/CarePlan-instantiates-canonical",
+    "CarePlan.instantiatesCanonical",
+    "instantiates-uri",
+    "http://hl7.org/fhir/SearchParameter/CarePlan-instantiates-uri",
+    "CarePlan.instantiatesUri",
+    "intent",
+    "http://hl7.org/fhir/SearchParameter/CarePlan-intent",
+    "CarePlan.intent",
+    "part-of",
+    "http://hl7.org/fhir/SearchParameter/CarePlan-part-of",
+    "CarePlan.partOf",
+    "CarePlan.subject.where(resolve() is Patient)",
+    "performer",
+    "http://hl7.org/fhir/SearchParameter/CarePlan-performer",
+    "CarePlan.activity.detail.performer",
+    "replaces",
+    "http://hl7.org/fhir/SearchParameter/CarePlan-replaces",
+    "CarePlan.replaces",
+    "http://hl7.org/fhir/SearchParameter/CarePlan-status",
+    "CarePlan.status",
+    "http://hl7.org/fhir/SearchParameter/CarePlan-subject",
+    "CarePlan.subject",
+    "http://hl7.org/fhir/SearchParameter/CareTeam-category",
+    "CareTeam.category",
+    "CareTeam.period",
+    "http://hl7.org/fhir/SearchParameter/CareTeam-encounter",
+    "CareTeam.encounter",
+    "CareTeam.identifier",
+    "participant",
+    "http://hl7.org/fhir/SearchParameter/CareTeam-participant",
+    "CareTeam.participant.member",
+    "CareTeam.subject.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/CareTeam-status",
+    "CareTeam.status",
+    "http://hl7.org/fhir/SearchParameter/CareTeam-subject",
+    "CareTeam.subject",
+    "account",
+    "http://hl7.org/fhir/SearchParameter/ChargeItem-account",
+    "ChargeItem.account",
+    "http://hl7.org/fhir/SearchParameter/ChargeItem-code",
+    "ChargeItem.code",
+    "http://hl7.org/fhir/SearchParameter/ChargeItem-context",
+    "ChargeItem.context",
+    "entered-date",
+    "http://hl7.org/fhir/SearchParameter/ChargeItem-entered-date",
+    "ChargeItem.enteredDate",
+    "enterer",
+    "http://hl7.org/fhir/SearchParameter/ChargeItem-enterer",
+    "ChargeItem.enterer",
+    "factor-override",
+    "http://hl7.org/fhir/SearchParameter/ChargeItem-factor-override",
+    "ChargeItem.factorOverride",
+    "http://hl7.org/fhir/SearchParameter/ChargeItem-identifier",
+    "ChargeItem.identifier",
+    "occurrence",
+    "http://hl7.org/fhir/SearchParameter/ChargeItem-occurrence",
+    "ChargeItem.occurrence",
+    "http://hl7.org/fhir/SearchParameter/ChargeItem-patient",
+    "ChargeItem.subject.where(resolve() is Patient)",
+    "performer-actor",
+    "http://hl7.org/fhir/SearchParameter/ChargeItem-performer-actor",
+    "ChargeItem.performer.actor",
+    "performer-function",
+    "http://hl7.org/fhir/SearchParameter/ChargeItem-performer-function",
+    "ChargeItem.performer.function",
+    "performing-organization",
+    "http://hl7.org/fhir/SearchParameter/ChargeItem-performing-organization",
+    "ChargeItem.performingOrganization",
+    "price-override",
+    "http://hl7.org/fhir/SearchParameter/ChargeItem-price-override",
+    "ChargeItem.priceOverride",
+    "quantity",
+    "http://hl7.org/fhir/SearchParameter/ChargeItem-quantity",
+    "ChargeItem.quantity",
+    "requesting-organization",
+    "http://hl7.org/fhir/SearchParameter/ChargeItem-requesting-organization",
+    "ChargeItem.requestingOrganization",
+    "service",
+    "http://hl7.org/fhir/SearchParameter/ChargeItem-service",
+    "ChargeItem.service",
+    "http://hl7.org/fhir/SearchParameter/ChargeItem-subject",
+    "ChargeItem.subject",
+    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-context",
+    "(ChargeItemDefinition.useContext.value as CodeableConcept)",
+    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-context-quantity",
+    "(ChargeItemDefinition.useContext.value as Quantity) | (ChargeItemDefinition.useContext.value as Range)",
+    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-context-type",
+    "ChargeItemDefinition.useContext.code",
+    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-context-type-quantity",
+    "ChargeItemDefinition.useContext",
+    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-context-type-value",
+    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-date",
+    "ChargeItemDefinition.date",
+    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-description",
+    "ChargeItemDefinition.description",
+    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-effective",
+    "ChargeItemDefinition.effectivePeriod",
+    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-identifier",
+    "ChargeItemDefinition.identifier",
+    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-jurisdiction",
+    "ChargeItemDefinition.jurisdiction",
+    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-publisher",
+    "ChargeItemDefinition.publisher",
+    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-status",
+    "ChargeItemDefinition.status",
+    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-title",
+    "ChargeItemDefinition.title",
+    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-url",
+    "ChargeItemDefinition.url",
+    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-version",
+    "ChargeItemDefinition.version",
+    "http://hl7.org/fhir/SearchParameter/Claim-care-team",
+    "Claim.careTeam.provider",
+    "http://hl7.org/fhir/SearchParameter/Claim-created",
+    "Claim.created",
+    "detail-udi",
+    "http://hl7.org/fhir/SearchParameter/Claim-detail-udi",
+    "Claim.item.detail.udi",
+    "http://hl7.org/fhir/SearchParameter/Claim-encounter",
+    "Claim.item.encounter",
+    "http://hl7.org/fhir/SearchParameter/Claim-enterer",
+    "Claim.enterer",
+    "facility",
+    "http://hl7.org/fhir/SearchParameter/Claim-facility",
+    "Claim.facility",
+    "http://hl7.org/fhir/SearchParameter/Claim-identifier",
+    "Claim.identifier",
+    "insurer",
+    "http://hl7.org/fhir/SearchParameter/Claim-insurer",
+    "Claim.insurer",
+    "item-udi",
+    "http://hl7.org/fhir/SearchParameter/Claim-item-udi",
+    "Claim.item.udi",
+    "http://hl7.org/fhir/SearchParameter/Claim-patient",
+    "Claim.patient",
+    "payee",
+    "http://hl7.org/fhir/SearchParameter/Claim-payee",
+    "Claim.payee.party",
+    "priority",
+    "http://hl7.org/fhir/SearchParameter/Claim-priority",
+    "Claim.priority",
+    "procedure-udi",
+    "http://hl7.org/fhir/SearchParameter/Claim-procedure-udi",
+    "Claim.procedure.udi",
+    "provider",
+    "http://hl7.org/fhir/SearchParameter/Claim-provider",
+    "Claim.provider",
+    "http://hl7.org/fhir/SearchParameter/Claim-status",
+    "Claim.status",
+    "subdetail-udi",
+    "http://hl7.org/fhir/SearchParameter/Claim-subdetail-udi",
+    "Claim.item.detail.subDetail.udi",
+    "use",
+    "http://hl7.org/fhir/SearchParameter/Claim-use",
+    "Claim.use",
+    "http://hl7.org/fhir/SearchParameter/ClaimResponse-created",
+    "ClaimResponse.created",
+    "disposition",
+    "http://hl7.org/fhir/SearchParameter/ClaimResponse-disposition",
+    "ClaimResponse.disposition",
+    "http://hl7.org/fhir/SearchParameter/ClaimResponse-identifier",
+    "ClaimResponse.identifier",
+    "http://hl7.org/fhir/SearchParameter/ClaimResponse-insurer",
+    "ClaimResponse.insurer",
+    "http://hl7.org/fhir/SearchParameter/ClaimResponse-outcome",
+    "ClaimResponse.outcome",
+    "http://hl7.org/fhir/SearchParameter/ClaimResponse-patient",
+    "ClaimResponse.patient",
+    "payment-date",
+    "http://hl7.org/fhir/SearchParameter/ClaimResponse-payment-date",
+    "ClaimResponse.payment.date",
+    "request",
+    "http://hl7.org/fhir/SearchParameter/ClaimResponse-request",
+    "ClaimResponse.request",
+    "requestor",
+    "http://hl7.org/fhir/SearchParameter/ClaimResponse-requestor",
+    "ClaimResponse.requestor",
+    "http://hl7.org/fhir/SearchParameter/ClaimResponse-status",
+    "ClaimResponse.status",
+    "http://hl7.org/fhir/SearchParameter/ClaimResponse-use",
+    "ClaimResponse.use",
+    "assessor",
+    "http://hl7.org/fhir/SearchParameter/ClinicalImpression-assessor",
+    "ClinicalImpression.assessor",
+    "ClinicalImpression.date",
+    "http://hl7.org/fhir/SearchParameter/ClinicalImpression-encounter",
+    "ClinicalImpression.encounter",
+    "finding-code",
+    "http://hl7.org/fhir/SearchParameter/ClinicalImpression-finding-code",
+    "ClinicalImpression.finding.itemCodeableConcept",
+    "finding-ref",
+    "http://hl7.org/fhir/SearchParameter/ClinicalImpression-finding-ref",
+    "ClinicalImpression.finding.itemReference",
+    "http://hl7.org/fhir/SearchParameter/ClinicalImpression-identifier",
+    "ClinicalImpression.identifier",
+    "investigation",
+    "http://hl7.org/fhir/SearchParameter/ClinicalImpression-investigation",
+    "ClinicalImpression.investigation.item",
+    "ClinicalImpression.subject.where(resolve() is Patient)",
+    "previous",
+    "http://hl7.org/fhir/SearchParameter/ClinicalImpression-previous",
+    "ClinicalImpression.previous",
+    "problem",
+    "http://hl7.org/fhir/SearchParameter/ClinicalImpression-problem",
+    "ClinicalImpression.problem",
+    "http://hl7.org/fhir/SearchParameter/ClinicalImpression-status",
+    "ClinicalImpression.status",
+    "http://hl7.org/fhir/SearchParameter/ClinicalImpression-subject",
+    "ClinicalImpression.subject",
+    "http://hl7.org/fhir/SearchParameter/ClinicalImpression-supporting-info",
+    "ClinicalImpression.supportingInfo",
+    "http://hl7.org/fhir/SearchParameter/CodeSystem-code",
+    "CodeSystem.concept.code",
+    "content-mode",
+    "http://hl7.org/fhir/SearchParameter/CodeSystem-content-mode",
+    "CodeSystem.content",
+    "(CodeSystem.useContext.value as CodeableConcept)",
+    "(CodeSystem.useContext.value as Quantity) | (CodeSystem.useContext.value as Range)",
+    "CodeSystem.useContext.code",
+    "CodeSystem.useContext",
+    "CodeSystem.date",
+    "CodeSystem.description",
+    "http://hl7.org/fhir/SearchParameter/conformance-identifier",
+    "CodeSystem.identifier",
+    "CodeSystem.jurisdiction",
+    "language",
+    "http://hl7.org/fhir/SearchParameter/CodeSystem-language",
+    "CodeSystem.concept.designation.language",
+    "CodeSystem.name",
+    "CodeSystem.publisher",
+    "CodeSystem.status",
+    "supplements",
+    "http://hl7.org/fhir/SearchParameter/CodeSystem-supplements",
+    "CodeSystem.supplements",
+    "system",
+    "http://hl7.org/fhir/SearchParameter/CodeSystem-system",
+    "CodeSystem.url",
+    "CodeSystem.title",
+    "CodeSystem.version",
+    "http://hl7.org/fhir/SearchParameter/Communication-based-on",
+    "Communication.basedOn",
+    "http://hl7.org/fhir/SearchParameter/Communication-category",
+    "Communication.category",
+    "http://hl7.org/fhir/SearchParameter/Communication-encounter",
+    "Communication.encounter",
+    "http://hl7.org/fhir/SearchParameter/Communication-identifier",
+    "Communication.identifier",
+    "http://hl7.org/fhir/SearchParameter/Communication-instantiates-canonical",
+    "Communication.instantiatesCanonical",
+    "http://hl7.org/fhir/SearchParameter/Communication-instantiates-uri",
+    "Communication.instantiatesUri",
+    "medium",
+    "http://hl7.org/fhir/SearchParameter/Communication-medium",
+    "Communication.medium",
+    "http://hl7.org/fhir/SearchParameter/Communication-part-of",
+    "Communication.partOf",
+    "http://hl7.org/fhir/SearchParameter/Communication-patient",
+    "Communication.subject.where(resolve() is Patient)",
+    "received",
+    "http://hl7.org/fhir/SearchParameter/Communication-received",
+    "Communication.received",
+    "recipient",
+    "http://hl7.org/fhir/SearchParameter/Communication-recipient",
+    "Communication.recipient",
+    "sender",
+    "http://hl7.org/fhir/SearchParameter/Communication-sender",
+    "Communication.sender",
+    "sent",
+    "http://hl7.org/fhir/SearchParameter/Communication-sent",
+    "Communication.sent",
+    "http://hl7.org/fhir/SearchParameter/Communication-status",
+    "Communication.status",
+    "http://hl7.org/fhir/SearchParameter/Communication-subject",
+    "Communication.subject",
+    "authored",
+    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-authored",
+    "CommunicationRequest.authoredOn",
+    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-based-on",
+    "CommunicationRequest.basedOn",
+    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-category",
+    "CommunicationRequest.category",
+    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-encounter",
+    "CommunicationRequest.encounter",
+    "group-identifier",
+    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-group-identifier",
+    "CommunicationRequest.groupIdentifier",
+    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-identifier",
+    "CommunicationRequest.identifier",
+    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-medium",
+    "CommunicationRequest.medium",
+    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-occurrence",
+    "(CommunicationRequest.occurrence as dateTime)",
+    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-patient",
+    "CommunicationRequest.subject.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-priority",
+    "CommunicationRequest.priority",
+    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-recipient",
+    "CommunicationRequest.recipient",
+    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-replaces",
+    "CommunicationRequest.replaces",
+    "requester",
+    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-requester",
+    "CommunicationRequest.requester",
+    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-sender",
+    "CommunicationRequest.sender",
+    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-status",
+    "CommunicationRequest.status",
+    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-subject",
+    "CommunicationRequest.subject",
+    "http://hl7.org/fhir/SearchParameter/CompartmentDefinition-code",
+    "CompartmentDefinition.code",
+    "(CompartmentDefinition.useContext.value as CodeableConcept)",
+    "(CompartmentDefinition.useContext.value as Quantity) | (CompartmentDefinition.useContext.value as Range)",
+    "CompartmentDefinition.useContext.code",
+    "CompartmentDefinition.useContext",
+    "CompartmentDefinition.date",
+    "CompartmentDefinition.description",
+    "CompartmentDefinition.name",
+    "CompartmentDefinition.publisher",
+    "http://hl7.org/fhir/SearchParameter/CompartmentDefinition-resource",
+    "CompartmentDefinition.resource.code",
+    "CompartmentDefinition.status",
+    "CompartmentDefinition.url",
+    "CompartmentDefinition.version",
+    "attester",
+    "http://hl7.org/fhir/SearchParameter/Composition-attester",
+    "Composition.attester.party",
+    "http://hl7.org/fhir/SearchParameter/Composition-author",
+    "Composition.author",
+    "http://hl7.org/fhir/SearchParameter/Composition-category",
+    "Composition.category",
+    "confidentiality",
+    "http://hl7.org/fhir/SearchParameter/Composition-confidentiality",
+    "Composition.confidentiality",
+    "http://hl7.org/fhir/SearchParameter/Composition-context",
+    "Composition.event.code",
+    "Composition.date",
+    "http://hl7.org/fhir/SearchParameter/clinical-encounter",
+    "Composition.encounter",
+    "entry",
+    "http://hl7.org/fhir/SearchParameter/Composition-entry",
+    "Composition.section.entry",
+    "Composition.identifier",
+    "Composition.subject.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/Composition-period",
+    "Composition.event.period",
+    "related-id",
+    "http://hl7.org/fhir/SearchParameter/Composition-related-id",
+    "(Composition.relatesTo.target as Identifier)",
+    "related-ref",
+    "http://hl7.org/fhir/SearchParameter/Composition-related-ref",
+    "(Composition.relatesTo.target as Reference)",
+    "section",
+    "http://hl7.org/fhir/SearchParameter/Composition-section",
+    "Composition.section.code",
+    "http://hl7.org/fhir/SearchParameter/Composition-status",
+    "Composition.status",
+    "http://hl7.org/fhir/SearchParameter/Composition-subject",
+    "Composition.subject",
+    "http://hl7.org/fhir/SearchParameter/Composition-title",
+    "Composition.title",
+    "Composition.type",
+    "(ConceptMap.useContext.value as CodeableConcept)",
+    "(ConceptMap.useContext.value as Quantity) | (ConceptMap.useContext.value as Range)",
+    "ConceptMap.useContext.code",
+    "ConceptMap.useContext",
+    "ConceptMap.date",
+    "dependson",
+    "http://hl7.org/fhir/SearchParameter/ConceptMap-dependson",
+    "ConceptMap.group.element.target.dependsOn.property",
+    "ConceptMap.description",
+    "ConceptMap.identifier",
+    "ConceptMap.jurisdiction",
+    "ConceptMap.name",
+    "other",
+    "http://hl7.org/fhir/SearchParameter/ConceptMap-other",
+    "ConceptMap.group.unmapped.url",
+    "product",
+    "http://hl7.org/fhir/SearchParameter/ConceptMap-product",
+    "ConceptMap.group.element.target.product.property",
+    "ConceptMap.publisher",
+    "http://hl7.org/fhir/SearchParameter/ConceptMap-source",
+    "(ConceptMap.source as canonical)",
+    "source-code",
+    "http://hl7.org/fhir/SearchParameter/ConceptMap-source-code",
+    "ConceptMap.group.element.code",
+    "source-system",
+    "http://hl7.org/fhir/SearchParameter/ConceptMap-source-system",
+    "ConceptMap.group.source",
+    "source-uri",
+    "http://hl7.org/fhir/SearchParameter/ConceptMap-source-uri",
+    "(ConceptMap.source as uri)",
+    "ConceptMap.status",
+    "target",
+    "http://hl7.org/fhir/SearchParameter/ConceptMap-target",
+    "(ConceptMap.target as canonical)",
+    "target-code",
+    "http://hl7.org/fhir/SearchParameter/ConceptMap-target-code",
+    "ConceptMap.group.element.target.code",
+    "target-system",
+    "http://hl7.org/fhir/SearchParameter/ConceptMap-target-system",
+    "ConceptMap.group.target",
+    "target-uri",
+    "http://hl7.org/fhir/SearchParameter/ConceptMap-target-uri",
+    "(ConceptMap.target as uri)",
+    "ConceptMap.title",
+    "ConceptMap.url",
+    "ConceptMap.version",
+    "abatement-age",
+    "http://hl7.org/fhir/SearchParameter/Condition-abatement-age",
+    "Condition.abatement.as(Age) | Condition.abatement.as(Range)",
+    "abatement-date",
+    "http://hl7.org/fhir/SearchParameter/Condition-abatement-date",
+    "Condition.abatement.as(dateTime) | Condition.abatement.as(Period)",
+    "abatement-string",
+    "http://hl7.org/fhir/SearchParameter/Condition-abatement-string",
+    "Condition.abatement.as(string)",
+    "http://hl7.org/fhir/SearchParameter/Condition-asserter",
+    "Condition.asserter",
+    "body-site",
+    "http://hl7.org/fhir/SearchParameter/Condition-body-site",
+    "Condition.bodySite",
+    "http://hl7.org/fhir/SearchParameter/Condition-category",
+    "Condition.category",
+    "http://hl7.org/fhir/SearchParameter/Condition-clinical-status",
+    "Condition.clinicalStatus",
+    "Condition.code",
+    "http://hl7.org/fhir/SearchParameter/Condition-encounter",
+    "Condition.encounter",
+    "evidence",
+    "http://hl7.org/fhir/SearchParameter/Condition-evidence",
+    "Condition.evidence.code",
+    "evidence-detail",
+    "http://hl7.org/fhir/SearchParameter/Condition-evidence-detail",
+    "Condition.evidence.detail",
+    "Condition.identifier",
+    "onset-age",
+    "http://hl7.org/fhir/SearchParameter/Condition-onset-age",
+    "Condition.onset.as(Age) | Condition.onset.as(Range)",
+    "onset-date",
+    "http://hl7.org/fhir/SearchParameter/Condition-onset-date",
+    "Condition.onset.as(dateTime) | Condition.onset.as(Period)",
+    "onset-info",
+    "http://hl7.org/fhir/SearchParameter/Condition-onset-info",
+    "Condition.onset.as(string)",
+    "Condition.subject.where(resolve() is Patient)",
+    "recorded-date",
+    "http://hl7.org/fhir/SearchParameter/Condition-recorded-date",
+    "Condition.recordedDate",
+    "http://hl7.org/fhir/SearchParameter/Condition-severity",
+    "Condition.severity",
+    "stage",
+    "http://hl7.org/fhir/SearchParameter/Condition-stage",
+    "Condition.stage.summary",
+    "http://hl7.org/fhir/SearchParameter/Condition-subject",
+    "Condition.subject",
+    "http://hl7.org/fhir/SearchParameter/Condition-verification-status",
+    "Condition.verificationStatus",
+    "http://hl7.org/fhir/SearchParameter/Consent-action",
+    "Consent.provision.action",
+    "http://hl7.org/fhir/SearchParameter/Consent-actor",
+    "Consent.provision.actor.reference",
+    "http://hl7.org/fhir/SearchParameter/Consent-category",
+    "Consent.category",
+    "consentor",
+    "http://hl7.org/fhir/SearchParameter/Consent-consentor",
+    "Consent.performer",
+    "data",
+    "http://hl7.org/fhir/SearchParameter/Consent-data",
+    "Consent.provision.data.reference",
+    "Consent.dateTime",
+    "Consent.identifier",
+    "organization",
+    "http://hl7.org/fhir/SearchParameter/Consent-organization",
+    "Consent.organization",
+    "Consent.patient",
+    "http://hl7.org/fhir/SearchParameter/Consent-period",
+    "Consent.provision.period",
+    "purpose",
+    "http://hl7.org/fhir/SearchParameter/Consent-purpose",
+    "Consent.provision.purpose",
+    "scope",
+    "http://hl7.org/fhir/SearchParameter/Consent-scope",
+    "Consent.scope",
+    "security-label",
+    "http://hl7.org/fhir/SearchParameter/Consent-security-label",
+    "Consent.provision.securityLabel",
+    "source-reference",
+    "http://hl7.org/fhir/SearchParameter/Consent-source-reference",
+    "Consent.source",
+    "http://hl7.org/fhir/SearchParameter/Consent-status",
+    "Consent.status",
+    "authority",
+    "http://hl7.org/fhir/SearchParameter/Contract-authority",
+    "Contract.authority",
+    "domain",
+    "http://hl7.org/fhir/SearchParameter/Contract-domain",
+    "Contract.domain",
+    "http://hl7.org/fhir/SearchParameter/Contract-identifier",
+    "Contract.identifier",
+    "instantiates",
+    "http://hl7.org/fhir/SearchParameter/Contract-instantiates",
+    "Contract.instantiatesUri",
+    "issued",
+    "http://hl7.org/fhir/SearchParameter/Contract-issued",
+    "Contract.issued",
+    "http://hl7.org/fhir/SearchParameter/Contract-patient",
+    "Contract.subject.where(resolve() is Patient)",
+    "signer",
+    "http://hl7.org/fhir/SearchParameter/Contract-signer",
+    "Contract.signer.party",
+    "http://hl7.org/fhir/SearchParameter/Contract-status",
+    "Contract.status",
+    "http://hl7.org/fhir/SearchParameter/Contract-subject",
+    "Contract.subject",
+    "http://hl7.org/fhir/SearchParameter/Contract-url",
+    "Contract.url",
+    "beneficiary",
+    "http://hl7.org/fhir/SearchParameter/Coverage-beneficiary",
+    "Coverage.beneficiary",
+    "class-type",
+    "http://hl7.org/fhir/SearchParameter/Coverage-class-type",
+    "Coverage.class.type",
+    "class-value",
+    "http://hl7.org/fhir/SearchParameter/Coverage-class-value",
+    "Coverage.class.value",
+    "dependent",
+    "http://hl7.org/fhir/SearchParameter/Coverage-dependent",
+    "Coverage.dependent",
+    "http://hl7.org/fhir/SearchParameter/Coverage-identifier",
+    "Coverage.identifier",
+    "http://hl7.org/fhir/SearchParameter/Coverage-patient",
+    "payor",
+    "http://hl7.org/fhir/SearchParameter/Coverage-payor",
+    "Coverage.payor",
+    "policy-holder",
+    "http://hl7.org/fhir/SearchParameter/Coverage-policy-holder",
+    "Coverage.policyHolder",
+    "http://hl7.org/fhir/SearchParameter/Coverage-status",
+    "Coverage.status",
+    "subscriber",
+    "http://hl7.org/fhir/SearchParameter/Coverage-subscriber",
+    "Coverage.subscriber",
+    "http://hl7.org/fhir/SearchParameter/Coverage-type",
+    "Coverage.type",
+    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityRequest-created",
+    "CoverageEligibilityRequest.created",
+    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityRequest-enterer",
+    "CoverageEligibilityRequest.enterer",
+    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityRequest-facility",
+    "CoverageEligibilityRequest.facility",
+    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityRequest-identifier",
+    "CoverageEligibilityRequest.identifier",
+    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityRequest-patient",
+    "CoverageEligibilityRequest.patient",
+    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityRequest-provider",
+    "CoverageEligibilityRequest.provider",
+    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityRequest-status",
+    "CoverageEligibilityRequest.status",
+    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityResponse-created",
+    "CoverageEligibilityResponse.created",
+    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityResponse-disposition",
+    "CoverageEligibilityResponse.disposition",
+    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityResponse-identifier",
+    "CoverageEligibilityResponse.identifier",
+    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityResponse-insurer",
+    "CoverageEligibilityResponse.insurer",
+    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityResponse-outcome",
+    "CoverageEligibilityResponse.outcome",
+    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityResponse-patient",
+    "CoverageEligibilityResponse.patient",
+    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityResponse-request",
+    "CoverageEligibilityResponse.request",
+    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityResponse-requestor",
+    "CoverageEligibilityResponse.requestor",
+    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityResponse-status",
+    "CoverageEligibilityResponse.status",
+    "http://hl7.org/fhir/SearchParameter/DetectedIssue-author",
+    "DetectedIssue.author",
+    "http://hl7.org/fhir/SearchParameter/DetectedIssue-code",
+    "DetectedIssue.code",
+    "identified",
+    "http://hl7.org/fhir/SearchParameter/DetectedIssue-identified",
+    "DetectedIssue.identified",
+    "DetectedIssue.identifier",
+    "implicated",
+    "http://hl7.org/fhir/SearchParameter/DetectedIssue-implicated",
+    "DetectedIssue.implicated",
+    "DetectedIssue.patient",
+    "device-name",
+    "http://hl7.org/fhir/SearchParameter/Device-device-name",
+    "Device.deviceName.name | Device.type.coding.display | Device.type.text",
+    "http://hl7.org/fhir/SearchParameter/Device-identifier",
+    "Device.identifier",
+    "http://hl7.org/fhir/SearchParameter/Device-location",
+    "Device.location",
+    "manufacturer",
+    "http://hl7.org/fhir/SearchParameter/Device-manufacturer",
+    "Device.manufacturer",
+    "model",
+    "http://hl7.org/fhir/SearchParameter/Device-model",
+    "Device.modelNumber",
+    "http://hl7.org/fhir/SearchParameter/Device-organization",
+    "Device.owner",
+    "http://hl7.org/fhir/SearchParameter/Device-patient",
+    "Device.patient",
+    "http://hl7.org/fhir/SearchParameter/Device-status",
+    "Device.status",
+    "http://hl7.org/fhir/SearchParameter/Device-type",
+    "Device.type",
+    "udi-carrier",
+    "http://hl7.org/fhir/SearchParameter/Device-udi-carrier",
+    "Device.udiCarrier.carrierHRF",
+    "udi-di",
+    "http://hl7.org/fhir/SearchParameter/Device-udi-di",
+    "Device.udiCarrier.deviceIdentifier",
+    "http://hl7.org/fhir/SearchParameter/Device-url",
+    "Device.url",
+    "http://hl7.org/fhir/SearchParameter/DeviceDefinition-identifier",
+    "DeviceDefinition.identifier",
+    "parent",
+    "http://hl7.org/fhir/SearchParameter/DeviceDefinition-parent",
+    "DeviceDefinition.parentDevice",
+    "http://hl7.org/fhir/SearchParameter/DeviceDefinition-type",
+    "DeviceDefinition.type",
+    "http://hl7.org/fhir/SearchParameter/DeviceMetric-category",
+    "DeviceMetric.category",
+    "http://hl7.org/fhir/SearchParameter/DeviceMetric-identifier",
+    "DeviceMetric.identifier",
+    "http://hl7.org/fhir/SearchParameter/DeviceMetric-parent",
+    "DeviceMetric.parent",
+    "http://hl7.org/fhir/SearchParameter/DeviceMetric-source",
+    "DeviceMetric.source",
+    "http://hl7.org/fhir/SearchParameter/DeviceMetric-type",
+    "DeviceMetric.type",
+    "authored-on",
+    "http://hl7.org/fhir/SearchParameter/DeviceRequest-authored-on",
+    "DeviceRequest.authoredOn",
+    "http://hl7.org/fhir/SearchParameter/DeviceRequest-based-on",
+    "DeviceRequest.basedOn",
+    "(DeviceRequest.code as CodeableConcept)",
+    "device",
+    "http://hl7.org/fhir/SearchParameter/DeviceRequest-device",
+    "(DeviceRequest.code as Reference)",
+    "DeviceRequest.encounter",
+    "event-date",
+    "http://hl7.org/fhir/SearchParameter/DeviceRequest-event-date",
+    "(DeviceRequest.occurrence as dateTime) | (DeviceRequest.occurrence as Period)",
+    "http://hl7.org/fhir/SearchParameter/DeviceRequest-group-identifier",
+    "DeviceRequest.groupIdentifier",
+    "DeviceRequest.identifier",
+    "http://hl7.org/fhir/SearchParameter/DeviceRequest-instantiates-canonical",
+    "DeviceRequest.instantiatesCanonical",
+    "http://hl7.org/fhir/SearchParameter/DeviceRequest-instantiates-uri",
+    "DeviceRequest.instantiatesUri",
+    "insurance",
+    "http://hl7.org/fhir/SearchParameter/DeviceRequest-insurance",
+    "DeviceRequest.insurance",
+    "http://hl7.org/fhir/SearchParameter/DeviceRequest-intent",
+    "DeviceRequest.intent",
+    "DeviceRequest.subject.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/DeviceRequest-performer",
+    "DeviceRequest.performer",
+    "prior-request",
+    "http://hl7.org/fhir/SearchParameter/DeviceRequest-prior-request",
+    "DeviceRequest.priorRequest",
+    "http://hl7.org/fhir/SearchParameter/DeviceRequest-requester",
+    "DeviceRequest.requester",
+    "http://hl7.org/fhir/SearchParameter/DeviceRequest-status",
+    "DeviceRequest.status",
+    "http://hl7.org/fhir/SearchParameter/DeviceRequest-subject",
+    "DeviceRequest.subject",
+    "http://hl7.org/fhir/SearchParameter/DeviceUseStatement-device",
+    "DeviceUseStatement.device",
+    "http://hl7.org/fhir/SearchParameter/DeviceUseStatement-identifier",
+    "DeviceUseStatement.identifier",
+    "DeviceUseStatement.subject",
+    "http://hl7.org/fhir/SearchParameter/DeviceUseStatement-subject",
+    "http://hl7.org/fhir/SearchParameter/DiagnosticReport-based-on",
+    "DiagnosticReport.basedOn",
+    "http://hl7.org/fhir/SearchParameter/DiagnosticReport-category",
+    "DiagnosticReport.category",
+    "DiagnosticReport.code",
+    "conclusion",
+    "http://hl7.org/fhir/SearchParameter/DiagnosticReport-conclusion",
+    "DiagnosticReport.conclusionCode",
+    "DiagnosticReport.effective",
+    "DiagnosticReport.encounter",
+    "DiagnosticReport.identifier",
+    "http://hl7.org/fhir/SearchParameter/DiagnosticReport-issued",
+    "DiagnosticReport.issued",
+    "media",
+    "http://hl7.org/fhir/SearchParameter/DiagnosticReport-media",
+    "DiagnosticReport.media.link",
+    "DiagnosticReport.subject.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/DiagnosticReport-performer",
+    "DiagnosticReport.performer",
+    "result",
+    "http://hl7.org/fhir/SearchParameter/DiagnosticReport-result",
+    "DiagnosticReport.result",
+    "results-interpreter",
+    "http://hl7.org/fhir/SearchParameter/DiagnosticReport-results-interpreter",
+    "DiagnosticReport.resultsInterpreter",
+    "specimen",
+    "http://hl7.org/fhir/SearchParameter/DiagnosticReport-specimen",
+    "DiagnosticReport.specimen",
+    "http://hl7.org/fhir/SearchParameter/DiagnosticReport-status",
+    "DiagnosticReport.status",
+    "http://hl7.org/fhir/SearchParameter/DiagnosticReport-subject",
+    "DiagnosticReport.subject",
+    "http://hl7.org/fhir/SearchParameter/DocumentManifest-author",
+    "DocumentManifest.author",
+    "http://hl7.org/fhir/SearchParameter/DocumentManifest-created",
+    "DocumentManifest.created",
+    "http://hl7.org/fhir/SearchParameter/DocumentManifest-description",
+    "DocumentManifest.description",
+    "DocumentManifest.masterIdentifier | DocumentManifest.identifier",
+    "item",
+    "http://hl7.org/fhir/SearchParameter/DocumentManifest-item",
+    "DocumentManifest.content",
+    "DocumentManifest.subject.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/DocumentManifest-recipient",
+    "DocumentManifest.recipient",
+    "http://hl7.org/fhir/SearchParameter/DocumentManifest-related-id",
+    "DocumentManifest.related.identifier",
+    "http://hl7.org/fhir/SearchParameter/DocumentManifest-related-ref",
+    "DocumentManifest.related.ref",
+    "http://hl7.org/fhir/SearchParameter/DocumentManifest-source",
+    "DocumentManifest.source",
+    "http://hl7.org/fhir/SearchParameter/DocumentManifest-status",
+    "DocumentManifest.status",
+    "http://hl7.org/fhir/SearchParameter/DocumentManifest-subject",
+    "DocumentManifest.subject",
+    "DocumentManifest.type",
+    "authenticator",
+    "http://hl7.org/fhir/SearchParameter/DocumentReference-authenticator",
+    "DocumentReference.authenticator",
+    "http://hl7.org/fhir/SearchParameter/DocumentReference-author",
+    "DocumentReference.author",
+    "http://hl7.org/fhir/SearchParameter/DocumentReference-category",
+    "DocumentReference.category",
+    "contenttype",
+    "http://hl7.org/fhir/SearchParameter/DocumentReference-contenttype",
+    "DocumentReference.content.attachment.contentType",
+    "custodian",
+    "http://hl7.org/fhir/SearchParameter/DocumentReference-custodian",
+    "DocumentReference.custodian",
+    "http://hl7.org/fhir/SearchParameter/DocumentReference-date",
+    "DocumentReference.date",
+    "http://hl7.org/fhir/SearchParameter/DocumentReference-description",
+    "DocumentReference.description",
+    "DocumentReference.context.encounter",
+    "http://hl7.org/fhir/SearchParameter/DocumentReference-event",
+    "DocumentReference.context.event",
+    "http://hl7.org/fhir/SearchParameter/DocumentReference-facility",
+    "DocumentReference.context.facilityType",
+    "http://hl7.org/fhir/SearchParameter/DocumentReference-format",
+    "DocumentReference.content.format",
+    "DocumentReference.masterIdentifier | DocumentReference.identifier",
+    "http://hl7.org/fhir/SearchParameter/DocumentReference-language",
+    "DocumentReference.content.attachment.language",
+    "http://hl7.org/fhir/SearchParameter/DocumentReference-location",
+    "DocumentReference.content.attachment.url",
+    "DocumentReference.subject.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/DocumentReference-period",
+    "DocumentReference.context.period",
+    "related",
+    "http://hl7.org/fhir/SearchParameter/DocumentReference-related",
+    "DocumentReference.context.related",
+    "relatesto",
+    "http://hl7.org/fhir/SearchParameter/DocumentReference-relatesto",
+    "DocumentReference.relatesTo.target",
+    "relation",
+    "http://hl7.org/fhir/SearchParameter/DocumentReference-relation",
+    "DocumentReference.relatesTo.code",
+    "relationship",
+    "http://hl7.org/fhir/SearchParameter/DocumentReference-relationship",
+    "DocumentReference.relatesTo",
+    "http://hl7.org/fhir/SearchParameter/DocumentReference-security-label",
+    "DocumentReference.securityLabel",
+    "setting",
+    "http://hl7.org/fhir/SearchParameter/DocumentReference-setting",
+    "DocumentReference.context.practiceSetting",
+    "http://hl7.org/fhir/SearchParameter/DocumentReference-status",
+    "DocumentReference.status",
+    "http://hl7.org/fhir/SearchParameter/DocumentReference-subject",
+    "DocumentReference.subject",
+    "DocumentReference.type",
+    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-context",
+    "(EffectEvidenceSynthesis.useContext.value as CodeableConcept)",
+    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-context-quantity",
+    "(EffectEvidenceSynthesis.useContext.value as Quantity) | (EffectEvidenceSynthesis.useContext.value as Range)",
+    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-context-type",
+    "EffectEvidenceSynthesis.useContext.code",
+    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-context-type-quantity",
+    "EffectEvidenceSynthesis.useContext",
+    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-context-type-value",
+    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-date",
+    "EffectEvidenceSynthesis.date",
+    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-description",
+    "EffectEvidenceSynthesis.description",
+    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-effective",
+    "EffectEvidenceSynthesis.effectivePeriod",
+    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-identifier",
+    "EffectEvidenceSynthesis.identifier",
+    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-jurisdiction",
+    "EffectEvidenceSynthesis.jurisdiction",
+    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-name",
+    "EffectEvidenceSynthesis.name",
+    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-publisher",
+    "EffectEvidenceSynthesis.publisher",
+    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-status",
+    "EffectEvidenceSynthesis.status",
+    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-title",
+    "EffectEvidenceSynthesis.title",
+    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-url",
+    "EffectEvidenceSynthesis.url",
+    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-version",
+    "EffectEvidenceSynthesis.version",
+    "http://hl7.org/fhir/SearchParameter/Encounter-account",
+    "Encounter.account",
+    "http://hl7.org/fhir/SearchParameter/Encounter-appointment",
+    "Encounter.appointment",
+    "http://hl7.org/fhir/SearchParameter/Encounter-based-on",
+    "Encounter.basedOn",
+    "class",
+    "http://hl7.org/fhir/SearchParameter/Encounter-class",
+    "Encounter.class",
+    "Encounter.period",
+    "diagnosis",
+    "http://hl7.org/fhir/SearchParameter/Encounter-diagnosis",
+    "Encounter.diagnosis.condition",
+    "episode-of-care",
+    "http://hl7.org/fhir/SearchParameter/Encounter-episode-of-care",
+    "Encounter.episodeOfCare",
+    "Encounter.identifier",
+    "length",
+    "http://hl7.org/fhir/SearchParameter/Encounter-length",
+    "Encounter.length",
+    "http://hl7.org/fhir/SearchParameter/Encounter-location",
+    "Encounter.location.location",
+    "location-period",
+    "http://hl7.org/fhir/SearchParameter/Encounter-location-period",
+    "Encounter.location.period",
+    "http://hl7.org/fhir/SearchParameter/Encounter-part-of",
+    "Encounter.partOf",
+    "http://hl7.org/fhir/SearchParameter/Encounter-participant",
+    "Encounter.participant.individual",
+    "participant-type",
+    "http://hl7.org/fhir/SearchParameter/Encounter-participant-type",
+    "Encounter.participant.type",
+    "Encounter.subject.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/Encounter-practitioner",
+    "Encounter.participant.individual.where(resolve() is Practitioner)",
+    "http://hl7.org/fhir/SearchParameter/Encounter-reason-code",
+    "Encounter.reasonCode",
+    "http://hl7.org/fhir/SearchParameter/Encounter-reason-reference",
+    "Encounter.reasonReference",
+    "service-provider",
+    "http://hl7.org/fhir/SearchParameter/Encounter-service-provider",
+    "Encounter.serviceProvider",
+    "special-arrangement",
+    "http://hl7.org/fhir/SearchParameter/Encounter-special-arrangement",
+    "Encounter.hospitalization.specialArrangement",
+    "http://hl7.org/fhir/SearchParameter/Encounter-status",
+    "Encounter.status",
+    "http://hl7.org/fhir/SearchParameter/Encounter-subject",
+    "Encounter.subject",
+    "Encounter.type",
+    "connection-type",
+    "http://hl7.org/fhir/SearchParameter/Endpoint-connection-type",
+    "Endpoint.connectionType",
+    "http://hl7.org/fhir/SearchParameter/Endpoint-identifier",
+    "Endpoint.identifier",
+    "http://hl7.org/fhir/SearchParameter/Endpoint-name",
+    "Endpoint.name",
+    "http://hl7.org/fhir/SearchParameter/Endpoint-organization",
+    "Endpoint.managingOrganization",
+    "payload-type",
+    "http://hl7.org/fhir/SearchParameter/Endpoint-payload-type",
+    "Endpoint.payloadType",
+    "http://hl7.org/fhir/SearchParameter/Endpoint-status",
+    "Endpoint.status",
+    "http://hl7.org/fhir/SearchParameter/EnrollmentRequest-identifier",
+    "EnrollmentRequest.identifier",
+    "http://hl7.org/fhir/SearchParameter/EnrollmentRequest-patient",
+    "EnrollmentRequest.candidate",
+    "http://hl7.org/fhir/SearchParameter/EnrollmentRequest-status",
+    "EnrollmentRequest.status",
+    "http://hl7.org/fhir/SearchParameter/EnrollmentRequest-subject",
+    "http://hl7.org/fhir/SearchParameter/EnrollmentResponse-identifier",
+    "EnrollmentResponse.identifier",
+    "http://hl7.org/fhir/SearchParameter/EnrollmentResponse-request",
+    "EnrollmentResponse.request",
+    "http://hl7.org/fhir/SearchParameter/EnrollmentResponse-status",
+    "EnrollmentResponse.status",
+    "care-manager",
+    "http://hl7.org/fhir/SearchParameter/EpisodeOfCare-care-manager",
+    "EpisodeOfCare.careManager.where(resolve() is Practitioner)",
+    "http://hl7.org/fhir/SearchParameter/EpisodeOfCare-condition",
+    "EpisodeOfCare.diagnosis.condition",
+    "EpisodeOfCare.period",
+    "EpisodeOfCare.identifier",
+    "incoming-referral",
+    "http://hl7.org/fhir/SearchParameter/EpisodeOfCare-incoming-referral",
+    "EpisodeOfCare.referralRequest",
+    "http://hl7.org/fhir/SearchParameter/EpisodeOfCare-organization",
+    "EpisodeOfCare.managingOrganization",
+    "EpisodeOfCare.patient",
+    "http://hl7.org/fhir/SearchParameter/EpisodeOfCare-status",
+    "EpisodeOfCare.status",
+    "EpisodeOfCare.type",
+    "http://hl7.org/fhir/SearchParameter/EventDefinition-composed-of",
+    "EventDefinition.relatedArtifact.where(type='composed-of').resource",
+    "http://hl7.org/fhir/SearchParameter/EventDefinition-context",
+    "(EventDefinition.useContext.value as CodeableConcept)",
+    "http://hl7.org/fhir/SearchParameter/EventDefinition-context-quantity",
+    "(EventDefinition.useContext.value as Quantity) | (EventDefinition.useContext.value as Range)",
+    "http://hl7.org/fhir/SearchParameter/EventDefinition-context-type",
+    "EventDefinition.useContext.code",
+    "http://hl7.org/fhir/SearchParameter/EventDefinition-context-type-quantity",
+    "EventDefinition.useContext",
+    "http://hl7.org/fhir/SearchParameter/EventDefinition-context-type-value",
+    "http://hl7.org/fhir/SearchParameter/EventDefinition-date",
+    "EventDefinition.date",
+    "http://hl7.org/fhir/SearchParameter/EventDefinition-depends-on",
+    "EventDefinition.relatedArtifact.where(type='depends-on').resource",
+    "http://hl7.org/fhir/SearchParameter/EventDefinition-derived-from",
+    "EventDefinition.relatedArtifact.where(type='derived-from').resource",
+    "http://hl7.org/fhir/SearchParameter/EventDefinition-description",
+    "EventDefinition.description",
+    "http://hl7.org/fhir/SearchParameter/EventDefinition-effective",
+    "EventDefinition.effectivePeriod",
+    "http://hl7.org/fhir/SearchParameter/EventDefinition-identifier",
+    "EventDefinition.identifier",
+    "http://hl7.org/fhir/SearchParameter/EventDefinition-jurisdiction",
+    "EventDefinition.jurisdiction",
+    "http://hl7.org/fhir/SearchParameter/EventDefinition-name",
+    "EventDefinition.name",
+    "http://hl7.org/fhir/SearchParameter/EventDefinition-predecessor",
+    "EventDefinition.relatedArtifact.where(type='predecessor').resource",
+    "http://hl7.org/fhir/SearchParameter/EventDefinition-publisher",
+    "EventDefinition.publisher",
+    "http://hl7.org/fhir/SearchParameter/EventDefinition-status",
+    "EventDefinition.status",
+    "http://hl7.org/fhir/SearchParameter/EventDefinition-successor",
+    "EventDefinition.relatedArtifact.where(type='successor').resource",
+    "http://hl7.org/fhir/SearchParameter/EventDefinition-title",
+    "EventDefinition.title",
+    "http://hl7.org/fhir/SearchParameter/EventDefinition-topic",
+    "EventDefinition.topic",
+    "http://hl7.org/fhir/SearchParameter/EventDefinition-url",
+    "EventDefinition.url",
+    "http://hl7.org/fhir/SearchParameter/EventDefinition-version",
+    "EventDefinition.version",
+    "http://hl7.org/fhir/SearchParameter/Evidence-composed-of",
+    "Evidence.relatedArtifact.where(type='composed-of').resource",
+    "http://hl7.org/fhir/SearchParameter/Evidence-context",
+    "(Evidence.useContext.value as CodeableConcept)",
+    "http://hl7.org/fhir/SearchParameter/Evidence-context-quantity",
+    "(Evidence.useContext.value as Quantity) | (Evidence.useContext.value as Range)",
+    "http://hl7.org/fhir/SearchParameter/Evidence-context-type",
+    "Evidence.useContext.code",
+    "http://hl7.org/fhir/SearchParameter/Evidence-context-type-quantity",
+    "Evidence.useContext",
+    "http://hl7.org/fhir/SearchParameter/Evidence-context-type-value",
+    "http://hl7.org/fhir/SearchParameter/Evidence-date",
+    "Evidence.date",
+    "http://hl7.org/fhir/SearchParameter/Evidence-depends-on",
+    "Evidence.relatedArtifact.where(type='depends-on').resource",
+    "http://hl7.org/fhir/SearchParameter/Evidence-derived-from",
+    "Evidence.relatedArtifact.where(type='derived-from').resource",
+    "http://hl7.org/fhir/SearchParameter/Evidence-description",
+    "Evidence.description",
+    "http://hl7.org/fhir/SearchParameter/Evidence-effective",
+    "Evidence.effectivePeriod",
+    "http://hl7.org/fhir/SearchParameter/Evidence-identifier",
+    "Evidence.identifier",
+    "http://hl7.org/fhir/SearchParameter/Evidence-jurisdiction",
+    "Evidence.jurisdiction",
+    "http://hl7.org/fhir/SearchParameter/Evidence-name",
+    "Evidence.name",
+    "http://hl7.org/fhir/SearchParameter/Evidence-predecessor",
+    "Evidence.relatedArtifact.where(type='predecessor').resource",
+    "http://hl7.org/fhir/SearchParameter/Evidence-publisher",
+    "Evidence.publisher",
+    "http://hl7.org/fhir/SearchParameter/Evidence-status",
+    "Evidence.status",
+    "http://hl7.org/fhir/SearchParameter/Evidence-successor",
+    "Evidence.relatedArtifact.where(type='successor').resource",
+    "http://hl7.org/fhir/SearchParameter/Evidence-title",
+    "Evidence.title",
+    "http://hl7.org/fhir/SearchParameter/Evidence-topic",
+    "Evidence.topic",
+    "http://hl7.org/fhir/SearchParameter/Evidence-url",
+    "Evidence.url",
+    "http://hl7.org/fhir/SearchParameter/Evidence-version",
+    "Evidence.version",
+    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-composed-of",
+    "EvidenceVariable.relatedArtifact.where(type='composed-of').resource",
+    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-context",
+    "(EvidenceVariable.useContext.value as CodeableConcept)",
+    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-context-quantity",
+    "(EvidenceVariable.useContext.value as Quantity) | (EvidenceVariable.useContext.value as Range)",
+    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-context-type",
+    "EvidenceVariable.useContext.code",
+    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-context-type-quantity",
+    "EvidenceVariable.useContext",
+    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-context-type-value",
+    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-date",
+    "EvidenceVariable.date",
+    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-depends-on",
+    "EvidenceVariable.relatedArtifact.where(type='depends-on').resource",
+    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-derived-from",
+    "EvidenceVariable.relatedArtifact.where(type='derived-from').resource",
+    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-description",
+    "EvidenceVariable.description",
+    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-effective",
+    "EvidenceVariable.effectivePeriod",
+    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-identifier",
+    "EvidenceVariable.identifier",
+    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-jurisdiction",
+    "EvidenceVariable.jurisdiction",
+    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-name",
+    "EvidenceVariable.name",
+    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-predecessor",
+    "EvidenceVariable.relatedArtifact.where(type='predecessor').resource",
+    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-publisher",
+    "EvidenceVariable.publisher",
+    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-status",
+    "EvidenceVariable.status",
+    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-successor",
+    "EvidenceVariable.relatedArtifact.where(type='successor').resource",
+    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-title",
+    "EvidenceVariable.title",
+    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-topic",
+    "EvidenceVariable.topic",
+    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-url",
+    "EvidenceVariable.url",
+    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-version",
+    "EvidenceVariable.version",
+    "http://hl7.org/fhir/SearchParameter/ExampleScenario-context",
+    "(ExampleScenario.useContext.value as CodeableConcept)",
+    "http://hl7.org/fhir/SearchParameter/ExampleScenario-context-quantity",
+    "(ExampleScenario.useContext.value as Quantity) | (ExampleScenario.useContext.value as Range)",
+    "http://hl7.org/fhir/SearchParameter/ExampleScenario-context-type",
+    "ExampleScenario.useContext.code",
+    "http://hl7.org/fhir/SearchParameter/ExampleScenario-context-type-quantity",
+    "ExampleScenario.useContext",
+    "http://hl7.org/fhir/SearchParameter/ExampleScenario-context-type-value",
+    "http://hl7.org/fhir/SearchParameter/ExampleScenario-date",
+    "ExampleScenario.date",
+    "http://hl7.org/fhir/SearchParameter/ExampleScenario-identifier",
+    "ExampleScenario.identifier",
+    "http://hl7.org/fhir/SearchParameter/ExampleScenario-jurisdiction",
+    "ExampleScenario.jurisdiction",
+    "http://hl7.org/fhir/SearchParameter/ExampleScenario-name",
+    "ExampleScenario.name",
+    "http://hl7.org/fhir/SearchParameter/ExampleScenario-publisher",
+    "ExampleScenario.publisher",
+    "http://hl7.org/fhir/SearchParameter/ExampleScenario-status",
+    "ExampleScenario.status",
+    "http://hl7.org/fhir/SearchParameter/ExampleScenario-url",
+    "ExampleScenario.url",
+    "http://hl7.org/fhir/SearchParameter/ExampleScenario-version",
+    "ExampleScenario.version",
+    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-care-team",
+    "ExplanationOfBenefit.careTeam.provider",
+    "claim",
+    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-claim",
+    "ExplanationOfBenefit.claim",
+    "coverage",
+    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-coverage",
+    "ExplanationOfBenefit.insurance.coverage",
+    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-created",
+    "ExplanationOfBenefit.created",
+    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-detail-udi",
+    "ExplanationOfBenefit.item.detail.udi",
+    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-disposition",
+    "ExplanationOfBenefit.disposition",
+    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-encounter",
+    "ExplanationOfBenefit.item.encounter",
+    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-enterer",
+    "ExplanationOfBenefit.enterer",
+    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-facility",
+    "ExplanationOfBenefit.facility",
+    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-identifier",
+    "ExplanationOfBenefit.identifier",
+    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-item-udi",
+    "ExplanationOfBenefit.item.udi",
+    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-patient",
+    "ExplanationOfBenefit.patient",
+    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-payee",
+    "ExplanationOfBenefit.payee.party",
+    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-procedure-udi",
+    "ExplanationOfBenefit.procedure.udi",
+    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-provider",
+    "ExplanationOfBenefit.provider",
+    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-status",
+    "ExplanationOfBenefit.status",
+    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-subdetail-udi",
+    "ExplanationOfBenefit.item.detail.subDetail.udi",
+    "FamilyMemberHistory.condition.code",
+    "FamilyMemberHistory.date",
+    "FamilyMemberHistory.identifier",
+    "http://hl7.org/fhir/SearchParameter/FamilyMemberHistory-instantiates-canonical",
+    "FamilyMemberHistory.instantiatesCanonical",
+    "http://hl7.org/fhir/SearchParameter/FamilyMemberHistory-instantiates-uri",
+    "FamilyMemberHistory.instantiatesUri",
+    "FamilyMemberHistory.patient",
+    "http://hl7.org/fhir/SearchParameter/FamilyMemberHistory-relationship",
+    "FamilyMemberHistory.relationship",
+    "sex",
+    "http://hl7.org/fhir/SearchParameter/FamilyMemberHistory-sex",
+    "FamilyMemberHistory.sex",
+    "http://hl7.org/fhir/SearchParameter/FamilyMemberHistory-status",
+    "FamilyMemberHistory.status",
+    "http://hl7.org/fhir/SearchParameter/Flag-author",
+    "Flag.author",
+    "Flag.period",
+    "Flag.encounter",
+    "http://hl7.org/fhir/SearchParameter/Flag-identifier",
+    "Flag.identifier",
+    "Flag.subject.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/Flag-subject",
+    "Flag.subject",
+    "achievement-status",
+    "http://hl7.org/fhir/SearchParameter/Goal-achievement-status",
+    "Goal.achievementStatus",
+    "http://hl7.org/fhir/SearchParameter/Goal-category",
+    "Goal.category",
+    "Goal.identifier",
+    "lifecycle-status",
+    "http://hl7.org/fhir/SearchParameter/Goal-lifecycle-status",
+    "Goal.lifecycleStatus",
+    "Goal.subject.where(resolve() is Patient)",
+    "start-date",
+    "http://hl7.org/fhir/SearchParameter/Goal-start-date",
+    "(Goal.start as date)",
+    "http://hl7.org/fhir/SearchParameter/Goal-subject",
+    "Goal.subject",
+    "target-date",
+    "http://hl7.org/fhir/SearchParameter/Goal-target-date",
+    "(Goal.target.due as date)",
+    "(GraphDefinition.useContext.value as CodeableConcept)",
+    "(GraphDefinition.useContext.value as Quantity) | (GraphDefinition.useContext.value as Range)",
+    "GraphDefinition.useContext.code",
+    "GraphDefinition.useContext",
+    "GraphDefinition.date",
+    "GraphDefinition.description",
+    "GraphDefinition.jurisdiction",
+    "GraphDefinition.name",
+    "GraphDefinition.publisher",
+    "start",
+    "http://hl7.org/fhir/SearchParameter/GraphDefinition-start",
+    "GraphDefinition.start",
+    "GraphDefinition.status",
+    "GraphDefinition.url",
+    "GraphDefinition.version",
+    "actual",
+    "http://hl7.org/fhir/SearchParameter/Group-actual",
+    "Group.actual",
+    "characteristic",
+    "http://hl7.org/fhir/SearchParameter/Group-characteristic",
+    "Group.characteristic.code",
+    "characteristic-value",
+    "http://hl7.org/fhir/SearchParameter/Group-characteristic-value",
+    "Group.characteristic",
+    "http://hl7.org/fhir/SearchParameter/Group-code",
+    "Group.code",
+    "exclude",
+    "http://hl7.org/fhir/SearchParameter/Group-exclude",
+    "Group.characteristic.exclude",
+    "http://hl7.org/fhir/SearchParameter/Group-identifier",
+    "Group.identifier",
+    "managing-entity",
+    "http://hl7.org/fhir/SearchParameter/Group-managing-entity",
+    "Group.managingEntity",
+    "member",
+    "http://hl7.org/fhir/SearchParameter/Group-member",
+    "Group.member.entity",
+    "http://hl7.org/fhir/SearchParameter/Group-type",
+    "Group.type",
+    "value",
+    "http://hl7.org/fhir/SearchParameter/Group-value",
+    "(Group.characteristic.value as CodeableConcept) | (Group.characteristic.value as boolean)",
+    "http://hl7.org/fhir/SearchParameter/GuidanceResponse-identifier",
+    "GuidanceResponse.identifier",
+    "http://hl7.org/fhir/SearchParameter/GuidanceResponse-patient",
+    "GuidanceResponse.subject.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/GuidanceResponse-request",
+    "GuidanceResponse.requestIdentifier",
+    "http://hl7.org/fhir/SearchParameter/GuidanceResponse-subject",
+    "GuidanceResponse.subject",
+    "active",
+    "http://hl7.org/fhir/SearchParameter/HealthcareService-active",
+    "HealthcareService.active",
+    "http://hl7.org/fhir/SearchParameter/HealthcareService-characteristic",
+    "HealthcareService.characteristic",
+    "coverage-area",
+    "http://hl7.org/fhir/SearchParameter/HealthcareService-coverage-area",
+    "HealthcareService.coverageArea",
+    "endpoint",
+    "http://hl7.org/fhir/SearchParameter/HealthcareService-endpoint",
+    "HealthcareService.endpoint",
+    "http://hl7.org/fhir/SearchParameter/HealthcareService-identifier",
+    "HealthcareService.identifier",
+    "http://hl7.org/fhir/SearchParameter/HealthcareService-location",
+    "HealthcareService.location",
+    "http://hl7.org/fhir/SearchParameter/HealthcareService-name",
+    "HealthcareService.name",
+    "http://hl7.org/fhir/SearchParameter/HealthcareService-organization",
+    "HealthcareService.providedBy",
+    "program",
+    "http://hl7.org/fhir/SearchParameter/HealthcareService-program",
+    "HealthcareService.program",
+    "http://hl7.org/fhir/SearchParameter/HealthcareService-service-category",
+    "HealthcareService.category",
+    "http://hl7.org/fhir/SearchParameter/HealthcareService-service-type",
+    "HealthcareService.type",
+    "http://hl7.org/fhir/SearchParameter/HealthcareService-specialty",
+    "HealthcareService.specialty",
+    "basedon",
+    "http://hl7.org/fhir/SearchParameter/ImagingStudy-basedon",
+    "ImagingStudy.basedOn",
+    "bodysite",
+    "http://hl7.org/fhir/SearchParameter/ImagingStudy-bodysite",
+    "ImagingStudy.series.bodySite",
+    "dicom-class",
+    "http://hl7.org/fhir/SearchParameter/ImagingStudy-dicom-class",
+    "ImagingStudy.series.instance.sopClass",
+    "http://hl7.org/fhir/SearchParameter/ImagingStudy-encounter",
+    "ImagingStudy.encounter",
+    "http://hl7.org/fhir/SearchParameter/ImagingStudy-endpoint",
+    "ImagingStudy.endpoint | ImagingStudy.series.endpoint",
+    "ImagingStudy.identifier",
+    "instance",
+    "http://hl7.org/fhir/SearchParameter/ImagingStudy-instance",
+    "ImagingStudy.series.instance.uid",
+    "interpreter",
+    "http://hl7.org/fhir/SearchParameter/ImagingStudy-interpreter",
+    "ImagingStudy.interpreter",
+    "modality",
+    "http://hl7.org/fhir/SearchParameter/ImagingStudy-modality",
+    "ImagingStudy.series.modality",
+    "ImagingStudy.subject.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/ImagingStudy-performer",
+    "ImagingStudy.series.performer.actor",
+    "reason",
+    "http://hl7.org/fhir/SearchParameter/ImagingStudy-reason",
+    "ImagingStudy.reasonCode",
+    "referrer",
+    "http://hl7.org/fhir/SearchParameter/ImagingStudy-referrer",
+    "ImagingStudy.referrer",
+    "series",
+    "http://hl7.org/fhir/SearchParameter/ImagingStudy-series",
+    "ImagingStudy.series.uid",
+    "started",
+    "http://hl7.org/fhir/SearchParameter/ImagingStudy-started",
+    "ImagingStudy.started",
+    "http://hl7.org/fhir/SearchParameter/ImagingStudy-status",
+    "ImagingStudy.status",
+    "http://hl7.org/fhir/SearchParameter/ImagingStudy-subject",
+    "ImagingStudy.subject",
+    "Immunization.occurrence",
+    "Immunization.identifier",
+    "http://hl7.org/fhir/SearchParameter/Immunization-location",
+    "Immunization.location",
+    "lot-number",
+    "http://hl7.org/fhir/SearchParameter/Immunization-lot-number",
+    "Immunization.lotNumber",
+    "http://hl7.org/fhir/SearchParameter/Immunization-manufacturer",
+    "Immunization.manufacturer",
+    "Immunization.patient",
+    "http://hl7.org/fhir/SearchParameter/Immunization-performer",
+    "Immunization.performer.actor",
+    "reaction",
+    "http://hl7.org/fhir/SearchParameter/Immunization-reaction",
+    "Immunization.reaction.detail",
+    "reaction-date",
+    "http://hl7.org/fhir/SearchParameter/Immunization-reaction-date",
+    "Immunization.reaction.date",
+    "http://hl7.org/fhir/SearchParameter/Immunization-reason-code",
+    "Immunization.reasonCode",
+    "http://hl7.org/fhir/SearchParameter/Immunization-reason-reference",
+    "Immunization.reasonReference",
+    "http://hl7.org/fhir/SearchParameter/Immunization-series",
+    "Immunization.protocolApplied.series",
+    "http://hl7.org/fhir/SearchParameter/Immunization-status",
+    "Immunization.status",
+    "status-reason",
+    "http://hl7.org/fhir/SearchParameter/Immunization-status-reason",
+    "Immunization.statusReason",
+    "target-disease",
+    "http://hl7.org/fhir/SearchParameter/Immunization-target-disease",
+    "Immunization.protocolApplied.targetDisease",
+    "vaccine-code",
+    "http://hl7.org/fhir/SearchParameter/Immunization-vaccine-code",
+    "Immunization.vaccineCode",
+    "http://hl7.org/fhir/SearchParameter/ImmunizationEvaluation-date",
+    "ImmunizationEvaluation.date",
+    "dose-status",
+    "http://hl7.org/fhir/SearchParameter/ImmunizationEvaluation-dose-status",
+    "ImmunizationEvaluation.doseStatus",
+    "http://hl7.org/fhir/SearchParameter/ImmunizationEvaluation-identifier",
+    "ImmunizationEvaluation.identifier",
+    "immunization-event",
+    "http://hl7.org/fhir/SearchParameter/ImmunizationEvaluation-immunization-event",
+    "ImmunizationEvaluation.immunizationEvent",
+    "http://hl7.org/fhir/SearchParameter/ImmunizationEvaluation-patient",
+    "ImmunizationEvaluation.patient",
+    "http://hl7.org/fhir/SearchParameter/ImmunizationEvaluation-status",
+    "ImmunizationEvaluation.status",
+    "http://hl7.org/fhir/SearchParameter/ImmunizationEvaluation-target-disease",
+    "ImmunizationEvaluation.targetDisease",
+    "http://hl7.org/fhir/SearchParameter/ImmunizationRecommendation-date",
+    "ImmunizationRecommendation.date",
+    "http://hl7.org/fhir/SearchParameter/ImmunizationRecommendation-identifier",
+    "ImmunizationRecommendation.identifier",
+    "information",
+    "http://hl7.org/fhir/SearchParameter/ImmunizationRecommendation-information",
+    "ImmunizationRecommendation.recommendation.supportingPatientInformation",
+    "http://hl7.org/fhir/SearchParameter/ImmunizationRecommendation-patient",
+    "ImmunizationRecommendation.patient",
+    "http://hl7.org/fhir/SearchParameter/ImmunizationRecommendation-status",
+    "ImmunizationRecommendation.recommendation.forecastStatus",
+    "support",
+    "http://hl7.org/fhir/SearchParameter/ImmunizationRecommendation-support",
+    "ImmunizationRecommendation.recommendation.supportingImmunization",
+    "http://hl7.org/fhir/SearchParameter/ImmunizationRecommendation-target-disease",
+    "ImmunizationRecommendation.recommendation.targetDisease",
+    "vaccine-type",
+    "http://hl7.org/fhir/SearchParameter/ImmunizationRecommendation-vaccine-type",
+    "ImmunizationRecommendation.recommendation.vaccineCode",
+    "(ImplementationGuide.useContext.value as CodeableConcept)",
+    "(ImplementationGuide.useContext.value as Quantity) | (ImplementationGuide.useContext.value as Range)",
+    "ImplementationGuide.useContext.code",
+    "ImplementationGuide.useContext",
+    "ImplementationGuide.date",
+    "http://hl7.org/fhir/SearchParameter/ImplementationGuide-depends-on",
+    "ImplementationGuide.dependsOn.uri",
+    "ImplementationGuide.description",
+    "experimental",
+    "http://hl7.org/fhir/SearchParameter/ImplementationGuide-experimental",
+    "ImplementationGuide.experimental",
+    "global",
+    "http://hl7.org/fhir/SearchParameter/ImplementationGuide-global",
+    "ImplementationGuide.global.profile",
+    "ImplementationGuide.jurisdiction",
+    "ImplementationGuide.name",
+    "ImplementationGuide.publisher",
+    "http://hl7.org/fhir/SearchParameter/ImplementationGuide-resource",
+    "ImplementationGuide.definition.resource.reference",
+    "ImplementationGuide.status",
+    "ImplementationGuide.title",
+    "ImplementationGuide.url",
+    "ImplementationGuide.version",
+    "http://hl7.org/fhir/SearchParameter/InsurancePlan-address",
+    "InsurancePlan.contact.address",
+    "address-city",
+    "http://hl7.org/fhir/SearchParameter/InsurancePlan-address-city",
+    "InsurancePlan.contact.address.city",
+    "address-country",
+    "http://hl7.org/fhir/SearchParameter/InsurancePlan-address-country",
+    "InsurancePlan.contact.address.country",
+    "address-postalcode",
+    "http://hl7.org/fhir/SearchParameter/InsurancePlan-address-postalcode",
+    "InsurancePlan.contact.address.postalCode",
+    "address-state",
+    "http://hl7.org/fhir/SearchParameter/InsurancePlan-address-state",
+    "InsurancePlan.contact.address.state",
+    "address-use",
+    "http://hl7.org/fhir/SearchParameter/InsurancePlan-address-use",
+    "InsurancePlan.contact.address.use",
+    "administered-by",
+    "http://hl7.org/fhir/SearchParameter/InsurancePlan-administered-by",
+    "InsurancePlan.administeredBy",
+    "http://hl7.org/fhir/SearchParameter/InsurancePlan-endpoint",
+    "InsurancePlan.endpoint",
+    "http://hl7.org/fhir/SearchParameter/InsurancePlan-identifier",
+    "InsurancePlan.identifier",
+    "http://hl7.org/fhir/SearchParameter/InsurancePlan-name",
+    "name | alias",
+    "owned-by",
+    "http://hl7.org/fhir/SearchParameter/InsurancePlan-owned-by",
+    "InsurancePlan.ownedBy",
+    "phonetic",
+    "http://hl7.org/fhir/SearchParameter/InsurancePlan-phonetic",
+    "InsurancePlan.name",
+    "http://hl7.org/fhir/SearchParameter/InsurancePlan-status",
+    "InsurancePlan.status",
+    "http://hl7.org/fhir/SearchParameter/InsurancePlan-type",
+    "InsurancePlan.type",
+    "http://hl7.org/fhir/SearchParameter/Invoice-account",
+    "Invoice.account",
+    "http://hl7.org/fhir/SearchParameter/Invoice-date",
+    "Invoice.date",
+    "http://hl7.org/fhir/SearchParameter/Invoice-identifier",
+    "Invoice.identifier",
+    "issuer",
+    "http://hl7.org/fhir/SearchParameter/Invoice-issuer",
+    "Invoice.issuer",
+    "http://hl7.org/fhir/SearchParameter/Invoice-participant",
+    "Invoice.participant.actor",
+    "participant-role",
+    "http://hl7.org/fhir/SearchParameter/Invoice-participant-role",
+    "Invoice.participant.role",
+    "http://hl7.org/fhir/SearchParameter/Invoice-patient",
+    "Invoice.subject.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/Invoice-recipient",
+    "Invoice.recipient",
+    "http://hl7.org/fhir/SearchParameter/Invoice-status",
+    "Invoice.status",
+    "http://hl7.org/fhir/SearchParameter/Invoice-subject",
+    "Invoice.subject",
+    "totalgross",
+    "http://hl7.org/fhir/SearchParameter/Invoice-totalgross",
+    "Invoice.totalGross",
+    "totalnet",
+    "http://hl7.org/fhir/SearchParameter/Invoice-totalnet",
+    "Invoice.totalNet",
+    "http://hl7.org/fhir/SearchParameter/Invoice-type",
+    "Invoice.type",
+    "http://hl7.org/fhir/SearchParameter/Library-composed-of",
+    "Library.relatedArtifact.where(type='composed-of').resource",
+    "content-type",
+    "http://hl7.org/fhir/SearchParameter/Library-content-type",
+    "Library.content.contentType",
+    "http://hl7.org/fhir/SearchParameter/Library-context",
+    "(Library.useContext.value as CodeableConcept)",
+    "http://hl7.org/fhir/SearchParameter/Library-context-quantity",
+    "(Library.useContext.value as Quantity) | (Library.useContext.value as Range)",
+    "http://hl7.org/fhir/SearchParameter/Library-context-type",
+    "Library.useContext.code",
+    "http://hl7.org/fhir/SearchParameter/Library-context-type-quantity",
+    "Library.useContext",
+    "http://hl7.org/fhir/SearchParameter/Library-context-type-value",
+    "http://hl7.org/fhir/SearchParameter/Library-date",
+    "Library.date",
+    "http://hl7.org/fhir/SearchParameter/Library-depends-on",
+    "Library.relatedArtifact.where(type='depends-on').resource",
+    "http://hl7.org/fhir/SearchParameter/Library-derived-from",
+    "Library.relatedArtifact.where(type='derived-from').resource",
+    "http://hl7.org/fhir/SearchParameter/Library-description",
+    "Library.description",
+    "http://hl7.org/fhir/SearchParameter/Library-effective",
+    "Library.effectivePeriod",
+    "http://hl7.org/fhir/SearchParameter/Library-identifier",
+    "Library.identifier",
+    "http://hl7.org/fhir/SearchParameter/Library-jurisdiction",
+    "Library.jurisdiction",
+    "http://hl7.org/fhir/SearchParameter/Library-name",
+    "Library.name",
+    "http://hl7.org/fhir/SearchParameter/Library-predecessor",
+    "Library.relatedArtifact.where(type='predecessor').resource",
+    "http://hl7.org/fhir/SearchParameter/Library-publisher",
+    "Library.publisher",
+    "http://hl7.org/fhir/SearchParameter/Library-status",
+    "Library.status",
+    "http://hl7.org/fhir/SearchParameter/Library-successor",
+    "Library.relatedArtifact.where(type='successor').resource",
+    "http://hl7.org/fhir/SearchParameter/Library-title",
+    "Library.title",
+    "http://hl7.org/fhir/SearchParameter/Library-topic",
+    "Library.topic",
+    "http://hl7.org/fhir/SearchParameter/Library-type",
+    "Library.type",
+    "http://hl7.org/fhir/SearchParameter/Library-url",
+    "Library.url",
+    "http://hl7.org/fhir/SearchParameter/Library-version",
+    "Library.version",
+    "http://hl7.org/fhir/SearchParameter/Linkage-author",
+    "Linkage.author",
+    "http://hl7.org/fhir/SearchParameter/Linkage-item",
+    "Linkage.item.resource",
+    "http://hl7.org/fhir/SearchParameter/Linkage-source",
+    "List.code",
+    "List.date",
+    "empty-reason",
+    "http://hl7.org/fhir/SearchParameter/List-empty-reason",
+    "List.emptyReason",
+    "List.encounter",
+    "List.identifier",
+    "http://hl7.org/fhir/SearchParameter/List-item",
+    "List.entry.item",
+    "notes",
+    "http://hl7.org/fhir/SearchParameter/List-notes",
+    "List.note.text",
+    "List.subject.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/List-source",
+    "List.source",
+    "http://hl7.org/fhir/SearchParameter/List-status",
+    "List.status",
+    "http://hl7.org/fhir/SearchParameter/List-subject",
+    "List.subject",
+    "http://hl7.org/fhir/SearchParameter/List-title",
+    "List.title",
+    "http://hl7.org/fhir/SearchParameter/Location-address",
+    "Location.address",
+    "http://hl7.org/fhir/SearchParameter/Location-address-city",
+    "Location.address.city",
+    "http://hl7.org/fhir/SearchParameter/Location-address-country",
+    "Location.address.country",
+    "http://hl7.org/fhir/SearchParameter/Location-address-postalcode",
+    "Location.address.postalCode",
+    "http://hl7.org/fhir/SearchParameter/Location-address-state",
+    "Location.address.state",
+    "http://hl7.org/fhir/SearchParameter/Location-address-use",
+    "Location.address.use",
+    "http://hl7.org/fhir/SearchParameter/Location-endpoint",
+    "Location.endpoint",
+    "http://hl7.org/fhir/SearchParameter/Location-identifier",
+    "Location.identifier",
+    "http://hl7.org/fhir/SearchParameter/Location-name",
+    "Location.name | Location.alias",
+    "near",
+    "http://hl7.org/fhir/SearchParameter/Location-near",
+    "Location.position",
+    "operational-status",
+    "http://hl7.org/fhir/SearchParameter/Location-operational-status",
+    "Location.operationalStatus",
+    "http://hl7.org/fhir/SearchParameter/Location-organization",
+    "Location.managingOrganization",
+    "partof",
+    "http://hl7.org/fhir/SearchParameter/Location-partof",
+    "Location.partOf",
+    "http://hl7.org/fhir/SearchParameter/Location-status",
+    "Location.status",
+    "http://hl7.org/fhir/SearchParameter/Location-type",
+    "Location.type",
+    "http://hl7.org/fhir/SearchParameter/Measure-composed-of",
+    "Measure.relatedArtifact.where(type='composed-of').resource",
+    "http://hl7.org/fhir/SearchParameter/Measure-context",
+    "(Measure.useContext.value as CodeableConcept)",
+    "http://hl7.org/fhir/SearchParameter/Measure-context-quantity",
+    "(Measure.useContext.value as Quantity) | (Measure.useContext.value as Range)",
+    "http://hl7.org/fhir/SearchParameter/Measure-context-type",
+    "Measure.useContext.code",
+    "http://hl7.org/fhir/SearchParameter/Measure-context-type-quantity",
+    "Measure.useContext",
+    "http://hl7.org/fhir/SearchParameter/Measure-context-type-value",
+    "http://hl7.org/fhir/SearchParameter/Measure-date",
+    "Measure.date",
+    "http://hl7.org/fhir/SearchParameter/Measure-depends-on",
+    "Measure.relatedArtifact.where(type='depends-on').resource | Measure.library",
+    "http://hl7.org/fhir/SearchParameter/Measure-derived-from",
+    "Measure.relatedArtifact.where(type='derived-from').resource",
+    "http://hl7.org/fhir/SearchParameter/Measure-description",
+    "Measure.description",
+    "http://hl7.org/fhir/SearchParameter/Measure-effective",
+    "Measure.effectivePeriod",
+    "http://hl7.org/fhir/SearchParameter/Measure-identifier",
+    "Measure.identifier",
+    "http://hl7.org/fhir/SearchParameter/Measure-jurisdiction",
+    "Measure.jurisdiction",
+    "http://hl7.org/fhir/SearchParameter/Measure-name",
+    "Measure.name",
+    "http://hl7.org/fhir/SearchParameter/Measure-predecessor",
+    "Measure.relatedArtifact.where(type='predecessor').resource",
+    "http://hl7.org/fhir/SearchParameter/Measure-publisher",
+    "Measure.publisher",
+    "http://hl7.org/fhir/SearchParameter/Measure-status",
+    "Measure.status",
+    "http://hl7.org/fhir/SearchParameter/Measure-successor",
+    "Measure.relatedArtifact.where(type='successor').resource",
+    "http://hl7.org/fhir/SearchParameter/Measure-title",
+    "Measure.title",
+    "http://hl7.org/fhir/SearchParameter/Measure-topic",
+    "Measure.topic",
+    "http://hl7.org/fhir/SearchParameter/Measure-url",
+    "Measure.url",
+    "http://hl7.org/fhir/SearchParameter/Measure-version",
+    "Measure.version",
+    "http://hl7.org/fhir/SearchParameter/MeasureReport-date",
+    "MeasureReport.date",
+    "evaluated-resource",
+    "http://hl7.org/fhir/SearchParameter/MeasureReport-evaluated-resource",
+    "MeasureReport.evaluatedResource",
+    "http://hl7.org/fhir/SearchParameter/MeasureReport-identifier",
+    "MeasureReport.identifier",
+    "measure",
+    "http://hl7.org/fhir/SearchParameter/MeasureReport-measure",
+    "MeasureReport.measure",
+    "http://hl7.org/fhir/SearchParameter/MeasureReport-patient",
+    "MeasureReport.subject.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/MeasureReport-period",
+    "MeasureReport.period",
+    "reporter",
+    "http://hl7.org/fhir/SearchParameter/MeasureReport-reporter",
+    "MeasureReport.reporter",
+    "http://hl7.org/fhir/SearchParameter/MeasureReport-status",
+    "MeasureReport.status",
+    "http://hl7.org/fhir/SearchParameter/MeasureReport-subject",
+    "MeasureReport.subject",
+    "http://hl7.org/fhir/SearchParameter/Media-based-on",
+    "Media.basedOn",
+    "http://hl7.org/fhir/SearchParameter/Media-created",
+    "Media.created",
+    "http://hl7.org/fhir/SearchParameter/Media-device",
+    "Media.device",
+    "http://hl7.org/fhir/SearchParameter/Media-encounter",
+    "Media.encounter",
+    "http://hl7.org/fhir/SearchParameter/Media-identifier",
+    "Media.identifier",
+    "http://hl7.org/fhir/SearchParameter/Media-modality",
+    "Media.modality",
+    "operator",
+    "http://hl7.org/fhir/SearchParameter/Media-operator",
+    "Media.operator",
+    "http://hl7.org/fhir/SearchParameter/Media-patient",
+    "Media.subject.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/Media-site",
+    "Media.bodySite",
+    "http://hl7.org/fhir/SearchParameter/Media-status",
+    "Media.status",
+    "http://hl7.org/fhir/SearchParameter/Media-subject",
+    "Media.subject",
+    "http://hl7.org/fhir/SearchParameter/Media-type",
+    "Media.type",
+    "view",
+    "http://hl7.org/fhir/SearchParameter/Media-view",
+    "Media.view",
+    "Medication.code",
+    "expiration-date",
+    "http://hl7.org/fhir/SearchParameter/Medication-expiration-date",
+    "Medication.batch.expirationDate",
+    "form",
+    "http://hl7.org/fhir/SearchParameter/Medication-form",
+    "Medication.form",
+    "http://hl7.org/fhir/SearchParameter/Medication-identifier",
+    "Medication.identifier",
+    "ingredient",
+    "http://hl7.org/fhir/SearchParameter/Medication-ingredient",
+    "(Medication.ingredient.item as Reference)",
+    "ingredient-code",
+    "http://hl7.org/fhir/SearchParameter/Medication-ingredient-code",
+    "(Medication.ingredient.item as CodeableConcept)",
+    "http://hl7.org/fhir/SearchParameter/Medication-lot-number",
+    "Medication.batch.lotNumber",
+    "http://hl7.org/fhir/SearchParameter/Medication-manufacturer",
+    "Medication.manufacturer",
+    "http://hl7.org/fhir/SearchParameter/Medication-status",
+    "Medication.status",
+    "(MedicationAdministration.medication as CodeableConcept)",
+    "http://hl7.org/fhir/SearchParameter/MedicationAdministration-context",
+    "MedicationAdministration.context",
+    "http://hl7.org/fhir/SearchParameter/MedicationAdministration-device",
+    "MedicationAdministration.device",
+    "effective-time",
+    "http://hl7.org/fhir/SearchParameter/MedicationAdministration-effective-time",
+    "MedicationAdministration.effective",
+    "MedicationAdministration.identifier",
+    "medication",
+    "http://hl7.org/fhir/SearchParameter/medications-medication",
+    "(MedicationAdministration.medication as Reference)",
+    "MedicationAdministration.subject.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/MedicationAdministration-performer",
+    "MedicationAdministration.performer.actor",
+    "reason-given",
+    "http://hl7.org/fhir/SearchParameter/MedicationAdministration-reason-given",
+    "MedicationAdministration.reasonCode",
+    "reason-not-given",
+    "http://hl7.org/fhir/SearchParameter/MedicationAdministration-reason-not-given",
+    "MedicationAdministration.statusReason",
+    "http://hl7.org/fhir/SearchParameter/MedicationAdministration-request",
+    "MedicationAdministration.request",
+    "http://hl7.org/fhir/SearchParameter/medications-status",
+    "MedicationAdministration.status",
+    "http://hl7.org/fhir/SearchParameter/MedicationAdministration-subject",
+    "MedicationAdministration.subject",
+    "(MedicationDispense.medication as CodeableConcept)",
+    "http://hl7.org/fhir/SearchParameter/MedicationDispense-context",
+    "MedicationDispense.context",
+    "destination",
+    "http://hl7.org/fhir/SearchParameter/MedicationDispense-destination",
+    "MedicationDispense.destination",
+    "MedicationDispense.identifier",
+    "(MedicationDispense.medication as Reference)",
+    "MedicationDispense.subject.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/MedicationDispense-performer",
+    "MedicationDispense.performer.actor",
+    "prescription",
+    "http://hl7.org/fhir/SearchParameter/medications-prescription",
+    "MedicationDispense.authorizingPrescription",
+    "receiver",
+    "http://hl7.org/fhir/SearchParameter/MedicationDispense-receiver",
+    "MedicationDispense.receiver",
+    "responsibleparty",
+    "http://hl7.org/fhir/SearchParameter/MedicationDispense-responsibleparty",
+    "MedicationDispense.substitution.responsibleParty",
+    "MedicationDispense.status",
+    "http://hl7.org/fhir/SearchParameter/MedicationDispense-subject",
+    "MedicationDispense.subject",
+    "http://hl7.org/fhir/SearchParameter/MedicationDispense-type",
+    "MedicationDispense.type",
+    "whenhandedover",
+    "http://hl7.org/fhir/SearchParameter/MedicationDispense-whenhandedover",
+    "MedicationDispense.whenHandedOver",
+    "whenprepared",
+    "http://hl7.org/fhir/SearchParameter/MedicationDispense-whenprepared",
+    "MedicationDispense.whenPrepared",
+    "classification",
+    "http://hl7.org/fhir/SearchParameter/MedicationKnowledge-classification",
+    "MedicationKnowledge.medicineClassification.classification",
+    "classification-type",
+    "http://hl7.org/fhir/SearchParameter/MedicationKnowledge-classification-type",
+    "MedicationKnowledge.medicineClassification.type",
+    "http://hl7.org/fhir/SearchParameter/MedicationKnowledge-code",
+    "MedicationKnowledge.code",
+    "doseform",
+    "http://hl7.org/fhir/SearchParameter/MedicationKnowledge-doseform",
+    "MedicationKnowledge.doseForm",
+    "http://hl7.org/fhir/SearchParameter/MedicationKnowledge-ingredient",
+    "(MedicationKnowledge.ingredient.item as Reference)",
+    "http://hl7.org/fhir/SearchParameter/MedicationKnowledge-ingredient-code",
+    "(MedicationKnowledge.ingredient.item as CodeableConcept)",
+    "http://hl7.org/fhir/SearchParameter/MedicationKnowledge-manufacturer",
+    "MedicationKnowledge.manufacturer",
+    "monitoring-program-name",
+    "http://hl7.org/fhir/SearchParameter/MedicationKnowledge-monitoring-program-name",
+    "MedicationKnowledge.monitoringProgram.name",
+    "monitoring-program-type",
+    "http://hl7.org/fhir/SearchParameter/MedicationKnowledge-monitoring-program-type",
+    "MedicationKnowledge.monitoringProgram.type",
+    "monograph",
+    "http://hl7.org/fhir/SearchParameter/MedicationKnowledge-monograph",
+    "MedicationKnowledge.monograph.source",
+    "monograph-type",
+    "http://hl7.org/fhir/SearchParameter/MedicationKnowledge-monograph-type",
+    "MedicationKnowledge.monograph.type",
+    "source-cost",
+    "http://hl7.org/fhir/SearchParameter/MedicationKnowledge-source-cost",
+    "MedicationKnowledge.cost.source",
+    "http://hl7.org/fhir/SearchParameter/MedicationKnowledge-status",
+    "MedicationKnowledge.status",
+    "authoredon",
+    "http://hl7.org/fhir/SearchParameter/MedicationRequest-authoredon",
+    "MedicationRequest.authoredOn",
+    "http://hl7.org/fhir/SearchParameter/MedicationRequest-category",
+    "MedicationRequest.category",
+    "(MedicationRequest.medication as CodeableConcept)",
+    "http://hl7.org/fhir/SearchParameter/medications-date",
+    "MedicationRequest.dosageInstruction.timing.event",
+    "http://hl7.org/fhir/SearchParameter/medications-encounter",
+    "MedicationRequest.encounter",
+    "MedicationRequest.identifier",
+    "intended-dispenser",
+    "http://hl7.org/fhir/SearchParameter/MedicationRequest-intended-dispenser",
+    "MedicationRequest.dispenseRequest.performer",
+    "intended-performer",
+    "http://hl7.org/fhir/SearchParameter/MedicationRequest-intended-performer",
+    "MedicationRequest.performer",
+    "intended-performertype",
+    "http://hl7.org/fhir/SearchParameter/MedicationRequest-intended-performertype",
+    "MedicationRequest.performerType",
+    "http://hl7.org/fhir/SearchParameter/MedicationRequest-intent",
+    "MedicationRequest.intent",
+    "(MedicationRequest.medication as Reference)",
+    "MedicationRequest.subject.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/MedicationRequest-priority",
+    "MedicationRequest.priority",
+    "http://hl7.org/fhir/SearchParameter/MedicationRequest-requester",
+    "MedicationRequest.requester",
+    "MedicationRequest.status",
+    "http://hl7.org/fhir/SearchParameter/MedicationRequest-subject",
+    "MedicationRequest.subject",
+    "http://hl7.org/fhir/SearchParameter/MedicationStatement-category",
+    "MedicationStatement.category",
+    "(MedicationStatement.medication as CodeableConcept)",
+    "http://hl7.org/fhir/SearchParameter/MedicationStatement-context",
+    "MedicationStatement.context",
+    "http://hl7.org/fhir/SearchParameter/MedicationStatement-effective",
+    "MedicationStatement.effective",
+    "MedicationStatement.identifier",
+    "(MedicationStatement.medication as Reference)",
+    "http://hl7.org/fhir/SearchParameter/MedicationStatement-part-of",
+    "MedicationStatement.partOf",
+    "MedicationStatement.subject.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/MedicationStatement-source",
+    "MedicationStatement.informationSource",
+    "MedicationStatement.status",
+    "http://hl7.org/fhir/SearchParameter/MedicationStatement-subject",
+    "MedicationStatement.subject",
+    "http://hl7.org/fhir/SearchParameter/MedicinalProduct-identifier",
+    "MedicinalProduct.identifier",
+    "http://hl7.org/fhir/SearchParameter/MedicinalProduct-name",
+    "MedicinalProduct.name.productName",
+    "name-language",
+    "http://hl7.org/fhir/SearchParameter/MedicinalProduct-name-language",
+    "MedicinalProduct.name.countryLanguage.language",
+    "country",
+    "http://hl7.org/fhir/SearchParameter/MedicinalProductAuthorization-country",
+    "MedicinalProductAuthorization.country",
+    "holder",
+    "http://hl7.org/fhir/SearchParameter/MedicinalProductAuthorization-holder",
+    "MedicinalProductAuthorization.holder",
+    "http://hl7.org/fhir/SearchParameter/MedicinalProductAuthorization-identifier",
+    "MedicinalProductAuthorization.identifier",
+    "http://hl7.org/fhir/SearchParameter/MedicinalProductAuthorization-status",
+    "MedicinalProductAuthorization.status",
+    "http://hl7.org/fhir/SearchParameter/MedicinalProductAuthorization-subject",
+    "MedicinalProductAuthorization.subject",
+    "http://hl7.org/fhir/SearchParameter/MedicinalProductContraindication-subject",
+    "MedicinalProductContraindication.subject",
+    "http://hl7.org/fhir/SearchParameter/MedicinalProductIndication-subject",
+    "MedicinalProductIndication.subject",
+    "http://hl7.org/fhir/SearchParameter/MedicinalProductInteraction-subject",
+    "MedicinalProductInteraction.subject",
+    "http://hl7.org/fhir/SearchParameter/MedicinalProductPackaged-identifier",
+    "MedicinalProductPackaged.identifier",
+    "http://hl7.org/fhir/SearchParameter/MedicinalProductPackaged-subject",
+    "MedicinalProductPackaged.subject",
+    "http://hl7.org/fhir/SearchParameter/MedicinalProductPharmaceutical-identifier",
+    "MedicinalProductPharmaceutical.identifier",
+    "http://hl7.org/fhir/SearchParameter/MedicinalProductPharmaceutical-route",
+    "MedicinalProductPharmaceutical.routeOfAdministration.code",
+    "target-species",
+    "http://hl7.org/fhir/SearchParameter/MedicinalProductPharmaceutical-target-species",
+    "MedicinalProductPharmaceutical.routeOfAdministration.targetSpecies.code",
+    "http://hl7.org/fhir/SearchParameter/MedicinalProductUndesirableEffect-subject",
+    "MedicinalProductUndesirableEffect.subject",
+    "http://hl7.org/fhir/SearchParameter/MessageDefinition-category",
+    "MessageDefinition.category",
+    "(MessageDefinition.useContext.value as CodeableConcept)",
+    "(MessageDefinition.useContext.value as Quantity) | (MessageDefinition.useContext.value as Range)",
+    "MessageDefinition.useContext.code",
+    "MessageDefinition.useContext",
+    "MessageDefinition.date",
+    "MessageDefinition.description",
+    "http://hl7.org/fhir/SearchParameter/MessageDefinition-event",
+    "MessageDefinition.event",
+    "focus",
+    "http://hl7.org/fhir/SearchParameter/MessageDefinition-focus",
+    "MessageDefinition.focus.code",
+    "MessageDefinition.identifier",
+    "MessageDefinition.jurisdiction",
+    "MessageDefinition.name",
+    "http://hl7.org/fhir/SearchParameter/MessageDefinition-parent",
+    "MessageDefinition.parent",
+    "MessageDefinition.publisher",
+    "MessageDefinition.status",
+    "MessageDefinition.title",
+    "MessageDefinition.url",
+    "MessageDefinition.version",
+    "http://hl7.org/fhir/SearchParameter/MessageHeader-author",
+    "MessageHeader.author",
+    "http://hl7.org/fhir/SearchParameter/MessageHeader-code",
+    "MessageHeader.response.code",
+    "http://hl7.org/fhir/SearchParameter/MessageHeader-destination",
+    "MessageHeader.destination.name",
+    "destination-uri",
+    "http://hl7.org/fhir/SearchParameter/MessageHeader-destination-uri",
+    "MessageHeader.destination.endpoint",
+    "http://hl7.org/fhir/SearchParameter/MessageHeader-enterer",
+    "MessageHeader.enterer",
+    "http://hl7.org/fhir/SearchParameter/MessageHeader-event",
+    "MessageHeader.event",
+    "http://hl7.org/fhir/SearchParameter/MessageHeader-focus",
+    "MessageHeader.focus",
+    "http://hl7.org/fhir/SearchParameter/MessageHeader-receiver",
+    "MessageHeader.destination.receiver",
+    "response-id",
+    "http://hl7.org/fhir/SearchParameter/MessageHeader-response-id",
+    "MessageHeader.response.identifier",
+    "responsible",
+    "http://hl7.org/fhir/SearchParameter/MessageHeader-responsible",
+    "MessageHeader.responsible",
+    "http://hl7.org/fhir/SearchParameter/MessageHeader-sender",
+    "MessageHeader.sender",
+    "http://hl7.org/fhir/SearchParameter/MessageHeader-source",
+    "MessageHeader.source.name",
+    "http://hl7.org/fhir/SearchParameter/MessageHeader-source-uri",
+    "MessageHeader.source.endpoint",
+    "http://hl7.org/fhir/SearchParameter/MessageHeader-target",
+    "MessageHeader.destination.target",
+    "chromosome",
+    "http://hl7.org/fhir/SearchParameter/MolecularSequence-chromosome",
+    "MolecularSequence.referenceSeq.chromosome",
+    "chromosome-variant-coordinate",
+    "http://hl7.org/fhir/SearchParameter/MolecularSequence-chromosome-variant-coordinate",
+    "MolecularSequence.variant",
+    "chromosome-window-coordinate",
+    "http://hl7.org/fhir/SearchParameter/MolecularSequence-chromosome-window-coordinate",
+    "MolecularSequence.referenceSeq",
+    "http://hl7.org/fhir/SearchParameter/MolecularSequence-identifier",
+    "MolecularSequence.identifier",
+    "http://hl7.org/fhir/SearchParameter/MolecularSequence-patient",
+    "MolecularSequence.patient",
+    "referenceseqid",
+    "http://hl7.org/fhir/SearchParameter/MolecularSequence-referenceseqid",
+    "MolecularSequence.referenceSeq.referenceSeqId",
+    "referenceseqid-variant-coordinate",
+    "http://hl7.org/fhir/SearchParameter/MolecularSequence-referenceseqid-variant-coordinate",
+    "referenceseqid-window-coordinate",
+    "http://hl7.org/fhir/SearchParameter/MolecularSequence-referenceseqid-window-coordinate",
+    "http://hl7.org/fhir/SearchParameter/MolecularSequence-type",
+    "MolecularSequence.type",
+    "variant-end",
+    "http://hl7.org/fhir/SearchParameter/MolecularSequence-variant-end",
+    "MolecularSequence.variant.end",
+    "variant-start",
+    "http://hl7.org/fhir/SearchParameter/MolecularSequence-variant-start",
+    "MolecularSequence.variant.start",
+    "window-end",
+    "http://hl7.org/fhir/SearchParameter/MolecularSequence-window-end",
+    "MolecularSequence.referenceSeq.windowEnd",
+    "window-start",
+    "http://hl7.org/fhir/SearchParameter/MolecularSequence-window-start",
+    "MolecularSequence.referenceSeq.windowStart",
+    "contact",
+    "http://hl7.org/fhir/SearchParameter/NamingSystem-contact",
+    "NamingSystem.contact.name",
+    "(NamingSystem.useContext.value as CodeableConcept)",
+    "(NamingSystem.useContext.value as Quantity) | (NamingSystem.useContext.value as Range)",
+    "NamingSystem.useContext.code",
+    "NamingSystem.useContext",
+    "NamingSystem.date",
+    "NamingSystem.description",
+    "id-type",
+    "http://hl7.org/fhir/SearchParameter/NamingSystem-id-type",
+    "NamingSystem.uniqueId.type",
+    "NamingSystem.jurisdiction",
+    "kind",
+    "http://hl7.org/fhir/SearchParameter/NamingSystem-kind",
+    "NamingSystem.kind",
+    "NamingSystem.name",
+    "http://hl7.org/fhir/SearchParameter/NamingSystem-period",
+    "NamingSystem.uniqueId.period",
+    "NamingSystem.publisher",
+    "http://hl7.org/fhir/SearchParameter/NamingSystem-responsible",
+    "NamingSystem.responsible",
+    "NamingSystem.status",
+    "telecom",
+    "http://hl7.org/fhir/SearchParameter/NamingSystem-telecom",
+    "NamingSystem.contact.telecom",
+    "http://hl7.org/fhir/SearchParameter/NamingSystem-type",
+    "NamingSystem.type",
+    "http://hl7.org/fhir/SearchParameter/NamingSystem-value",
+    "NamingSystem.uniqueId.value",
+    "additive",
+    "http://hl7.org/fhir/SearchParameter/NutritionOrder-additive",
+    "NutritionOrder.enteralFormula.additiveType",
+    "datetime",
+    "http://hl7.org/fhir/SearchParameter/NutritionOrder-datetime",
+    "NutritionOrder.dateTime",
+    "NutritionOrder.encounter",
+    "formula",
+    "http://hl7.org/fhir/SearchParameter/NutritionOrder-formula",
+    "NutritionOrder.enteralFormula.baseFormulaType",
+    "NutritionOrder.identifier",
+    "http://hl7.org/fhir/SearchParameter/NutritionOrder-instantiates-canonical",
+    "NutritionOrder.instantiatesCanonical",
+    "http://hl7.org/fhir/SearchParameter/NutritionOrder-instantiates-uri",
+    "NutritionOrder.instantiatesUri",
+    "oraldiet",
+    "http://hl7.org/fhir/SearchParameter/NutritionOrder-oraldiet",
+    "NutritionOrder.oralDiet.type",
+    "NutritionOrder.patient",
+    "http://hl7.org/fhir/SearchParameter/NutritionOrder-provider",
+    "NutritionOrder.orderer",
+    "http://hl7.org/fhir/SearchParameter/NutritionOrder-status",
+    "NutritionOrder.status",
+    "supplement",
+    "http://hl7.org/fhir/SearchParameter/NutritionOrder-supplement",
+    "NutritionOrder.supplement.type",
+    "http://hl7.org/fhir/SearchParameter/Observation-based-on",
+    "Observation.basedOn",
+    "http://hl7.org/fhir/SearchParameter/Observation-category",
+    "Observation.category",
+    "Observation.code",
+    "code-value-concept",
+    "http://hl7.org/fhir/SearchParameter/Observation-code-value-concept",
+    "Observation",
+    "code-value-date",
+    "http://hl7.org/fhir/SearchParameter/Observation-code-value-date",
+    "code-value-quantity",
+    "http://hl7.org/fhir/SearchParameter/Observation-code-value-quantity",
+    "code-value-string",
+    "http://hl7.org/fhir/SearchParameter/Observation-code-value-string",
+    "combo-code",
+    "http://hl7.org/fhir/SearchParameter/Observation-combo-code",
+    "Observation.code | Observation.component.code",
+    "combo-code-value-concept",
+    "http://hl7.org/fhir/SearchParameter/Observation-combo-code-value-concept",
+    "Observation | Observation.component",
+    "combo-code-value-quantity",
+    "http://hl7.org/fhir/SearchParameter/Observation-combo-code-value-quantity",
+    "combo-data-absent-reason",
+    "http://hl7.org/fhir/SearchParameter/Observation-combo-data-absent-reason",
+    "Observation.dataAbsentReason | Observation.component.dataAbsentReason",
+    "combo-value-concept",
+    "http://hl7.org/fhir/SearchParameter/Observation-combo-value-concept",
+    "(Observation.value as CodeableConcept) | (Observation.component.value as CodeableConcept)",
+    "combo-value-quantity",
+    "http://hl7.org/fhir/SearchParameter/Observation-combo-value-quantity",
+    "(Observation.value as Quantity) | (Observation.value as SampledData) | (Observation.component.value as Quantity) | (Observation.component.value as SampledData)",
+    "component-code",
+    "http://hl7.org/fhir/SearchParameter/Observation-component-code",
+    "Observation.component.code",
+    "component-code-value-concept",
+    "http://hl7.org/fhir/SearchParameter/Observation-component-code-value-concept",
+    "Observation.component",
+    "component-code-value-quantity",
+    "http://hl7.org/fhir/SearchParameter/Observation-component-code-value-quantity",
+    "component-data-absent-reason",
+    "http://hl7.org/fhir/SearchParameter/Observation-component-data-absent-reason",
+    "Observation.component.dataAbsentReason",
+    "component-value-concept",
+    "http://hl7.org/fhir/SearchParameter/Observation-component-value-concept",
+    "(Observation.component.value as CodeableConcept)",
+    "component-value-quantity",
+    "http://hl7.org/fhir/SearchParameter/Observation-component-value-quantity",
+    "(Observation.component.value as Quantity) | (Observation.component.value as SampledData)",
+    "data-absent-reason",
+    "http://hl7.org/fhir/SearchParameter/Observation-data-absent-reason",
+    "Observation.dataAbsentReason",
+    "Observation.effective",
+    "http://hl7.org/fhir/SearchParameter/Observation-derived-from",
+    "Observation.derivedFrom",
+    "http://hl7.org/fhir/SearchParameter/Observation-device",
+    "Observation.device",
+    "Observation.encounter",
+    "http://hl7.org/fhir/SearchParameter/Observation-focus",
+    "Observation.focus",
+    "has-member",
+    "http://hl7.org/fhir/SearchParameter/Observation-has-member",
+    "Observation.hasMember",
+    "Observation.identifier",
+    "method",
+    "http://hl7.org/fhir/SearchParameter/Observation-method",
+    "Observation.method",
+    "http://hl7.org/fhir/SearchParameter/Observation-part-of",
+    "Observation.partOf",
+    "Observation.subject.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/Observation-performer",
+    "Observation.performer",
+    "http://hl7.org/fhir/SearchParameter/Observation-specimen",
+    "Observation.specimen",
+    "http://hl7.org/fhir/SearchParameter/Observation-status",
+    "Observation.status",
+    "http://hl7.org/fhir/SearchParameter/Observation-subject",
+    "Observation.subject",
+    "value-concept",
+    "http://hl7.org/fhir/SearchParameter/Observation-value-concept",
+    "(Observation.value as CodeableConcept)",
+    "value-date",
+    "http://hl7.org/fhir/SearchParameter/Observation-value-date",
+    "(Observation.value as dateTime) | (Observation.value as Period)",
+    "value-quantity",
+    "http://hl7.org/fhir/SearchParameter/Observation-value-quantity",
+    "(Observation.value as Quantity) | (Observation.value as SampledData)",
+    "value-string",
+    "http://hl7.org/fhir/SearchParameter/Observation-value-string",
+    "(Observation.value as string) | (Observation.value as CodeableConcept).text",
+    "base",
+    "http://hl7.org/fhir/SearchParameter/OperationDefinition-base",
+    "OperationDefinition.base",
+    "http://hl7.org/fhir/SearchParameter/OperationDefinition-code",
+    "OperationDefinition.code",
+    "(OperationDefinition.useContext.value as CodeableConcept)",
+    "(OperationDefinition.useContext.value as Quantity) | (OperationDefinition.useContext.value as Range)",
+    "OperationDefinition.useContext.code",
+    "OperationDefinition.useContext",
+    "OperationDefinition.date",
+    "OperationDefinition.description",
+    "input-profile",
+    "http://hl7.org/fhir/SearchParameter/OperationDefinition-input-profile",
+    "OperationDefinition.inputProfile",
+    "http://hl7.org/fhir/SearchParameter/OperationDefinition-instance",
+    "OperationDefinition.instance",
+    "OperationDefinition.jurisdiction",
+    "http://hl7.org/fhir/SearchParameter/OperationDefinition-kind",
+    "OperationDefinition.kind",
+    "OperationDefinition.name",
+    "output-profile",
+    "http://hl7.org/fhir/SearchParameter/OperationDefinition-output-profile",
+    "OperationDefinition.outputProfile",
+    "OperationDefinition.publisher",
+    "OperationDefinition.status",
+    "http://hl7.org/fhir/SearchParameter/OperationDefinition-system",
+    "OperationDefinition.system",
+    "OperationDefinition.title",
+    "http://hl7.org/fhir/SearchParameter/OperationDefinition-type",
+    "OperationDefinition.type",
+    "OperationDefinition.url",
+    "OperationDefinition.version",
+    "http://hl7.org/fhir/SearchParameter/Organization-active",
+    "Organization.active",
+    "http://hl7.org/fhir/SearchParameter/Organization-address",
+    "Organization.address",
+    "http://hl7.org/fhir/SearchParameter/Organization-address-city",
+    "Organization.address.city",
+    "http://hl7.org/fhir/SearchParameter/Organization-address-country",
+    "Organization.address.country",
+    "http://hl7.org/fhir/SearchParameter/Organization-address-postalcode",
+    "Organization.address.postalCode",
+    "http://hl7.org/fhir/SearchParameter/Organization-address-state",
+    "Organization.address.state",
+    "http://hl7.org/fhir/SearchParameter/Organization-address-use",
+    "Organization.address.use",
+    "http://hl7.org/fhir/SearchParameter/Organization-endpoint",
+    "Organization.endpoint",
+    "http://hl7.org/fhir/SearchParameter/Organization-identifier",
+    "Organization.identifier",
+    "http://hl7.org/fhir/SearchParameter/Organization-name",
+    "Organization.name | Organization.alias",
+    "http://hl7.org/fhir/SearchParameter/Organization-partof",
+    "Organization.partOf",
+    "http://hl7.org/fhir/SearchParameter/Organization-phonetic",
+    "Organization.name",
+    "http://hl7.org/fhir/SearchParameter/Organization-type",
+    "Organization.type",
+    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-active",
+    "OrganizationAffiliation.active",
+    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-date",
+    "OrganizationAffiliation.period",
+    "email",
+    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-email",
+    "OrganizationAffiliation.telecom.where(system='email')",
+    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-endpoint",
+    "OrganizationAffiliation.endpoint",
+    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-identifier",
+    "OrganizationAffiliation.identifier",
+    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-location",
+    "OrganizationAffiliation.location",
+    "network",
+    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-network",
+    "OrganizationAffiliation.network",
+    "participating-organization",
+    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-participating-organization",
+    "OrganizationAffiliation.participatingOrganization",
+    "phone",
+    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-phone",
+    "OrganizationAffiliation.telecom.where(system='phone')",
+    "primary-organization",
+    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-primary-organization",
+    "OrganizationAffiliation.organization",
+    "role",
+    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-role",
+    "OrganizationAffiliation.code",
+    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-service",
+    "OrganizationAffiliation.healthcareService",
+    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-specialty",
+    "OrganizationAffiliation.specialty",
+    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-telecom",
+    "OrganizationAffiliation.telecom",
+    "http://hl7.org/fhir/SearchParameter/Patient-active",
+    "Patient.active",
+    "http://hl7.org/fhir/SearchParameter/individual-address",
+    "Patient.address",
+    "http://hl7.org/fhir/SearchParameter/individual-address-city",
+    "Patient.address.city",
+    "http://hl7.org/fhir/SearchParameter/individual-address-country",
+    "Patient.address.country",
+    "http://hl7.org/fhir/SearchParameter/individual-address-postalcode",
+    "Patient.address.postalCode",
+    "http://hl7.org/fhir/SearchParameter/individual-address-state",
+    "Patient.address.state",
+    "http://hl7.org/fhir/SearchParameter/individual-address-use",
+    "Patient.address.use",
+    "birthdate",
+    "http://hl7.org/fhir/SearchParameter/individual-birthdate",
+    "Patient.birthDate",
+    "death-date",
+    "http://hl7.org/fhir/SearchParameter/Patient-death-date",
+    "(Patient.deceased as dateTime)",
+    "deceased",
+    "http://hl7.org/fhir/SearchParameter/Patient-deceased",
+    "Patient.deceased.exists() and Patient.deceased != false",
+    "http://hl7.org/fhir/SearchParameter/individual-email",
+    "Patient.telecom.where(system='email')",
+    "family",
+    "http://hl7.org/fhir/SearchParameter/individual-family",
+    "Patient.name.family",
+    "gender",
+    "http://hl7.org/fhir/SearchParameter/individual-gender",
+    "Patient.gender",
+    "general-practitioner",
+    "http://hl7.org/fhir/SearchParameter/Patient-general-practitioner",
+    "Patient.generalPractitioner",
+    "given",
+    "http://hl7.org/fhir/SearchParameter/individual-given",
+    "Patient.name.given",
+    "http://hl7.org/fhir/SearchParameter/Patient-identifier",
+    "Patient.identifier",
+    "http://hl7.org/fhir/SearchParameter/Patient-language",
+    "Patient.communication.language",
+    "link",
+    "http://hl7.org/fhir/SearchParameter/Patient-link",
+    "Patient.link.other",
+    "http://hl7.org/fhir/SearchParameter/Patient-name",
+    "Patient.name",
+    "http://hl7.org/fhir/SearchParameter/Patient-organization",
+    "Patient.managingOrganization",
+    "http://hl7.org/fhir/SearchParameter/individual-phone",
+    "Patient.telecom.where(system='phone')",
+    "http://hl7.org/fhir/SearchParameter/individual-phonetic",
+    "http://hl7.org/fhir/SearchParameter/individual-telecom",
+    "Patient.telecom",
+    "http://hl7.org/fhir/SearchParameter/PaymentNotice-created",
+    "PaymentNotice.created",
+    "http://hl7.org/fhir/SearchParameter/PaymentNotice-identifier",
+    "PaymentNotice.identifier",
+    "payment-status",
+    "http://hl7.org/fhir/SearchParameter/PaymentNotice-payment-status",
+    "PaymentNotice.paymentStatus",
+    "http://hl7.org/fhir/SearchParameter/PaymentNotice-provider",
+    "PaymentNotice.provider",
+    "http://hl7.org/fhir/SearchParameter/PaymentNotice-request",
+    "PaymentNotice.request",
+    "response",
+    "http://hl7.org/fhir/SearchParameter/PaymentNotice-response",
+    "PaymentNotice.response",
+    "http://hl7.org/fhir/SearchParameter/PaymentNotice-status",
+    "PaymentNotice.status",
+    "http://hl7.org/fhir/SearchParameter/PaymentReconciliation-created",
+    "PaymentReconciliation.created",
+    "http://hl7.org/fhir/SearchParameter/PaymentReconciliation-disposition",
+    "PaymentReconciliation.disposition",
+    "http://hl7.org/fhir/SearchParameter/PaymentReconciliation-identifier",
+    "PaymentReconciliation.identifier",
+    "http://hl7.org/fhir/SearchParameter/PaymentReconciliation-outcome",
+    "PaymentReconciliation.outcome",
+    "payment-issuer",
+    "http://hl7.org/fhir/SearchParameter/PaymentReconciliation-payment-issuer",
+    "PaymentReconciliation.paymentIssuer",
+    "http://hl7.org/fhir/SearchParameter/PaymentReconciliation-request",
+    "PaymentReconciliation.request",
+    "http://hl7.org/fhir/SearchParameter/PaymentReconciliation-requestor",
+    "PaymentReconciliation.requestor",
+    "http://hl7.org/fhir/SearchParameter/PaymentReconciliation-status",
+    "PaymentReconciliation.status",
+    "Person.address",
+    "Person.address.city",
+    "Person.address.country",
+    "Person.address.postalCode",
+    "Person.address.state",
+    "Person.address.use",
+    "Person.birthDate",
+    "Person.telecom.where(system='email')",
+    "Person.gender",
+    "http://hl7.org/fhir/SearchParameter/Person-identifier",
+    "Person.identifier",
+    "http://hl7.org/fhir/SearchParameter/Person-link",
+    "Person.link.target",
+    "http://hl7.org/fhir/SearchParameter/Person-name",
+    "Person.name",
+    "http://hl7.org/fhir/SearchParameter/Person-organization",
+    "Person.managingOrganization",
+    "http://hl7.org/fhir/SearchParameter/Person-patient",
+    "Person.link.target.where(resolve() is Patient)",
+    "Person.telecom.where(system='phone')",
+    "http://hl7.org/fhir/SearchParameter/Person-practitioner",
+    "Person.link.target.where(resolve() is Practitioner)",
+    "relatedperson",
+    "http://hl7.org/fhir/SearchParameter/Person-relatedperson",
+    "Person.link.target.where(resolve() is RelatedPerson)",
+    "Person.telecom",
+    "http://hl7.org/fhir/SearchParameter/PlanDefinition-composed-of",
+    "PlanDefinition.relatedArtifact.where(type='composed-of').resource",
+    "http://hl7.org/fhir/SearchParameter/PlanDefinition-context",
+    "(PlanDefinition.useContext.value as CodeableConcept)",
+    "http://hl7.org/fhir/SearchParameter/PlanDefinition-context-quantity",
+    "(PlanDefinition.useContext.value as Quantity) | (PlanDefinition.useContext.value as Range)",
+    "http://hl7.org/fhir/SearchParameter/PlanDefinition-context-type",
+    "PlanDefinition.useContext.code",
+    "http://hl7.org/fhir/SearchParameter/PlanDefinition-context-type-quantity",
+    "PlanDefinition.useContext",
+    "http://hl7.org/fhir/SearchParameter/PlanDefinition-context-type-value",
+    "http://hl7.org/fhir/SearchParameter/PlanDefinition-date",
+    "PlanDefinition.date",
+    "definition",
+    "http://hl7.org/fhir/SearchParameter/PlanDefinition-definition",
+    "PlanDefinition.action.definition",
+    "http://hl7.org/fhir/SearchParameter/PlanDefinition-depends-on",
+    "PlanDefinition.relatedArtifact.where(type='depends-on').resource | PlanDefinition.library",
+    "http://hl7.org/fhir/SearchParameter/PlanDefinition-derived-from",
+    "PlanDefinition.relatedArtifact.where(type='derived-from').resource",
+    "http://hl7.org/fhir/SearchParameter/PlanDefinition-description",
+    "PlanDefinition.description",
+    "http://hl7.org/fhir/SearchParameter/PlanDefinition-effective",
+    "PlanDefinition.effectivePeriod",
+    "http://hl7.org/fhir/SearchParameter/PlanDefinition-identifier",
+    "PlanDefinition.identifier",
+    "http://hl7.org/fhir/SearchParameter/PlanDefinition-jurisdiction",
+    "PlanDefinition.jurisdiction",
+    "http://hl7.org/fhir/SearchParameter/PlanDefinition-name",
+    "PlanDefinition.name",
+    "http://hl7.org/fhir/SearchParameter/PlanDefinition-predecessor",
+    "PlanDefinition.relatedArtifact.where(type='predecessor').resource",
+    "http://hl7.org/fhir/SearchParameter/PlanDefinition-publisher",
+    "PlanDefinition.publisher",
+    "http://hl7.org/fhir/SearchParameter/PlanDefinition-status",
+    "PlanDefinition.status",
+    "http://hl7.org/fhir/SearchParameter/PlanDefinition-successor",
+    "PlanDefinition.relatedArtifact.where(type='successor').resource",
+    "http://hl7.org/fhir/SearchParameter/PlanDefinition-title",
+    "PlanDefinition.title",
+    "http://hl7.org/fhir/SearchParameter/PlanDefinition-topic",
+    "PlanDefinition.topic",
+    "http://hl7.org/fhir/SearchParameter/PlanDefinition-type",
+    "PlanDefinition.type",
+    "http://hl7.org/fhir/SearchParameter/PlanDefinition-url",
+    "PlanDefinition.url",
+    "http://hl7.org/fhir/SearchParameter/PlanDefinition-version",
+    "PlanDefinition.version",
+    "http://hl7.org/fhir/SearchParameter/Practitioner-active",
+    "Practitioner.active",
+    "Practitioner.address",
+    "Practitioner.address.city",
+    "Practitioner.address.country",
+    "Practitioner.address.postalCode",
+    "Practitioner.address.state",
+    "Practitioner.address.use",
+    "communication",
+    "http://hl7.org/fhir/SearchParameter/Practitioner-communication",
+    "Practitioner.communication",
+    "Practitioner.telecom.where(system='email')",
+    "Practitioner.name.family",
+    "Practitioner.gender",
+    "Practitioner.name.given",
+    "http://hl7.org/fhir/SearchParameter/Practitioner-identifier",
+    "Practitioner.identifier",
+    "http://hl7.org/fhir/SearchParameter/Practitioner-name",
+    "Practitioner.name",
+    "Practitioner.telecom.where(system='phone')",
+    "Practitioner.telecom",
+    "http://hl7.org/fhir/SearchParameter/PractitionerRole-active",
+    "PractitionerRole.active",
+    "http://hl7.org/fhir/SearchParameter/PractitionerRole-date",
+    "PractitionerRole.period",
+    "PractitionerRole.telecom.where(system='email')",
+    "http://hl7.org/fhir/SearchParameter/PractitionerRole-endpoint",
+    "PractitionerRole.endpoint",
+    "http://hl7.org/fhir/SearchParameter/PractitionerRole-identifier",
+    "PractitionerRole.identifier",
+    "http://hl7.org/fhir/SearchParameter/PractitionerRole-location",
+    "PractitionerRole.location",
+    "http://hl7.org/fhir/SearchParameter/PractitionerRole-organization",
+    "PractitionerRole.organization",
+    "PractitionerRole.telecom.where(system='phone')",
+    "http://hl7.org/fhir/SearchParameter/PractitionerRole-practitioner",
+    "PractitionerRole.practitioner",
+    "http://hl7.org/fhir/SearchParameter/PractitionerRole-role",
+    "PractitionerRole.code",
+    "http://hl7.org/fhir/SearchParameter/PractitionerRole-service",
+    "PractitionerRole.healthcareService",
+    "http://hl7.org/fhir/SearchParameter/PractitionerRole-specialty",
+    "PractitionerRole.specialty",
+    "PractitionerRole.telecom",
+    "http://hl7.org/fhir/SearchParameter/Procedure-based-on",
+    "Procedure.basedOn",
+    "http://hl7.org/fhir/SearchParameter/Procedure-category",
+    "Procedure.category",
+    "Procedure.code",
+    "Procedure.performed",
+    "Procedure.encounter",
+    "Procedure.identifier",
+    "http://hl7.org/fhir/SearchParameter/Procedure-instantiates-canonical",
+    "Procedure.instantiatesCanonical",
+    "http://hl7.org/fhir/SearchParameter/Procedure-instantiates-uri",
+    "Procedure.instantiatesUri",
+    "http://hl7.org/fhir/SearchParameter/Procedure-location",
+    "Procedure.location",
+    "http://hl7.org/fhir/SearchParameter/Procedure-part-of",
+    "Procedure.partOf",
+    "Procedure.subject.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/Procedure-performer",
+    "Procedure.performer.actor",
+    "http://hl7.org/fhir/SearchParameter/Procedure-reason-code",
+    "Procedure.reasonCode",
+    "http://hl7.org/fhir/SearchParameter/Procedure-reason-reference",
+    "Procedure.reasonReference",
+    "http://hl7.org/fhir/SearchParameter/Procedure-status",
+    "Procedure.status",
+    "http://hl7.org/fhir/SearchParameter/Procedure-subject",
+    "Procedure.subject",
+    "http://hl7.org/fhir/SearchParameter/Provenance-agent",
+    "Provenance.agent.who",
+    "http://hl7.org/fhir/SearchParameter/Provenance-agent-role",
+    "Provenance.agent.role",
+    "agent-type",
+    "http://hl7.org/fhir/SearchParameter/Provenance-agent-type",
+    "Provenance.agent.type",
+    "http://hl7.org/fhir/SearchParameter/Provenance-entity",
+    "Provenance.entity.what",
+    "http://hl7.org/fhir/SearchParameter/Provenance-location",
+    "Provenance.location",
+    "http://hl7.org/fhir/SearchParameter/Provenance-patient",
+    "Provenance.target.where(resolve() is Patient)",
+    "recorded",
+    "http://hl7.org/fhir/SearchParameter/Provenance-recorded",
+    "Provenance.recorded",
+    "signature-type",
+    "http://hl7.org/fhir/SearchParameter/Provenance-signature-type",
+    "Provenance.signature.type",
+    "http://hl7.org/fhir/SearchParameter/Provenance-target",
+    "Provenance.target",
+    "when",
+    "http://hl7.org/fhir/SearchParameter/Provenance-when",
+    "(Provenance.occurred as dateTime)",
+    "http://hl7.org/fhir/SearchParameter/Questionnaire-code",
+    "Questionnaire.item.code",
+    "http://hl7.org/fhir/SearchParameter/Questionnaire-context",
+    "(Questionnaire.useContext.value as CodeableConcept)",
+    "http://hl7.org/fhir/SearchParameter/Questionnaire-context-quantity",
+    "(Questionnaire.useContext.value as Quantity) | (Questionnaire.useContext.value as Range)",
+    "http://hl7.org/fhir/SearchParameter/Questionnaire-context-type",
+    "Questionnaire.useContext.code",
+    "http://hl7.org/fhir/SearchParameter/Questionnaire-context-type-quantity",
+    "Questionnaire.useContext",
+    "http://hl7.org/fhir/SearchParameter/Questionnaire-context-type-value",
+    "http://hl7.org/fhir/SearchParameter/Questionnaire-date",
+    "Questionnaire.date",
+    "http://hl7.org/fhir/SearchParameter/Questionnaire-definition",
+    "Questionnaire.item.definition",
+    "http://hl7.org/fhir/SearchParameter/Questionnaire-description",
+    "Questionnaire.description",
+    "http://hl7.org/fhir/SearchParameter/Questionnaire-effective",
+    "Questionnaire.effectivePeriod",
+    "http://hl7.org/fhir/SearchParameter/Questionnaire-identifier",
+    "Questionnaire.identifier",
+    "http://hl7.org/fhir/SearchParameter/Questionnaire-jurisdiction",
+    "Questionnaire.jurisdiction",
+    "http://hl7.org/fhir/SearchParameter/Questionnaire-name",
+    "Questionnaire.name",
+    "http://hl7.org/fhir/SearchParameter/Questionnaire-publisher",
+    "Questionnaire.publisher",
+    "http://hl7.org/fhir/SearchParameter/Questionnaire-status",
+    "Questionnaire.status",
+    "subject-type",
+    "http://hl7.org/fhir/SearchParameter/Questionnaire-subject-type",
+    "Questionnaire.subjectType",
+    "http://hl7.org/fhir/SearchParameter/Questionnaire-title",
+    "Questionnaire.title",
+    "http://hl7.org/fhir/SearchParameter/Questionnaire-url",
+    "Questionnaire.url",
+    "http://hl7.org/fhir/SearchParameter/Questionnaire-version",
+    "Questionnaire.version",
+    "http://hl7.org/fhir/SearchParameter/QuestionnaireResponse-author",
+    "QuestionnaireResponse.author",
+    "http://hl7.org/fhir/SearchParameter/QuestionnaireResponse-authored",
+    "QuestionnaireResponse.authored",
+    "http://hl7.org/fhir/SearchParameter/QuestionnaireResponse-based-on",
+    "QuestionnaireResponse.basedOn",
+    "http://hl7.org/fhir/SearchParameter/QuestionnaireResponse-encounter",
+    "QuestionnaireResponse.encounter",
+    "http://hl7.org/fhir/SearchParameter/QuestionnaireResponse-identifier",
+    "QuestionnaireResponse.identifier",
+    "http://hl7.org/fhir/SearchParameter/QuestionnaireResponse-part-of",
+    "QuestionnaireResponse.partOf",
+    "http://hl7.org/fhir/SearchParameter/QuestionnaireResponse-patient",
+    "QuestionnaireResponse.subject.where(resolve() is Patient)",
+    "questionnaire",
+    "http://hl7.org/fhir/SearchParameter/QuestionnaireResponse-questionnaire",
+    "QuestionnaireResponse.questionnaire",
+    "http://hl7.org/fhir/SearchParameter/QuestionnaireResponse-source",
+    "QuestionnaireResponse.source",
+    "http://hl7.org/fhir/SearchParameter/QuestionnaireResponse-status",
+    "QuestionnaireResponse.status",
+    "http://hl7.org/fhir/SearchParameter/QuestionnaireResponse-subject",
+    "QuestionnaireResponse.subject",
+    "http://hl7.org/fhir/SearchParameter/RelatedPerson-active",
+    "RelatedPerson.active",
+    "RelatedPerson.address",
+    "RelatedPerson.address.city",
+    "RelatedPerson.address.country",
+    "RelatedPerson.address.postalCode",
+    "RelatedPerson.address.state",
+    "RelatedPerson.address.use",
+    "RelatedPerson.birthDate",
+    "RelatedPerson.telecom.where(system='email')",
+    "RelatedPerson.gender",
+    "http://hl7.org/fhir/SearchParameter/RelatedPerson-identifier",
+    "RelatedPerson.identifier",
+    "http://hl7.org/fhir/SearchParameter/RelatedPerson-name",
+    "RelatedPerson.name",
+    "http://hl7.org/fhir/SearchParameter/RelatedPerson-patient",
+    "RelatedPerson.patient",
+    "RelatedPerson.telecom.where(system='phone')",
+    "http://hl7.org/fhir/SearchParameter/RelatedPerson-relationship",
+    "RelatedPerson.relationship",
+    "RelatedPerson.telecom",
+    "http://hl7.org/fhir/SearchParameter/RequestGroup-author",
+    "RequestGroup.author",
+    "http://hl7.org/fhir/SearchParameter/RequestGroup-authored",
+    "RequestGroup.authoredOn",
+    "http://hl7.org/fhir/SearchParameter/RequestGroup-code",
+    "RequestGroup.code",
+    "http://hl7.org/fhir/SearchParameter/RequestGroup-encounter",
+    "RequestGroup.encounter",
+    "http://hl7.org/fhir/SearchParameter/RequestGroup-group-identifier",
+    "RequestGroup.groupIdentifier",
+    "http://hl7.org/fhir/SearchParameter/RequestGroup-identifier",
+    "RequestGroup.identifier",
+    "http://hl7.org/fhir/SearchParameter/RequestGroup-instantiates-canonical",
+    "RequestGroup.instantiatesCanonical",
+    "http://hl7.org/fhir/SearchParameter/RequestGroup-instantiates-uri",
+    "RequestGroup.instantiatesUri",
+    "http://hl7.org/fhir/SearchParameter/RequestGroup-intent",
+    "RequestGroup.intent",
+    "http://hl7.org/fhir/SearchParameter/RequestGroup-participant",
+    "RequestGroup.action.participant",
+    "http://hl7.org/fhir/SearchParameter/RequestGroup-patient",
+    "RequestGroup.subject.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/RequestGroup-priority",
+    "RequestGroup.priority",
+    "http://hl7.org/fhir/SearchParameter/RequestGroup-status",
+    "RequestGroup.status",
+    "http://hl7.org/fhir/SearchParameter/RequestGroup-subject",
+    "RequestGroup.subject",
+    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-composed-of",
+    "ResearchDefinition.relatedArtifact.where(type='composed-of').resource",
+    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-context",
+    "(ResearchDefinition.useContext.value as CodeableConcept)",
+    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-context-quantity",
+    "(ResearchDefinition.useContext.value as Quantity) | (ResearchDefinition.useContext.value as Range)",
+    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-context-type",
+    "ResearchDefinition.useContext.code",
+    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-context-type-quantity",
+    "ResearchDefinition.useContext",
+    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-context-type-value",
+    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-date",
+    "ResearchDefinition.date",
+    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-depends-on",
+    "ResearchDefinition.relatedArtifact.where(type='depends-on').resource | ResearchDefinition.library",
+    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-derived-from",
+    "ResearchDefinition.relatedArtifact.where(type='derived-from').resource",
+    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-description",
+    "ResearchDefinition.description",
+    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-effective",
+    "ResearchDefinition.effectivePeriod",
+    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-identifier",
+    "ResearchDefinition.identifier",
+    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-jurisdiction",
+    "ResearchDefinition.jurisdiction",
+    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-name",
+    "ResearchDefinition.name",
+    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-predecessor",
+    "ResearchDefinition.relatedArtifact.where(type='predecessor').resource",
+    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-publisher",
+    "ResearchDefinition.publisher",
+    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-status",
+    "ResearchDefinition.status",
+    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-successor",
+    "ResearchDefinition.relatedArtifact.where(type='successor').resource",
+    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-title",
+    "ResearchDefinition.title",
+    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-topic",
+    "ResearchDefinition.topic",
+    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-url",
+    "ResearchDefinition.url",
+    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-version",
+    "ResearchDefinition.version",
+    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-composed-of",
+    "ResearchElementDefinition.relatedArtifact.where(type='composed-of').resource",
+    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-context",
+    "(ResearchElementDefinition.useContext.value as CodeableConcept)",
+    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-context-quantity",
+    "(ResearchElementDefinition.useContext.value as Quantity) | (ResearchElementDefinition.useContext.value as Range)",
+    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-context-type",
+    "ResearchElementDefinition.useContext.code",
+    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-context-type-quantity",
+    "ResearchElementDefinition.useContext",
+    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-context-type-value",
+    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-date",
+    "ResearchElementDefinition.date",
+    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-depends-on",
+    "ResearchElementDefinition.relatedArtifact.where(type='depends-on').resource | ResearchElementDefinition.library",
+    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-derived-from",
+    "ResearchElementDefinition.relatedArtifact.where(type='derived-from').resource",
+    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-description",
+    "ResearchElementDefinition.description",
+    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-effective",
+    "ResearchElementDefinition.effectivePeriod",
+    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-identifier",
+    "ResearchElementDefinition.identifier",
+    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-jurisdiction",
+    "ResearchElementDefinition.jurisdiction",
+    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-name",
+    "ResearchElementDefinition.name",
+    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-predecessor",
+    "ResearchElementDefinition.relatedArtifact.where(type='predecessor').resource",
+    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-publisher",
+    "ResearchElementDefinition.publisher",
+    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-status",
+    "ResearchElementDefinition.status",
+    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-successor",
+    "ResearchElementDefinition.relatedArtifact.where(type='successor').resource",
+    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-title",
+    "ResearchElementDefinition.title",
+    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-topic",
+    "ResearchElementDefinition.topic",
+    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-url",
+    "ResearchElementDefinition.url",
+    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-version",
+    "ResearchElementDefinition.version",
+    "http://hl7.org/fhir/SearchParameter/ResearchStudy-category",
+    "ResearchStudy.category",
+    "http://hl7.org/fhir/SearchParameter/ResearchStudy-date",
+    "ResearchStudy.period",
+    "http://hl7.org/fhir/SearchParameter/ResearchStudy-focus",
+    "ResearchStudy.focus",
+    "http://hl7.org/fhir/SearchParameter/ResearchStudy-identifier",
+    "ResearchStudy.identifier",
+    "keyword",
+    "http://hl7.org/fhir/SearchParameter/ResearchStudy-keyword",
+    "ResearchStudy.keyword",
+    "http://hl7.org/fhir/SearchParameter/ResearchStudy-location",
+    "ResearchStudy.location",
+    "http://hl7.org/fhir/SearchParameter/ResearchStudy-partof",
+    "ResearchStudy.partOf",
+    "principalinvestigator",
+    "http://hl7.org/fhir/SearchParameter/ResearchStudy-principalinvestigator",
+    "ResearchStudy.principalInvestigator",
+    "protocol",
+    "http://hl7.org/fhir/SearchParameter/ResearchStudy-protocol",
+    "ResearchStudy.protocol",
+    "http://hl7.org/fhir/SearchParameter/ResearchStudy-site",
+    "ResearchStudy.site",
+    "sponsor",
+    "http://hl7.org/fhir/SearchParameter/ResearchStudy-sponsor",
+    "ResearchStudy.sponsor",
+    "http://hl7.org/fhir/SearchParameter/ResearchStudy-status",
+    "ResearchStudy.status",
+    "http://hl7.org/fhir/SearchParameter/ResearchStudy-title",
+    "ResearchStudy.title",
+    "http://hl7.org/fhir/SearchParameter/ResearchSubject-date",
+    "ResearchSubject.period",
+    "http://hl7.org/fhir/SearchParameter/ResearchSubject-identifier",
+    "ResearchSubject.identifier",
+    "individual",
+    "http://hl7.org/fhir/SearchParameter/ResearchSubject-individual",
+    "ResearchSubject.individual",
+    "http://hl7.org/fhir/SearchParameter/ResearchSubject-patient",
+    "http://hl7.org/fhir/SearchParameter/ResearchSubject-status",
+    "ResearchSubject.status",
+    "http://hl7.org/fhir/SearchParameter/ResearchSubject-study",
+    "ResearchSubject.study",
+    "http://hl7.org/fhir/SearchParameter/RiskAssessment-condition",
+    "RiskAssessment.condition",
+    "(RiskAssessment.occurrence as dateTime)",
+    "RiskAssessment.encounter",
+    "RiskAssessment.identifier",
+    "http://hl7.org/fhir/SearchParameter/RiskAssessment-method",
+    "RiskAssessment.method",
+    "RiskAssessment.subject.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/RiskAssessment-performer",
+    "RiskAssessment.performer",
+    "probability",
+    "http://hl7.org/fhir/SearchParameter/RiskAssessment-probability",
+    "RiskAssessment.prediction.probability",
+    "risk",
+    "http://hl7.org/fhir/SearchParameter/RiskAssessment-risk",
+    "RiskAssessment.prediction.qualitativeRisk",
+    "http://hl7.org/fhir/SearchParameter/RiskAssessment-subject",
+    "RiskAssessment.subject",
+    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-context",
+    "(RiskEvidenceSynthesis.useContext.value as CodeableConcept)",
+    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-context-quantity",
+    "(RiskEvidenceSynthesis.useContext.value as Quantity) | (RiskEvidenceSynthesis.useContext.value as Range)",
+    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-context-type",
+    "RiskEvidenceSynthesis.useContext.code",
+    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-context-type-quantity",
+    "RiskEvidenceSynthesis.useContext",
+    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-context-type-value",
+    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-date",
+    "RiskEvidenceSynthesis.date",
+    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-description",
+    "RiskEvidenceSynthesis.description",
+    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-effective",
+    "RiskEvidenceSynthesis.effectivePeriod",
+    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-identifier",
+    "RiskEvidenceSynthesis.identifier",
+    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-jurisdiction",
+    "RiskEvidenceSynthesis.jurisdiction",
+    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-name",
+    "RiskEvidenceSynthesis.name",
+    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-publisher",
+    "RiskEvidenceSynthesis.publisher",
+    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-status",
+    "RiskEvidenceSynthesis.status",
+    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-title",
+    "RiskEvidenceSynthesis.title",
+    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-url",
+    "RiskEvidenceSynthesis.url",
+    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-version",
+    "RiskEvidenceSynthesis.version",
+    "http://hl7.org/fhir/SearchParameter/Schedule-active",
+    "Schedule.active",
+    "http://hl7.org/fhir/SearchParameter/Schedule-actor",
+    "Schedule.actor",
+    "http://hl7.org/fhir/SearchParameter/Schedule-date",
+    "Schedule.planningHorizon",
+    "http://hl7.org/fhir/SearchParameter/Schedule-identifier",
+    "Schedule.identifier",
+    "http://hl7.org/fhir/SearchParameter/Schedule-service-category",
+    "Schedule.serviceCategory",
+    "http://hl7.org/fhir/SearchParameter/Schedule-service-type",
+    "Schedule.serviceType",
+    "http://hl7.org/fhir/SearchParameter/Schedule-specialty",
+    "Schedule.specialty",
+    "http://hl7.org/fhir/SearchParameter/SearchParameter-base",
+    "SearchParameter.base",
+    "http://hl7.org/fhir/SearchParameter/SearchParameter-code",
+    "SearchParameter.code",
+    "component",
+    "http://hl7.org/fhir/SearchParameter/SearchParameter-component",
+    "SearchParameter.component.definition",
+    "(SearchParameter.useContext.value as CodeableConcept)",
+    "(SearchParameter.useContext.value as Quantity) | (SearchParameter.useContext.value as Range)",
+    "SearchParameter.useContext.code",
+    "SearchParameter.useContext",
+    "SearchParameter.date",
+    "http://hl7.org/fhir/SearchParameter/SearchParameter-derived-from",
+    "SearchParameter.derivedFrom",
+    "SearchParameter.description",
+    "SearchParameter.jurisdiction",
+    "SearchParameter.name",
+    "SearchParameter.publisher",
+    "SearchParameter.status",
+    "http://hl7.org/fhir/SearchParameter/SearchParameter-target",
+    "SearchParameter.target",
+    "http://hl7.org/fhir/SearchParameter/SearchParameter-type",
+    "SearchParameter.type",
+    "SearchParameter.url",
+    "SearchParameter.version",
+    "http://hl7.org/fhir/SearchParameter/ServiceRequest-authored",
+    "ServiceRequest.authoredOn",
+    "http://hl7.org/fhir/SearchParameter/ServiceRequest-based-on",
+    "ServiceRequest.basedOn",
+    "http://hl7.org/fhir/SearchParameter/ServiceRequest-body-site",
+    "ServiceRequest.bodySite",
+    "http://hl7.org/fhir/SearchParameter/ServiceRequest-category",
+    "ServiceRequest.category",
+    "ServiceRequest.code",
+    "ServiceRequest.encounter",
+    "ServiceRequest.identifier",
+    "http://hl7.org/fhir/SearchParameter/ServiceRequest-instantiates-canonical",
+    "ServiceRequest.instantiatesCanonical",
+    "http://hl7.org/fhir/SearchParameter/ServiceRequest-instantiates-uri",
+    "ServiceRequest.instantiatesUri",
+    "http://hl7.org/fhir/SearchParameter/ServiceRequest-intent",
+    "ServiceRequest.intent",
+    "http://hl7.org/fhir/SearchParameter/ServiceRequest-occurrence",
+    "ServiceRequest.occurrence",
+    "ServiceRequest.subject.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/ServiceRequest-performer",
+    "ServiceRequest.performer",
+    "performer-type",
+    "http://hl7.org/fhir/SearchParameter/ServiceRequest-performer-type",
+    "ServiceRequest.performerType",
+    "http://hl7.org/fhir/SearchParameter/ServiceRequest-priority",
+    "ServiceRequest.priority",
+    "http://hl7.org/fhir/SearchParameter/ServiceRequest-replaces",
+    "ServiceRequest.replaces",
+    "http://hl7.org/fhir/SearchParameter/ServiceRequest-requester",
+    "ServiceRequest.requester",
+    "requisition",
+    "http://hl7.org/fhir/SearchParameter/ServiceRequest-requisition",
+    "ServiceRequest.requisition",
+    "http://hl7.org/fhir/SearchParameter/ServiceRequest-specimen",
+    "ServiceRequest.specimen",
+    "http://hl7.org/fhir/SearchParameter/ServiceRequest-status",
+    "ServiceRequest.status",
+    "http://hl7.org/fhir/SearchParameter/ServiceRequest-subject",
+    "ServiceRequest.subject",
+    "http://hl7.org/fhir/SearchParameter/Slot-appointment-type",
+    "Slot.appointmentType",
+    "http://hl7.org/fhir/SearchParameter/Slot-identifier",
+    "Slot.identifier",
+    "schedule",
+    "http://hl7.org/fhir/SearchParameter/Slot-schedule",
+    "Slot.schedule",
+    "http://hl7.org/fhir/SearchParameter/Slot-service-category",
+    "Slot.serviceCategory",
+    "http://hl7.org/fhir/SearchParameter/Slot-service-type",
+    "Slot.serviceType",
+    "http://hl7.org/fhir/SearchParameter/Slot-specialty",
+    "Slot.specialty",
+    "http://hl7.org/fhir/SearchParameter/Slot-start",
+    "Slot.start",
+    "http://hl7.org/fhir/SearchParameter/Slot-status",
+    "Slot.status",
+    "accession",
+    "http://hl7.org/fhir/SearchParameter/Specimen-accession",
+    "Specimen.accessionIdentifier",
+    "http://hl7.org/fhir/SearchParameter/Specimen-bodysite",
+    "Specimen.collection.bodySite",
+    "collected",
+    "http://hl7.org/fhir/SearchParameter/Specimen-collected",
+    "Specimen.collection.collected",
+    "collector",
+    "http://hl7.org/fhir/SearchParameter/Specimen-collector",
+    "Specimen.collection.collector",
+    "container",
+    "http://hl7.org/fhir/SearchParameter/Specimen-container",
+    "Specimen.container.type",
+    "container-id",
+    "http://hl7.org/fhir/SearchParameter/Specimen-container-id",
+    "Specimen.container.identifier",
+    "http://hl7.org/fhir/SearchParameter/Specimen-identifier",
+    "Specimen.identifier",
+    "http://hl7.org/fhir/SearchParameter/Specimen-parent",
+    "Specimen.parent",
+    "http://hl7.org/fhir/SearchParameter/Specimen-patient",
+    "Specimen.subject.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/Specimen-status",
+    "Specimen.status",
+    "http://hl7.org/fhir/SearchParameter/Specimen-subject",
+    "Specimen.subject",
+    "http://hl7.org/fhir/SearchParameter/Specimen-type",
+    "Specimen.type",
+    "http://hl7.org/fhir/SearchParameter/SpecimenDefinition-container",
+    "SpecimenDefinition.typeTested.container.type",
+    "http://hl7.org/fhir/SearchParameter/SpecimenDefinition-identifier",
+    "SpecimenDefinition.identifier",
+    "http://hl7.org/fhir/SearchParameter/SpecimenDefinition-type",
+    "SpecimenDefinition.typeCollected",
+    "abstract",
+    "http://hl7.org/fhir/SearchParameter/StructureDefinition-abstract",
+    "StructureDefinition.abstract",
+    "http://hl7.org/fhir/SearchParameter/StructureDefinition-base",
+    "StructureDefinition.baseDefinition",
+    "base-path",
+    "http://hl7.org/fhir/SearchParameter/StructureDefinition-base-path",
+    "StructureDefinition.snapshot.element.base.path | StructureDefinition.differential.element.base.path",
+    "(StructureDefinition.useContext.value as CodeableConcept)",
+    "(StructureDefinition.useContext.value as Quantity) | (StructureDefinition.useContext.value as Range)",
+    "StructureDefinition.useContext.code",
+    "StructureDefinition.useContext",
+    "StructureDefinition.date",
+    "derivation",
+    "http://hl7.org/fhir/SearchParameter/StructureDefinition-derivation",
+    "StructureDefinition.derivation",
+    "StructureDefinition.description",
+    "http://hl7.org/fhir/SearchParameter/StructureDefinition-experimental",
+    "StructureDefinition.experimental",
+    "ext-context",
+    "http://hl7.org/fhir/SearchParameter/StructureDefinition-ext-context",
+    "StructureDefinition.context.type",
+    "StructureDefinition.identifier",
+    "StructureDefinition.jurisdiction",
+    "http://hl7.org/fhir/SearchParameter/StructureDefinition-keyword",
+    "StructureDefinition.keyword",
+    "http://hl7.org/fhir/SearchParameter/StructureDefinition-kind",
+    "StructureDefinition.kind",
+    "StructureDefinition.name",
+    "path",
+    "http://hl7.org/fhir/SearchParameter/StructureDefinition-path",
+    "StructureDefinition.snapshot.element.path | StructureDefinition.differential.element.path",
+    "StructureDefinition.publisher",
+    "StructureDefinition.status",
+    "StructureDefinition.title",
+    "http://hl7.org/fhir/SearchParameter/StructureDefinition-type",
+    "StructureDefinition.type",
+    "StructureDefinition.url",
+    "valueset",
+    "http://hl7.org/fhir/SearchParameter/StructureDefinition-valueset",
+    "StructureDefinition.snapshot.element.binding.valueSet",
+    "StructureDefinition.version",
+    "(StructureMap.useContext.value as CodeableConcept)",
+    "(StructureMap.useContext.value as Quantity) | (StructureMap.useContext.value as Range)",
+    "StructureMap.useContext.code",
+    "StructureMap.useContext",
+    "StructureMap.date",
+    "StructureMap.description",
+    "StructureMap.identifier",
+    "StructureMap.jurisdiction",
+    "StructureMap.name",
+    "StructureMap.publisher",
+    "StructureMap.status",
+    "StructureMap.title",
+    "StructureMap.url",
+    "StructureMap.version",
+    "http://hl7.org/fhir/SearchParameter/Subscription-contact",
+    "Subscription.contact",
+    "criteria",
+    "http://hl7.org/fhir/SearchParameter/Subscription-criteria",
+    "Subscription.criteria",
+    "payload",
+    "http://hl7.org/fhir/SearchParameter/Subscription-payload",
+    "Subscription.channel.payload",
+    "http://hl7.org/fhir/SearchParameter/Subscription-status",
+    "Subscription.status",
+    "http://hl7.org/fhir/SearchParameter/Subscription-type",
+    "Subscription.channel.type",
+    "http://hl7.org/fhir/SearchParameter/Subscription-url",
+    "Subscription.channel.endpoint",
+    "http://hl7.org/fhir/SearchParameter/Substance-category",
+    "Substance.category",
+    "http://hl7.org/fhir/SearchParameter/Substance-code",
+    "Substance.code | (Substance.ingredient.substance as CodeableConcept)",
+    "container-identifier",
+    "http://hl7.org/fhir/SearchParameter/Substance-container-identifier",
+    "Substance.instance.identifier",
+    "expiry",
+    "http://hl7.org/fhir/SearchParameter/Substance-expiry",
+    "Substance.instance.expiry",
+    "http://hl7.org/fhir/SearchParameter/Substance-identifier",
+    "Substance.identifier",
+    "http://hl7.org/fhir/SearchParameter/Substance-quantity",
+    "Substance.instance.quantity",
+    "http://hl7.org/fhir/SearchParameter/Substance-status",
+    "Substance.status",
+    "substance-reference",
+    "http://hl7.org/fhir/SearchParameter/Substance-substance-reference",
+    "(Substance.ingredient.substance as Reference)",
+    "http://hl7.org/fhir/SearchParameter/SubstanceSpecification-code",
+    "SubstanceSpecification.code.code",
+    "SupplyDelivery.identifier",
+    "SupplyDelivery.patient",
+    "http://hl7.org/fhir/SearchParameter/SupplyDelivery-receiver",
+    "SupplyDelivery.receiver",
+    "http://hl7.org/fhir/SearchParameter/SupplyDelivery-status",
+    "SupplyDelivery.status",
+    "supplier",
+    "http://hl7.org/fhir/SearchParameter/SupplyDelivery-supplier",
+    "SupplyDelivery.supplier",
+    "http://hl7.org/fhir/SearchParameter/SupplyRequest-category",
+    "SupplyRequest.category",
+    "SupplyRequest.authoredOn",
+    "SupplyRequest.identifier",
+    "http://hl7.org/fhir/SearchParameter/SupplyRequest-requester",
+    "SupplyRequest.requester",
+    "http://hl7.org/fhir/SearchParameter/SupplyRequest-status",
+    "SupplyRequest.status",
+    "http://hl7.org/fhir/SearchParameter/SupplyRequest-subject",
+    "SupplyRequest.deliverTo",
+    "http://hl7.org/fhir/SearchParameter/SupplyRequest-supplier",
+    "SupplyRequest.supplier",
+    "http://hl7.org/fhir/SearchParameter/Task-authored-on",
+    "Task.authoredOn",
+    "http://hl7.org/fhir/SearchParameter/Task-based-on",
+    "Task.basedOn",
+    "business-status",
+    "http://hl7.org/fhir/SearchParameter/Task-business-status",
+    "Task.businessStatus",
+    "http://hl7.org/fhir/SearchParameter/Task-code",
+    "Task.code",
+    "http://hl7.org/fhir/SearchParameter/Task-encounter",
+    "Task.encounter",
+    "http://hl7.org/fhir/SearchParameter/Task-focus",
+    "Task.focus",
+    "http://hl7.org/fhir/SearchParameter/Task-group-identifier",
+    "Task.groupIdentifier",
+    "http://hl7.org/fhir/SearchParameter/Task-identifier",
+    "Task.identifier",
+    "http://hl7.org/fhir/SearchParameter/Task-intent",
+    "Task.intent",
+    "modified",
+    "http://hl7.org/fhir/SearchParameter/Task-modified",
+    "Task.lastModified",
+    "http://hl7.org/fhir/SearchParameter/Task-owner",
+    "Task.owner",
+    "http://hl7.org/fhir/SearchParameter/Task-part-of",
+    "Task.partOf",
+    "http://hl7.org/fhir/SearchParameter/Task-patient",
+    "Task.for.where(resolve() is Patient)",
+    "http://hl7.org/fhir/SearchParameter/Task-performer",
+    "Task.performerType",
+    "http://hl7.org/fhir/SearchParameter/Task-period",
+    "Task.executionPeriod",
+    "http://hl7.org/fhir/SearchParameter/Task-priority",
+    "Task.priority",
+    "http://hl7.org/fhir/SearchParameter/Task-requester",
+    "Task.requester",
+    "http://hl7.org/fhir/SearchParameter/Task-status",
+    "Task.status",
+    "http://hl7.org/fhir/SearchParameter/Task-subject",
+    "Task.for",
+    "(TerminologyCapabilities.useContext.value as CodeableConcept)",
+    "(TerminologyCapabilities.useContext.value as Quantity) | (TerminologyCapabilities.useContext.value as Range)",
+    "TerminologyCapabilities.useContext.code",
+    "TerminologyCapabilities.useContext",
+    "TerminologyCapabilities.date",
+    "TerminologyCapabilities.description",
+    "TerminologyCapabilities.jurisdiction",
+    "TerminologyCapabilities.name",
+    "TerminologyCapabilities.publisher",
+    "TerminologyCapabilities.status",
+    "TerminologyCapabilities.title",
+    "TerminologyCapabilities.url",
+    "TerminologyCapabilities.version",
+    "http://hl7.org/fhir/SearchParameter/TestReport-identifier",
+    "TestReport.identifier",
+    "http://hl7.org/fhir/SearchParameter/TestReport-issued",
+    "TestReport.issued",
+    "http://hl7.org/fhir/SearchParameter/TestReport-participant",
+    "TestReport.participant.uri",
+    "http://hl7.org/fhir/SearchParameter/TestReport-result",
+    "TestReport.result",
+    "tester",
+    "http://hl7.org/fhir/SearchParameter/TestReport-tester",
+    "TestReport.tester",
+    "testscript",
+    "http://hl7.org/fhir/SearchParameter/TestReport-testscript",
+    "TestReport.testScript",
+    "http://hl7.org/fhir/SearchParameter/TestScript-context",
+    "(TestScript.useContext.value as CodeableConcept)",
+    "http://hl7.org/fhir/SearchParameter/TestScript-context-quantity",
+    "(TestScript.useContext.value as Quantity) | (TestScript.useContext.value as Range)",
+    "http://hl7.org/fhir/SearchParameter/TestScript-context-type",
+    "TestScript.useContext.code",
+    "http://hl7.org/fhir/SearchParameter/TestScript-context-type-quantity",
+    "TestScript.useContext",
+    "http://hl7.org/fhir/SearchParameter/TestScript-context-type-value",
+    "http://hl7.org/fhir/SearchParameter/TestScript-date",
+    "TestScript.date",
+    "http://hl7.org/fhir/SearchParameter/TestScript-description",
+    "TestScript.description",
+    "http://hl7.org/fhir/SearchParameter/TestScript-identifier",
+    "TestScript.identifier",
+    "http://hl7.org/fhir/SearchParameter/TestScript-jurisdiction",
+    "TestScript.jurisdiction",
+    "http://hl7.org/fhir/SearchParameter/TestScript-name",
+    "TestScript.name",
+    "http://hl7.org/fhir/SearchParameter/TestScript-publisher",
+    "TestScript.publisher",
+    "http://hl7.org/fhir/SearchParameter/TestScript-status",
+    "TestScript.status",
+    "testscript-capability",
+    "http://hl7.org/fhir/SearchParameter/TestScript-testscript-capability",
+    "TestScript.metadata.capability.description",
+    "http://hl7.org/fhir/SearchParameter/TestScript-title",
+    "TestScript.title",
+    "http://hl7.org/fhir/SearchParameter/TestScript-url",
+    "TestScript.url",
+    "http://hl7.org/fhir/SearchParameter/TestScript-version",
+    "TestScript.version",
+    "http://hl7.org/fhir/SearchParameter/ValueSet-code",
+    "ValueSet.expansion.contains.code | ValueSet.compose.include.concept.code",
+    "(ValueSet.useContext.value as CodeableConcept)",
+    "(ValueSet.useContext.value as Quantity) | (ValueSet.useContext.value as Range)",
+    "ValueSet.useContext.code",
+    "ValueSet.useContext",
+    "ValueSet.date",
+    "ValueSet.description",
+    "expansion",
+    "http://hl7.org/fhir/SearchParameter/ValueSet-expansion",
+    "ValueSet.expansion.identifier",
+    "ValueSet.identifier",
+    "ValueSet.jurisdiction",
+    "ValueSet.name",
+    "ValueSet.publisher",
+    "reference",
+    "http://hl7.org/fhir/SearchParameter/ValueSet-reference",
+    "ValueSet.compose.include.system",
+    "ValueSet.status",
+    "ValueSet.title",
+    "ValueSet.url",
+    "ValueSet.version",
+    "http://hl7.org/fhir/SearchParameter/VerificationResult-target",
+    "VerificationResult.target",
+    "datewritten",
+    "http://hl7.org/fhir/SearchParameter/VisionPrescription-datewritten",
+    "VisionPrescription.dateWritten",
+    "VisionPrescription.encounter",
+    "VisionPrescription.identifier",
+    "VisionPrescription.patient",
+    "prescriber",
+    "http://hl7.org/fhir/SearchParameter/VisionPrescription-prescriber",
+    "VisionPrescription.prescriber",
+    "http://hl7.org/fhir/SearchParameter/VisionPrescription-status",
+    "VisionPrescription.status",
+    "value.as(Quantity) | value.as(Range)",
+    "value.as(CodeableConcept)",
+    "%resource.referenceSeq.chromosome",
+    "end",
+    "windowStart",
+    "windowEnd",
+    "%resource.referenceSeq.referenceSeqId",
+    "referenceSeqId",
+    "value.as(DateTime) | value.as(Period)",
+    "value.as(Quantity)",
+    "value.as(string)",
+);
+
+/// Reference target lists: indexes into `R4_TYPES`; `L(at, len)` is a range.
+#[rustfmt::skip]
+pub(super) static TARGETS: [u8; 656] = [
+    99, 102, 107, 99, 34, 102, 59, 108, 70, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+    15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38,
+    39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62,
+    63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 83, 84, 85, 86,
+    87, 88, 89, 90, 91, 92, 93, 94, 95, 96, 97, 98, 99, 100, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111,
+    112, 113, 114, 115, 116, 117, 118, 119, 120, 121, 122, 123, 124, 125, 126, 127, 128, 129, 130, 131, 132, 133, 134, 135,
+    136, 137, 138, 139, 140, 141, 142, 143, 144, 145, 67, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+    13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36,
+    37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60,
+    61, 62, 63, 64, 65, 66, 68, 69, 70, 71, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 83, 84, 85,
+    86, 87, 88, 89, 90, 91, 92, 93, 94, 95, 96, 97, 98, 99, 100, 102, 103, 104, 105, 106, 107, 108, 109, 110,
+    111, 112, 113, 114, 115, 116, 117, 118, 119, 120, 121, 122, 123, 124, 125, 126, 127, 128, 129, 130, 131, 132, 133, 134,
+    135, 136, 137, 138, 139, 140, 141, 142, 143, 144, 145, 70, 107, 102, 108, 113, 27, 117, 107, 57, 102, 113, 61, 34,
+    74, 109, 130, 75, 79, 107, 34, 102, 59, 108, 113, 70, 123, 107, 27, 95, 109, 63, 124, 4, 107, 99, 34, 102,
+    108, 113, 107, 99, 102, 108, 113, 25, 91, 64, 127, 4, 78, 139, 94, 114, 145, 37, 123, 23, 13, 14, 43, 55,
+    111, 71, 106, 97, 1, 107, 99, 14, 34, 102, 59, 108, 113, 57, 102, 107, 99, 14, 102, 108, 113, 0, 47, 43,
+    107, 99, 14, 34, 102, 108, 113, 61, 76, 137, 95, 39, 60, 75, 109, 107, 99, 108, 34, 107, 108, 18, 27, 95,
+    73, 119, 53, 95, 73, 39, 60, 112, 20, 27, 3, 21, 107, 57, 99, 14, 34, 102, 59, 108, 113, 107, 99, 34,
+    102, 59, 108, 113, 23, 43, 47, 26, 143, 107, 57, 99, 14, 34, 102, 108, 113, 28, 29, 112, 41, 99, 102, 113,
+    102, 113, 31, 107, 34, 108, 35, 106, 1, 19, 30, 107, 99, 34, 108, 57, 34, 102, 70, 13, 78, 94, 123, 63,
+    73, 107, 99, 14, 108, 95, 125, 107, 57, 34, 102, 41, 27, 109, 47, 107, 108, 113, 45, 30, 107, 99, 34, 102,
+    108, 107, 57, 99, 74, 102, 106, 109, 70, 57, 99, 102, 107, 99, 108, 113, 107, 57, 34, 74, 102, 130, 108, 44,
+    4, 5, 13, 139, 123, 57, 34, 102, 27, 95, 39, 61, 61, 62, 107, 34, 102, 108, 71, 107, 99, 108, 70, 107,
+    57, 34, 102, 108, 113, 70, 13, 123, 34, 36, 107, 57, 125, 34, 102, 108, 70, 74, 130, 74, 107, 34, 102, 108,
+    113, 78, 107, 102, 130, 73, 41, 76, 95, 75, 109, 79, 87, 80, 74, 80, 74, 130, 80, 80, 13, 78, 94, 37,
+    123, 63, 73, 95, 60, 92, 112, 41, 95, 92, 112, 61, 76, 75, 109, 60, 79, 97, 59, 139, 107, 102, 105, 113,
+    113, 111, 106, 1, 95, 109, 75, 27, 95, 109, 39, 41, 95, 109, 111, 106, 122, 13, 78, 123, 121, 57, 34, 102,
+    130, 70, 99, 102, 70, 99, 59, 142,
+];
+
+const fn p(
+    code: S,
+    url: S,
+    kind: ParamType,
+    expression: S,
+    targets: L,
+    components: L,
+) -> SearchParam {
+    SearchParam {
+        code,
+        url,
+        kind,
+        expression,
+        targets,
+        components,
+    }
 }
 
-static T0: [&str; 1] = ["Organization"];
-static T1: [&str; 1] = ["Patient"];
-static T2: [&str; 7] = [
-    "Practitioner",
-    "Organization",
-    "Device",
-    "Patient",
-    "HealthcareService",
-    "PractitionerRole",
-    "Location",
-];
-static T3: [&str; 145] = [
-    "Account",
-    "ActivityDefinition",
-    "AdverseEvent",
-    "AllergyIntolerance",
-    "Appointment",
-    "AppointmentResponse",
-    "AuditEvent",
-    "Basic",
-    "Binary",
-    "BiologicallyDerivedProduct",
-    "BodyStructure",
-    "Bundle",
-    "CapabilityStatement",
-    "CarePlan",
-    "CareTeam",
-    "CatalogEntry",
-    "ChargeItem",
-    "ChargeItemDefinition",
-    "Claim",
-    "ClaimResponse",
-    "ClinicalImpression",
-    "CodeSystem",
-    "Communication",
-    "CommunicationRequest",
-    "CompartmentDefinition",
-    "Composition",
-    "ConceptMap",
-    "Condition",
-    "Consent",
-    "Contract",
-    "Coverage",
-    "CoverageEligibilityRequest",
-    "CoverageEligibilityResponse",
-    "DetectedIssue",
-    "Device",
-    "DeviceDefinition",
-    "DeviceMetric",
-    "DeviceRequest",
-    "DeviceUseStatement",
-    "DiagnosticReport",
-    "DocumentManifest",
-    "DocumentReference",
-    "EffectEvidenceSynthesis",
-    "Encounter",
-    "Endpoint",
-    "EnrollmentRequest",
-    "EnrollmentResponse",
-    "EpisodeOfCare",
-    "EventDefinition",
-    "Evidence",
-    "EvidenceVariable",
-    "ExampleScenario",
-    "ExplanationOfBenefit",
-    "FamilyMemberHistory",
-    "Flag",
-    "Goal",
-    "GraphDefinition",
-    "Group",
-    "GuidanceResponse",
-    "HealthcareService",
-    "ImagingStudy",
-    "Immunization",
-    "ImmunizationEvaluation",
-    "ImmunizationRecommendation",
-    "ImplementationGuide",
-    "InsurancePlan",
-    "Invoice",
-    "Library",
-    "Linkage",
-    "List",
-    "Location",
-    "Measure",
-    "MeasureReport",
-    "Media",
-    "Medication",
-    "MedicationAdministration",
-    "MedicationDispense",
-    "MedicationKnowledge",
-    "MedicationRequest",
-    "MedicationStatement",
-    "MedicinalProduct",
-    "MedicinalProductAuthorization",
-    "MedicinalProductContraindication",
-    "MedicinalProductIndication",
-    "MedicinalProductIngredient",
-    "MedicinalProductInteraction",
-    "MedicinalProductManufactured",
-    "MedicinalProductPackaged",
-    "MedicinalProductPharmaceutical",
-    "MedicinalProductUndesirableEffect",
-    "MessageDefinition",
-    "MessageHeader",
-    "MolecularSequence",
-    "NamingSystem",
-    "NutritionOrder",
-    "Observation",
-    "ObservationDefinition",
-    "OperationDefinition",
-    "OperationOutcome",
-    "Organization",
-    "OrganizationAffiliation",
-    "Patient",
-    "PaymentNotice",
-    "PaymentReconciliation",
-    "Person",
-    "PlanDefinition",
-    "Practitioner",
-    "PractitionerRole",
-    "Procedure",
-    "Provenance",
-    "Questionnaire",
-    "QuestionnaireResponse",
-    "RelatedPerson",
-    "RequestGroup",
-    "ResearchDefinition",
-    "ResearchElementDefinition",
-    "ResearchStudy",
-    "ResearchSubject",
-    "RiskAssessment",
-    "RiskEvidenceSynthesis",
-    "Schedule",
-    "SearchParameter",
-    "ServiceRequest",
-    "Slot",
-    "Specimen",
-    "SpecimenDefinition",
-    "StructureDefinition",
-    "StructureMap",
-    "Subscription",
-    "Substance",
-    "SubstanceNucleicAcid",
-    "SubstancePolymer",
-    "SubstanceProtein",
-    "SubstanceReferenceInformation",
-    "SubstanceSourceMaterial",
-    "SubstanceSpecification",
-    "SupplyDelivery",
-    "SupplyRequest",
-    "Task",
-    "TerminologyCapabilities",
-    "TestReport",
-    "TestScript",
-    "ValueSet",
-    "VerificationResult",
-    "VisionPrescription",
-];
-static T4: [&str; 145] = [
-    "Library",
-    "Account",
-    "ActivityDefinition",
-    "AdverseEvent",
-    "AllergyIntolerance",
-    "Appointment",
-    "AppointmentResponse",
-    "AuditEvent",
-    "Basic",
-    "Binary",
-    "BiologicallyDerivedProduct",
-    "BodyStructure",
-    "Bundle",
-    "CapabilityStatement",
-    "CarePlan",
-    "CareTeam",
-    "CatalogEntry",
-    "ChargeItem",
-    "ChargeItemDefinition",
-    "Claim",
-    "ClaimResponse",
-    "ClinicalImpression",
-    "CodeSystem",
-    "Communication",
-    "CommunicationRequest",
-    "CompartmentDefinition",
-    "Composition",
-    "ConceptMap",
-    "Condition",
-    "Consent",
-    "Contract",
-    "Coverage",
-    "CoverageEligibilityRequest",
-    "CoverageEligibilityResponse",
-    "DetectedIssue",
-    "Device",
-    "DeviceDefinition",
-    "DeviceMetric",
-    "DeviceRequest",
-    "DeviceUseStatement",
-    "DiagnosticReport",
-    "DocumentManifest",
-    "DocumentReference",
-    "EffectEvidenceSynthesis",
-    "Encounter",
-    "Endpoint",
-    "EnrollmentRequest",
-    "EnrollmentResponse",
-    "EpisodeOfCare",
-    "EventDefinition",
-    "Evidence",
-    "EvidenceVariable",
-    "ExampleScenario",
-    "ExplanationOfBenefit",
-    "FamilyMemberHistory",
-    "Flag",
-    "Goal",
-    "GraphDefinition",
-    "Group",
-    "GuidanceResponse",
-    "HealthcareService",
-    "ImagingStudy",
-    "Immunization",
-    "ImmunizationEvaluation",
-    "ImmunizationRecommendation",
-    "ImplementationGuide",
-    "InsurancePlan",
-    "Invoice",
-    "Linkage",
-    "List",
-    "Location",
-    "Measure",
-    "MeasureReport",
-    "Media",
-    "Medication",
-    "MedicationAdministration",
-    "MedicationDispense",
-    "MedicationKnowledge",
-    "MedicationRequest",
-    "MedicationStatement",
-    "MedicinalProduct",
-    "MedicinalProductAuthorization",
-    "MedicinalProductContraindication",
-    "MedicinalProductIndication",
-    "MedicinalProductIngredient",
-    "MedicinalProductInteraction",
-    "MedicinalProductManufactured",
-    "MedicinalProductPackaged",
-    "MedicinalProductPharmaceutical",
-    "MedicinalProductUndesirableEffect",
-    "MessageDefinition",
-    "MessageHeader",
-    "MolecularSequence",
-    "NamingSystem",
-    "NutritionOrder",
-    "Observation",
-    "ObservationDefinition",
-    "OperationDefinition",
-    "OperationOutcome",
-    "Organization",
-    "OrganizationAffiliation",
-    "Patient",
-    "PaymentNotice",
-    "PaymentReconciliation",
-    "Person",
-    "PlanDefinition",
-    "Practitioner",
-    "PractitionerRole",
-    "Procedure",
-    "Provenance",
-    "Questionnaire",
-    "QuestionnaireResponse",
-    "RelatedPerson",
-    "RequestGroup",
-    "ResearchDefinition",
-    "ResearchElementDefinition",
-    "ResearchStudy",
-    "ResearchSubject",
-    "RiskAssessment",
-    "RiskEvidenceSynthesis",
-    "Schedule",
-    "SearchParameter",
-    "ServiceRequest",
-    "Slot",
-    "Specimen",
-    "SpecimenDefinition",
-    "StructureDefinition",
-    "StructureMap",
-    "Subscription",
-    "Substance",
-    "SubstanceNucleicAcid",
-    "SubstancePolymer",
-    "SubstanceProtein",
-    "SubstanceReferenceInformation",
-    "SubstanceSourceMaterial",
-    "SubstanceSpecification",
-    "SupplyDelivery",
-    "SupplyRequest",
-    "Task",
-    "TerminologyCapabilities",
-    "TestReport",
-    "TestScript",
-    "ValueSet",
-    "VerificationResult",
-    "VisionPrescription",
-];
-static T5: [&str; 1] = ["Location"];
-static T6: [&str; 4] = [
-    "Practitioner",
-    "Patient",
-    "PractitionerRole",
-    "RelatedPerson",
-];
-static T7: [&str; 1] = ["Condition"];
-static T8: [&str; 1] = ["ResearchStudy"];
-static T9: [&str; 4] = ["Practitioner", "Group", "Patient", "RelatedPerson"];
-static T10: [&str; 7] = [
-    "Immunization",
-    "Device",
-    "Medication",
-    "Procedure",
-    "Substance",
-    "MedicationAdministration",
-    "MedicationStatement",
-];
-static T11: [&str; 7] = [
-    "Practitioner",
-    "Device",
-    "Patient",
-    "HealthcareService",
-    "PractitionerRole",
-    "RelatedPerson",
-    "Location",
-];
-static T12: [&str; 1] = ["ServiceRequest"];
-static T13: [&str; 1] = ["Practitioner"];
-static T14: [&str; 4] = [
-    "Condition",
-    "Observation",
-    "Procedure",
-    "ImmunizationRecommendation",
-];
-static T15: [&str; 1] = ["Slot"];
-static T16: [&str; 1] = ["Appointment"];
-static T17: [&str; 6] = [
-    "Practitioner",
-    "Organization",
-    "Device",
-    "Patient",
-    "PractitionerRole",
-    "RelatedPerson",
-];
-static T18: [&str; 5] = [
-    "Practitioner",
-    "Organization",
-    "Patient",
-    "PractitionerRole",
-    "RelatedPerson",
-];
-static T19: [&str; 1] = ["Composition"];
-static T20: [&str; 1] = ["MessageHeader"];
-static T21: [&str; 1] = ["ImplementationGuide"];
-static T22: [&str; 1] = ["StructureDefinition"];
-static T23: [&str; 9] = [
-    "Appointment",
-    "MedicationRequest",
-    "Task",
-    "NutritionOrder",
-    "RequestGroup",
-    "VisionPrescription",
-    "DeviceRequest",
-    "ServiceRequest",
-    "CommunicationRequest",
-];
-static T24: [&str; 1] = ["CarePlan"];
-static T25: [&str; 1] = ["CareTeam"];
-static T26: [&str; 1] = ["Encounter"];
-static T27: [&str; 1] = ["Goal"];
-static T28: [&str; 5] = [
-    "Questionnaire",
-    "Measure",
-    "PlanDefinition",
-    "OperationDefinition",
-    "ActivityDefinition",
-];
-static T29: [&str; 8] = [
-    "Practitioner",
-    "Organization",
-    "CareTeam",
-    "Device",
-    "Patient",
-    "HealthcareService",
-    "PractitionerRole",
-    "RelatedPerson",
-];
-static T30: [&str; 2] = ["Group", "Patient"];
-static T31: [&str; 6] = [
-    "Practitioner",
-    "Organization",
-    "CareTeam",
-    "Patient",
-    "PractitionerRole",
-    "RelatedPerson",
-];
-static T32: [&str; 1] = ["Account"];
-static T33: [&str; 2] = ["EpisodeOfCare", "Encounter"];
-static T34: [&str; 7] = [
-    "Practitioner",
-    "Organization",
-    "CareTeam",
-    "Device",
-    "Patient",
-    "PractitionerRole",
-    "RelatedPerson",
-];
-static T35: [&str; 8] = [
-    "Immunization",
-    "MedicationDispense",
-    "SupplyDelivery",
-    "Observation",
-    "DiagnosticReport",
-    "ImagingStudy",
-    "MedicationAdministration",
-    "Procedure",
-];
-static T36: [&str; 3] = ["Practitioner", "Organization", "PractitionerRole"];
-static T37: [&str; 1] = ["Device"];
-static T38: [&str; 2] = ["Practitioner", "PractitionerRole"];
-static T39: [&str; 1] = ["Claim"];
-static T40: [&str; 3] = ["Condition", "Observation", "Media"];
-static T41: [&str; 7] = [
-    "RiskAssessment",
-    "FamilyMemberHistory",
-    "Observation",
-    "Media",
-    "DiagnosticReport",
-    "ImagingStudy",
-    "QuestionnaireResponse",
-];
-static T42: [&str; 1] = ["ClinicalImpression"];
-static T43: [&str; 2] = ["Condition", "AllergyIntolerance"];
-static T44: [&str; 1] = ["CodeSystem"];
-static T45: [&str; 9] = [
-    "Practitioner",
-    "Group",
-    "Organization",
-    "CareTeam",
-    "Device",
-    "Patient",
-    "HealthcareService",
-    "PractitionerRole",
-    "RelatedPerson",
-];
-static T46: [&str; 7] = [
-    "Practitioner",
-    "Organization",
-    "Device",
-    "Patient",
-    "HealthcareService",
-    "PractitionerRole",
-    "RelatedPerson",
-];
-static T47: [&str; 1] = ["CommunicationRequest"];
-static T48: [&str; 2] = ["Encounter", "EpisodeOfCare"];
-static T49: [&str; 1] = ["ConceptMap"];
-static T50: [&str; 1] = ["ValueSet"];
-static T51: [&str; 8] = [
-    "Practitioner",
-    "Group",
-    "Organization",
-    "CareTeam",
-    "Device",
-    "Patient",
-    "PractitionerRole",
-    "RelatedPerson",
-];
-static T52: [&str; 4] = [
-    "Consent",
-    "Contract",
-    "QuestionnaireResponse",
-    "DocumentReference",
-];
-static T53: [&str; 3] = ["Organization", "Patient", "RelatedPerson"];
-static T54: [&str; 2] = ["Patient", "RelatedPerson"];
-static T55: [&str; 1] = ["CoverageEligibilityRequest"];
-static T56: [&str; 3] = ["Practitioner", "Device", "PractitionerRole"];
-static T57: [&str; 1] = ["DeviceDefinition"];
-static T58: [&str; 2] = ["PlanDefinition", "ActivityDefinition"];
-static T59: [&str; 2] = ["ClaimResponse", "Coverage"];
-static T60: [&str; 4] = ["Practitioner", "Organization", "Device", "PractitionerRole"];
-static T61: [&str; 4] = ["Group", "Device", "Patient", "Location"];
-static T62: [&str; 5] = [
-    "CarePlan",
-    "MedicationRequest",
-    "NutritionOrder",
-    "ServiceRequest",
-    "ImmunizationRecommendation",
-];
-static T63: [&str; 1] = ["Media"];
-static T64: [&str; 4] = [
-    "Practitioner",
-    "Organization",
-    "CareTeam",
-    "PractitionerRole",
-];
-static T65: [&str; 1] = ["Observation"];
-static T66: [&str; 1] = ["Specimen"];
-static T67: [&str; 4] = ["Practitioner", "Group", "Device", "Patient"];
-static T68: [&str; 1] = ["DocumentReference"];
-static T69: [&str; 2] = ["Condition", "Procedure"];
-static T70: [&str; 1] = ["EpisodeOfCare"];
-static T71: [&str; 3] = ["Practitioner", "PractitionerRole", "RelatedPerson"];
-static T72: [&str; 1] = ["EnrollmentRequest"];
-static T73: [&str; 1] = ["Coverage"];
-static T74: [&str; 5] = [
-    "Practitioner",
-    "Organization",
-    "Device",
-    "Patient",
-    "PractitionerRole",
-];
-static T75: [&str; 8] = [
-    "Practitioner",
-    "Group",
-    "Organization",
-    "Medication",
-    "Patient",
-    "PlanDefinition",
-    "Procedure",
-    "Location",
-];
-static T76: [&str; 3] = ["Group", "Organization", "Patient"];
-static T77: [&str; 4] = [
-    "Practitioner",
-    "Organization",
-    "PractitionerRole",
-    "RelatedPerson",
-];
-static T78: [&str; 7] = [
-    "Practitioner",
-    "Group",
-    "Device",
-    "Medication",
-    "Patient",
-    "Substance",
-    "PractitionerRole",
-];
-static T79: [&str; 1] = ["Endpoint"];
-static T80: [&str; 5] = [
-    "Appointment",
-    "AppointmentResponse",
-    "CarePlan",
-    "Task",
-    "ServiceRequest",
-];
-static T81: [&str; 3] = ["Group", "Device", "Patient"];
-static T82: [&str; 3] = ["Condition", "Observation", "DiagnosticReport"];
-static T83: [&str; 1] = ["Immunization"];
-static T84: [&str; 2] = ["Immunization", "ImmunizationEvaluation"];
-static T85: [&str; 4] = ["Practitioner", "Device", "Patient", "PractitionerRole"];
-static T86: [&str; 1] = ["Measure"];
-static T87: [&str; 4] = [
-    "Practitioner",
-    "Organization",
-    "PractitionerRole",
-    "Location",
-];
-static T88: [&str; 7] = [
-    "Practitioner",
-    "Group",
-    "Device",
-    "Patient",
-    "PractitionerRole",
-    "RelatedPerson",
-    "Location",
-];
-static T89: [&str; 2] = ["CarePlan", "ServiceRequest"];
-static T90: [&str; 2] = ["Device", "DeviceMetric"];
-static T91: [&str; 7] = [
-    "Practitioner",
-    "Group",
-    "Specimen",
-    "Device",
-    "Patient",
-    "PractitionerRole",
-    "Location",
-];
-static T92: [&str; 2] = ["Medication", "Substance"];
-static T93: [&str; 1] = ["Medication"];
-static T94: [&str; 5] = [
-    "Practitioner",
-    "Device",
-    "Patient",
-    "PractitionerRole",
-    "RelatedPerson",
-];
-static T95: [&str; 1] = ["MedicationRequest"];
-static T96: [&str; 2] = ["Practitioner", "Patient"];
-static T97: [&str; 1] = ["Substance"];
-static T98: [&str; 2] = ["Media", "DocumentReference"];
-static T99: [&str; 5] = [
-    "MedicationDispense",
-    "Observation",
-    "MedicationAdministration",
-    "Procedure",
-    "MedicationStatement",
-];
-static T100: [&str; 2] = ["MedicinalProductPackaged", "MedicinalProduct"];
-static T101: [&str; 2] = ["Medication", "MedicinalProduct"];
-static T102: [&str; 3] = ["Medication", "Substance", "MedicinalProduct"];
-static T103: [&str; 1] = ["MedicinalProduct"];
-static T104: [&str; 6] = [
-    "CarePlan",
-    "MedicationRequest",
-    "NutritionOrder",
-    "DeviceRequest",
-    "ServiceRequest",
-    "ImmunizationRecommendation",
-];
-static T105: [&str; 6] = [
-    "Media",
-    "Observation",
-    "ImagingStudy",
-    "MolecularSequence",
-    "QuestionnaireResponse",
-    "DocumentReference",
-];
-static T106: [&str; 3] = ["Observation", "MolecularSequence", "QuestionnaireResponse"];
-static T107: [&str; 6] = [
-    "Immunization",
-    "MedicationDispense",
-    "MedicationAdministration",
-    "Procedure",
-    "ImagingStudy",
-    "MedicationStatement",
-];
-static T108: [&str; 1] = ["OperationDefinition"];
-static T109: [&str; 1] = ["HealthcareService"];
-static T110: [&str; 1] = ["Task"];
-static T111: [&str; 4] = ["Practitioner", "Patient", "Person", "RelatedPerson"];
-static T112: [&str; 1] = ["RelatedPerson"];
-static T113: [&str; 3] = ["Questionnaire", "PlanDefinition", "ActivityDefinition"];
-static T114: [&str; 3] = ["Observation", "Procedure", "MedicationAdministration"];
-static T115: [&str; 5] = [
-    "Condition",
-    "Observation",
-    "Procedure",
-    "DiagnosticReport",
-    "DocumentReference",
-];
-static T116: [&str; 2] = ["Observation", "Procedure"];
-static T117: [&str; 1] = ["Questionnaire"];
-static T118: [&str; 1] = ["PlanDefinition"];
-static T119: [&str; 1] = ["SearchParameter"];
-static T120: [&str; 3] = ["CarePlan", "MedicationRequest", "ServiceRequest"];
-static T121: [&str; 1] = ["Schedule"];
-static T122: [&str; 5] = ["Group", "Device", "Patient", "Substance", "Location"];
-static T123: [&str; 3] = ["Organization", "Patient", "Location"];
-static T124: [&str; 2] = ["Organization", "HealthcareService"];
-static T125: [&str; 1] = ["TestScript"];
+const fn c(code: S, kind: ParamType, expression: S) -> Component {
+    Component {
+        code,
+        kind,
+        expression,
+    }
+}
 
-static C0: [Component; 2] = [
-    Component {
-        code: "context-type",
-        kind: ParamType::Token,
-        expression: "code",
-    },
-    Component {
-        code: "context-quantity",
-        kind: ParamType::Quantity,
-        expression: "value.as(Quantity) | value.as(Range)",
-    },
-];
-static C1: [Component; 2] = [
-    Component {
-        code: "context-type",
-        kind: ParamType::Token,
-        expression: "code",
-    },
-    Component {
-        code: "context",
-        kind: ParamType::Token,
-        expression: "value.as(CodeableConcept)",
-    },
-];
-static C2: [Component; 2] = [
-    Component {
-        code: "relatesto",
-        kind: ParamType::Reference,
-        expression: "code",
-    },
-    Component {
-        code: "relation",
-        kind: ParamType::Token,
-        expression: "target",
-    },
-];
-static C3: [Component; 2] = [
-    Component {
-        code: "characteristic",
-        kind: ParamType::Token,
-        expression: "code",
-    },
-    Component {
-        code: "value",
-        kind: ParamType::Token,
-        expression: "value",
-    },
-];
-static C4: [Component; 3] = [
-    Component {
-        code: "chromosome",
-        kind: ParamType::Token,
-        expression: "%resource.referenceSeq.chromosome",
-    },
-    Component {
-        code: "variant-start",
-        kind: ParamType::Number,
-        expression: "start",
-    },
-    Component {
-        code: "variant-end",
-        kind: ParamType::Number,
-        expression: "end",
-    },
-];
-static C5: [Component; 3] = [
-    Component {
-        code: "chromosome",
-        kind: ParamType::Token,
-        expression: "chromosome",
-    },
-    Component {
-        code: "window-start",
-        kind: ParamType::Number,
-        expression: "windowStart",
-    },
-    Component {
-        code: "window-end",
-        kind: ParamType::Number,
-        expression: "windowEnd",
-    },
-];
-static C6: [Component; 3] = [
-    Component {
-        code: "referenceseqid",
-        kind: ParamType::Token,
-        expression: "%resource.referenceSeq.referenceSeqId",
-    },
-    Component {
-        code: "variant-start",
-        kind: ParamType::Number,
-        expression: "start",
-    },
-    Component {
-        code: "variant-end",
-        kind: ParamType::Number,
-        expression: "end",
-    },
-];
-static C7: [Component; 3] = [
-    Component {
-        code: "referenceseqid",
-        kind: ParamType::Token,
-        expression: "referenceSeqId",
-    },
-    Component {
-        code: "window-start",
-        kind: ParamType::Number,
-        expression: "windowStart",
-    },
-    Component {
-        code: "window-end",
-        kind: ParamType::Number,
-        expression: "windowEnd",
-    },
-];
-static C8: [Component; 2] = [
-    Component {
-        code: "code",
-        kind: ParamType::Token,
-        expression: "code",
-    },
-    Component {
-        code: "value-concept",
-        kind: ParamType::Token,
-        expression: "value.as(CodeableConcept)",
-    },
-];
-static C9: [Component; 2] = [
-    Component {
-        code: "code",
-        kind: ParamType::Token,
-        expression: "code",
-    },
-    Component {
-        code: "value-date",
-        kind: ParamType::Date,
-        expression: "value.as(DateTime) | value.as(Period)",
-    },
-];
-static C10: [Component; 2] = [
-    Component {
-        code: "code",
-        kind: ParamType::Token,
-        expression: "code",
-    },
-    Component {
-        code: "value-quantity",
-        kind: ParamType::Quantity,
-        expression: "value.as(Quantity)",
-    },
-];
-static C11: [Component; 2] = [
-    Component {
-        code: "code",
-        kind: ParamType::Token,
-        expression: "code",
-    },
-    Component {
-        code: "value-string",
-        kind: ParamType::String,
-        expression: "value.as(string)",
-    },
-];
-static C12: [Component; 2] = [
-    Component {
-        code: "combo-code",
-        kind: ParamType::Token,
-        expression: "code",
-    },
-    Component {
-        code: "combo-value-concept",
-        kind: ParamType::Token,
-        expression: "value.as(CodeableConcept)",
-    },
-];
-static C13: [Component; 2] = [
-    Component {
-        code: "combo-code",
-        kind: ParamType::Token,
-        expression: "code",
-    },
-    Component {
-        code: "combo-value-quantity",
-        kind: ParamType::Quantity,
-        expression: "value.as(Quantity)",
-    },
-];
-static C14: [Component; 2] = [
-    Component {
-        code: "component-code",
-        kind: ParamType::Token,
-        expression: "code",
-    },
-    Component {
-        code: "component-value-concept",
-        kind: ParamType::Token,
-        expression: "value.as(CodeableConcept)",
-    },
-];
-static C15: [Component; 2] = [
-    Component {
-        code: "component-code",
-        kind: ParamType::Token,
-        expression: "code",
-    },
-    Component {
-        code: "component-value-quantity",
-        kind: ParamType::Quantity,
-        expression: "value.as(Quantity)",
-    },
+use ParamType::*;
+
+/// Composite components, lists back to back; `L(at, len)` is a range.
+#[rustfmt::skip]
+pub(super) static COMPONENTS: [Component; 36] = [
+    c(S(1696, 12), Token, S(5114, 4)), // context-type
+    c(S(1511, 16), Quantity, S(135125, 36)), // context-quantity
+    c(S(1696, 12), Token, S(5114, 4)), // context-type
+    c(S(1386, 7), Token, S(135161, 25)), // context
+    c(S(42478, 9), Reference, S(5114, 4)), // relatesto
+    c(S(42584, 8), Token, S(28645, 6)), // relation
+    c(S(59350, 14), Token, S(5114, 4)), // characteristic
+    c(S(59976, 5), Token, S(59976, 5)), // value
+    c(S(87236, 10), Token, S(135186, 33)), // chromosome
+    c(S(88356, 13), Number, S(59137, 5)), // variant-start
+    c(S(88251, 11), Number, S(135219, 3)), // variant-end
+    c(S(87236, 10), Token, S(87236, 10)), // chromosome
+    c(S(88581, 12), Number, S(135222, 11)), // window-start
+    c(S(88467, 10), Number, S(135233, 9)), // window-end
+    c(S(87806, 14), Token, S(135242, 37)), // referenceseqid
+    c(S(88356, 13), Number, S(59137, 5)), // variant-start
+    c(S(88251, 11), Number, S(135219, 3)), // variant-end
+    c(S(87806, 14), Token, S(135279, 14)), // referenceseqid
+    c(S(88581, 12), Number, S(135222, 11)), // window-start
+    c(S(88467, 10), Number, S(135233, 9)), // window-end
+    c(S(5114, 4), Token, S(5114, 4)), // code
+    c(S(93839, 13), Token, S(135161, 25)), // value-concept
+    c(S(5114, 4), Token, S(5114, 4)), // code
+    c(S(93951, 10), Date, S(135293, 37)), // value-date
+    c(S(5114, 4), Token, S(5114, 4)), // code
+    c(S(94082, 14), Quantity, S(135330, 18)), // value-quantity
+    c(S(5114, 4), Token, S(5114, 4)), // code
+    c(S(94226, 12), String, S(135348, 16)), // value-string
+    c(S(91121, 10), Token, S(5114, 4)), // combo-code
+    c(S(91628, 19), Token, S(135161, 25)), // combo-value-concept
+    c(S(91121, 10), Token, S(5114, 4)), // combo-code
+    c(S(91803, 20), Quantity, S(135330, 18)), // combo-value-quantity
+    c(S(92050, 14), Token, S(5114, 4)), // component-code
+    c(S(92525, 23), Token, S(135161, 25)), // component-value-concept
+    c(S(92050, 14), Token, S(5114, 4)), // component-code
+    c(S(92667, 24), Quantity, S(135330, 18)), // component-value-quantity
 ];
 
 /// Every (type, parameter) pair: grouped by type in `TYPES` order, sorted by code.
 #[rustfmt::skip]
 pub(super) static PARAMS: [SearchParam; 3008] = [
     // Account
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("identifier", "Account-identifier", Token, "Account.identifier", &[], &[]),
-    p!("name", "Account-name", String, "Account.name", &[], &[]),
-    p!("owner", "Account-owner", Reference, "Account.owner", &T0, &[]),
-    p!("patient", "Account-patient", Reference, "Account.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("period", "Account-period", Date, "Account.servicePeriod", &[], &[]),
-    p!("status", "Account-status", Token, "Account.status", &[], &[]),
-    p!("subject", "Account-subject", Reference, "Account.subject", &T2, &[]),
-    p!("type", "Account-type", Token, "Account.type", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(642, 10), S(652, 54), Token, S(706, 18), L(0, 0), L(0, 0)), // identifier
+    p(S(724, 4), S(728, 48), String, S(776, 12), L(0, 0), L(0, 0)), // name
+    p(S(788, 5), S(793, 49), Reference, S(842, 13), L(0, 1), L(0, 0)), // owner
+    p(S(855, 7), S(862, 51), Reference, S(913, 43), L(1, 1), L(0, 0)), // patient
+    p(S(956, 6), S(962, 50), Date, S(1012, 21), L(0, 0), L(0, 0)), // period
+    p(S(1033, 6), S(1039, 50), Token, S(1089, 14), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(1110, 51), Reference, S(1161, 15), L(2, 7), L(0, 0)), // subject
+    p(S(1176, 4), S(1180, 48), Token, S(1228, 12), L(0, 0), L(0, 0)), // type
     // ActivityDefinition
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("composed-of", "ActivityDefinition-composed-of", Reference, "ActivityDefinition.relatedArtifact.where(type='composed-of').resource", &T3, &[]),
-    p!("context", "ActivityDefinition-context", Token, "(ActivityDefinition.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "ActivityDefinition-context-quantity", Quantity, "(ActivityDefinition.useContext.value as Quantity) | (ActivityDefinition.useContext.value as Range)", &[], &[]),
-    p!("context-type", "ActivityDefinition-context-type", Token, "ActivityDefinition.useContext.code", &[], &[]),
-    p!("context-type-quantity", "ActivityDefinition-context-type-quantity", Composite, "ActivityDefinition.useContext", &[], &C0),
-    p!("context-type-value", "ActivityDefinition-context-type-value", Composite, "ActivityDefinition.useContext", &[], &C1),
-    p!("date", "ActivityDefinition-date", Date, "ActivityDefinition.date", &[], &[]),
-    p!("depends-on", "ActivityDefinition-depends-on", Reference, "ActivityDefinition.relatedArtifact.where(type='depends-on').resource | ActivityDefinition.library", &T4, &[]),
-    p!("derived-from", "ActivityDefinition-derived-from", Reference, "ActivityDefinition.relatedArtifact.where(type='derived-from').resource", &T3, &[]),
-    p!("description", "ActivityDefinition-description", String, "ActivityDefinition.description", &[], &[]),
-    p!("effective", "ActivityDefinition-effective", Date, "ActivityDefinition.effectivePeriod", &[], &[]),
-    p!("identifier", "ActivityDefinition-identifier", Token, "ActivityDefinition.identifier", &[], &[]),
-    p!("jurisdiction", "ActivityDefinition-jurisdiction", Token, "ActivityDefinition.jurisdiction", &[], &[]),
-    p!("name", "ActivityDefinition-name", String, "ActivityDefinition.name", &[], &[]),
-    p!("predecessor", "ActivityDefinition-predecessor", Reference, "ActivityDefinition.relatedArtifact.where(type='predecessor').resource", &T3, &[]),
-    p!("publisher", "ActivityDefinition-publisher", String, "ActivityDefinition.publisher", &[], &[]),
-    p!("status", "ActivityDefinition-status", Token, "ActivityDefinition.status", &[], &[]),
-    p!("successor", "ActivityDefinition-successor", Reference, "ActivityDefinition.relatedArtifact.where(type='successor').resource", &T3, &[]),
-    p!("title", "ActivityDefinition-title", String, "ActivityDefinition.title", &[], &[]),
-    p!("topic", "ActivityDefinition-topic", Token, "ActivityDefinition.topic", &[], &[]),
-    p!("url", "ActivityDefinition-url", Uri, "ActivityDefinition.url", &[], &[]),
-    p!("version", "ActivityDefinition-version", Token, "ActivityDefinition.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1240, 11), S(1251, 66), Reference, S(1317, 69), L(9, 145), L(0, 0)), // composed-of
+    p(S(1386, 7), S(1393, 62), Token, S(1455, 56), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(1527, 71), Quantity, S(1598, 98), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(1708, 67), Token, S(1775, 34), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(1830, 76), Composite, S(1906, 29), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(1953, 73), Composite, S(1906, 29), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(2030, 59), Date, S(2089, 23), L(0, 0), L(0, 0)), // date
+    p(S(2112, 10), S(2122, 65), Reference, S(2187, 97), L(154, 145), L(0, 0)), // depends-on
+    p(S(2284, 12), S(2296, 67), Reference, S(2363, 70), L(9, 145), L(0, 0)), // derived-from
+    p(S(2433, 11), S(2444, 66), String, S(2510, 30), L(0, 0), L(0, 0)), // description
+    p(S(2540, 9), S(2549, 64), Date, S(2613, 34), L(0, 0), L(0, 0)), // effective
+    p(S(642, 10), S(2647, 65), Token, S(2712, 29), L(0, 0), L(0, 0)), // identifier
+    p(S(2741, 12), S(2753, 67), Token, S(2820, 31), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(724, 4), S(2851, 59), String, S(2910, 23), L(0, 0), L(0, 0)), // name
+    p(S(2933, 11), S(2944, 66), Reference, S(3010, 69), L(9, 145), L(0, 0)), // predecessor
+    p(S(3079, 9), S(3088, 64), String, S(3152, 28), L(0, 0), L(0, 0)), // publisher
+    p(S(1033, 6), S(3180, 61), Token, S(3241, 25), L(0, 0), L(0, 0)), // status
+    p(S(3266, 9), S(3275, 64), Reference, S(3339, 67), L(9, 145), L(0, 0)), // successor
+    p(S(3406, 5), S(3411, 60), String, S(3471, 24), L(0, 0), L(0, 0)), // title
+    p(S(3495, 5), S(3500, 60), Token, S(3560, 24), L(0, 0), L(0, 0)), // topic
+    p(S(3584, 3), S(3587, 58), Uri, S(3645, 22), L(0, 0), L(0, 0)), // url
+    p(S(3667, 7), S(3674, 62), Token, S(3736, 26), L(0, 0), L(0, 0)), // version
     // AdverseEvent
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("actuality", "AdverseEvent-actuality", Token, "AdverseEvent.actuality", &[], &[]),
-    p!("category", "AdverseEvent-category", Token, "AdverseEvent.category", &[], &[]),
-    p!("date", "AdverseEvent-date", Date, "AdverseEvent.date", &[], &[]),
-    p!("event", "AdverseEvent-event", Token, "AdverseEvent.event", &[], &[]),
-    p!("location", "AdverseEvent-location", Reference, "AdverseEvent.location", &T5, &[]),
-    p!("recorder", "AdverseEvent-recorder", Reference, "AdverseEvent.recorder", &T6, &[]),
-    p!("resultingcondition", "AdverseEvent-resultingcondition", Reference, "AdverseEvent.resultingCondition", &T7, &[]),
-    p!("seriousness", "AdverseEvent-seriousness", Token, "AdverseEvent.seriousness", &[], &[]),
-    p!("severity", "AdverseEvent-severity", Token, "AdverseEvent.severity", &[], &[]),
-    p!("study", "AdverseEvent-study", Reference, "AdverseEvent.study", &T8, &[]),
-    p!("subject", "AdverseEvent-subject", Reference, "AdverseEvent.subject", &T9, &[]),
-    p!("substance", "AdverseEvent-substance", Reference, "AdverseEvent.suspectEntity.instance", &T10, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(3762, 9), S(3771, 58), Token, S(3829, 22), L(0, 0), L(0, 0)), // actuality
+    p(S(3851, 8), S(3859, 57), Token, S(3916, 21), L(0, 0), L(0, 0)), // category
+    p(S(2026, 4), S(3937, 53), Date, S(3990, 17), L(0, 0), L(0, 0)), // date
+    p(S(4007, 5), S(4012, 54), Token, S(4066, 18), L(0, 0), L(0, 0)), // event
+    p(S(4084, 8), S(4092, 57), Reference, S(4149, 21), L(299, 1), L(0, 0)), // location
+    p(S(4170, 8), S(4178, 57), Reference, S(4235, 21), L(300, 4), L(0, 0)), // recorder
+    p(S(4256, 18), S(4274, 67), Reference, S(4341, 31), L(304, 1), L(0, 0)), // resultingcondition
+    p(S(4372, 11), S(4383, 60), Token, S(4443, 24), L(0, 0), L(0, 0)), // seriousness
+    p(S(4467, 8), S(4475, 57), Token, S(4532, 21), L(0, 0), L(0, 0)), // severity
+    p(S(4553, 5), S(4558, 54), Reference, S(4612, 18), L(305, 1), L(0, 0)), // study
+    p(S(1103, 7), S(4630, 56), Reference, S(4686, 20), L(306, 4), L(0, 0)), // subject
+    p(S(4706, 9), S(4715, 58), Reference, S(4773, 35), L(310, 7), L(0, 0)), // substance
     // AllergyIntolerance
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("asserter", "AllergyIntolerance-asserter", Reference, "AllergyIntolerance.asserter", &T6, &[]),
-    p!("category", "AllergyIntolerance-category", Token, "AllergyIntolerance.category", &[], &[]),
-    p!("clinical-status", "AllergyIntolerance-clinical-status", Token, "AllergyIntolerance.clinicalStatus", &[], &[]),
-    p!("code", "clinical-code", Token, "AllergyIntolerance.code | AllergyIntolerance.reaction.substance", &[], &[]),
-    p!("criticality", "AllergyIntolerance-criticality", Token, "AllergyIntolerance.criticality", &[], &[]),
-    p!("date", "clinical-date", Date, "AllergyIntolerance.recordedDate", &[], &[]),
-    p!("identifier", "clinical-identifier", Token, "AllergyIntolerance.identifier", &[], &[]),
-    p!("last-date", "AllergyIntolerance-last-date", Date, "AllergyIntolerance.lastOccurrence", &[], &[]),
-    p!("manifestation", "AllergyIntolerance-manifestation", Token, "AllergyIntolerance.reaction.manifestation", &[], &[]),
-    p!("onset", "AllergyIntolerance-onset", Date, "AllergyIntolerance.reaction.onset", &[], &[]),
-    p!("patient", "clinical-patient", Reference, "AllergyIntolerance.patient", &T1, &[]),
-    p!("recorder", "AllergyIntolerance-recorder", Reference, "AllergyIntolerance.recorder", &T6, &[]),
-    p!("route", "AllergyIntolerance-route", Token, "AllergyIntolerance.reaction.exposureRoute", &[], &[]),
-    p!("severity", "AllergyIntolerance-severity", Token, "AllergyIntolerance.reaction.severity", &[], &[]),
-    p!("type", "clinical-type", Token, "AllergyIntolerance.type", &[], &[]),
-    p!("verification-status", "AllergyIntolerance-verification-status", Token, "AllergyIntolerance.verificationStatus", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(4808, 8), S(4816, 63), Reference, S(4879, 27), L(300, 4), L(0, 0)), // asserter
+    p(S(3851, 8), S(4906, 63), Token, S(4969, 27), L(0, 0), L(0, 0)), // category
+    p(S(4996, 15), S(5011, 70), Token, S(5081, 33), L(0, 0), L(0, 0)), // clinical-status
+    p(S(5114, 4), S(5118, 49), Token, S(5167, 63), L(0, 0), L(0, 0)), // code
+    p(S(5230, 11), S(5241, 66), Token, S(5307, 30), L(0, 0), L(0, 0)), // criticality
+    p(S(2026, 4), S(5337, 49), Date, S(5386, 31), L(0, 0), L(0, 0)), // date
+    p(S(642, 10), S(5417, 55), Token, S(5472, 29), L(0, 0), L(0, 0)), // identifier
+    p(S(5501, 9), S(5510, 64), Date, S(5574, 33), L(0, 0), L(0, 0)), // last-date
+    p(S(5607, 13), S(5620, 68), Token, S(5688, 41), L(0, 0), L(0, 0)), // manifestation
+    p(S(5729, 5), S(5734, 60), Date, S(5794, 33), L(0, 0), L(0, 0)), // onset
+    p(S(855, 7), S(5827, 52), Reference, S(5879, 26), L(1, 1), L(0, 0)), // patient
+    p(S(4170, 8), S(5905, 63), Reference, S(5968, 27), L(300, 4), L(0, 0)), // recorder
+    p(S(5995, 5), S(6000, 60), Token, S(6060, 41), L(0, 0), L(0, 0)), // route
+    p(S(4467, 8), S(6101, 63), Token, S(6164, 36), L(0, 0), L(0, 0)), // severity
+    p(S(1176, 4), S(6200, 49), Token, S(6249, 23), L(0, 0), L(0, 0)), // type
+    p(S(6272, 19), S(6291, 74), Token, S(6365, 37), L(0, 0), L(0, 0)), // verification-status
     // Appointment
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("actor", "Appointment-actor", Reference, "Appointment.participant.actor", &T11, &[]),
-    p!("appointment-type", "Appointment-appointment-type", Token, "Appointment.appointmentType", &[], &[]),
-    p!("based-on", "Appointment-based-on", Reference, "Appointment.basedOn", &T12, &[]),
-    p!("date", "Appointment-date", Date, "Appointment.start", &[], &[]),
-    p!("identifier", "Appointment-identifier", Token, "Appointment.identifier", &[], &[]),
-    p!("location", "Appointment-location", Reference, "Appointment.participant.actor.where(resolve() is Location)", &T5, &[]),
-    p!("part-status", "Appointment-part-status", Token, "Appointment.participant.status", &[], &[]),
-    p!("patient", "Appointment-patient", Reference, "Appointment.participant.actor.where(resolve() is Patient)", &T1, &[]),
-    p!("practitioner", "Appointment-practitioner", Reference, "Appointment.participant.actor.where(resolve() is Practitioner)", &T13, &[]),
-    p!("reason-code", "Appointment-reason-code", Token, "Appointment.reasonCode", &[], &[]),
-    p!("reason-reference", "Appointment-reason-reference", Reference, "Appointment.reasonReference", &T14, &[]),
-    p!("service-category", "Appointment-service-category", Token, "Appointment.serviceCategory", &[], &[]),
-    p!("service-type", "Appointment-service-type", Token, "Appointment.serviceType", &[], &[]),
-    p!("slot", "Appointment-slot", Reference, "Appointment.slot", &T15, &[]),
-    p!("specialty", "Appointment-specialty", Token, "Appointment.specialty", &[], &[]),
-    p!("status", "Appointment-status", Token, "Appointment.status", &[], &[]),
-    p!("supporting-info", "Appointment-supporting-info", Reference, "Appointment.supportingInformation", &T3, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(6402, 5), S(6407, 53), Reference, S(6460, 29), L(317, 7), L(0, 0)), // actor
+    p(S(6489, 16), S(6505, 64), Token, S(6569, 27), L(0, 0), L(0, 0)), // appointment-type
+    p(S(6596, 8), S(6604, 56), Reference, S(6660, 19), L(324, 1), L(0, 0)), // based-on
+    p(S(2026, 4), S(6679, 52), Date, S(6731, 17), L(0, 0), L(0, 0)), // date
+    p(S(642, 10), S(6748, 58), Token, S(6806, 22), L(0, 0), L(0, 0)), // identifier
+    p(S(4084, 8), S(6828, 56), Reference, S(6884, 58), L(299, 1), L(0, 0)), // location
+    p(S(6942, 11), S(6953, 59), Token, S(7012, 30), L(0, 0), L(0, 0)), // part-status
+    p(S(855, 7), S(7042, 55), Reference, S(7097, 57), L(1, 1), L(0, 0)), // patient
+    p(S(7154, 12), S(7166, 60), Reference, S(7226, 62), L(325, 1), L(0, 0)), // practitioner
+    p(S(7288, 11), S(7299, 59), Token, S(7358, 22), L(0, 0), L(0, 0)), // reason-code
+    p(S(7380, 16), S(7396, 64), Reference, S(7460, 27), L(326, 4), L(0, 0)), // reason-reference
+    p(S(7487, 16), S(7503, 64), Token, S(7567, 27), L(0, 0), L(0, 0)), // service-category
+    p(S(7594, 12), S(7606, 60), Token, S(7666, 23), L(0, 0), L(0, 0)), // service-type
+    p(S(7689, 4), S(7693, 52), Reference, S(7745, 16), L(330, 1), L(0, 0)), // slot
+    p(S(7761, 9), S(7770, 57), Token, S(7827, 21), L(0, 0), L(0, 0)), // specialty
+    p(S(1033, 6), S(7848, 54), Token, S(7902, 18), L(0, 0), L(0, 0)), // status
+    p(S(7920, 15), S(7935, 63), Reference, S(7998, 33), L(9, 145), L(0, 0)), // supporting-info
     // AppointmentResponse
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("actor", "AppointmentResponse-actor", Reference, "AppointmentResponse.actor", &T11, &[]),
-    p!("appointment", "AppointmentResponse-appointment", Reference, "AppointmentResponse.appointment", &T16, &[]),
-    p!("identifier", "AppointmentResponse-identifier", Token, "AppointmentResponse.identifier", &[], &[]),
-    p!("location", "AppointmentResponse-location", Reference, "AppointmentResponse.actor.where(resolve() is Location)", &T5, &[]),
-    p!("part-status", "AppointmentResponse-part-status", Token, "AppointmentResponse.participantStatus", &[], &[]),
-    p!("patient", "AppointmentResponse-patient", Reference, "AppointmentResponse.actor.where(resolve() is Patient)", &T1, &[]),
-    p!("practitioner", "AppointmentResponse-practitioner", Reference, "AppointmentResponse.actor.where(resolve() is Practitioner)", &T13, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(6402, 5), S(8031, 61), Reference, S(8092, 25), L(317, 7), L(0, 0)), // actor
+    p(S(8117, 11), S(8128, 67), Reference, S(8195, 31), L(331, 1), L(0, 0)), // appointment
+    p(S(642, 10), S(8226, 66), Token, S(8292, 30), L(0, 0), L(0, 0)), // identifier
+    p(S(4084, 8), S(8322, 64), Reference, S(8386, 54), L(299, 1), L(0, 0)), // location
+    p(S(6942, 11), S(8440, 67), Token, S(8507, 37), L(0, 0), L(0, 0)), // part-status
+    p(S(855, 7), S(8544, 63), Reference, S(8607, 53), L(1, 1), L(0, 0)), // patient
+    p(S(7154, 12), S(8660, 68), Reference, S(8728, 58), L(325, 1), L(0, 0)), // practitioner
     // AuditEvent
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("action", "AuditEvent-action", Token, "AuditEvent.action", &[], &[]),
-    p!("address", "AuditEvent-address", String, "AuditEvent.agent.network.address", &[], &[]),
-    p!("agent", "AuditEvent-agent", Reference, "AuditEvent.agent.who", &T17, &[]),
-    p!("agent-name", "AuditEvent-agent-name", String, "AuditEvent.agent.name", &[], &[]),
-    p!("agent-role", "AuditEvent-agent-role", Token, "AuditEvent.agent.role", &[], &[]),
-    p!("altid", "AuditEvent-altid", Token, "AuditEvent.agent.altId", &[], &[]),
-    p!("date", "AuditEvent-date", Date, "AuditEvent.recorded", &[], &[]),
-    p!("entity", "AuditEvent-entity", Reference, "AuditEvent.entity.what", &T3, &[]),
-    p!("entity-name", "AuditEvent-entity-name", String, "AuditEvent.entity.name", &[], &[]),
-    p!("entity-role", "AuditEvent-entity-role", Token, "AuditEvent.entity.role", &[], &[]),
-    p!("entity-type", "AuditEvent-entity-type", Token, "AuditEvent.entity.type", &[], &[]),
-    p!("outcome", "AuditEvent-outcome", Token, "AuditEvent.outcome", &[], &[]),
-    p!("patient", "AuditEvent-patient", Reference, "AuditEvent.agent.who.where(resolve() is Patient) | AuditEvent.entity.what.where(resolve() is Patient)", &T1, &[]),
-    p!("policy", "AuditEvent-policy", Uri, "AuditEvent.agent.policy", &[], &[]),
-    p!("site", "AuditEvent-site", Token, "AuditEvent.source.site", &[], &[]),
-    p!("source", "AuditEvent-source", Reference, "AuditEvent.source.observer", &T17, &[]),
-    p!("subtype", "AuditEvent-subtype", Token, "AuditEvent.subtype", &[], &[]),
-    p!("type", "AuditEvent-type", Token, "AuditEvent.type", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(8786, 6), S(8792, 53), Token, S(8845, 17), L(0, 0), L(0, 0)), // action
+    p(S(8862, 7), S(8869, 54), String, S(8923, 32), L(0, 0), L(0, 0)), // address
+    p(S(8955, 5), S(8960, 52), Reference, S(9012, 20), L(332, 6), L(0, 0)), // agent
+    p(S(9032, 10), S(9042, 57), String, S(9099, 21), L(0, 0), L(0, 0)), // agent-name
+    p(S(9120, 10), S(9130, 57), Token, S(9187, 21), L(0, 0), L(0, 0)), // agent-role
+    p(S(9208, 5), S(9213, 52), Token, S(9265, 22), L(0, 0), L(0, 0)), // altid
+    p(S(2026, 4), S(9287, 51), Date, S(9338, 19), L(0, 0), L(0, 0)), // date
+    p(S(9357, 6), S(9363, 53), Reference, S(9416, 22), L(9, 145), L(0, 0)), // entity
+    p(S(9438, 11), S(9449, 58), String, S(9507, 22), L(0, 0), L(0, 0)), // entity-name
+    p(S(9529, 11), S(9540, 58), Token, S(9598, 22), L(0, 0), L(0, 0)), // entity-role
+    p(S(9620, 11), S(9631, 58), Token, S(9689, 22), L(0, 0), L(0, 0)), // entity-type
+    p(S(9711, 7), S(9718, 54), Token, S(9772, 18), L(0, 0), L(0, 0)), // outcome
+    p(S(855, 7), S(9790, 54), Reference, S(9844, 101), L(1, 1), L(0, 0)), // patient
+    p(S(9945, 6), S(9951, 53), Uri, S(10004, 23), L(0, 0), L(0, 0)), // policy
+    p(S(10027, 4), S(10031, 51), Token, S(10082, 22), L(0, 0), L(0, 0)), // site
+    p(S(10104, 6), S(10110, 53), Reference, S(10163, 26), L(332, 6), L(0, 0)), // source
+    p(S(10189, 7), S(10196, 54), Token, S(10250, 18), L(0, 0), L(0, 0)), // subtype
+    p(S(1176, 4), S(10268, 51), Token, S(10319, 15), L(0, 0), L(0, 0)), // type
     // Basic
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("author", "Basic-author", Reference, "Basic.author", &T18, &[]),
-    p!("code", "Basic-code", Token, "Basic.code", &[], &[]),
-    p!("created", "Basic-created", Date, "Basic.created", &[], &[]),
-    p!("identifier", "Basic-identifier", Token, "Basic.identifier", &[], &[]),
-    p!("patient", "Basic-patient", Reference, "Basic.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("subject", "Basic-subject", Reference, "Basic.subject", &T3, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(10334, 6), S(10340, 48), Reference, S(10388, 12), L(338, 5), L(0, 0)), // author
+    p(S(5114, 4), S(10400, 46), Token, S(10446, 10), L(0, 0), L(0, 0)), // code
+    p(S(10456, 7), S(10463, 49), Date, S(10512, 13), L(0, 0), L(0, 0)), // created
+    p(S(642, 10), S(10525, 52), Token, S(10577, 16), L(0, 0), L(0, 0)), // identifier
+    p(S(855, 7), S(10593, 49), Reference, S(10642, 41), L(1, 1), L(0, 0)), // patient
+    p(S(1103, 7), S(10683, 49), Reference, S(10732, 13), L(9, 145), L(0, 0)), // subject
     // Binary
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
     // BiologicallyDerivedProduct
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
     // BodyStructure
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("identifier", "BodyStructure-identifier", Token, "BodyStructure.identifier", &[], &[]),
-    p!("location", "BodyStructure-location", Token, "BodyStructure.location", &[], &[]),
-    p!("morphology", "BodyStructure-morphology", Token, "BodyStructure.morphology", &[], &[]),
-    p!("patient", "BodyStructure-patient", Reference, "BodyStructure.patient", &T1, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(642, 10), S(10745, 60), Token, S(10805, 24), L(0, 0), L(0, 0)), // identifier
+    p(S(4084, 8), S(10829, 58), Token, S(10887, 22), L(0, 0), L(0, 0)), // location
+    p(S(10909, 10), S(10919, 60), Token, S(10979, 24), L(0, 0), L(0, 0)), // morphology
+    p(S(855, 7), S(11003, 57), Reference, S(11060, 21), L(1, 1), L(0, 0)), // patient
     // Bundle
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("composition", "Bundle-composition", Reference, "Bundle.entry[0].resource", &T19, &[]),
-    p!("identifier", "Bundle-identifier", Token, "Bundle.identifier", &[], &[]),
-    p!("message", "Bundle-message", Reference, "Bundle.entry[0].resource", &T20, &[]),
-    p!("timestamp", "Bundle-timestamp", Date, "Bundle.timestamp", &[], &[]),
-    p!("type", "Bundle-type", Token, "Bundle.type", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(11081, 11), S(11092, 54), Reference, S(11146, 24), L(343, 1), L(0, 0)), // composition
+    p(S(642, 10), S(11170, 53), Token, S(11223, 17), L(0, 0), L(0, 0)), // identifier
+    p(S(11240, 7), S(11247, 50), Reference, S(11146, 24), L(344, 1), L(0, 0)), // message
+    p(S(11297, 9), S(11306, 52), Date, S(11358, 16), L(0, 0), L(0, 0)), // timestamp
+    p(S(1176, 4), S(11374, 47), Token, S(11421, 11), L(0, 0), L(0, 0)), // type
     // CapabilityStatement
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("context", "conformance-context", Token, "(CapabilityStatement.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "conformance-context-quantity", Quantity, "(CapabilityStatement.useContext.value as Quantity) | (CapabilityStatement.useContext.value as Range)", &[], &[]),
-    p!("context-type", "conformance-context-type", Token, "CapabilityStatement.useContext.code", &[], &[]),
-    p!("context-type-quantity", "conformance-context-type-quantity", Composite, "CapabilityStatement.useContext", &[], &C0),
-    p!("context-type-value", "conformance-context-type-value", Composite, "CapabilityStatement.useContext", &[], &C1),
-    p!("date", "conformance-date", Date, "CapabilityStatement.date", &[], &[]),
-    p!("description", "conformance-description", String, "CapabilityStatement.description", &[], &[]),
-    p!("fhirversion", "CapabilityStatement-fhirversion", Token, "CapabilityStatement.version", &[], &[]),
-    p!("format", "CapabilityStatement-format", Token, "CapabilityStatement.format", &[], &[]),
-    p!("guide", "CapabilityStatement-guide", Reference, "CapabilityStatement.implementationGuide", &T21, &[]),
-    p!("jurisdiction", "conformance-jurisdiction", Token, "CapabilityStatement.jurisdiction", &[], &[]),
-    p!("mode", "CapabilityStatement-mode", Token, "CapabilityStatement.rest.mode", &[], &[]),
-    p!("name", "conformance-name", String, "CapabilityStatement.name", &[], &[]),
-    p!("publisher", "conformance-publisher", String, "CapabilityStatement.publisher", &[], &[]),
-    p!("resource", "CapabilityStatement-resource", Token, "CapabilityStatement.rest.resource.type", &[], &[]),
-    p!("resource-profile", "CapabilityStatement-resource-profile", Reference, "CapabilityStatement.rest.resource.profile", &T22, &[]),
-    p!("security-service", "CapabilityStatement-security-service", Token, "CapabilityStatement.rest.security.service", &[], &[]),
-    p!("software", "CapabilityStatement-software", String, "CapabilityStatement.software.name", &[], &[]),
-    p!("status", "conformance-status", Token, "CapabilityStatement.status", &[], &[]),
-    p!("supported-profile", "CapabilityStatement-supported-profile", Reference, "CapabilityStatement.rest.resource.supportedProfile", &T22, &[]),
-    p!("title", "conformance-title", String, "CapabilityStatement.title", &[], &[]),
-    p!("url", "conformance-url", Uri, "CapabilityStatement.url", &[], &[]),
-    p!("version", "conformance-version", Token, "CapabilityStatement.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1386, 7), S(11432, 55), Token, S(11487, 57), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(11544, 64), Quantity, S(11608, 100), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(11708, 60), Token, S(11768, 35), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(11803, 69), Composite, S(11872, 30), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(11902, 66), Composite, S(11872, 30), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(11968, 52), Date, S(12020, 24), L(0, 0), L(0, 0)), // date
+    p(S(2433, 11), S(12044, 59), String, S(12103, 31), L(0, 0), L(0, 0)), // description
+    p(S(12134, 11), S(12145, 67), Token, S(12212, 27), L(0, 0), L(0, 0)), // fhirversion
+    p(S(12239, 6), S(12245, 62), Token, S(12307, 26), L(0, 0), L(0, 0)), // format
+    p(S(12333, 5), S(12338, 61), Reference, S(12399, 39), L(345, 1), L(0, 0)), // guide
+    p(S(2741, 12), S(12438, 60), Token, S(12498, 32), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(12530, 4), S(12534, 60), Token, S(12594, 29), L(0, 0), L(0, 0)), // mode
+    p(S(724, 4), S(12623, 52), String, S(12675, 24), L(0, 0), L(0, 0)), // name
+    p(S(3079, 9), S(12699, 57), String, S(12756, 29), L(0, 0), L(0, 0)), // publisher
+    p(S(12785, 8), S(12793, 64), Token, S(12857, 38), L(0, 0), L(0, 0)), // resource
+    p(S(12895, 16), S(12911, 72), Reference, S(12983, 41), L(346, 1), L(0, 0)), // resource-profile
+    p(S(13024, 16), S(13040, 72), Token, S(13112, 41), L(0, 0), L(0, 0)), // security-service
+    p(S(13153, 8), S(13161, 64), String, S(13225, 33), L(0, 0), L(0, 0)), // software
+    p(S(1033, 6), S(13258, 54), Token, S(13312, 26), L(0, 0), L(0, 0)), // status
+    p(S(13338, 17), S(13355, 73), Reference, S(13428, 50), L(346, 1), L(0, 0)), // supported-profile
+    p(S(3406, 5), S(13478, 53), String, S(13531, 25), L(0, 0), L(0, 0)), // title
+    p(S(3584, 3), S(13556, 51), Uri, S(13607, 23), L(0, 0), L(0, 0)), // url
+    p(S(3667, 7), S(13630, 55), Token, S(12212, 27), L(0, 0), L(0, 0)), // version
     // CarePlan
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("activity-code", "CarePlan-activity-code", Token, "CarePlan.activity.detail.code", &[], &[]),
-    p!("activity-date", "CarePlan-activity-date", Date, "CarePlan.activity.detail.scheduled", &[], &[]),
-    p!("activity-reference", "CarePlan-activity-reference", Reference, "CarePlan.activity.reference", &T23, &[]),
-    p!("based-on", "CarePlan-based-on", Reference, "CarePlan.basedOn", &T24, &[]),
-    p!("care-team", "CarePlan-care-team", Reference, "CarePlan.careTeam", &T25, &[]),
-    p!("category", "CarePlan-category", Token, "CarePlan.category", &[], &[]),
-    p!("condition", "CarePlan-condition", Reference, "CarePlan.addresses", &T7, &[]),
-    p!("date", "clinical-date", Date, "CarePlan.period", &[], &[]),
-    p!("encounter", "CarePlan-encounter", Reference, "CarePlan.encounter", &T26, &[]),
-    p!("goal", "CarePlan-goal", Reference, "CarePlan.goal", &T27, &[]),
-    p!("identifier", "clinical-identifier", Token, "CarePlan.identifier", &[], &[]),
-    p!("instantiates-canonical", "CarePlan-instantiates-canonical", Reference, "CarePlan.instantiatesCanonical", &T28, &[]),
-    p!("instantiates-uri", "CarePlan-instantiates-uri", Uri, "CarePlan.instantiatesUri", &[], &[]),
-    p!("intent", "CarePlan-intent", Token, "CarePlan.intent", &[], &[]),
-    p!("part-of", "CarePlan-part-of", Reference, "CarePlan.partOf", &T24, &[]),
-    p!("patient", "clinical-patient", Reference, "CarePlan.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("performer", "CarePlan-performer", Reference, "CarePlan.activity.detail.performer", &T29, &[]),
-    p!("replaces", "CarePlan-replaces", Reference, "CarePlan.replaces", &T24, &[]),
-    p!("status", "CarePlan-status", Token, "CarePlan.status", &[], &[]),
-    p!("subject", "CarePlan-subject", Reference, "CarePlan.subject", &T30, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(13685, 13), S(13698, 58), Token, S(13756, 29), L(0, 0), L(0, 0)), // activity-code
+    p(S(13785, 13), S(13798, 58), Date, S(13856, 34), L(0, 0), L(0, 0)), // activity-date
+    p(S(13890, 18), S(13908, 63), Reference, S(13971, 27), L(347, 9), L(0, 0)), // activity-reference
+    p(S(6596, 8), S(13998, 53), Reference, S(14051, 16), L(356, 1), L(0, 0)), // based-on
+    p(S(14067, 9), S(14076, 54), Reference, S(14130, 17), L(357, 1), L(0, 0)), // care-team
+    p(S(3851, 8), S(14147, 53), Token, S(14200, 17), L(0, 0), L(0, 0)), // category
+    p(S(14217, 9), S(14226, 54), Reference, S(14280, 18), L(304, 1), L(0, 0)), // condition
+    p(S(2026, 4), S(5337, 49), Date, S(14298, 15), L(0, 0), L(0, 0)), // date
+    p(S(14313, 9), S(14322, 54), Reference, S(14376, 18), L(358, 1), L(0, 0)), // encounter
+    p(S(14394, 4), S(14398, 49), Reference, S(14447, 13), L(359, 1), L(0, 0)), // goal
+    p(S(642, 10), S(5417, 55), Token, S(14460, 19), L(0, 0), L(0, 0)), // identifier
+    p(S(14479, 22), S(14501, 67), Reference, S(14568, 30), L(360, 5), L(0, 0)), // instantiates-canonical
+    p(S(14598, 16), S(14614, 61), Uri, S(14675, 24), L(0, 0), L(0, 0)), // instantiates-uri
+    p(S(14699, 6), S(14705, 51), Token, S(14756, 15), L(0, 0), L(0, 0)), // intent
+    p(S(14771, 7), S(14778, 52), Reference, S(14830, 15), L(356, 1), L(0, 0)), // part-of
+    p(S(855, 7), S(5827, 52), Reference, S(14845, 44), L(1, 1), L(0, 0)), // patient
+    p(S(14889, 9), S(14898, 54), Reference, S(14952, 34), L(365, 8), L(0, 0)), // performer
+    p(S(14986, 8), S(14994, 53), Reference, S(15047, 17), L(356, 1), L(0, 0)), // replaces
+    p(S(1033, 6), S(15064, 51), Token, S(15115, 15), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(15130, 52), Reference, S(15182, 16), L(373, 2), L(0, 0)), // subject
     // CareTeam
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("category", "CareTeam-category", Token, "CareTeam.category", &[], &[]),
-    p!("date", "clinical-date", Date, "CareTeam.period", &[], &[]),
-    p!("encounter", "CareTeam-encounter", Reference, "CareTeam.encounter", &T26, &[]),
-    p!("identifier", "clinical-identifier", Token, "CareTeam.identifier", &[], &[]),
-    p!("participant", "CareTeam-participant", Reference, "CareTeam.participant.member", &T31, &[]),
-    p!("patient", "clinical-patient", Reference, "CareTeam.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("status", "CareTeam-status", Token, "CareTeam.status", &[], &[]),
-    p!("subject", "CareTeam-subject", Reference, "CareTeam.subject", &T30, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(3851, 8), S(15198, 53), Token, S(15251, 17), L(0, 0), L(0, 0)), // category
+    p(S(2026, 4), S(5337, 49), Date, S(15268, 15), L(0, 0), L(0, 0)), // date
+    p(S(14313, 9), S(15283, 54), Reference, S(15337, 18), L(358, 1), L(0, 0)), // encounter
+    p(S(642, 10), S(5417, 55), Token, S(15355, 19), L(0, 0), L(0, 0)), // identifier
+    p(S(15374, 11), S(15385, 56), Reference, S(15441, 27), L(375, 6), L(0, 0)), // participant
+    p(S(855, 7), S(5827, 52), Reference, S(15468, 44), L(1, 1), L(0, 0)), // patient
+    p(S(1033, 6), S(15512, 51), Token, S(15563, 15), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(15578, 52), Reference, S(15630, 16), L(373, 2), L(0, 0)), // subject
     // CatalogEntry
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
     // ChargeItem
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("account", "ChargeItem-account", Reference, "ChargeItem.account", &T32, &[]),
-    p!("code", "ChargeItem-code", Token, "ChargeItem.code", &[], &[]),
-    p!("context", "ChargeItem-context", Reference, "ChargeItem.context", &T33, &[]),
-    p!("entered-date", "ChargeItem-entered-date", Date, "ChargeItem.enteredDate", &[], &[]),
-    p!("enterer", "ChargeItem-enterer", Reference, "ChargeItem.enterer", &T17, &[]),
-    p!("factor-override", "ChargeItem-factor-override", Number, "ChargeItem.factorOverride", &[], &[]),
-    p!("identifier", "ChargeItem-identifier", Token, "ChargeItem.identifier", &[], &[]),
-    p!("occurrence", "ChargeItem-occurrence", Date, "ChargeItem.occurrence", &[], &[]),
-    p!("patient", "ChargeItem-patient", Reference, "ChargeItem.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("performer-actor", "ChargeItem-performer-actor", Reference, "ChargeItem.performer.actor", &T34, &[]),
-    p!("performer-function", "ChargeItem-performer-function", Token, "ChargeItem.performer.function", &[], &[]),
-    p!("performing-organization", "ChargeItem-performing-organization", Reference, "ChargeItem.performingOrganization", &T0, &[]),
-    p!("price-override", "ChargeItem-price-override", Quantity, "ChargeItem.priceOverride", &[], &[]),
-    p!("quantity", "ChargeItem-quantity", Quantity, "ChargeItem.quantity", &[], &[]),
-    p!("requesting-organization", "ChargeItem-requesting-organization", Reference, "ChargeItem.requestingOrganization", &T0, &[]),
-    p!("service", "ChargeItem-service", Reference, "ChargeItem.service", &T35, &[]),
-    p!("subject", "ChargeItem-subject", Reference, "ChargeItem.subject", &T30, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(15646, 7), S(15653, 54), Reference, S(15707, 18), L(381, 1), L(0, 0)), // account
+    p(S(5114, 4), S(15725, 51), Token, S(15776, 15), L(0, 0), L(0, 0)), // code
+    p(S(1386, 7), S(15791, 54), Reference, S(15845, 18), L(382, 2), L(0, 0)), // context
+    p(S(15863, 12), S(15875, 59), Date, S(15934, 22), L(0, 0), L(0, 0)), // entered-date
+    p(S(15956, 7), S(15963, 54), Reference, S(16017, 18), L(332, 6), L(0, 0)), // enterer
+    p(S(16035, 15), S(16050, 62), Number, S(16112, 25), L(0, 0), L(0, 0)), // factor-override
+    p(S(642, 10), S(16137, 57), Token, S(16194, 21), L(0, 0), L(0, 0)), // identifier
+    p(S(16215, 10), S(16225, 57), Date, S(16282, 21), L(0, 0), L(0, 0)), // occurrence
+    p(S(855, 7), S(16303, 54), Reference, S(16357, 46), L(1, 1), L(0, 0)), // patient
+    p(S(16403, 15), S(16418, 62), Reference, S(16480, 26), L(384, 7), L(0, 0)), // performer-actor
+    p(S(16506, 18), S(16524, 65), Token, S(16589, 29), L(0, 0), L(0, 0)), // performer-function
+    p(S(16618, 23), S(16641, 70), Reference, S(16711, 33), L(0, 1), L(0, 0)), // performing-organization
+    p(S(16744, 14), S(16758, 61), Quantity, S(16819, 24), L(0, 0), L(0, 0)), // price-override
+    p(S(16843, 8), S(16851, 55), Quantity, S(16906, 19), L(0, 0), L(0, 0)), // quantity
+    p(S(16925, 23), S(16948, 70), Reference, S(17018, 33), L(0, 1), L(0, 0)), // requesting-organization
+    p(S(17051, 7), S(17058, 54), Reference, S(17112, 18), L(391, 8), L(0, 0)), // service
+    p(S(1103, 7), S(17130, 54), Reference, S(17184, 18), L(373, 2), L(0, 0)), // subject
     // ChargeItemDefinition
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("context", "ChargeItemDefinition-context", Token, "(ChargeItemDefinition.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "ChargeItemDefinition-context-quantity", Quantity, "(ChargeItemDefinition.useContext.value as Quantity) | (ChargeItemDefinition.useContext.value as Range)", &[], &[]),
-    p!("context-type", "ChargeItemDefinition-context-type", Token, "ChargeItemDefinition.useContext.code", &[], &[]),
-    p!("context-type-quantity", "ChargeItemDefinition-context-type-quantity", Composite, "ChargeItemDefinition.useContext", &[], &C0),
-    p!("context-type-value", "ChargeItemDefinition-context-type-value", Composite, "ChargeItemDefinition.useContext", &[], &C1),
-    p!("date", "ChargeItemDefinition-date", Date, "ChargeItemDefinition.date", &[], &[]),
-    p!("description", "ChargeItemDefinition-description", String, "ChargeItemDefinition.description", &[], &[]),
-    p!("effective", "ChargeItemDefinition-effective", Date, "ChargeItemDefinition.effectivePeriod", &[], &[]),
-    p!("identifier", "ChargeItemDefinition-identifier", Token, "ChargeItemDefinition.identifier", &[], &[]),
-    p!("jurisdiction", "ChargeItemDefinition-jurisdiction", Token, "ChargeItemDefinition.jurisdiction", &[], &[]),
-    p!("publisher", "ChargeItemDefinition-publisher", String, "ChargeItemDefinition.publisher", &[], &[]),
-    p!("status", "ChargeItemDefinition-status", Token, "ChargeItemDefinition.status", &[], &[]),
-    p!("title", "ChargeItemDefinition-title", String, "ChargeItemDefinition.title", &[], &[]),
-    p!("url", "ChargeItemDefinition-url", Uri, "ChargeItemDefinition.url", &[], &[]),
-    p!("version", "ChargeItemDefinition-version", Token, "ChargeItemDefinition.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1386, 7), S(17202, 64), Token, S(17266, 58), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(17324, 73), Quantity, S(17397, 102), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(17499, 69), Token, S(17568, 36), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(17604, 78), Composite, S(17682, 31), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(17713, 75), Composite, S(17682, 31), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(17788, 61), Date, S(17849, 25), L(0, 0), L(0, 0)), // date
+    p(S(2433, 11), S(17874, 68), String, S(17942, 32), L(0, 0), L(0, 0)), // description
+    p(S(2540, 9), S(17974, 66), Date, S(18040, 36), L(0, 0), L(0, 0)), // effective
+    p(S(642, 10), S(18076, 67), Token, S(18143, 31), L(0, 0), L(0, 0)), // identifier
+    p(S(2741, 12), S(18174, 69), Token, S(18243, 33), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(3079, 9), S(18276, 66), String, S(18342, 30), L(0, 0), L(0, 0)), // publisher
+    p(S(1033, 6), S(18372, 63), Token, S(18435, 27), L(0, 0), L(0, 0)), // status
+    p(S(3406, 5), S(18462, 62), String, S(18524, 26), L(0, 0), L(0, 0)), // title
+    p(S(3584, 3), S(18550, 60), Uri, S(18610, 24), L(0, 0), L(0, 0)), // url
+    p(S(3667, 7), S(18634, 64), Token, S(18698, 28), L(0, 0), L(0, 0)), // version
     // Claim
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("care-team", "Claim-care-team", Reference, "Claim.careTeam.provider", &T36, &[]),
-    p!("created", "Claim-created", Date, "Claim.created", &[], &[]),
-    p!("detail-udi", "Claim-detail-udi", Reference, "Claim.item.detail.udi", &T37, &[]),
-    p!("encounter", "Claim-encounter", Reference, "Claim.item.encounter", &T26, &[]),
-    p!("enterer", "Claim-enterer", Reference, "Claim.enterer", &T38, &[]),
-    p!("facility", "Claim-facility", Reference, "Claim.facility", &T5, &[]),
-    p!("identifier", "Claim-identifier", Token, "Claim.identifier", &[], &[]),
-    p!("insurer", "Claim-insurer", Reference, "Claim.insurer", &T0, &[]),
-    p!("item-udi", "Claim-item-udi", Reference, "Claim.item.udi", &T37, &[]),
-    p!("patient", "Claim-patient", Reference, "Claim.patient", &T1, &[]),
-    p!("payee", "Claim-payee", Reference, "Claim.payee.party", &T18, &[]),
-    p!("priority", "Claim-priority", Token, "Claim.priority", &[], &[]),
-    p!("procedure-udi", "Claim-procedure-udi", Reference, "Claim.procedure.udi", &T37, &[]),
-    p!("provider", "Claim-provider", Reference, "Claim.provider", &T36, &[]),
-    p!("status", "Claim-status", Token, "Claim.status", &[], &[]),
-    p!("subdetail-udi", "Claim-subdetail-udi", Reference, "Claim.item.detail.subDetail.udi", &T37, &[]),
-    p!("use", "Claim-use", Token, "Claim.use", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(14067, 9), S(18726, 51), Reference, S(18777, 23), L(399, 3), L(0, 0)), // care-team
+    p(S(10456, 7), S(18800, 49), Date, S(18849, 13), L(0, 0), L(0, 0)), // created
+    p(S(18862, 10), S(18872, 52), Reference, S(18924, 21), L(402, 1), L(0, 0)), // detail-udi
+    p(S(14313, 9), S(18945, 51), Reference, S(18996, 20), L(358, 1), L(0, 0)), // encounter
+    p(S(15956, 7), S(19016, 49), Reference, S(19065, 13), L(403, 2), L(0, 0)), // enterer
+    p(S(19078, 8), S(19086, 50), Reference, S(19136, 14), L(299, 1), L(0, 0)), // facility
+    p(S(642, 10), S(19150, 52), Token, S(19202, 16), L(0, 0), L(0, 0)), // identifier
+    p(S(19218, 7), S(19225, 49), Reference, S(19274, 13), L(0, 1), L(0, 0)), // insurer
+    p(S(19287, 8), S(19295, 50), Reference, S(19345, 14), L(402, 1), L(0, 0)), // item-udi
+    p(S(855, 7), S(19359, 49), Reference, S(19408, 13), L(1, 1), L(0, 0)), // patient
+    p(S(19421, 5), S(19426, 47), Reference, S(19473, 17), L(338, 5), L(0, 0)), // payee
+    p(S(19490, 8), S(19498, 50), Token, S(19548, 14), L(0, 0), L(0, 0)), // priority
+    p(S(19562, 13), S(19575, 55), Reference, S(19630, 19), L(402, 1), L(0, 0)), // procedure-udi
+    p(S(19649, 8), S(19657, 50), Reference, S(19707, 14), L(399, 3), L(0, 0)), // provider
+    p(S(1033, 6), S(19721, 48), Token, S(19769, 12), L(0, 0), L(0, 0)), // status
+    p(S(19781, 13), S(19794, 55), Reference, S(19849, 31), L(402, 1), L(0, 0)), // subdetail-udi
+    p(S(19880, 3), S(19883, 45), Token, S(19928, 9), L(0, 0), L(0, 0)), // use
     // ClaimResponse
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("created", "ClaimResponse-created", Date, "ClaimResponse.created", &[], &[]),
-    p!("disposition", "ClaimResponse-disposition", String, "ClaimResponse.disposition", &[], &[]),
-    p!("identifier", "ClaimResponse-identifier", Token, "ClaimResponse.identifier", &[], &[]),
-    p!("insurer", "ClaimResponse-insurer", Reference, "ClaimResponse.insurer", &T0, &[]),
-    p!("outcome", "ClaimResponse-outcome", Token, "ClaimResponse.outcome", &[], &[]),
-    p!("patient", "ClaimResponse-patient", Reference, "ClaimResponse.patient", &T1, &[]),
-    p!("payment-date", "ClaimResponse-payment-date", Date, "ClaimResponse.payment.date", &[], &[]),
-    p!("request", "ClaimResponse-request", Reference, "ClaimResponse.request", &T39, &[]),
-    p!("requestor", "ClaimResponse-requestor", Reference, "ClaimResponse.requestor", &T36, &[]),
-    p!("status", "ClaimResponse-status", Token, "ClaimResponse.status", &[], &[]),
-    p!("use", "ClaimResponse-use", Token, "ClaimResponse.use", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(10456, 7), S(19937, 57), Date, S(19994, 21), L(0, 0), L(0, 0)), // created
+    p(S(20015, 11), S(20026, 61), String, S(20087, 25), L(0, 0), L(0, 0)), // disposition
+    p(S(642, 10), S(20112, 60), Token, S(20172, 24), L(0, 0), L(0, 0)), // identifier
+    p(S(19218, 7), S(20196, 57), Reference, S(20253, 21), L(0, 1), L(0, 0)), // insurer
+    p(S(9711, 7), S(20274, 57), Token, S(20331, 21), L(0, 0), L(0, 0)), // outcome
+    p(S(855, 7), S(20352, 57), Reference, S(20409, 21), L(1, 1), L(0, 0)), // patient
+    p(S(20430, 12), S(20442, 62), Date, S(20504, 26), L(0, 0), L(0, 0)), // payment-date
+    p(S(20530, 7), S(20537, 57), Reference, S(20594, 21), L(405, 1), L(0, 0)), // request
+    p(S(20615, 9), S(20624, 59), Reference, S(20683, 23), L(399, 3), L(0, 0)), // requestor
+    p(S(1033, 6), S(20706, 56), Token, S(20762, 20), L(0, 0), L(0, 0)), // status
+    p(S(19880, 3), S(20782, 53), Token, S(20835, 17), L(0, 0), L(0, 0)), // use
     // ClinicalImpression
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("assessor", "ClinicalImpression-assessor", Reference, "ClinicalImpression.assessor", &T38, &[]),
-    p!("date", "clinical-date", Date, "ClinicalImpression.date", &[], &[]),
-    p!("encounter", "ClinicalImpression-encounter", Reference, "ClinicalImpression.encounter", &T26, &[]),
-    p!("finding-code", "ClinicalImpression-finding-code", Token, "ClinicalImpression.finding.itemCodeableConcept", &[], &[]),
-    p!("finding-ref", "ClinicalImpression-finding-ref", Reference, "ClinicalImpression.finding.itemReference", &T40, &[]),
-    p!("identifier", "ClinicalImpression-identifier", Token, "ClinicalImpression.identifier", &[], &[]),
-    p!("investigation", "ClinicalImpression-investigation", Reference, "ClinicalImpression.investigation.item", &T41, &[]),
-    p!("patient", "clinical-patient", Reference, "ClinicalImpression.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("previous", "ClinicalImpression-previous", Reference, "ClinicalImpression.previous", &T42, &[]),
-    p!("problem", "ClinicalImpression-problem", Reference, "ClinicalImpression.problem", &T43, &[]),
-    p!("status", "ClinicalImpression-status", Token, "ClinicalImpression.status", &[], &[]),
-    p!("subject", "ClinicalImpression-subject", Reference, "ClinicalImpression.subject", &T30, &[]),
-    p!("supporting-info", "ClinicalImpression-supporting-info", Reference, "ClinicalImpression.supportingInfo", &T3, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(20852, 8), S(20860, 63), Reference, S(20923, 27), L(403, 2), L(0, 0)), // assessor
+    p(S(2026, 4), S(5337, 49), Date, S(20950, 23), L(0, 0), L(0, 0)), // date
+    p(S(14313, 9), S(20973, 64), Reference, S(21037, 28), L(358, 1), L(0, 0)), // encounter
+    p(S(21065, 12), S(21077, 67), Token, S(21144, 46), L(0, 0), L(0, 0)), // finding-code
+    p(S(21190, 11), S(21201, 66), Reference, S(21267, 40), L(406, 3), L(0, 0)), // finding-ref
+    p(S(642, 10), S(21307, 65), Token, S(21372, 29), L(0, 0), L(0, 0)), // identifier
+    p(S(21401, 13), S(21414, 68), Reference, S(21482, 37), L(409, 7), L(0, 0)), // investigation
+    p(S(855, 7), S(5827, 52), Reference, S(21519, 54), L(1, 1), L(0, 0)), // patient
+    p(S(21573, 8), S(21581, 63), Reference, S(21644, 27), L(416, 1), L(0, 0)), // previous
+    p(S(21671, 7), S(21678, 62), Reference, S(21740, 26), L(417, 2), L(0, 0)), // problem
+    p(S(1033, 6), S(21766, 61), Token, S(21827, 25), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(21852, 62), Reference, S(21914, 26), L(373, 2), L(0, 0)), // subject
+    p(S(7920, 15), S(21940, 70), Reference, S(22010, 33), L(9, 145), L(0, 0)), // supporting-info
     // CodeSystem
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("code", "CodeSystem-code", Token, "CodeSystem.concept.code", &[], &[]),
-    p!("content-mode", "CodeSystem-content-mode", Token, "CodeSystem.content", &[], &[]),
-    p!("context", "conformance-context", Token, "(CodeSystem.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "conformance-context-quantity", Quantity, "(CodeSystem.useContext.value as Quantity) | (CodeSystem.useContext.value as Range)", &[], &[]),
-    p!("context-type", "conformance-context-type", Token, "CodeSystem.useContext.code", &[], &[]),
-    p!("context-type-quantity", "conformance-context-type-quantity", Composite, "CodeSystem.useContext", &[], &C0),
-    p!("context-type-value", "conformance-context-type-value", Composite, "CodeSystem.useContext", &[], &C1),
-    p!("date", "conformance-date", Date, "CodeSystem.date", &[], &[]),
-    p!("description", "conformance-description", String, "CodeSystem.description", &[], &[]),
-    p!("identifier", "conformance-identifier", Token, "CodeSystem.identifier", &[], &[]),
-    p!("jurisdiction", "conformance-jurisdiction", Token, "CodeSystem.jurisdiction", &[], &[]),
-    p!("language", "CodeSystem-language", Token, "CodeSystem.concept.designation.language", &[], &[]),
-    p!("name", "conformance-name", String, "CodeSystem.name", &[], &[]),
-    p!("publisher", "conformance-publisher", String, "CodeSystem.publisher", &[], &[]),
-    p!("status", "conformance-status", Token, "CodeSystem.status", &[], &[]),
-    p!("supplements", "CodeSystem-supplements", Reference, "CodeSystem.supplements", &T44, &[]),
-    p!("system", "CodeSystem-system", Uri, "CodeSystem.url", &[], &[]),
-    p!("title", "conformance-title", String, "CodeSystem.title", &[], &[]),
-    p!("url", "conformance-url", Uri, "CodeSystem.url", &[], &[]),
-    p!("version", "conformance-version", Token, "CodeSystem.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(5114, 4), S(22043, 51), Token, S(22094, 23), L(0, 0), L(0, 0)), // code
+    p(S(22117, 12), S(22129, 59), Token, S(22188, 18), L(0, 0), L(0, 0)), // content-mode
+    p(S(1386, 7), S(11432, 55), Token, S(22206, 48), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(11544, 64), Quantity, S(22254, 82), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(11708, 60), Token, S(22336, 26), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(11803, 69), Composite, S(22362, 21), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(11902, 66), Composite, S(22362, 21), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(11968, 52), Date, S(22383, 15), L(0, 0), L(0, 0)), // date
+    p(S(2433, 11), S(12044, 59), String, S(22398, 22), L(0, 0), L(0, 0)), // description
+    p(S(642, 10), S(22420, 58), Token, S(22478, 21), L(0, 0), L(0, 0)), // identifier
+    p(S(2741, 12), S(12438, 60), Token, S(22499, 23), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(22522, 8), S(22530, 55), Token, S(22585, 39), L(0, 0), L(0, 0)), // language
+    p(S(724, 4), S(12623, 52), String, S(22624, 15), L(0, 0), L(0, 0)), // name
+    p(S(3079, 9), S(12699, 57), String, S(22639, 20), L(0, 0), L(0, 0)), // publisher
+    p(S(1033, 6), S(13258, 54), Token, S(22659, 17), L(0, 0), L(0, 0)), // status
+    p(S(22676, 11), S(22687, 58), Reference, S(22745, 22), L(419, 1), L(0, 0)), // supplements
+    p(S(22767, 6), S(22773, 53), Uri, S(22826, 14), L(0, 0), L(0, 0)), // system
+    p(S(3406, 5), S(13478, 53), String, S(22840, 16), L(0, 0), L(0, 0)), // title
+    p(S(3584, 3), S(13556, 51), Uri, S(22826, 14), L(0, 0), L(0, 0)), // url
+    p(S(3667, 7), S(13630, 55), Token, S(22856, 18), L(0, 0), L(0, 0)), // version
     // Communication
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("based-on", "Communication-based-on", Reference, "Communication.basedOn", &T3, &[]),
-    p!("category", "Communication-category", Token, "Communication.category", &[], &[]),
-    p!("encounter", "Communication-encounter", Reference, "Communication.encounter", &T26, &[]),
-    p!("identifier", "Communication-identifier", Token, "Communication.identifier", &[], &[]),
-    p!("instantiates-canonical", "Communication-instantiates-canonical", Reference, "Communication.instantiatesCanonical", &T28, &[]),
-    p!("instantiates-uri", "Communication-instantiates-uri", Uri, "Communication.instantiatesUri", &[], &[]),
-    p!("medium", "Communication-medium", Token, "Communication.medium", &[], &[]),
-    p!("part-of", "Communication-part-of", Reference, "Communication.partOf", &T3, &[]),
-    p!("patient", "Communication-patient", Reference, "Communication.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("received", "Communication-received", Date, "Communication.received", &[], &[]),
-    p!("recipient", "Communication-recipient", Reference, "Communication.recipient", &T45, &[]),
-    p!("sender", "Communication-sender", Reference, "Communication.sender", &T46, &[]),
-    p!("sent", "Communication-sent", Date, "Communication.sent", &[], &[]),
-    p!("status", "Communication-status", Token, "Communication.status", &[], &[]),
-    p!("subject", "Communication-subject", Reference, "Communication.subject", &T30, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(6596, 8), S(22874, 58), Reference, S(22932, 21), L(9, 145), L(0, 0)), // based-on
+    p(S(3851, 8), S(22953, 58), Token, S(23011, 22), L(0, 0), L(0, 0)), // category
+    p(S(14313, 9), S(23033, 59), Reference, S(23092, 23), L(358, 1), L(0, 0)), // encounter
+    p(S(642, 10), S(23115, 60), Token, S(23175, 24), L(0, 0), L(0, 0)), // identifier
+    p(S(14479, 22), S(23199, 72), Reference, S(23271, 35), L(360, 5), L(0, 0)), // instantiates-canonical
+    p(S(14598, 16), S(23306, 66), Uri, S(23372, 29), L(0, 0), L(0, 0)), // instantiates-uri
+    p(S(23401, 6), S(23407, 56), Token, S(23463, 20), L(0, 0), L(0, 0)), // medium
+    p(S(14771, 7), S(23483, 57), Reference, S(23540, 20), L(9, 145), L(0, 0)), // part-of
+    p(S(855, 7), S(23560, 57), Reference, S(23617, 49), L(1, 1), L(0, 0)), // patient
+    p(S(23666, 8), S(23674, 58), Date, S(23732, 22), L(0, 0), L(0, 0)), // received
+    p(S(23754, 9), S(23763, 59), Reference, S(23822, 23), L(420, 9), L(0, 0)), // recipient
+    p(S(23845, 6), S(23851, 56), Reference, S(23907, 20), L(429, 7), L(0, 0)), // sender
+    p(S(23927, 4), S(23931, 54), Date, S(23985, 18), L(0, 0), L(0, 0)), // sent
+    p(S(1033, 6), S(24003, 56), Token, S(24059, 20), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(24079, 57), Reference, S(24136, 21), L(373, 2), L(0, 0)), // subject
     // CommunicationRequest
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("authored", "CommunicationRequest-authored", Date, "CommunicationRequest.authoredOn", &[], &[]),
-    p!("based-on", "CommunicationRequest-based-on", Reference, "CommunicationRequest.basedOn", &T3, &[]),
-    p!("category", "CommunicationRequest-category", Token, "CommunicationRequest.category", &[], &[]),
-    p!("encounter", "CommunicationRequest-encounter", Reference, "CommunicationRequest.encounter", &T26, &[]),
-    p!("group-identifier", "CommunicationRequest-group-identifier", Token, "CommunicationRequest.groupIdentifier", &[], &[]),
-    p!("identifier", "CommunicationRequest-identifier", Token, "CommunicationRequest.identifier", &[], &[]),
-    p!("medium", "CommunicationRequest-medium", Token, "CommunicationRequest.medium", &[], &[]),
-    p!("occurrence", "CommunicationRequest-occurrence", Date, "(CommunicationRequest.occurrence as dateTime)", &[], &[]),
-    p!("patient", "CommunicationRequest-patient", Reference, "CommunicationRequest.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("priority", "CommunicationRequest-priority", Token, "CommunicationRequest.priority", &[], &[]),
-    p!("recipient", "CommunicationRequest-recipient", Reference, "CommunicationRequest.recipient", &T45, &[]),
-    p!("replaces", "CommunicationRequest-replaces", Reference, "CommunicationRequest.replaces", &T47, &[]),
-    p!("requester", "CommunicationRequest-requester", Reference, "CommunicationRequest.requester", &T17, &[]),
-    p!("sender", "CommunicationRequest-sender", Reference, "CommunicationRequest.sender", &T46, &[]),
-    p!("status", "CommunicationRequest-status", Token, "CommunicationRequest.status", &[], &[]),
-    p!("subject", "CommunicationRequest-subject", Reference, "CommunicationRequest.subject", &T30, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(24157, 8), S(24165, 65), Date, S(24230, 31), L(0, 0), L(0, 0)), // authored
+    p(S(6596, 8), S(24261, 65), Reference, S(24326, 28), L(9, 145), L(0, 0)), // based-on
+    p(S(3851, 8), S(24354, 65), Token, S(24419, 29), L(0, 0), L(0, 0)), // category
+    p(S(14313, 9), S(24448, 66), Reference, S(24514, 30), L(358, 1), L(0, 0)), // encounter
+    p(S(24544, 16), S(24560, 73), Token, S(24633, 36), L(0, 0), L(0, 0)), // group-identifier
+    p(S(642, 10), S(24669, 67), Token, S(24736, 31), L(0, 0), L(0, 0)), // identifier
+    p(S(23401, 6), S(24767, 63), Token, S(24830, 27), L(0, 0), L(0, 0)), // medium
+    p(S(16215, 10), S(24857, 67), Date, S(24924, 45), L(0, 0), L(0, 0)), // occurrence
+    p(S(855, 7), S(24969, 64), Reference, S(25033, 56), L(1, 1), L(0, 0)), // patient
+    p(S(19490, 8), S(25089, 65), Token, S(25154, 29), L(0, 0), L(0, 0)), // priority
+    p(S(23754, 9), S(25183, 66), Reference, S(25249, 30), L(420, 9), L(0, 0)), // recipient
+    p(S(14986, 8), S(25279, 65), Reference, S(25344, 29), L(436, 1), L(0, 0)), // replaces
+    p(S(25373, 9), S(25382, 66), Reference, S(25448, 30), L(332, 6), L(0, 0)), // requester
+    p(S(23845, 6), S(25478, 63), Reference, S(25541, 27), L(429, 7), L(0, 0)), // sender
+    p(S(1033, 6), S(25568, 63), Token, S(25631, 27), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(25658, 64), Reference, S(25722, 28), L(373, 2), L(0, 0)), // subject
     // CompartmentDefinition
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("code", "CompartmentDefinition-code", Token, "CompartmentDefinition.code", &[], &[]),
-    p!("context", "conformance-context", Token, "(CompartmentDefinition.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "conformance-context-quantity", Quantity, "(CompartmentDefinition.useContext.value as Quantity) | (CompartmentDefinition.useContext.value as Range)", &[], &[]),
-    p!("context-type", "conformance-context-type", Token, "CompartmentDefinition.useContext.code", &[], &[]),
-    p!("context-type-quantity", "conformance-context-type-quantity", Composite, "CompartmentDefinition.useContext", &[], &C0),
-    p!("context-type-value", "conformance-context-type-value", Composite, "CompartmentDefinition.useContext", &[], &C1),
-    p!("date", "conformance-date", Date, "CompartmentDefinition.date", &[], &[]),
-    p!("description", "conformance-description", String, "CompartmentDefinition.description", &[], &[]),
-    p!("name", "conformance-name", String, "CompartmentDefinition.name", &[], &[]),
-    p!("publisher", "conformance-publisher", String, "CompartmentDefinition.publisher", &[], &[]),
-    p!("resource", "CompartmentDefinition-resource", Token, "CompartmentDefinition.resource.code", &[], &[]),
-    p!("status", "conformance-status", Token, "CompartmentDefinition.status", &[], &[]),
-    p!("url", "conformance-url", Uri, "CompartmentDefinition.url", &[], &[]),
-    p!("version", "conformance-version", Token, "CompartmentDefinition.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(5114, 4), S(25750, 62), Token, S(25812, 26), L(0, 0), L(0, 0)), // code
+    p(S(1386, 7), S(11432, 55), Token, S(25838, 59), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(11544, 64), Quantity, S(25897, 104), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(11708, 60), Token, S(26001, 37), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(11803, 69), Composite, S(26038, 32), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(11902, 66), Composite, S(26038, 32), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(11968, 52), Date, S(26070, 26), L(0, 0), L(0, 0)), // date
+    p(S(2433, 11), S(12044, 59), String, S(26096, 33), L(0, 0), L(0, 0)), // description
+    p(S(724, 4), S(12623, 52), String, S(26129, 26), L(0, 0), L(0, 0)), // name
+    p(S(3079, 9), S(12699, 57), String, S(26155, 31), L(0, 0), L(0, 0)), // publisher
+    p(S(12785, 8), S(26186, 66), Token, S(26252, 35), L(0, 0), L(0, 0)), // resource
+    p(S(1033, 6), S(13258, 54), Token, S(26287, 28), L(0, 0), L(0, 0)), // status
+    p(S(3584, 3), S(13556, 51), Uri, S(26315, 25), L(0, 0), L(0, 0)), // url
+    p(S(3667, 7), S(13630, 55), Token, S(26340, 29), L(0, 0), L(0, 0)), // version
     // Composition
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("attester", "Composition-attester", Reference, "Composition.attester.party", &T18, &[]),
-    p!("author", "Composition-author", Reference, "Composition.author", &T17, &[]),
-    p!("category", "Composition-category", Token, "Composition.category", &[], &[]),
-    p!("confidentiality", "Composition-confidentiality", Token, "Composition.confidentiality", &[], &[]),
-    p!("context", "Composition-context", Token, "Composition.event.code", &[], &[]),
-    p!("date", "clinical-date", Date, "Composition.date", &[], &[]),
-    p!("encounter", "clinical-encounter", Reference, "Composition.encounter", &T48, &[]),
-    p!("entry", "Composition-entry", Reference, "Composition.section.entry", &T3, &[]),
-    p!("identifier", "clinical-identifier", Token, "Composition.identifier", &[], &[]),
-    p!("patient", "clinical-patient", Reference, "Composition.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("period", "Composition-period", Date, "Composition.event.period", &[], &[]),
-    p!("related-id", "Composition-related-id", Token, "(Composition.relatesTo.target as Identifier)", &[], &[]),
-    p!("related-ref", "Composition-related-ref", Reference, "(Composition.relatesTo.target as Reference)", &T19, &[]),
-    p!("section", "Composition-section", Token, "Composition.section.code", &[], &[]),
-    p!("status", "Composition-status", Token, "Composition.status", &[], &[]),
-    p!("subject", "Composition-subject", Reference, "Composition.subject", &T3, &[]),
-    p!("title", "Composition-title", String, "Composition.title", &[], &[]),
-    p!("type", "clinical-type", Token, "Composition.type", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(26369, 8), S(26377, 56), Reference, S(26433, 26), L(338, 5), L(0, 0)), // attester
+    p(S(10334, 6), S(26459, 54), Reference, S(26513, 18), L(332, 6), L(0, 0)), // author
+    p(S(3851, 8), S(26531, 56), Token, S(26587, 20), L(0, 0), L(0, 0)), // category
+    p(S(26607, 15), S(26622, 63), Token, S(26685, 27), L(0, 0), L(0, 0)), // confidentiality
+    p(S(1386, 7), S(26712, 55), Token, S(26767, 22), L(0, 0), L(0, 0)), // context
+    p(S(2026, 4), S(5337, 49), Date, S(26789, 16), L(0, 0), L(0, 0)), // date
+    p(S(14313, 9), S(26805, 54), Reference, S(26859, 21), L(437, 2), L(0, 0)), // encounter
+    p(S(26880, 5), S(26885, 53), Reference, S(26938, 25), L(9, 145), L(0, 0)), // entry
+    p(S(642, 10), S(5417, 55), Token, S(26963, 22), L(0, 0), L(0, 0)), // identifier
+    p(S(855, 7), S(5827, 52), Reference, S(26985, 47), L(1, 1), L(0, 0)), // patient
+    p(S(956, 6), S(27032, 54), Date, S(27086, 24), L(0, 0), L(0, 0)), // period
+    p(S(27110, 10), S(27120, 58), Token, S(27178, 44), L(0, 0), L(0, 0)), // related-id
+    p(S(27222, 11), S(27233, 59), Reference, S(27292, 43), L(343, 1), L(0, 0)), // related-ref
+    p(S(27335, 7), S(27342, 55), Token, S(27397, 24), L(0, 0), L(0, 0)), // section
+    p(S(1033, 6), S(27421, 54), Token, S(27475, 18), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(27493, 55), Reference, S(27548, 19), L(9, 145), L(0, 0)), // subject
+    p(S(3406, 5), S(27567, 53), String, S(27620, 17), L(0, 0), L(0, 0)), // title
+    p(S(1176, 4), S(6200, 49), Token, S(27637, 16), L(0, 0), L(0, 0)), // type
     // ConceptMap
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("context", "conformance-context", Token, "(ConceptMap.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "conformance-context-quantity", Quantity, "(ConceptMap.useContext.value as Quantity) | (ConceptMap.useContext.value as Range)", &[], &[]),
-    p!("context-type", "conformance-context-type", Token, "ConceptMap.useContext.code", &[], &[]),
-    p!("context-type-quantity", "conformance-context-type-quantity", Composite, "ConceptMap.useContext", &[], &C0),
-    p!("context-type-value", "conformance-context-type-value", Composite, "ConceptMap.useContext", &[], &C1),
-    p!("date", "conformance-date", Date, "ConceptMap.date", &[], &[]),
-    p!("dependson", "ConceptMap-dependson", Uri, "ConceptMap.group.element.target.dependsOn.property", &[], &[]),
-    p!("description", "conformance-description", String, "ConceptMap.description", &[], &[]),
-    p!("identifier", "conformance-identifier", Token, "ConceptMap.identifier", &[], &[]),
-    p!("jurisdiction", "conformance-jurisdiction", Token, "ConceptMap.jurisdiction", &[], &[]),
-    p!("name", "conformance-name", String, "ConceptMap.name", &[], &[]),
-    p!("other", "ConceptMap-other", Reference, "ConceptMap.group.unmapped.url", &T49, &[]),
-    p!("product", "ConceptMap-product", Uri, "ConceptMap.group.element.target.product.property", &[], &[]),
-    p!("publisher", "conformance-publisher", String, "ConceptMap.publisher", &[], &[]),
-    p!("source", "ConceptMap-source", Reference, "(ConceptMap.source as canonical)", &T50, &[]),
-    p!("source-code", "ConceptMap-source-code", Token, "ConceptMap.group.element.code", &[], &[]),
-    p!("source-system", "ConceptMap-source-system", Uri, "ConceptMap.group.source", &[], &[]),
-    p!("source-uri", "ConceptMap-source-uri", Reference, "(ConceptMap.source as uri)", &T50, &[]),
-    p!("status", "conformance-status", Token, "ConceptMap.status", &[], &[]),
-    p!("target", "ConceptMap-target", Reference, "(ConceptMap.target as canonical)", &T50, &[]),
-    p!("target-code", "ConceptMap-target-code", Token, "ConceptMap.group.element.target.code", &[], &[]),
-    p!("target-system", "ConceptMap-target-system", Uri, "ConceptMap.group.target", &[], &[]),
-    p!("target-uri", "ConceptMap-target-uri", Reference, "(ConceptMap.target as uri)", &T50, &[]),
-    p!("title", "conformance-title", String, "ConceptMap.title", &[], &[]),
-    p!("url", "conformance-url", Uri, "ConceptMap.url", &[], &[]),
-    p!("version", "conformance-version", Token, "ConceptMap.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1386, 7), S(11432, 55), Token, S(27653, 48), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(11544, 64), Quantity, S(27701, 82), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(11708, 60), Token, S(27783, 26), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(11803, 69), Composite, S(27809, 21), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(11902, 66), Composite, S(27809, 21), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(11968, 52), Date, S(27830, 15), L(0, 0), L(0, 0)), // date
+    p(S(27845, 9), S(27854, 56), Uri, S(27910, 50), L(0, 0), L(0, 0)), // dependson
+    p(S(2433, 11), S(12044, 59), String, S(27960, 22), L(0, 0), L(0, 0)), // description
+    p(S(642, 10), S(22420, 58), Token, S(27982, 21), L(0, 0), L(0, 0)), // identifier
+    p(S(2741, 12), S(12438, 60), Token, S(28003, 23), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(724, 4), S(12623, 52), String, S(28026, 15), L(0, 0), L(0, 0)), // name
+    p(S(28041, 5), S(28046, 52), Reference, S(28098, 29), L(439, 1), L(0, 0)), // other
+    p(S(28127, 7), S(28134, 54), Uri, S(28188, 48), L(0, 0), L(0, 0)), // product
+    p(S(3079, 9), S(12699, 57), String, S(28236, 20), L(0, 0), L(0, 0)), // publisher
+    p(S(10104, 6), S(28256, 53), Reference, S(28309, 32), L(440, 1), L(0, 0)), // source
+    p(S(28341, 11), S(28352, 58), Token, S(28410, 29), L(0, 0), L(0, 0)), // source-code
+    p(S(28439, 13), S(28452, 60), Uri, S(28512, 23), L(0, 0), L(0, 0)), // source-system
+    p(S(28535, 10), S(28545, 57), Reference, S(28602, 26), L(440, 1), L(0, 0)), // source-uri
+    p(S(1033, 6), S(13258, 54), Token, S(28628, 17), L(0, 0), L(0, 0)), // status
+    p(S(28645, 6), S(28651, 53), Reference, S(28704, 32), L(440, 1), L(0, 0)), // target
+    p(S(28736, 11), S(28747, 58), Token, S(28805, 36), L(0, 0), L(0, 0)), // target-code
+    p(S(28841, 13), S(28854, 60), Uri, S(28914, 23), L(0, 0), L(0, 0)), // target-system
+    p(S(28937, 10), S(28947, 57), Reference, S(29004, 26), L(440, 1), L(0, 0)), // target-uri
+    p(S(3406, 5), S(13478, 53), String, S(29030, 16), L(0, 0), L(0, 0)), // title
+    p(S(3584, 3), S(13556, 51), Uri, S(29046, 14), L(0, 0), L(0, 0)), // url
+    p(S(3667, 7), S(13630, 55), Token, S(29060, 18), L(0, 0), L(0, 0)), // version
     // Condition
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("abatement-age", "Condition-abatement-age", Quantity, "Condition.abatement.as(Age) | Condition.abatement.as(Range)", &[], &[]),
-    p!("abatement-date", "Condition-abatement-date", Date, "Condition.abatement.as(dateTime) | Condition.abatement.as(Period)", &[], &[]),
-    p!("abatement-string", "Condition-abatement-string", String, "Condition.abatement.as(string)", &[], &[]),
-    p!("asserter", "Condition-asserter", Reference, "Condition.asserter", &T6, &[]),
-    p!("body-site", "Condition-body-site", Token, "Condition.bodySite", &[], &[]),
-    p!("category", "Condition-category", Token, "Condition.category", &[], &[]),
-    p!("clinical-status", "Condition-clinical-status", Token, "Condition.clinicalStatus", &[], &[]),
-    p!("code", "clinical-code", Token, "Condition.code", &[], &[]),
-    p!("encounter", "Condition-encounter", Reference, "Condition.encounter", &T26, &[]),
-    p!("evidence", "Condition-evidence", Token, "Condition.evidence.code", &[], &[]),
-    p!("evidence-detail", "Condition-evidence-detail", Reference, "Condition.evidence.detail", &T3, &[]),
-    p!("identifier", "clinical-identifier", Token, "Condition.identifier", &[], &[]),
-    p!("onset-age", "Condition-onset-age", Quantity, "Condition.onset.as(Age) | Condition.onset.as(Range)", &[], &[]),
-    p!("onset-date", "Condition-onset-date", Date, "Condition.onset.as(dateTime) | Condition.onset.as(Period)", &[], &[]),
-    p!("onset-info", "Condition-onset-info", String, "Condition.onset.as(string)", &[], &[]),
-    p!("patient", "clinical-patient", Reference, "Condition.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("recorded-date", "Condition-recorded-date", Date, "Condition.recordedDate", &[], &[]),
-    p!("severity", "Condition-severity", Token, "Condition.severity", &[], &[]),
-    p!("stage", "Condition-stage", Token, "Condition.stage.summary", &[], &[]),
-    p!("subject", "Condition-subject", Reference, "Condition.subject", &T30, &[]),
-    p!("verification-status", "Condition-verification-status", Token, "Condition.verificationStatus", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(29078, 13), S(29091, 59), Quantity, S(29150, 59), L(0, 0), L(0, 0)), // abatement-age
+    p(S(29209, 14), S(29223, 60), Date, S(29283, 65), L(0, 0), L(0, 0)), // abatement-date
+    p(S(29348, 16), S(29364, 62), String, S(29426, 30), L(0, 0), L(0, 0)), // abatement-string
+    p(S(4808, 8), S(29456, 54), Reference, S(29510, 18), L(300, 4), L(0, 0)), // asserter
+    p(S(29528, 9), S(29537, 55), Token, S(29592, 18), L(0, 0), L(0, 0)), // body-site
+    p(S(3851, 8), S(29610, 54), Token, S(29664, 18), L(0, 0), L(0, 0)), // category
+    p(S(4996, 15), S(29682, 61), Token, S(29743, 24), L(0, 0), L(0, 0)), // clinical-status
+    p(S(5114, 4), S(5118, 49), Token, S(29767, 14), L(0, 0), L(0, 0)), // code
+    p(S(14313, 9), S(29781, 55), Reference, S(29836, 19), L(358, 1), L(0, 0)), // encounter
+    p(S(29855, 8), S(29863, 54), Token, S(29917, 23), L(0, 0), L(0, 0)), // evidence
+    p(S(29940, 15), S(29955, 61), Reference, S(30016, 25), L(9, 145), L(0, 0)), // evidence-detail
+    p(S(642, 10), S(5417, 55), Token, S(30041, 20), L(0, 0), L(0, 0)), // identifier
+    p(S(30061, 9), S(30070, 55), Quantity, S(30125, 51), L(0, 0), L(0, 0)), // onset-age
+    p(S(30176, 10), S(30186, 56), Date, S(30242, 57), L(0, 0), L(0, 0)), // onset-date
+    p(S(30299, 10), S(30309, 56), String, S(30365, 26), L(0, 0), L(0, 0)), // onset-info
+    p(S(855, 7), S(5827, 52), Reference, S(30391, 45), L(1, 1), L(0, 0)), // patient
+    p(S(30436, 13), S(30449, 59), Date, S(30508, 22), L(0, 0), L(0, 0)), // recorded-date
+    p(S(4467, 8), S(30530, 54), Token, S(30584, 18), L(0, 0), L(0, 0)), // severity
+    p(S(30602, 5), S(30607, 51), Token, S(30658, 23), L(0, 0), L(0, 0)), // stage
+    p(S(1103, 7), S(30681, 53), Reference, S(30734, 17), L(373, 2), L(0, 0)), // subject
+    p(S(6272, 19), S(30751, 65), Token, S(30816, 28), L(0, 0), L(0, 0)), // verification-status
     // Consent
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("action", "Consent-action", Token, "Consent.provision.action", &[], &[]),
-    p!("actor", "Consent-actor", Reference, "Consent.provision.actor.reference", &T51, &[]),
-    p!("category", "Consent-category", Token, "Consent.category", &[], &[]),
-    p!("consentor", "Consent-consentor", Reference, "Consent.performer", &T18, &[]),
-    p!("data", "Consent-data", Reference, "Consent.provision.data.reference", &T3, &[]),
-    p!("date", "clinical-date", Date, "Consent.dateTime", &[], &[]),
-    p!("identifier", "clinical-identifier", Token, "Consent.identifier", &[], &[]),
-    p!("organization", "Consent-organization", Reference, "Consent.organization", &T0, &[]),
-    p!("patient", "clinical-patient", Reference, "Consent.patient", &T1, &[]),
-    p!("period", "Consent-period", Date, "Consent.provision.period", &[], &[]),
-    p!("purpose", "Consent-purpose", Token, "Consent.provision.purpose", &[], &[]),
-    p!("scope", "Consent-scope", Token, "Consent.scope", &[], &[]),
-    p!("security-label", "Consent-security-label", Token, "Consent.provision.securityLabel", &[], &[]),
-    p!("source-reference", "Consent-source-reference", Reference, "Consent.source", &T52, &[]),
-    p!("status", "Consent-status", Token, "Consent.status", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(8786, 6), S(30844, 50), Token, S(30894, 24), L(0, 0), L(0, 0)), // action
+    p(S(6402, 5), S(30918, 49), Reference, S(30967, 33), L(441, 8), L(0, 0)), // actor
+    p(S(3851, 8), S(31000, 52), Token, S(31052, 16), L(0, 0), L(0, 0)), // category
+    p(S(31068, 9), S(31077, 53), Reference, S(31130, 17), L(338, 5), L(0, 0)), // consentor
+    p(S(31147, 4), S(31151, 48), Reference, S(31199, 32), L(9, 145), L(0, 0)), // data
+    p(S(2026, 4), S(5337, 49), Date, S(31231, 16), L(0, 0), L(0, 0)), // date
+    p(S(642, 10), S(5417, 55), Token, S(31247, 18), L(0, 0), L(0, 0)), // identifier
+    p(S(31265, 12), S(31277, 56), Reference, S(31333, 20), L(0, 1), L(0, 0)), // organization
+    p(S(855, 7), S(5827, 52), Reference, S(31353, 15), L(1, 1), L(0, 0)), // patient
+    p(S(956, 6), S(31368, 50), Date, S(31418, 24), L(0, 0), L(0, 0)), // period
+    p(S(31442, 7), S(31449, 51), Token, S(31500, 25), L(0, 0), L(0, 0)), // purpose
+    p(S(31525, 5), S(31530, 49), Token, S(31579, 13), L(0, 0), L(0, 0)), // scope
+    p(S(31592, 14), S(31606, 58), Token, S(31664, 31), L(0, 0), L(0, 0)), // security-label
+    p(S(31695, 16), S(31711, 60), Reference, S(31771, 14), L(449, 4), L(0, 0)), // source-reference
+    p(S(1033, 6), S(31785, 50), Token, S(31835, 14), L(0, 0), L(0, 0)), // status
     // Contract
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("authority", "Contract-authority", Reference, "Contract.authority", &T0, &[]),
-    p!("domain", "Contract-domain", Reference, "Contract.domain", &T5, &[]),
-    p!("identifier", "Contract-identifier", Token, "Contract.identifier", &[], &[]),
-    p!("instantiates", "Contract-instantiates", Uri, "Contract.instantiatesUri", &[], &[]),
-    p!("issued", "Contract-issued", Date, "Contract.issued", &[], &[]),
-    p!("patient", "Contract-patient", Reference, "Contract.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("signer", "Contract-signer", Reference, "Contract.signer.party", &T18, &[]),
-    p!("status", "Contract-status", Token, "Contract.status", &[], &[]),
-    p!("subject", "Contract-subject", Reference, "Contract.subject", &T3, &[]),
-    p!("url", "Contract-url", Uri, "Contract.url", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(31849, 9), S(31858, 54), Reference, S(31912, 18), L(0, 1), L(0, 0)), // authority
+    p(S(31930, 6), S(31936, 51), Reference, S(31987, 15), L(299, 1), L(0, 0)), // domain
+    p(S(642, 10), S(32002, 55), Token, S(32057, 19), L(0, 0), L(0, 0)), // identifier
+    p(S(32076, 12), S(32088, 57), Uri, S(32145, 24), L(0, 0), L(0, 0)), // instantiates
+    p(S(32169, 6), S(32175, 51), Date, S(32226, 15), L(0, 0), L(0, 0)), // issued
+    p(S(855, 7), S(32241, 52), Reference, S(32293, 44), L(1, 1), L(0, 0)), // patient
+    p(S(32337, 6), S(32343, 51), Reference, S(32394, 21), L(338, 5), L(0, 0)), // signer
+    p(S(1033, 6), S(32415, 51), Token, S(32466, 15), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(32481, 52), Reference, S(32533, 16), L(9, 145), L(0, 0)), // subject
+    p(S(3584, 3), S(32549, 48), Uri, S(32597, 12), L(0, 0), L(0, 0)), // url
     // Coverage
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("beneficiary", "Coverage-beneficiary", Reference, "Coverage.beneficiary", &T1, &[]),
-    p!("class-type", "Coverage-class-type", Token, "Coverage.class.type", &[], &[]),
-    p!("class-value", "Coverage-class-value", String, "Coverage.class.value", &[], &[]),
-    p!("dependent", "Coverage-dependent", String, "Coverage.dependent", &[], &[]),
-    p!("identifier", "Coverage-identifier", Token, "Coverage.identifier", &[], &[]),
-    p!("patient", "Coverage-patient", Reference, "Coverage.beneficiary", &T1, &[]),
-    p!("payor", "Coverage-payor", Reference, "Coverage.payor", &T53, &[]),
-    p!("policy-holder", "Coverage-policy-holder", Reference, "Coverage.policyHolder", &T53, &[]),
-    p!("status", "Coverage-status", Token, "Coverage.status", &[], &[]),
-    p!("subscriber", "Coverage-subscriber", Reference, "Coverage.subscriber", &T54, &[]),
-    p!("type", "Coverage-type", Token, "Coverage.type", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(32609, 11), S(32620, 56), Reference, S(32676, 20), L(1, 1), L(0, 0)), // beneficiary
+    p(S(32696, 10), S(32706, 55), Token, S(32761, 19), L(0, 0), L(0, 0)), // class-type
+    p(S(32780, 11), S(32791, 56), String, S(32847, 20), L(0, 0), L(0, 0)), // class-value
+    p(S(32867, 9), S(32876, 54), String, S(32930, 18), L(0, 0), L(0, 0)), // dependent
+    p(S(642, 10), S(32948, 55), Token, S(33003, 19), L(0, 0), L(0, 0)), // identifier
+    p(S(855, 7), S(33022, 52), Reference, S(32676, 20), L(1, 1), L(0, 0)), // patient
+    p(S(33074, 5), S(33079, 50), Reference, S(33129, 14), L(453, 3), L(0, 0)), // payor
+    p(S(33143, 13), S(33156, 58), Reference, S(33214, 21), L(453, 3), L(0, 0)), // policy-holder
+    p(S(1033, 6), S(33235, 51), Token, S(33286, 15), L(0, 0), L(0, 0)), // status
+    p(S(33301, 10), S(33311, 55), Reference, S(33366, 19), L(456, 2), L(0, 0)), // subscriber
+    p(S(1176, 4), S(33385, 49), Token, S(33434, 13), L(0, 0), L(0, 0)), // type
     // CoverageEligibilityRequest
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("created", "CoverageEligibilityRequest-created", Date, "CoverageEligibilityRequest.created", &[], &[]),
-    p!("enterer", "CoverageEligibilityRequest-enterer", Reference, "CoverageEligibilityRequest.enterer", &T38, &[]),
-    p!("facility", "CoverageEligibilityRequest-facility", Reference, "CoverageEligibilityRequest.facility", &T5, &[]),
-    p!("identifier", "CoverageEligibilityRequest-identifier", Token, "CoverageEligibilityRequest.identifier", &[], &[]),
-    p!("patient", "CoverageEligibilityRequest-patient", Reference, "CoverageEligibilityRequest.patient", &T1, &[]),
-    p!("provider", "CoverageEligibilityRequest-provider", Reference, "CoverageEligibilityRequest.provider", &T36, &[]),
-    p!("status", "CoverageEligibilityRequest-status", Token, "CoverageEligibilityRequest.status", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(10456, 7), S(33447, 70), Date, S(33517, 34), L(0, 0), L(0, 0)), // created
+    p(S(15956, 7), S(33551, 70), Reference, S(33621, 34), L(403, 2), L(0, 0)), // enterer
+    p(S(19078, 8), S(33655, 71), Reference, S(33726, 35), L(299, 1), L(0, 0)), // facility
+    p(S(642, 10), S(33761, 73), Token, S(33834, 37), L(0, 0), L(0, 0)), // identifier
+    p(S(855, 7), S(33871, 70), Reference, S(33941, 34), L(1, 1), L(0, 0)), // patient
+    p(S(19649, 8), S(33975, 71), Reference, S(34046, 35), L(399, 3), L(0, 0)), // provider
+    p(S(1033, 6), S(34081, 69), Token, S(34150, 33), L(0, 0), L(0, 0)), // status
     // CoverageEligibilityResponse
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("created", "CoverageEligibilityResponse-created", Date, "CoverageEligibilityResponse.created", &[], &[]),
-    p!("disposition", "CoverageEligibilityResponse-disposition", String, "CoverageEligibilityResponse.disposition", &[], &[]),
-    p!("identifier", "CoverageEligibilityResponse-identifier", Token, "CoverageEligibilityResponse.identifier", &[], &[]),
-    p!("insurer", "CoverageEligibilityResponse-insurer", Reference, "CoverageEligibilityResponse.insurer", &T0, &[]),
-    p!("outcome", "CoverageEligibilityResponse-outcome", Token, "CoverageEligibilityResponse.outcome", &[], &[]),
-    p!("patient", "CoverageEligibilityResponse-patient", Reference, "CoverageEligibilityResponse.patient", &T1, &[]),
-    p!("request", "CoverageEligibilityResponse-request", Reference, "CoverageEligibilityResponse.request", &T55, &[]),
-    p!("requestor", "CoverageEligibilityResponse-requestor", Reference, "CoverageEligibilityResponse.requestor", &T36, &[]),
-    p!("status", "CoverageEligibilityResponse-status", Token, "CoverageEligibilityResponse.status", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(10456, 7), S(34183, 71), Date, S(34254, 35), L(0, 0), L(0, 0)), // created
+    p(S(20015, 11), S(34289, 75), String, S(34364, 39), L(0, 0), L(0, 0)), // disposition
+    p(S(642, 10), S(34403, 74), Token, S(34477, 38), L(0, 0), L(0, 0)), // identifier
+    p(S(19218, 7), S(34515, 71), Reference, S(34586, 35), L(0, 1), L(0, 0)), // insurer
+    p(S(9711, 7), S(34621, 71), Token, S(34692, 35), L(0, 0), L(0, 0)), // outcome
+    p(S(855, 7), S(34727, 71), Reference, S(34798, 35), L(1, 1), L(0, 0)), // patient
+    p(S(20530, 7), S(34833, 71), Reference, S(34904, 35), L(458, 1), L(0, 0)), // request
+    p(S(20615, 9), S(34939, 73), Reference, S(35012, 37), L(399, 3), L(0, 0)), // requestor
+    p(S(1033, 6), S(35049, 70), Token, S(35119, 34), L(0, 0), L(0, 0)), // status
     // DetectedIssue
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("author", "DetectedIssue-author", Reference, "DetectedIssue.author", &T56, &[]),
-    p!("code", "DetectedIssue-code", Token, "DetectedIssue.code", &[], &[]),
-    p!("identified", "DetectedIssue-identified", Date, "DetectedIssue.identified", &[], &[]),
-    p!("identifier", "clinical-identifier", Token, "DetectedIssue.identifier", &[], &[]),
-    p!("implicated", "DetectedIssue-implicated", Reference, "DetectedIssue.implicated", &T3, &[]),
-    p!("patient", "clinical-patient", Reference, "DetectedIssue.patient", &T1, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(10334, 6), S(35153, 56), Reference, S(35209, 20), L(459, 3), L(0, 0)), // author
+    p(S(5114, 4), S(35229, 54), Token, S(35283, 18), L(0, 0), L(0, 0)), // code
+    p(S(35301, 10), S(35311, 60), Date, S(35371, 24), L(0, 0), L(0, 0)), // identified
+    p(S(642, 10), S(5417, 55), Token, S(35395, 24), L(0, 0), L(0, 0)), // identifier
+    p(S(35419, 10), S(35429, 60), Reference, S(35489, 24), L(9, 145), L(0, 0)), // implicated
+    p(S(855, 7), S(5827, 52), Reference, S(35513, 21), L(1, 1), L(0, 0)), // patient
     // Device
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("device-name", "Device-device-name", String, "Device.deviceName.name | Device.type.coding.display | Device.type.text", &[], &[]),
-    p!("identifier", "Device-identifier", Token, "Device.identifier", &[], &[]),
-    p!("location", "Device-location", Reference, "Device.location", &T5, &[]),
-    p!("manufacturer", "Device-manufacturer", String, "Device.manufacturer", &[], &[]),
-    p!("model", "Device-model", String, "Device.modelNumber", &[], &[]),
-    p!("organization", "Device-organization", Reference, "Device.owner", &T0, &[]),
-    p!("patient", "Device-patient", Reference, "Device.patient", &T1, &[]),
-    p!("status", "Device-status", Token, "Device.status", &[], &[]),
-    p!("type", "Device-type", Token, "Device.type", &[], &[]),
-    p!("udi-carrier", "Device-udi-carrier", String, "Device.udiCarrier.carrierHRF", &[], &[]),
-    p!("udi-di", "Device-udi-di", String, "Device.udiCarrier.deviceIdentifier", &[], &[]),
-    p!("url", "Device-url", Uri, "Device.url", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(35534, 11), S(35545, 54), String, S(35599, 70), L(0, 0), L(0, 0)), // device-name
+    p(S(642, 10), S(35669, 53), Token, S(35722, 17), L(0, 0), L(0, 0)), // identifier
+    p(S(4084, 8), S(35739, 51), Reference, S(35790, 15), L(299, 1), L(0, 0)), // location
+    p(S(35805, 12), S(35817, 55), String, S(35872, 19), L(0, 0), L(0, 0)), // manufacturer
+    p(S(35891, 5), S(35896, 48), String, S(35944, 18), L(0, 0), L(0, 0)), // model
+    p(S(31265, 12), S(35962, 55), Reference, S(36017, 12), L(0, 1), L(0, 0)), // organization
+    p(S(855, 7), S(36029, 50), Reference, S(36079, 14), L(1, 1), L(0, 0)), // patient
+    p(S(1033, 6), S(36093, 49), Token, S(36142, 13), L(0, 0), L(0, 0)), // status
+    p(S(1176, 4), S(36155, 47), Token, S(36202, 11), L(0, 0), L(0, 0)), // type
+    p(S(36213, 11), S(36224, 54), String, S(36278, 28), L(0, 0), L(0, 0)), // udi-carrier
+    p(S(36306, 6), S(36312, 49), String, S(36361, 34), L(0, 0), L(0, 0)), // udi-di
+    p(S(3584, 3), S(36395, 46), Uri, S(36441, 10), L(0, 0), L(0, 0)), // url
     // DeviceDefinition
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("identifier", "DeviceDefinition-identifier", Token, "DeviceDefinition.identifier", &[], &[]),
-    p!("parent", "DeviceDefinition-parent", Reference, "DeviceDefinition.parentDevice", &T57, &[]),
-    p!("type", "DeviceDefinition-type", Token, "DeviceDefinition.type", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(642, 10), S(36451, 63), Token, S(36514, 27), L(0, 0), L(0, 0)), // identifier
+    p(S(36541, 6), S(36547, 59), Reference, S(36606, 29), L(462, 1), L(0, 0)), // parent
+    p(S(1176, 4), S(36635, 57), Token, S(36692, 21), L(0, 0), L(0, 0)), // type
     // DeviceMetric
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("category", "DeviceMetric-category", Token, "DeviceMetric.category", &[], &[]),
-    p!("identifier", "DeviceMetric-identifier", Token, "DeviceMetric.identifier", &[], &[]),
-    p!("parent", "DeviceMetric-parent", Reference, "DeviceMetric.parent", &T37, &[]),
-    p!("source", "DeviceMetric-source", Reference, "DeviceMetric.source", &T37, &[]),
-    p!("type", "DeviceMetric-type", Token, "DeviceMetric.type", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(3851, 8), S(36713, 57), Token, S(36770, 21), L(0, 0), L(0, 0)), // category
+    p(S(642, 10), S(36791, 59), Token, S(36850, 23), L(0, 0), L(0, 0)), // identifier
+    p(S(36541, 6), S(36873, 55), Reference, S(36928, 19), L(402, 1), L(0, 0)), // parent
+    p(S(10104, 6), S(36947, 55), Reference, S(37002, 19), L(402, 1), L(0, 0)), // source
+    p(S(1176, 4), S(37021, 53), Token, S(37074, 17), L(0, 0), L(0, 0)), // type
     // DeviceRequest
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("authored-on", "DeviceRequest-authored-on", Date, "DeviceRequest.authoredOn", &[], &[]),
-    p!("based-on", "DeviceRequest-based-on", Reference, "DeviceRequest.basedOn", &T3, &[]),
-    p!("code", "clinical-code", Token, "(DeviceRequest.code as CodeableConcept)", &[], &[]),
-    p!("device", "DeviceRequest-device", Reference, "(DeviceRequest.code as Reference)", &T37, &[]),
-    p!("encounter", "clinical-encounter", Reference, "DeviceRequest.encounter", &T48, &[]),
-    p!("event-date", "DeviceRequest-event-date", Date, "(DeviceRequest.occurrence as dateTime) | (DeviceRequest.occurrence as Period)", &[], &[]),
-    p!("group-identifier", "DeviceRequest-group-identifier", Token, "DeviceRequest.groupIdentifier", &[], &[]),
-    p!("identifier", "clinical-identifier", Token, "DeviceRequest.identifier", &[], &[]),
-    p!("instantiates-canonical", "DeviceRequest-instantiates-canonical", Reference, "DeviceRequest.instantiatesCanonical", &T58, &[]),
-    p!("instantiates-uri", "DeviceRequest-instantiates-uri", Uri, "DeviceRequest.instantiatesUri", &[], &[]),
-    p!("insurance", "DeviceRequest-insurance", Reference, "DeviceRequest.insurance", &T59, &[]),
-    p!("intent", "DeviceRequest-intent", Token, "DeviceRequest.intent", &[], &[]),
-    p!("patient", "clinical-patient", Reference, "DeviceRequest.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("performer", "DeviceRequest-performer", Reference, "DeviceRequest.performer", &T29, &[]),
-    p!("prior-request", "DeviceRequest-prior-request", Reference, "DeviceRequest.priorRequest", &T3, &[]),
-    p!("requester", "DeviceRequest-requester", Reference, "DeviceRequest.requester", &T60, &[]),
-    p!("status", "DeviceRequest-status", Token, "DeviceRequest.status", &[], &[]),
-    p!("subject", "DeviceRequest-subject", Reference, "DeviceRequest.subject", &T61, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(37091, 11), S(37102, 61), Date, S(37163, 24), L(0, 0), L(0, 0)), // authored-on
+    p(S(6596, 8), S(37187, 58), Reference, S(37245, 21), L(9, 145), L(0, 0)), // based-on
+    p(S(5114, 4), S(5118, 49), Token, S(37266, 39), L(0, 0), L(0, 0)), // code
+    p(S(37305, 6), S(37311, 56), Reference, S(37367, 33), L(402, 1), L(0, 0)), // device
+    p(S(14313, 9), S(26805, 54), Reference, S(37400, 23), L(437, 2), L(0, 0)), // encounter
+    p(S(37423, 10), S(37433, 60), Date, S(37493, 77), L(0, 0), L(0, 0)), // event-date
+    p(S(24544, 16), S(37570, 66), Token, S(37636, 29), L(0, 0), L(0, 0)), // group-identifier
+    p(S(642, 10), S(5417, 55), Token, S(37665, 24), L(0, 0), L(0, 0)), // identifier
+    p(S(14479, 22), S(37689, 72), Reference, S(37761, 35), L(463, 2), L(0, 0)), // instantiates-canonical
+    p(S(14598, 16), S(37796, 66), Uri, S(37862, 29), L(0, 0), L(0, 0)), // instantiates-uri
+    p(S(37891, 9), S(37900, 59), Reference, S(37959, 23), L(465, 2), L(0, 0)), // insurance
+    p(S(14699, 6), S(37982, 56), Token, S(38038, 20), L(0, 0), L(0, 0)), // intent
+    p(S(855, 7), S(5827, 52), Reference, S(38058, 49), L(1, 1), L(0, 0)), // patient
+    p(S(14889, 9), S(38107, 59), Reference, S(38166, 23), L(365, 8), L(0, 0)), // performer
+    p(S(38189, 13), S(38202, 63), Reference, S(38265, 26), L(9, 145), L(0, 0)), // prior-request
+    p(S(25373, 9), S(38291, 59), Reference, S(38350, 23), L(467, 4), L(0, 0)), // requester
+    p(S(1033, 6), S(38373, 56), Token, S(38429, 20), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(38449, 57), Reference, S(38506, 21), L(471, 4), L(0, 0)), // subject
     // DeviceUseStatement
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("device", "DeviceUseStatement-device", Reference, "DeviceUseStatement.device", &T37, &[]),
-    p!("identifier", "DeviceUseStatement-identifier", Token, "DeviceUseStatement.identifier", &[], &[]),
-    p!("patient", "clinical-patient", Reference, "DeviceUseStatement.subject", &T1, &[]),
-    p!("subject", "DeviceUseStatement-subject", Reference, "DeviceUseStatement.subject", &T30, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(37305, 6), S(38527, 61), Reference, S(38588, 25), L(402, 1), L(0, 0)), // device
+    p(S(642, 10), S(38613, 65), Token, S(38678, 29), L(0, 0), L(0, 0)), // identifier
+    p(S(855, 7), S(5827, 52), Reference, S(38707, 26), L(1, 1), L(0, 0)), // patient
+    p(S(1103, 7), S(38733, 62), Reference, S(38707, 26), L(373, 2), L(0, 0)), // subject
     // DiagnosticReport
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("based-on", "DiagnosticReport-based-on", Reference, "DiagnosticReport.basedOn", &T62, &[]),
-    p!("category", "DiagnosticReport-category", Token, "DiagnosticReport.category", &[], &[]),
-    p!("code", "clinical-code", Token, "DiagnosticReport.code", &[], &[]),
-    p!("conclusion", "DiagnosticReport-conclusion", Token, "DiagnosticReport.conclusionCode", &[], &[]),
-    p!("date", "clinical-date", Date, "DiagnosticReport.effective", &[], &[]),
-    p!("encounter", "clinical-encounter", Reference, "DiagnosticReport.encounter", &T48, &[]),
-    p!("identifier", "clinical-identifier", Token, "DiagnosticReport.identifier", &[], &[]),
-    p!("issued", "DiagnosticReport-issued", Date, "DiagnosticReport.issued", &[], &[]),
-    p!("media", "DiagnosticReport-media", Reference, "DiagnosticReport.media.link", &T63, &[]),
-    p!("patient", "clinical-patient", Reference, "DiagnosticReport.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("performer", "DiagnosticReport-performer", Reference, "DiagnosticReport.performer", &T64, &[]),
-    p!("result", "DiagnosticReport-result", Reference, "DiagnosticReport.result", &T65, &[]),
-    p!("results-interpreter", "DiagnosticReport-results-interpreter", Reference, "DiagnosticReport.resultsInterpreter", &T64, &[]),
-    p!("specimen", "DiagnosticReport-specimen", Reference, "DiagnosticReport.specimen", &T66, &[]),
-    p!("status", "DiagnosticReport-status", Token, "DiagnosticReport.status", &[], &[]),
-    p!("subject", "DiagnosticReport-subject", Reference, "DiagnosticReport.subject", &T61, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(6596, 8), S(38795, 61), Reference, S(38856, 24), L(475, 5), L(0, 0)), // based-on
+    p(S(3851, 8), S(38880, 61), Token, S(38941, 25), L(0, 0), L(0, 0)), // category
+    p(S(5114, 4), S(5118, 49), Token, S(38966, 21), L(0, 0), L(0, 0)), // code
+    p(S(38987, 10), S(38997, 63), Token, S(39060, 31), L(0, 0), L(0, 0)), // conclusion
+    p(S(2026, 4), S(5337, 49), Date, S(39091, 26), L(0, 0), L(0, 0)), // date
+    p(S(14313, 9), S(26805, 54), Reference, S(39117, 26), L(437, 2), L(0, 0)), // encounter
+    p(S(642, 10), S(5417, 55), Token, S(39143, 27), L(0, 0), L(0, 0)), // identifier
+    p(S(32169, 6), S(39170, 59), Date, S(39229, 23), L(0, 0), L(0, 0)), // issued
+    p(S(39252, 5), S(39257, 58), Reference, S(39315, 27), L(480, 1), L(0, 0)), // media
+    p(S(855, 7), S(5827, 52), Reference, S(39342, 52), L(1, 1), L(0, 0)), // patient
+    p(S(14889, 9), S(39394, 62), Reference, S(39456, 26), L(481, 4), L(0, 0)), // performer
+    p(S(39482, 6), S(39488, 59), Reference, S(39547, 23), L(485, 1), L(0, 0)), // result
+    p(S(39570, 19), S(39589, 72), Reference, S(39661, 35), L(481, 4), L(0, 0)), // results-interpreter
+    p(S(39696, 8), S(39704, 61), Reference, S(39765, 25), L(486, 1), L(0, 0)), // specimen
+    p(S(1033, 6), S(39790, 59), Token, S(39849, 23), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(39872, 60), Reference, S(39932, 24), L(471, 4), L(0, 0)), // subject
     // DocumentManifest
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("author", "DocumentManifest-author", Reference, "DocumentManifest.author", &T17, &[]),
-    p!("created", "DocumentManifest-created", Date, "DocumentManifest.created", &[], &[]),
-    p!("description", "DocumentManifest-description", String, "DocumentManifest.description", &[], &[]),
-    p!("identifier", "clinical-identifier", Token, "DocumentManifest.masterIdentifier | DocumentManifest.identifier", &[], &[]),
-    p!("item", "DocumentManifest-item", Reference, "DocumentManifest.content", &T3, &[]),
-    p!("patient", "clinical-patient", Reference, "DocumentManifest.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("recipient", "DocumentManifest-recipient", Reference, "DocumentManifest.recipient", &T18, &[]),
-    p!("related-id", "DocumentManifest-related-id", Token, "DocumentManifest.related.identifier", &[], &[]),
-    p!("related-ref", "DocumentManifest-related-ref", Reference, "DocumentManifest.related.ref", &T3, &[]),
-    p!("source", "DocumentManifest-source", Uri, "DocumentManifest.source", &[], &[]),
-    p!("status", "DocumentManifest-status", Token, "DocumentManifest.status", &[], &[]),
-    p!("subject", "DocumentManifest-subject", Reference, "DocumentManifest.subject", &T67, &[]),
-    p!("type", "clinical-type", Token, "DocumentManifest.type", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(10334, 6), S(39956, 59), Reference, S(40015, 23), L(332, 6), L(0, 0)), // author
+    p(S(10456, 7), S(40038, 60), Date, S(40098, 24), L(0, 0), L(0, 0)), // created
+    p(S(2433, 11), S(40122, 64), String, S(40186, 28), L(0, 0), L(0, 0)), // description
+    p(S(642, 10), S(5417, 55), Token, S(40214, 63), L(0, 0), L(0, 0)), // identifier
+    p(S(40277, 4), S(40281, 57), Reference, S(40338, 24), L(9, 145), L(0, 0)), // item
+    p(S(855, 7), S(5827, 52), Reference, S(40362, 52), L(1, 1), L(0, 0)), // patient
+    p(S(23754, 9), S(40414, 62), Reference, S(40476, 26), L(338, 5), L(0, 0)), // recipient
+    p(S(27110, 10), S(40502, 63), Token, S(40565, 35), L(0, 0), L(0, 0)), // related-id
+    p(S(27222, 11), S(40600, 64), Reference, S(40664, 28), L(9, 145), L(0, 0)), // related-ref
+    p(S(10104, 6), S(40692, 59), Uri, S(40751, 23), L(0, 0), L(0, 0)), // source
+    p(S(1033, 6), S(40774, 59), Token, S(40833, 23), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(40856, 60), Reference, S(40916, 24), L(487, 4), L(0, 0)), // subject
+    p(S(1176, 4), S(6200, 49), Token, S(40940, 21), L(0, 0), L(0, 0)), // type
     // DocumentReference
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("authenticator", "DocumentReference-authenticator", Reference, "DocumentReference.authenticator", &T36, &[]),
-    p!("author", "DocumentReference-author", Reference, "DocumentReference.author", &T17, &[]),
-    p!("category", "DocumentReference-category", Token, "DocumentReference.category", &[], &[]),
-    p!("contenttype", "DocumentReference-contenttype", Token, "DocumentReference.content.attachment.contentType", &[], &[]),
-    p!("custodian", "DocumentReference-custodian", Reference, "DocumentReference.custodian", &T0, &[]),
-    p!("date", "DocumentReference-date", Date, "DocumentReference.date", &[], &[]),
-    p!("description", "DocumentReference-description", String, "DocumentReference.description", &[], &[]),
-    p!("encounter", "clinical-encounter", Reference, "DocumentReference.context.encounter", &T48, &[]),
-    p!("event", "DocumentReference-event", Token, "DocumentReference.context.event", &[], &[]),
-    p!("facility", "DocumentReference-facility", Token, "DocumentReference.context.facilityType", &[], &[]),
-    p!("format", "DocumentReference-format", Token, "DocumentReference.content.format", &[], &[]),
-    p!("identifier", "clinical-identifier", Token, "DocumentReference.masterIdentifier | DocumentReference.identifier", &[], &[]),
-    p!("language", "DocumentReference-language", Token, "DocumentReference.content.attachment.language", &[], &[]),
-    p!("location", "DocumentReference-location", Uri, "DocumentReference.content.attachment.url", &[], &[]),
-    p!("patient", "clinical-patient", Reference, "DocumentReference.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("period", "DocumentReference-period", Date, "DocumentReference.context.period", &[], &[]),
-    p!("related", "DocumentReference-related", Reference, "DocumentReference.context.related", &T3, &[]),
-    p!("relatesto", "DocumentReference-relatesto", Reference, "DocumentReference.relatesTo.target", &T68, &[]),
-    p!("relation", "DocumentReference-relation", Token, "DocumentReference.relatesTo.code", &[], &[]),
-    p!("relationship", "DocumentReference-relationship", Composite, "DocumentReference.relatesTo", &[], &C2),
-    p!("security-label", "DocumentReference-security-label", Token, "DocumentReference.securityLabel", &[], &[]),
-    p!("setting", "DocumentReference-setting", Token, "DocumentReference.context.practiceSetting", &[], &[]),
-    p!("status", "DocumentReference-status", Token, "DocumentReference.status", &[], &[]),
-    p!("subject", "DocumentReference-subject", Reference, "DocumentReference.subject", &T67, &[]),
-    p!("type", "clinical-type", Token, "DocumentReference.type", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(40961, 13), S(40974, 67), Reference, S(41041, 31), L(399, 3), L(0, 0)), // authenticator
+    p(S(10334, 6), S(41072, 60), Reference, S(41132, 24), L(332, 6), L(0, 0)), // author
+    p(S(3851, 8), S(41156, 62), Token, S(41218, 26), L(0, 0), L(0, 0)), // category
+    p(S(41244, 11), S(41255, 65), Token, S(41320, 48), L(0, 0), L(0, 0)), // contenttype
+    p(S(41368, 9), S(41377, 63), Reference, S(41440, 27), L(0, 1), L(0, 0)), // custodian
+    p(S(2026, 4), S(41467, 58), Date, S(41525, 22), L(0, 0), L(0, 0)), // date
+    p(S(2433, 11), S(41547, 65), String, S(41612, 29), L(0, 0), L(0, 0)), // description
+    p(S(14313, 9), S(26805, 54), Reference, S(41641, 35), L(437, 2), L(0, 0)), // encounter
+    p(S(4007, 5), S(41676, 59), Token, S(41735, 31), L(0, 0), L(0, 0)), // event
+    p(S(19078, 8), S(41766, 62), Token, S(41828, 38), L(0, 0), L(0, 0)), // facility
+    p(S(12239, 6), S(41866, 60), Token, S(41926, 32), L(0, 0), L(0, 0)), // format
+    p(S(642, 10), S(5417, 55), Token, S(41958, 65), L(0, 0), L(0, 0)), // identifier
+    p(S(22522, 8), S(42023, 62), Token, S(42085, 45), L(0, 0), L(0, 0)), // language
+    p(S(4084, 8), S(42130, 62), Uri, S(42192, 40), L(0, 0), L(0, 0)), // location
+    p(S(855, 7), S(5827, 52), Reference, S(42232, 53), L(1, 1), L(0, 0)), // patient
+    p(S(956, 6), S(42285, 60), Date, S(42345, 32), L(0, 0), L(0, 0)), // period
+    p(S(42377, 7), S(42384, 61), Reference, S(42445, 33), L(9, 145), L(0, 0)), // related
+    p(S(42478, 9), S(42487, 63), Reference, S(42550, 34), L(491, 1), L(0, 0)), // relatesto
+    p(S(42584, 8), S(42592, 62), Token, S(42654, 32), L(0, 0), L(0, 0)), // relation
+    p(S(42686, 12), S(42698, 66), Composite, S(42764, 27), L(0, 0), L(4, 2)), // relationship
+    p(S(31592, 14), S(42791, 68), Token, S(42859, 31), L(0, 0), L(0, 0)), // security-label
+    p(S(42890, 7), S(42897, 61), Token, S(42958, 41), L(0, 0), L(0, 0)), // setting
+    p(S(1033, 6), S(42999, 60), Token, S(43059, 24), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(43083, 61), Reference, S(43144, 25), L(487, 4), L(0, 0)), // subject
+    p(S(1176, 4), S(6200, 49), Token, S(43169, 22), L(0, 0), L(0, 0)), // type
     // EffectEvidenceSynthesis
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("context", "EffectEvidenceSynthesis-context", Token, "(EffectEvidenceSynthesis.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "EffectEvidenceSynthesis-context-quantity", Quantity, "(EffectEvidenceSynthesis.useContext.value as Quantity) | (EffectEvidenceSynthesis.useContext.value as Range)", &[], &[]),
-    p!("context-type", "EffectEvidenceSynthesis-context-type", Token, "EffectEvidenceSynthesis.useContext.code", &[], &[]),
-    p!("context-type-quantity", "EffectEvidenceSynthesis-context-type-quantity", Composite, "EffectEvidenceSynthesis.useContext", &[], &C0),
-    p!("context-type-value", "EffectEvidenceSynthesis-context-type-value", Composite, "EffectEvidenceSynthesis.useContext", &[], &C1),
-    p!("date", "EffectEvidenceSynthesis-date", Date, "EffectEvidenceSynthesis.date", &[], &[]),
-    p!("description", "EffectEvidenceSynthesis-description", String, "EffectEvidenceSynthesis.description", &[], &[]),
-    p!("effective", "EffectEvidenceSynthesis-effective", Date, "EffectEvidenceSynthesis.effectivePeriod", &[], &[]),
-    p!("identifier", "EffectEvidenceSynthesis-identifier", Token, "EffectEvidenceSynthesis.identifier", &[], &[]),
-    p!("jurisdiction", "EffectEvidenceSynthesis-jurisdiction", Token, "EffectEvidenceSynthesis.jurisdiction", &[], &[]),
-    p!("name", "EffectEvidenceSynthesis-name", String, "EffectEvidenceSynthesis.name", &[], &[]),
-    p!("publisher", "EffectEvidenceSynthesis-publisher", String, "EffectEvidenceSynthesis.publisher", &[], &[]),
-    p!("status", "EffectEvidenceSynthesis-status", Token, "EffectEvidenceSynthesis.status", &[], &[]),
-    p!("title", "EffectEvidenceSynthesis-title", String, "EffectEvidenceSynthesis.title", &[], &[]),
-    p!("url", "EffectEvidenceSynthesis-url", Uri, "EffectEvidenceSynthesis.url", &[], &[]),
-    p!("version", "EffectEvidenceSynthesis-version", Token, "EffectEvidenceSynthesis.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1386, 7), S(43191, 67), Token, S(43258, 61), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(43319, 76), Quantity, S(43395, 108), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(43503, 72), Token, S(43575, 39), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(43614, 81), Composite, S(43695, 34), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(43729, 78), Composite, S(43695, 34), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(43807, 64), Date, S(43871, 28), L(0, 0), L(0, 0)), // date
+    p(S(2433, 11), S(43899, 71), String, S(43970, 35), L(0, 0), L(0, 0)), // description
+    p(S(2540, 9), S(44005, 69), Date, S(44074, 39), L(0, 0), L(0, 0)), // effective
+    p(S(642, 10), S(44113, 70), Token, S(44183, 34), L(0, 0), L(0, 0)), // identifier
+    p(S(2741, 12), S(44217, 72), Token, S(44289, 36), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(724, 4), S(44325, 64), String, S(44389, 28), L(0, 0), L(0, 0)), // name
+    p(S(3079, 9), S(44417, 69), String, S(44486, 33), L(0, 0), L(0, 0)), // publisher
+    p(S(1033, 6), S(44519, 66), Token, S(44585, 30), L(0, 0), L(0, 0)), // status
+    p(S(3406, 5), S(44615, 65), String, S(44680, 29), L(0, 0), L(0, 0)), // title
+    p(S(3584, 3), S(44709, 63), Uri, S(44772, 27), L(0, 0), L(0, 0)), // url
+    p(S(3667, 7), S(44799, 67), Token, S(44866, 31), L(0, 0), L(0, 0)), // version
     // Encounter
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("account", "Encounter-account", Reference, "Encounter.account", &T32, &[]),
-    p!("appointment", "Encounter-appointment", Reference, "Encounter.appointment", &T16, &[]),
-    p!("based-on", "Encounter-based-on", Reference, "Encounter.basedOn", &T12, &[]),
-    p!("class", "Encounter-class", Token, "Encounter.class", &[], &[]),
-    p!("date", "clinical-date", Date, "Encounter.period", &[], &[]),
-    p!("diagnosis", "Encounter-diagnosis", Reference, "Encounter.diagnosis.condition", &T69, &[]),
-    p!("episode-of-care", "Encounter-episode-of-care", Reference, "Encounter.episodeOfCare", &T70, &[]),
-    p!("identifier", "clinical-identifier", Token, "Encounter.identifier", &[], &[]),
-    p!("length", "Encounter-length", Quantity, "Encounter.length", &[], &[]),
-    p!("location", "Encounter-location", Reference, "Encounter.location.location", &T5, &[]),
-    p!("location-period", "Encounter-location-period", Date, "Encounter.location.period", &[], &[]),
-    p!("part-of", "Encounter-part-of", Reference, "Encounter.partOf", &T26, &[]),
-    p!("participant", "Encounter-participant", Reference, "Encounter.participant.individual", &T71, &[]),
-    p!("participant-type", "Encounter-participant-type", Token, "Encounter.participant.type", &[], &[]),
-    p!("patient", "clinical-patient", Reference, "Encounter.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("practitioner", "Encounter-practitioner", Reference, "Encounter.participant.individual.where(resolve() is Practitioner)", &T13, &[]),
-    p!("reason-code", "Encounter-reason-code", Token, "Encounter.reasonCode", &[], &[]),
-    p!("reason-reference", "Encounter-reason-reference", Reference, "Encounter.reasonReference", &T14, &[]),
-    p!("service-provider", "Encounter-service-provider", Reference, "Encounter.serviceProvider", &T0, &[]),
-    p!("special-arrangement", "Encounter-special-arrangement", Token, "Encounter.hospitalization.specialArrangement", &[], &[]),
-    p!("status", "Encounter-status", Token, "Encounter.status", &[], &[]),
-    p!("subject", "Encounter-subject", Reference, "Encounter.subject", &T30, &[]),
-    p!("type", "clinical-type", Token, "Encounter.type", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(15646, 7), S(44897, 53), Reference, S(44950, 17), L(381, 1), L(0, 0)), // account
+    p(S(8117, 11), S(44967, 57), Reference, S(45024, 21), L(331, 1), L(0, 0)), // appointment
+    p(S(6596, 8), S(45045, 54), Reference, S(45099, 17), L(324, 1), L(0, 0)), // based-on
+    p(S(45116, 5), S(45121, 51), Token, S(45172, 15), L(0, 0), L(0, 0)), // class
+    p(S(2026, 4), S(5337, 49), Date, S(45187, 16), L(0, 0), L(0, 0)), // date
+    p(S(45203, 9), S(45212, 55), Reference, S(45267, 29), L(492, 2), L(0, 0)), // diagnosis
+    p(S(45296, 15), S(45311, 61), Reference, S(45372, 23), L(494, 1), L(0, 0)), // episode-of-care
+    p(S(642, 10), S(5417, 55), Token, S(45395, 20), L(0, 0), L(0, 0)), // identifier
+    p(S(45415, 6), S(45421, 52), Quantity, S(45473, 16), L(0, 0), L(0, 0)), // length
+    p(S(4084, 8), S(45489, 54), Reference, S(45543, 27), L(299, 1), L(0, 0)), // location
+    p(S(45570, 15), S(45585, 61), Date, S(45646, 25), L(0, 0), L(0, 0)), // location-period
+    p(S(14771, 7), S(45671, 53), Reference, S(45724, 16), L(358, 1), L(0, 0)), // part-of
+    p(S(15374, 11), S(45740, 57), Reference, S(45797, 32), L(495, 3), L(0, 0)), // participant
+    p(S(45829, 16), S(45845, 62), Token, S(45907, 26), L(0, 0), L(0, 0)), // participant-type
+    p(S(855, 7), S(5827, 52), Reference, S(45933, 45), L(1, 1), L(0, 0)), // patient
+    p(S(7154, 12), S(45978, 58), Reference, S(46036, 65), L(325, 1), L(0, 0)), // practitioner
+    p(S(7288, 11), S(46101, 57), Token, S(46158, 20), L(0, 0), L(0, 0)), // reason-code
+    p(S(7380, 16), S(46178, 62), Reference, S(46240, 25), L(326, 4), L(0, 0)), // reason-reference
+    p(S(46265, 16), S(46281, 62), Reference, S(46343, 25), L(0, 1), L(0, 0)), // service-provider
+    p(S(46368, 19), S(46387, 65), Token, S(46452, 44), L(0, 0), L(0, 0)), // special-arrangement
+    p(S(1033, 6), S(46496, 52), Token, S(46548, 16), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(46564, 53), Reference, S(46617, 17), L(373, 2), L(0, 0)), // subject
+    p(S(1176, 4), S(6200, 49), Token, S(46634, 14), L(0, 0), L(0, 0)), // type
     // Endpoint
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("connection-type", "Endpoint-connection-type", Token, "Endpoint.connectionType", &[], &[]),
-    p!("identifier", "Endpoint-identifier", Token, "Endpoint.identifier", &[], &[]),
-    p!("name", "Endpoint-name", String, "Endpoint.name", &[], &[]),
-    p!("organization", "Endpoint-organization", Reference, "Endpoint.managingOrganization", &T0, &[]),
-    p!("payload-type", "Endpoint-payload-type", Token, "Endpoint.payloadType", &[], &[]),
-    p!("status", "Endpoint-status", Token, "Endpoint.status", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(46648, 15), S(46663, 60), Token, S(46723, 23), L(0, 0), L(0, 0)), // connection-type
+    p(S(642, 10), S(46746, 55), Token, S(46801, 19), L(0, 0), L(0, 0)), // identifier
+    p(S(724, 4), S(46820, 49), String, S(46869, 13), L(0, 0), L(0, 0)), // name
+    p(S(31265, 12), S(46882, 57), Reference, S(46939, 29), L(0, 1), L(0, 0)), // organization
+    p(S(46968, 12), S(46980, 57), Token, S(47037, 20), L(0, 0), L(0, 0)), // payload-type
+    p(S(1033, 6), S(47057, 51), Token, S(47108, 15), L(0, 0), L(0, 0)), // status
     // EnrollmentRequest
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("identifier", "EnrollmentRequest-identifier", Token, "EnrollmentRequest.identifier", &[], &[]),
-    p!("patient", "EnrollmentRequest-patient", Reference, "EnrollmentRequest.candidate", &T1, &[]),
-    p!("status", "EnrollmentRequest-status", Token, "EnrollmentRequest.status", &[], &[]),
-    p!("subject", "EnrollmentRequest-subject", Reference, "EnrollmentRequest.candidate", &T1, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(642, 10), S(47123, 64), Token, S(47187, 28), L(0, 0), L(0, 0)), // identifier
+    p(S(855, 7), S(47215, 61), Reference, S(47276, 27), L(1, 1), L(0, 0)), // patient
+    p(S(1033, 6), S(47303, 60), Token, S(47363, 24), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(47387, 61), Reference, S(47276, 27), L(1, 1), L(0, 0)), // subject
     // EnrollmentResponse
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("identifier", "EnrollmentResponse-identifier", Token, "EnrollmentResponse.identifier", &[], &[]),
-    p!("request", "EnrollmentResponse-request", Reference, "EnrollmentResponse.request", &T72, &[]),
-    p!("status", "EnrollmentResponse-status", Token, "EnrollmentResponse.status", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(642, 10), S(47448, 65), Token, S(47513, 29), L(0, 0), L(0, 0)), // identifier
+    p(S(20530, 7), S(47542, 62), Reference, S(47604, 26), L(498, 1), L(0, 0)), // request
+    p(S(1033, 6), S(47630, 61), Token, S(47691, 25), L(0, 0), L(0, 0)), // status
     // EpisodeOfCare
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("care-manager", "EpisodeOfCare-care-manager", Reference, "EpisodeOfCare.careManager.where(resolve() is Practitioner)", &T13, &[]),
-    p!("condition", "EpisodeOfCare-condition", Reference, "EpisodeOfCare.diagnosis.condition", &T7, &[]),
-    p!("date", "clinical-date", Date, "EpisodeOfCare.period", &[], &[]),
-    p!("identifier", "clinical-identifier", Token, "EpisodeOfCare.identifier", &[], &[]),
-    p!("incoming-referral", "EpisodeOfCare-incoming-referral", Reference, "EpisodeOfCare.referralRequest", &T12, &[]),
-    p!("organization", "EpisodeOfCare-organization", Reference, "EpisodeOfCare.managingOrganization", &T0, &[]),
-    p!("patient", "clinical-patient", Reference, "EpisodeOfCare.patient", &T1, &[]),
-    p!("status", "EpisodeOfCare-status", Token, "EpisodeOfCare.status", &[], &[]),
-    p!("type", "clinical-type", Token, "EpisodeOfCare.type", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(47716, 12), S(47728, 62), Reference, S(47790, 58), L(325, 1), L(0, 0)), // care-manager
+    p(S(14217, 9), S(47848, 59), Reference, S(47907, 33), L(304, 1), L(0, 0)), // condition
+    p(S(2026, 4), S(5337, 49), Date, S(47940, 20), L(0, 0), L(0, 0)), // date
+    p(S(642, 10), S(5417, 55), Token, S(47960, 24), L(0, 0), L(0, 0)), // identifier
+    p(S(47984, 17), S(48001, 67), Reference, S(48068, 29), L(324, 1), L(0, 0)), // incoming-referral
+    p(S(31265, 12), S(48097, 62), Reference, S(48159, 34), L(0, 1), L(0, 0)), // organization
+    p(S(855, 7), S(5827, 52), Reference, S(48193, 21), L(1, 1), L(0, 0)), // patient
+    p(S(1033, 6), S(48214, 56), Token, S(48270, 20), L(0, 0), L(0, 0)), // status
+    p(S(1176, 4), S(6200, 49), Token, S(48290, 18), L(0, 0), L(0, 0)), // type
     // EventDefinition
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("composed-of", "EventDefinition-composed-of", Reference, "EventDefinition.relatedArtifact.where(type='composed-of').resource", &T3, &[]),
-    p!("context", "EventDefinition-context", Token, "(EventDefinition.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "EventDefinition-context-quantity", Quantity, "(EventDefinition.useContext.value as Quantity) | (EventDefinition.useContext.value as Range)", &[], &[]),
-    p!("context-type", "EventDefinition-context-type", Token, "EventDefinition.useContext.code", &[], &[]),
-    p!("context-type-quantity", "EventDefinition-context-type-quantity", Composite, "EventDefinition.useContext", &[], &C0),
-    p!("context-type-value", "EventDefinition-context-type-value", Composite, "EventDefinition.useContext", &[], &C1),
-    p!("date", "EventDefinition-date", Date, "EventDefinition.date", &[], &[]),
-    p!("depends-on", "EventDefinition-depends-on", Reference, "EventDefinition.relatedArtifact.where(type='depends-on').resource", &T3, &[]),
-    p!("derived-from", "EventDefinition-derived-from", Reference, "EventDefinition.relatedArtifact.where(type='derived-from').resource", &T3, &[]),
-    p!("description", "EventDefinition-description", String, "EventDefinition.description", &[], &[]),
-    p!("effective", "EventDefinition-effective", Date, "EventDefinition.effectivePeriod", &[], &[]),
-    p!("identifier", "EventDefinition-identifier", Token, "EventDefinition.identifier", &[], &[]),
-    p!("jurisdiction", "EventDefinition-jurisdiction", Token, "EventDefinition.jurisdiction", &[], &[]),
-    p!("name", "EventDefinition-name", String, "EventDefinition.name", &[], &[]),
-    p!("predecessor", "EventDefinition-predecessor", Reference, "EventDefinition.relatedArtifact.where(type='predecessor').resource", &T3, &[]),
-    p!("publisher", "EventDefinition-publisher", String, "EventDefinition.publisher", &[], &[]),
-    p!("status", "EventDefinition-status", Token, "EventDefinition.status", &[], &[]),
-    p!("successor", "EventDefinition-successor", Reference, "EventDefinition.relatedArtifact.where(type='successor').resource", &T3, &[]),
-    p!("title", "EventDefinition-title", String, "EventDefinition.title", &[], &[]),
-    p!("topic", "EventDefinition-topic", Token, "EventDefinition.topic", &[], &[]),
-    p!("url", "EventDefinition-url", Uri, "EventDefinition.url", &[], &[]),
-    p!("version", "EventDefinition-version", Token, "EventDefinition.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1240, 11), S(48308, 63), Reference, S(48371, 66), L(9, 145), L(0, 0)), // composed-of
+    p(S(1386, 7), S(48437, 59), Token, S(48496, 53), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(48549, 68), Quantity, S(48617, 92), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(48709, 64), Token, S(48773, 31), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(48804, 73), Composite, S(48877, 26), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(48903, 70), Composite, S(48877, 26), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(48973, 56), Date, S(49029, 20), L(0, 0), L(0, 0)), // date
+    p(S(2112, 10), S(49049, 62), Reference, S(49111, 65), L(9, 145), L(0, 0)), // depends-on
+    p(S(2284, 12), S(49176, 64), Reference, S(49240, 67), L(9, 145), L(0, 0)), // derived-from
+    p(S(2433, 11), S(49307, 63), String, S(49370, 27), L(0, 0), L(0, 0)), // description
+    p(S(2540, 9), S(49397, 61), Date, S(49458, 31), L(0, 0), L(0, 0)), // effective
+    p(S(642, 10), S(49489, 62), Token, S(49551, 26), L(0, 0), L(0, 0)), // identifier
+    p(S(2741, 12), S(49577, 64), Token, S(49641, 28), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(724, 4), S(49669, 56), String, S(49725, 20), L(0, 0), L(0, 0)), // name
+    p(S(2933, 11), S(49745, 63), Reference, S(49808, 66), L(9, 145), L(0, 0)), // predecessor
+    p(S(3079, 9), S(49874, 61), String, S(49935, 25), L(0, 0), L(0, 0)), // publisher
+    p(S(1033, 6), S(49960, 58), Token, S(50018, 22), L(0, 0), L(0, 0)), // status
+    p(S(3266, 9), S(50040, 61), Reference, S(50101, 64), L(9, 145), L(0, 0)), // successor
+    p(S(3406, 5), S(50165, 57), String, S(50222, 21), L(0, 0), L(0, 0)), // title
+    p(S(3495, 5), S(50243, 57), Token, S(50300, 21), L(0, 0), L(0, 0)), // topic
+    p(S(3584, 3), S(50321, 55), Uri, S(50376, 19), L(0, 0), L(0, 0)), // url
+    p(S(3667, 7), S(50395, 59), Token, S(50454, 23), L(0, 0), L(0, 0)), // version
     // Evidence
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("composed-of", "Evidence-composed-of", Reference, "Evidence.relatedArtifact.where(type='composed-of').resource", &T3, &[]),
-    p!("context", "Evidence-context", Token, "(Evidence.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "Evidence-context-quantity", Quantity, "(Evidence.useContext.value as Quantity) | (Evidence.useContext.value as Range)", &[], &[]),
-    p!("context-type", "Evidence-context-type", Token, "Evidence.useContext.code", &[], &[]),
-    p!("context-type-quantity", "Evidence-context-type-quantity", Composite, "Evidence.useContext", &[], &C0),
-    p!("context-type-value", "Evidence-context-type-value", Composite, "Evidence.useContext", &[], &C1),
-    p!("date", "Evidence-date", Date, "Evidence.date", &[], &[]),
-    p!("depends-on", "Evidence-depends-on", Reference, "Evidence.relatedArtifact.where(type='depends-on').resource", &T3, &[]),
-    p!("derived-from", "Evidence-derived-from", Reference, "Evidence.relatedArtifact.where(type='derived-from').resource", &T3, &[]),
-    p!("description", "Evidence-description", String, "Evidence.description", &[], &[]),
-    p!("effective", "Evidence-effective", Date, "Evidence.effectivePeriod", &[], &[]),
-    p!("identifier", "Evidence-identifier", Token, "Evidence.identifier", &[], &[]),
-    p!("jurisdiction", "Evidence-jurisdiction", Token, "Evidence.jurisdiction", &[], &[]),
-    p!("name", "Evidence-name", String, "Evidence.name", &[], &[]),
-    p!("predecessor", "Evidence-predecessor", Reference, "Evidence.relatedArtifact.where(type='predecessor').resource", &T3, &[]),
-    p!("publisher", "Evidence-publisher", String, "Evidence.publisher", &[], &[]),
-    p!("status", "Evidence-status", Token, "Evidence.status", &[], &[]),
-    p!("successor", "Evidence-successor", Reference, "Evidence.relatedArtifact.where(type='successor').resource", &T3, &[]),
-    p!("title", "Evidence-title", String, "Evidence.title", &[], &[]),
-    p!("topic", "Evidence-topic", Token, "Evidence.topic", &[], &[]),
-    p!("url", "Evidence-url", Uri, "Evidence.url", &[], &[]),
-    p!("version", "Evidence-version", Token, "Evidence.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1240, 11), S(50477, 56), Reference, S(50533, 59), L(9, 145), L(0, 0)), // composed-of
+    p(S(1386, 7), S(50592, 52), Token, S(50644, 46), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(50690, 61), Quantity, S(50751, 78), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(50829, 57), Token, S(50886, 24), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(50910, 66), Composite, S(50976, 19), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(50995, 63), Composite, S(50976, 19), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(51058, 49), Date, S(51107, 13), L(0, 0), L(0, 0)), // date
+    p(S(2112, 10), S(51120, 55), Reference, S(51175, 58), L(9, 145), L(0, 0)), // depends-on
+    p(S(2284, 12), S(51233, 57), Reference, S(51290, 60), L(9, 145), L(0, 0)), // derived-from
+    p(S(2433, 11), S(51350, 56), String, S(51406, 20), L(0, 0), L(0, 0)), // description
+    p(S(2540, 9), S(51426, 54), Date, S(51480, 24), L(0, 0), L(0, 0)), // effective
+    p(S(642, 10), S(51504, 55), Token, S(51559, 19), L(0, 0), L(0, 0)), // identifier
+    p(S(2741, 12), S(51578, 57), Token, S(51635, 21), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(724, 4), S(51656, 49), String, S(51705, 13), L(0, 0), L(0, 0)), // name
+    p(S(2933, 11), S(51718, 56), Reference, S(51774, 59), L(9, 145), L(0, 0)), // predecessor
+    p(S(3079, 9), S(51833, 54), String, S(51887, 18), L(0, 0), L(0, 0)), // publisher
+    p(S(1033, 6), S(51905, 51), Token, S(51956, 15), L(0, 0), L(0, 0)), // status
+    p(S(3266, 9), S(51971, 54), Reference, S(52025, 57), L(9, 145), L(0, 0)), // successor
+    p(S(3406, 5), S(52082, 50), String, S(52132, 14), L(0, 0), L(0, 0)), // title
+    p(S(3495, 5), S(52146, 50), Token, S(52196, 14), L(0, 0), L(0, 0)), // topic
+    p(S(3584, 3), S(52210, 48), Uri, S(52258, 12), L(0, 0), L(0, 0)), // url
+    p(S(3667, 7), S(52270, 52), Token, S(52322, 16), L(0, 0), L(0, 0)), // version
     // EvidenceVariable
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("composed-of", "EvidenceVariable-composed-of", Reference, "EvidenceVariable.relatedArtifact.where(type='composed-of').resource", &T3, &[]),
-    p!("context", "EvidenceVariable-context", Token, "(EvidenceVariable.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "EvidenceVariable-context-quantity", Quantity, "(EvidenceVariable.useContext.value as Quantity) | (EvidenceVariable.useContext.value as Range)", &[], &[]),
-    p!("context-type", "EvidenceVariable-context-type", Token, "EvidenceVariable.useContext.code", &[], &[]),
-    p!("context-type-quantity", "EvidenceVariable-context-type-quantity", Composite, "EvidenceVariable.useContext", &[], &C0),
-    p!("context-type-value", "EvidenceVariable-context-type-value", Composite, "EvidenceVariable.useContext", &[], &C1),
-    p!("date", "EvidenceVariable-date", Date, "EvidenceVariable.date", &[], &[]),
-    p!("depends-on", "EvidenceVariable-depends-on", Reference, "EvidenceVariable.relatedArtifact.where(type='depends-on').resource", &T3, &[]),
-    p!("derived-from", "EvidenceVariable-derived-from", Reference, "EvidenceVariable.relatedArtifact.where(type='derived-from').resource", &T3, &[]),
-    p!("description", "EvidenceVariable-description", String, "EvidenceVariable.description", &[], &[]),
-    p!("effective", "EvidenceVariable-effective", Date, "EvidenceVariable.effectivePeriod", &[], &[]),
-    p!("identifier", "EvidenceVariable-identifier", Token, "EvidenceVariable.identifier", &[], &[]),
-    p!("jurisdiction", "EvidenceVariable-jurisdiction", Token, "EvidenceVariable.jurisdiction", &[], &[]),
-    p!("name", "EvidenceVariable-name", String, "EvidenceVariable.name", &[], &[]),
-    p!("predecessor", "EvidenceVariable-predecessor", Reference, "EvidenceVariable.relatedArtifact.where(type='predecessor').resource", &T3, &[]),
-    p!("publisher", "EvidenceVariable-publisher", String, "EvidenceVariable.publisher", &[], &[]),
-    p!("status", "EvidenceVariable-status", Token, "EvidenceVariable.status", &[], &[]),
-    p!("successor", "EvidenceVariable-successor", Reference, "EvidenceVariable.relatedArtifact.where(type='successor').resource", &T3, &[]),
-    p!("title", "EvidenceVariable-title", String, "EvidenceVariable.title", &[], &[]),
-    p!("topic", "EvidenceVariable-topic", Token, "EvidenceVariable.topic", &[], &[]),
-    p!("url", "EvidenceVariable-url", Uri, "EvidenceVariable.url", &[], &[]),
-    p!("version", "EvidenceVariable-version", Token, "EvidenceVariable.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1240, 11), S(52338, 64), Reference, S(52402, 67), L(9, 145), L(0, 0)), // composed-of
+    p(S(1386, 7), S(52469, 60), Token, S(52529, 54), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(52583, 69), Quantity, S(52652, 94), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(52746, 65), Token, S(52811, 32), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(52843, 74), Composite, S(52917, 27), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(52944, 71), Composite, S(52917, 27), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(53015, 57), Date, S(53072, 21), L(0, 0), L(0, 0)), // date
+    p(S(2112, 10), S(53093, 63), Reference, S(53156, 66), L(9, 145), L(0, 0)), // depends-on
+    p(S(2284, 12), S(53222, 65), Reference, S(53287, 68), L(9, 145), L(0, 0)), // derived-from
+    p(S(2433, 11), S(53355, 64), String, S(53419, 28), L(0, 0), L(0, 0)), // description
+    p(S(2540, 9), S(53447, 62), Date, S(53509, 32), L(0, 0), L(0, 0)), // effective
+    p(S(642, 10), S(53541, 63), Token, S(53604, 27), L(0, 0), L(0, 0)), // identifier
+    p(S(2741, 12), S(53631, 65), Token, S(53696, 29), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(724, 4), S(53725, 57), String, S(53782, 21), L(0, 0), L(0, 0)), // name
+    p(S(2933, 11), S(53803, 64), Reference, S(53867, 67), L(9, 145), L(0, 0)), // predecessor
+    p(S(3079, 9), S(53934, 62), String, S(53996, 26), L(0, 0), L(0, 0)), // publisher
+    p(S(1033, 6), S(54022, 59), Token, S(54081, 23), L(0, 0), L(0, 0)), // status
+    p(S(3266, 9), S(54104, 62), Reference, S(54166, 65), L(9, 145), L(0, 0)), // successor
+    p(S(3406, 5), S(54231, 58), String, S(54289, 22), L(0, 0), L(0, 0)), // title
+    p(S(3495, 5), S(54311, 58), Token, S(54369, 22), L(0, 0), L(0, 0)), // topic
+    p(S(3584, 3), S(54391, 56), Uri, S(54447, 20), L(0, 0), L(0, 0)), // url
+    p(S(3667, 7), S(54467, 60), Token, S(54527, 24), L(0, 0), L(0, 0)), // version
     // ExampleScenario
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("context", "ExampleScenario-context", Token, "(ExampleScenario.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "ExampleScenario-context-quantity", Quantity, "(ExampleScenario.useContext.value as Quantity) | (ExampleScenario.useContext.value as Range)", &[], &[]),
-    p!("context-type", "ExampleScenario-context-type", Token, "ExampleScenario.useContext.code", &[], &[]),
-    p!("context-type-quantity", "ExampleScenario-context-type-quantity", Composite, "ExampleScenario.useContext", &[], &C0),
-    p!("context-type-value", "ExampleScenario-context-type-value", Composite, "ExampleScenario.useContext", &[], &C1),
-    p!("date", "ExampleScenario-date", Date, "ExampleScenario.date", &[], &[]),
-    p!("identifier", "ExampleScenario-identifier", Token, "ExampleScenario.identifier", &[], &[]),
-    p!("jurisdiction", "ExampleScenario-jurisdiction", Token, "ExampleScenario.jurisdiction", &[], &[]),
-    p!("name", "ExampleScenario-name", String, "ExampleScenario.name", &[], &[]),
-    p!("publisher", "ExampleScenario-publisher", String, "ExampleScenario.publisher", &[], &[]),
-    p!("status", "ExampleScenario-status", Token, "ExampleScenario.status", &[], &[]),
-    p!("url", "ExampleScenario-url", Uri, "ExampleScenario.url", &[], &[]),
-    p!("version", "ExampleScenario-version", Token, "ExampleScenario.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1386, 7), S(54551, 59), Token, S(54610, 53), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(54663, 68), Quantity, S(54731, 92), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(54823, 64), Token, S(54887, 31), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(54918, 73), Composite, S(54991, 26), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(55017, 70), Composite, S(54991, 26), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(55087, 56), Date, S(55143, 20), L(0, 0), L(0, 0)), // date
+    p(S(642, 10), S(55163, 62), Token, S(55225, 26), L(0, 0), L(0, 0)), // identifier
+    p(S(2741, 12), S(55251, 64), Token, S(55315, 28), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(724, 4), S(55343, 56), String, S(55399, 20), L(0, 0), L(0, 0)), // name
+    p(S(3079, 9), S(55419, 61), String, S(55480, 25), L(0, 0), L(0, 0)), // publisher
+    p(S(1033, 6), S(55505, 58), Token, S(55563, 22), L(0, 0), L(0, 0)), // status
+    p(S(3584, 3), S(55585, 55), Uri, S(55640, 19), L(0, 0), L(0, 0)), // url
+    p(S(3667, 7), S(55659, 59), Token, S(55718, 23), L(0, 0), L(0, 0)), // version
     // ExplanationOfBenefit
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("care-team", "ExplanationOfBenefit-care-team", Reference, "ExplanationOfBenefit.careTeam.provider", &T36, &[]),
-    p!("claim", "ExplanationOfBenefit-claim", Reference, "ExplanationOfBenefit.claim", &T39, &[]),
-    p!("coverage", "ExplanationOfBenefit-coverage", Reference, "ExplanationOfBenefit.insurance.coverage", &T73, &[]),
-    p!("created", "ExplanationOfBenefit-created", Date, "ExplanationOfBenefit.created", &[], &[]),
-    p!("detail-udi", "ExplanationOfBenefit-detail-udi", Reference, "ExplanationOfBenefit.item.detail.udi", &T37, &[]),
-    p!("disposition", "ExplanationOfBenefit-disposition", String, "ExplanationOfBenefit.disposition", &[], &[]),
-    p!("encounter", "ExplanationOfBenefit-encounter", Reference, "ExplanationOfBenefit.item.encounter", &T26, &[]),
-    p!("enterer", "ExplanationOfBenefit-enterer", Reference, "ExplanationOfBenefit.enterer", &T38, &[]),
-    p!("facility", "ExplanationOfBenefit-facility", Reference, "ExplanationOfBenefit.facility", &T5, &[]),
-    p!("identifier", "ExplanationOfBenefit-identifier", Token, "ExplanationOfBenefit.identifier", &[], &[]),
-    p!("item-udi", "ExplanationOfBenefit-item-udi", Reference, "ExplanationOfBenefit.item.udi", &T37, &[]),
-    p!("patient", "ExplanationOfBenefit-patient", Reference, "ExplanationOfBenefit.patient", &T1, &[]),
-    p!("payee", "ExplanationOfBenefit-payee", Reference, "ExplanationOfBenefit.payee.party", &T18, &[]),
-    p!("procedure-udi", "ExplanationOfBenefit-procedure-udi", Reference, "ExplanationOfBenefit.procedure.udi", &T37, &[]),
-    p!("provider", "ExplanationOfBenefit-provider", Reference, "ExplanationOfBenefit.provider", &T36, &[]),
-    p!("status", "ExplanationOfBenefit-status", Token, "ExplanationOfBenefit.status", &[], &[]),
-    p!("subdetail-udi", "ExplanationOfBenefit-subdetail-udi", Reference, "ExplanationOfBenefit.item.detail.subDetail.udi", &T37, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(14067, 9), S(55741, 66), Reference, S(55807, 38), L(399, 3), L(0, 0)), // care-team
+    p(S(55845, 5), S(55850, 62), Reference, S(55912, 26), L(405, 1), L(0, 0)), // claim
+    p(S(55938, 8), S(55946, 65), Reference, S(56011, 39), L(499, 1), L(0, 0)), // coverage
+    p(S(10456, 7), S(56050, 64), Date, S(56114, 28), L(0, 0), L(0, 0)), // created
+    p(S(18862, 10), S(56142, 67), Reference, S(56209, 36), L(402, 1), L(0, 0)), // detail-udi
+    p(S(20015, 11), S(56245, 68), String, S(56313, 32), L(0, 0), L(0, 0)), // disposition
+    p(S(14313, 9), S(56345, 66), Reference, S(56411, 35), L(358, 1), L(0, 0)), // encounter
+    p(S(15956, 7), S(56446, 64), Reference, S(56510, 28), L(403, 2), L(0, 0)), // enterer
+    p(S(19078, 8), S(56538, 65), Reference, S(56603, 29), L(299, 1), L(0, 0)), // facility
+    p(S(642, 10), S(56632, 67), Token, S(56699, 31), L(0, 0), L(0, 0)), // identifier
+    p(S(19287, 8), S(56730, 65), Reference, S(56795, 29), L(402, 1), L(0, 0)), // item-udi
+    p(S(855, 7), S(56824, 64), Reference, S(56888, 28), L(1, 1), L(0, 0)), // patient
+    p(S(19421, 5), S(56916, 62), Reference, S(56978, 32), L(338, 5), L(0, 0)), // payee
+    p(S(19562, 13), S(57010, 70), Reference, S(57080, 34), L(402, 1), L(0, 0)), // procedure-udi
+    p(S(19649, 8), S(57114, 65), Reference, S(57179, 29), L(399, 3), L(0, 0)), // provider
+    p(S(1033, 6), S(57208, 63), Token, S(57271, 27), L(0, 0), L(0, 0)), // status
+    p(S(19781, 13), S(57298, 70), Reference, S(57368, 46), L(402, 1), L(0, 0)), // subdetail-udi
     // FamilyMemberHistory
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("code", "clinical-code", Token, "FamilyMemberHistory.condition.code", &[], &[]),
-    p!("date", "clinical-date", Date, "FamilyMemberHistory.date", &[], &[]),
-    p!("identifier", "clinical-identifier", Token, "FamilyMemberHistory.identifier", &[], &[]),
-    p!("instantiates-canonical", "FamilyMemberHistory-instantiates-canonical", Reference, "FamilyMemberHistory.instantiatesCanonical", &T28, &[]),
-    p!("instantiates-uri", "FamilyMemberHistory-instantiates-uri", Uri, "FamilyMemberHistory.instantiatesUri", &[], &[]),
-    p!("patient", "clinical-patient", Reference, "FamilyMemberHistory.patient", &T1, &[]),
-    p!("relationship", "FamilyMemberHistory-relationship", Token, "FamilyMemberHistory.relationship", &[], &[]),
-    p!("sex", "FamilyMemberHistory-sex", Token, "FamilyMemberHistory.sex", &[], &[]),
-    p!("status", "FamilyMemberHistory-status", Token, "FamilyMemberHistory.status", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(5114, 4), S(5118, 49), Token, S(57414, 34), L(0, 0), L(0, 0)), // code
+    p(S(2026, 4), S(5337, 49), Date, S(57448, 24), L(0, 0), L(0, 0)), // date
+    p(S(642, 10), S(5417, 55), Token, S(57472, 30), L(0, 0), L(0, 0)), // identifier
+    p(S(14479, 22), S(57502, 78), Reference, S(57580, 41), L(360, 5), L(0, 0)), // instantiates-canonical
+    p(S(14598, 16), S(57621, 72), Uri, S(57693, 35), L(0, 0), L(0, 0)), // instantiates-uri
+    p(S(855, 7), S(5827, 52), Reference, S(57728, 27), L(1, 1), L(0, 0)), // patient
+    p(S(42686, 12), S(57755, 68), Token, S(57823, 32), L(0, 0), L(0, 0)), // relationship
+    p(S(57855, 3), S(57858, 59), Token, S(57917, 23), L(0, 0), L(0, 0)), // sex
+    p(S(1033, 6), S(57940, 62), Token, S(58002, 26), L(0, 0), L(0, 0)), // status
     // Flag
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("author", "Flag-author", Reference, "Flag.author", &T74, &[]),
-    p!("date", "clinical-date", Date, "Flag.period", &[], &[]),
-    p!("encounter", "clinical-encounter", Reference, "Flag.encounter", &T48, &[]),
-    p!("identifier", "Flag-identifier", Token, "Flag.identifier", &[], &[]),
-    p!("patient", "clinical-patient", Reference, "Flag.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("subject", "Flag-subject", Reference, "Flag.subject", &T75, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(10334, 6), S(58028, 47), Reference, S(58075, 11), L(500, 5), L(0, 0)), // author
+    p(S(2026, 4), S(5337, 49), Date, S(58086, 11), L(0, 0), L(0, 0)), // date
+    p(S(14313, 9), S(26805, 54), Reference, S(58097, 14), L(437, 2), L(0, 0)), // encounter
+    p(S(642, 10), S(58111, 51), Token, S(58162, 15), L(0, 0), L(0, 0)), // identifier
+    p(S(855, 7), S(5827, 52), Reference, S(58177, 40), L(1, 1), L(0, 0)), // patient
+    p(S(1103, 7), S(58217, 48), Reference, S(58265, 12), L(505, 8), L(0, 0)), // subject
     // Goal
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("achievement-status", "Goal-achievement-status", Token, "Goal.achievementStatus", &[], &[]),
-    p!("category", "Goal-category", Token, "Goal.category", &[], &[]),
-    p!("identifier", "clinical-identifier", Token, "Goal.identifier", &[], &[]),
-    p!("lifecycle-status", "Goal-lifecycle-status", Token, "Goal.lifecycleStatus", &[], &[]),
-    p!("patient", "clinical-patient", Reference, "Goal.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("start-date", "Goal-start-date", Date, "(Goal.start as date)", &[], &[]),
-    p!("subject", "Goal-subject", Reference, "Goal.subject", &T76, &[]),
-    p!("target-date", "Goal-target-date", Date, "(Goal.target.due as date)", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(58277, 18), S(58295, 59), Token, S(58354, 22), L(0, 0), L(0, 0)), // achievement-status
+    p(S(3851, 8), S(58376, 49), Token, S(58425, 13), L(0, 0), L(0, 0)), // category
+    p(S(642, 10), S(5417, 55), Token, S(58438, 15), L(0, 0), L(0, 0)), // identifier
+    p(S(58453, 16), S(58469, 57), Token, S(58526, 20), L(0, 0), L(0, 0)), // lifecycle-status
+    p(S(855, 7), S(5827, 52), Reference, S(58546, 40), L(1, 1), L(0, 0)), // patient
+    p(S(58586, 10), S(58596, 51), Date, S(58647, 20), L(0, 0), L(0, 0)), // start-date
+    p(S(1103, 7), S(58667, 48), Reference, S(58715, 12), L(513, 3), L(0, 0)), // subject
+    p(S(58727, 11), S(58738, 52), Date, S(58790, 25), L(0, 0), L(0, 0)), // target-date
     // GraphDefinition
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("context", "conformance-context", Token, "(GraphDefinition.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "conformance-context-quantity", Quantity, "(GraphDefinition.useContext.value as Quantity) | (GraphDefinition.useContext.value as Range)", &[], &[]),
-    p!("context-type", "conformance-context-type", Token, "GraphDefinition.useContext.code", &[], &[]),
-    p!("context-type-quantity", "conformance-context-type-quantity", Composite, "GraphDefinition.useContext", &[], &C0),
-    p!("context-type-value", "conformance-context-type-value", Composite, "GraphDefinition.useContext", &[], &C1),
-    p!("date", "conformance-date", Date, "GraphDefinition.date", &[], &[]),
-    p!("description", "conformance-description", String, "GraphDefinition.description", &[], &[]),
-    p!("jurisdiction", "conformance-jurisdiction", Token, "GraphDefinition.jurisdiction", &[], &[]),
-    p!("name", "conformance-name", String, "GraphDefinition.name", &[], &[]),
-    p!("publisher", "conformance-publisher", String, "GraphDefinition.publisher", &[], &[]),
-    p!("start", "GraphDefinition-start", Token, "GraphDefinition.start", &[], &[]),
-    p!("status", "conformance-status", Token, "GraphDefinition.status", &[], &[]),
-    p!("url", "conformance-url", Uri, "GraphDefinition.url", &[], &[]),
-    p!("version", "conformance-version", Token, "GraphDefinition.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1386, 7), S(11432, 55), Token, S(58815, 53), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(11544, 64), Quantity, S(58868, 92), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(11708, 60), Token, S(58960, 31), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(11803, 69), Composite, S(58991, 26), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(11902, 66), Composite, S(58991, 26), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(11968, 52), Date, S(59017, 20), L(0, 0), L(0, 0)), // date
+    p(S(2433, 11), S(12044, 59), String, S(59037, 27), L(0, 0), L(0, 0)), // description
+    p(S(2741, 12), S(12438, 60), Token, S(59064, 28), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(724, 4), S(12623, 52), String, S(59092, 20), L(0, 0), L(0, 0)), // name
+    p(S(3079, 9), S(12699, 57), String, S(59112, 25), L(0, 0), L(0, 0)), // publisher
+    p(S(59137, 5), S(59142, 57), Token, S(59199, 21), L(0, 0), L(0, 0)), // start
+    p(S(1033, 6), S(13258, 54), Token, S(59220, 22), L(0, 0), L(0, 0)), // status
+    p(S(3584, 3), S(13556, 51), Uri, S(59242, 19), L(0, 0), L(0, 0)), // url
+    p(S(3667, 7), S(13630, 55), Token, S(59261, 23), L(0, 0), L(0, 0)), // version
     // Group
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("actual", "Group-actual", Token, "Group.actual", &[], &[]),
-    p!("characteristic", "Group-characteristic", Token, "Group.characteristic.code", &[], &[]),
-    p!("characteristic-value", "Group-characteristic-value", Composite, "Group.characteristic", &[], &C3),
-    p!("code", "Group-code", Token, "Group.code", &[], &[]),
-    p!("exclude", "Group-exclude", Token, "Group.characteristic.exclude", &[], &[]),
-    p!("identifier", "Group-identifier", Token, "Group.identifier", &[], &[]),
-    p!("managing-entity", "Group-managing-entity", Reference, "Group.managingEntity", &T77, &[]),
-    p!("member", "Group-member", Reference, "Group.member.entity", &T78, &[]),
-    p!("type", "Group-type", Token, "Group.type", &[], &[]),
-    p!("value", "Group-value", Token, "(Group.characteristic.value as CodeableConcept) | (Group.characteristic.value as boolean)", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(59284, 6), S(59290, 48), Token, S(59338, 12), L(0, 0), L(0, 0)), // actual
+    p(S(59350, 14), S(59364, 56), Token, S(59420, 25), L(0, 0), L(0, 0)), // characteristic
+    p(S(59445, 20), S(59465, 62), Composite, S(59527, 20), L(0, 0), L(6, 2)), // characteristic-value
+    p(S(5114, 4), S(59547, 46), Token, S(59593, 10), L(0, 0), L(0, 0)), // code
+    p(S(59603, 7), S(59610, 49), Token, S(59659, 28), L(0, 0), L(0, 0)), // exclude
+    p(S(642, 10), S(59687, 52), Token, S(59739, 16), L(0, 0), L(0, 0)), // identifier
+    p(S(59755, 15), S(59770, 57), Reference, S(59827, 20), L(516, 4), L(0, 0)), // managing-entity
+    p(S(59847, 6), S(59853, 48), Reference, S(59901, 19), L(520, 7), L(0, 0)), // member
+    p(S(1176, 4), S(59920, 46), Token, S(59966, 10), L(0, 0), L(0, 0)), // type
+    p(S(59976, 5), S(59981, 47), Token, S(60028, 89), L(0, 0), L(0, 0)), // value
     // GuidanceResponse
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("identifier", "GuidanceResponse-identifier", Token, "GuidanceResponse.identifier", &[], &[]),
-    p!("patient", "GuidanceResponse-patient", Reference, "GuidanceResponse.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("request", "GuidanceResponse-request", Token, "GuidanceResponse.requestIdentifier", &[], &[]),
-    p!("subject", "GuidanceResponse-subject", Reference, "GuidanceResponse.subject", &T30, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(642, 10), S(60117, 63), Token, S(60180, 27), L(0, 0), L(0, 0)), // identifier
+    p(S(855, 7), S(60207, 60), Reference, S(60267, 52), L(1, 1), L(0, 0)), // patient
+    p(S(20530, 7), S(60319, 60), Token, S(60379, 34), L(0, 0), L(0, 0)), // request
+    p(S(1103, 7), S(60413, 60), Reference, S(60473, 24), L(373, 2), L(0, 0)), // subject
     // HealthcareService
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("active", "HealthcareService-active", Token, "HealthcareService.active", &[], &[]),
-    p!("characteristic", "HealthcareService-characteristic", Token, "HealthcareService.characteristic", &[], &[]),
-    p!("coverage-area", "HealthcareService-coverage-area", Reference, "HealthcareService.coverageArea", &T5, &[]),
-    p!("endpoint", "HealthcareService-endpoint", Reference, "HealthcareService.endpoint", &T79, &[]),
-    p!("identifier", "HealthcareService-identifier", Token, "HealthcareService.identifier", &[], &[]),
-    p!("location", "HealthcareService-location", Reference, "HealthcareService.location", &T5, &[]),
-    p!("name", "HealthcareService-name", String, "HealthcareService.name", &[], &[]),
-    p!("organization", "HealthcareService-organization", Reference, "HealthcareService.providedBy", &T0, &[]),
-    p!("program", "HealthcareService-program", Token, "HealthcareService.program", &[], &[]),
-    p!("service-category", "HealthcareService-service-category", Token, "HealthcareService.category", &[], &[]),
-    p!("service-type", "HealthcareService-service-type", Token, "HealthcareService.type", &[], &[]),
-    p!("specialty", "HealthcareService-specialty", Token, "HealthcareService.specialty", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(60497, 6), S(60503, 60), Token, S(60563, 24), L(0, 0), L(0, 0)), // active
+    p(S(59350, 14), S(60587, 68), Token, S(60655, 32), L(0, 0), L(0, 0)), // characteristic
+    p(S(60687, 13), S(60700, 67), Reference, S(60767, 30), L(299, 1), L(0, 0)), // coverage-area
+    p(S(60797, 8), S(60805, 62), Reference, S(60867, 26), L(527, 1), L(0, 0)), // endpoint
+    p(S(642, 10), S(60893, 64), Token, S(60957, 28), L(0, 0), L(0, 0)), // identifier
+    p(S(4084, 8), S(60985, 62), Reference, S(61047, 26), L(299, 1), L(0, 0)), // location
+    p(S(724, 4), S(61073, 58), String, S(61131, 22), L(0, 0), L(0, 0)), // name
+    p(S(31265, 12), S(61153, 66), Reference, S(61219, 28), L(0, 1), L(0, 0)), // organization
+    p(S(61247, 7), S(61254, 61), Token, S(61315, 25), L(0, 0), L(0, 0)), // program
+    p(S(7487, 16), S(61340, 70), Token, S(61410, 26), L(0, 0), L(0, 0)), // service-category
+    p(S(7594, 12), S(61436, 66), Token, S(61502, 22), L(0, 0), L(0, 0)), // service-type
+    p(S(7761, 9), S(61524, 63), Token, S(61587, 27), L(0, 0), L(0, 0)), // specialty
     // ImagingStudy
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("basedon", "ImagingStudy-basedon", Reference, "ImagingStudy.basedOn", &T80, &[]),
-    p!("bodysite", "ImagingStudy-bodysite", Token, "ImagingStudy.series.bodySite", &[], &[]),
-    p!("dicom-class", "ImagingStudy-dicom-class", Token, "ImagingStudy.series.instance.sopClass", &[], &[]),
-    p!("encounter", "ImagingStudy-encounter", Reference, "ImagingStudy.encounter", &T26, &[]),
-    p!("endpoint", "ImagingStudy-endpoint", Reference, "ImagingStudy.endpoint | ImagingStudy.series.endpoint", &T79, &[]),
-    p!("identifier", "clinical-identifier", Token, "ImagingStudy.identifier", &[], &[]),
-    p!("instance", "ImagingStudy-instance", Token, "ImagingStudy.series.instance.uid", &[], &[]),
-    p!("interpreter", "ImagingStudy-interpreter", Reference, "ImagingStudy.interpreter", &T38, &[]),
-    p!("modality", "ImagingStudy-modality", Token, "ImagingStudy.series.modality", &[], &[]),
-    p!("patient", "clinical-patient", Reference, "ImagingStudy.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("performer", "ImagingStudy-performer", Reference, "ImagingStudy.series.performer.actor", &T34, &[]),
-    p!("reason", "ImagingStudy-reason", Token, "ImagingStudy.reasonCode", &[], &[]),
-    p!("referrer", "ImagingStudy-referrer", Reference, "ImagingStudy.referrer", &T38, &[]),
-    p!("series", "ImagingStudy-series", Token, "ImagingStudy.series.uid", &[], &[]),
-    p!("started", "ImagingStudy-started", Date, "ImagingStudy.started", &[], &[]),
-    p!("status", "ImagingStudy-status", Token, "ImagingStudy.status", &[], &[]),
-    p!("subject", "ImagingStudy-subject", Reference, "ImagingStudy.subject", &T81, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(61614, 7), S(61621, 56), Reference, S(61677, 20), L(528, 5), L(0, 0)), // basedon
+    p(S(61697, 8), S(61705, 57), Token, S(61762, 28), L(0, 0), L(0, 0)), // bodysite
+    p(S(61790, 11), S(61801, 60), Token, S(61861, 37), L(0, 0), L(0, 0)), // dicom-class
+    p(S(14313, 9), S(61898, 58), Reference, S(61956, 22), L(358, 1), L(0, 0)), // encounter
+    p(S(60797, 8), S(61978, 57), Reference, S(62035, 52), L(527, 1), L(0, 0)), // endpoint
+    p(S(642, 10), S(5417, 55), Token, S(62087, 23), L(0, 0), L(0, 0)), // identifier
+    p(S(62110, 8), S(62118, 57), Token, S(62175, 32), L(0, 0), L(0, 0)), // instance
+    p(S(62207, 11), S(62218, 60), Reference, S(62278, 24), L(403, 2), L(0, 0)), // interpreter
+    p(S(62302, 8), S(62310, 57), Token, S(62367, 28), L(0, 0), L(0, 0)), // modality
+    p(S(855, 7), S(5827, 52), Reference, S(62395, 48), L(1, 1), L(0, 0)), // patient
+    p(S(14889, 9), S(62443, 58), Reference, S(62501, 35), L(384, 7), L(0, 0)), // performer
+    p(S(62536, 6), S(62542, 55), Token, S(62597, 23), L(0, 0), L(0, 0)), // reason
+    p(S(62620, 8), S(62628, 57), Reference, S(62685, 21), L(403, 2), L(0, 0)), // referrer
+    p(S(62706, 6), S(62712, 55), Token, S(62767, 23), L(0, 0), L(0, 0)), // series
+    p(S(62790, 7), S(62797, 56), Date, S(62853, 20), L(0, 0), L(0, 0)), // started
+    p(S(1033, 6), S(62873, 55), Token, S(62928, 19), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(62947, 56), Reference, S(63003, 20), L(533, 3), L(0, 0)), // subject
     // Immunization
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("date", "clinical-date", Date, "Immunization.occurrence", &[], &[]),
-    p!("identifier", "clinical-identifier", Token, "Immunization.identifier", &[], &[]),
-    p!("location", "Immunization-location", Reference, "Immunization.location", &T5, &[]),
-    p!("lot-number", "Immunization-lot-number", String, "Immunization.lotNumber", &[], &[]),
-    p!("manufacturer", "Immunization-manufacturer", Reference, "Immunization.manufacturer", &T0, &[]),
-    p!("patient", "clinical-patient", Reference, "Immunization.patient", &T1, &[]),
-    p!("performer", "Immunization-performer", Reference, "Immunization.performer.actor", &T36, &[]),
-    p!("reaction", "Immunization-reaction", Reference, "Immunization.reaction.detail", &T65, &[]),
-    p!("reaction-date", "Immunization-reaction-date", Date, "Immunization.reaction.date", &[], &[]),
-    p!("reason-code", "Immunization-reason-code", Token, "Immunization.reasonCode", &[], &[]),
-    p!("reason-reference", "Immunization-reason-reference", Reference, "Immunization.reasonReference", &T82, &[]),
-    p!("series", "Immunization-series", String, "Immunization.protocolApplied.series", &[], &[]),
-    p!("status", "Immunization-status", Token, "Immunization.status", &[], &[]),
-    p!("status-reason", "Immunization-status-reason", Token, "Immunization.statusReason", &[], &[]),
-    p!("target-disease", "Immunization-target-disease", Token, "Immunization.protocolApplied.targetDisease", &[], &[]),
-    p!("vaccine-code", "Immunization-vaccine-code", Token, "Immunization.vaccineCode", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(2026, 4), S(5337, 49), Date, S(63023, 23), L(0, 0), L(0, 0)), // date
+    p(S(642, 10), S(5417, 55), Token, S(63046, 23), L(0, 0), L(0, 0)), // identifier
+    p(S(4084, 8), S(63069, 57), Reference, S(63126, 21), L(299, 1), L(0, 0)), // location
+    p(S(63147, 10), S(63157, 59), String, S(63216, 22), L(0, 0), L(0, 0)), // lot-number
+    p(S(35805, 12), S(63238, 61), Reference, S(63299, 25), L(0, 1), L(0, 0)), // manufacturer
+    p(S(855, 7), S(5827, 52), Reference, S(63324, 20), L(1, 1), L(0, 0)), // patient
+    p(S(14889, 9), S(63344, 58), Reference, S(63402, 28), L(399, 3), L(0, 0)), // performer
+    p(S(63430, 8), S(63438, 57), Reference, S(63495, 28), L(485, 1), L(0, 0)), // reaction
+    p(S(63523, 13), S(63536, 62), Date, S(63598, 26), L(0, 0), L(0, 0)), // reaction-date
+    p(S(7288, 11), S(63624, 60), Token, S(63684, 23), L(0, 0), L(0, 0)), // reason-code
+    p(S(7380, 16), S(63707, 65), Reference, S(63772, 28), L(536, 3), L(0, 0)), // reason-reference
+    p(S(62706, 6), S(63800, 55), String, S(63855, 35), L(0, 0), L(0, 0)), // series
+    p(S(1033, 6), S(63890, 55), Token, S(63945, 19), L(0, 0), L(0, 0)), // status
+    p(S(63964, 13), S(63977, 62), Token, S(64039, 25), L(0, 0), L(0, 0)), // status-reason
+    p(S(64064, 14), S(64078, 63), Token, S(64141, 42), L(0, 0), L(0, 0)), // target-disease
+    p(S(64183, 12), S(64195, 61), Token, S(64256, 24), L(0, 0), L(0, 0)), // vaccine-code
     // ImmunizationEvaluation
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("date", "ImmunizationEvaluation-date", Date, "ImmunizationEvaluation.date", &[], &[]),
-    p!("dose-status", "ImmunizationEvaluation-dose-status", Token, "ImmunizationEvaluation.doseStatus", &[], &[]),
-    p!("identifier", "ImmunizationEvaluation-identifier", Token, "ImmunizationEvaluation.identifier", &[], &[]),
-    p!("immunization-event", "ImmunizationEvaluation-immunization-event", Reference, "ImmunizationEvaluation.immunizationEvent", &T83, &[]),
-    p!("patient", "ImmunizationEvaluation-patient", Reference, "ImmunizationEvaluation.patient", &T1, &[]),
-    p!("status", "ImmunizationEvaluation-status", Token, "ImmunizationEvaluation.status", &[], &[]),
-    p!("target-disease", "ImmunizationEvaluation-target-disease", Token, "ImmunizationEvaluation.targetDisease", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(2026, 4), S(64280, 63), Date, S(64343, 27), L(0, 0), L(0, 0)), // date
+    p(S(64370, 11), S(64381, 70), Token, S(64451, 33), L(0, 0), L(0, 0)), // dose-status
+    p(S(642, 10), S(64484, 69), Token, S(64553, 33), L(0, 0), L(0, 0)), // identifier
+    p(S(64586, 18), S(64604, 77), Reference, S(64681, 40), L(539, 1), L(0, 0)), // immunization-event
+    p(S(855, 7), S(64721, 66), Reference, S(64787, 30), L(1, 1), L(0, 0)), // patient
+    p(S(1033, 6), S(64817, 65), Token, S(64882, 29), L(0, 0), L(0, 0)), // status
+    p(S(64064, 14), S(64911, 73), Token, S(64984, 36), L(0, 0), L(0, 0)), // target-disease
     // ImmunizationRecommendation
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("date", "ImmunizationRecommendation-date", Date, "ImmunizationRecommendation.date", &[], &[]),
-    p!("identifier", "ImmunizationRecommendation-identifier", Token, "ImmunizationRecommendation.identifier", &[], &[]),
-    p!("information", "ImmunizationRecommendation-information", Reference, "ImmunizationRecommendation.recommendation.supportingPatientInformation", &T3, &[]),
-    p!("patient", "ImmunizationRecommendation-patient", Reference, "ImmunizationRecommendation.patient", &T1, &[]),
-    p!("status", "ImmunizationRecommendation-status", Token, "ImmunizationRecommendation.recommendation.forecastStatus", &[], &[]),
-    p!("support", "ImmunizationRecommendation-support", Reference, "ImmunizationRecommendation.recommendation.supportingImmunization", &T84, &[]),
-    p!("target-disease", "ImmunizationRecommendation-target-disease", Token, "ImmunizationRecommendation.recommendation.targetDisease", &[], &[]),
-    p!("vaccine-type", "ImmunizationRecommendation-vaccine-type", Token, "ImmunizationRecommendation.recommendation.vaccineCode", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(2026, 4), S(65020, 67), Date, S(65087, 31), L(0, 0), L(0, 0)), // date
+    p(S(642, 10), S(65118, 73), Token, S(65191, 37), L(0, 0), L(0, 0)), // identifier
+    p(S(65228, 11), S(65239, 74), Reference, S(65313, 70), L(9, 145), L(0, 0)), // information
+    p(S(855, 7), S(65383, 70), Reference, S(65453, 34), L(1, 1), L(0, 0)), // patient
+    p(S(1033, 6), S(65487, 69), Token, S(65556, 56), L(0, 0), L(0, 0)), // status
+    p(S(65612, 7), S(65619, 70), Reference, S(65689, 64), L(540, 2), L(0, 0)), // support
+    p(S(64064, 14), S(65753, 77), Token, S(65830, 55), L(0, 0), L(0, 0)), // target-disease
+    p(S(65885, 12), S(65897, 75), Token, S(65972, 53), L(0, 0), L(0, 0)), // vaccine-type
     // ImplementationGuide
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("context", "conformance-context", Token, "(ImplementationGuide.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "conformance-context-quantity", Quantity, "(ImplementationGuide.useContext.value as Quantity) | (ImplementationGuide.useContext.value as Range)", &[], &[]),
-    p!("context-type", "conformance-context-type", Token, "ImplementationGuide.useContext.code", &[], &[]),
-    p!("context-type-quantity", "conformance-context-type-quantity", Composite, "ImplementationGuide.useContext", &[], &C0),
-    p!("context-type-value", "conformance-context-type-value", Composite, "ImplementationGuide.useContext", &[], &C1),
-    p!("date", "conformance-date", Date, "ImplementationGuide.date", &[], &[]),
-    p!("depends-on", "ImplementationGuide-depends-on", Reference, "ImplementationGuide.dependsOn.uri", &T21, &[]),
-    p!("description", "conformance-description", String, "ImplementationGuide.description", &[], &[]),
-    p!("experimental", "ImplementationGuide-experimental", Token, "ImplementationGuide.experimental", &[], &[]),
-    p!("global", "ImplementationGuide-global", Reference, "ImplementationGuide.global.profile", &T22, &[]),
-    p!("jurisdiction", "conformance-jurisdiction", Token, "ImplementationGuide.jurisdiction", &[], &[]),
-    p!("name", "conformance-name", String, "ImplementationGuide.name", &[], &[]),
-    p!("publisher", "conformance-publisher", String, "ImplementationGuide.publisher", &[], &[]),
-    p!("resource", "ImplementationGuide-resource", Reference, "ImplementationGuide.definition.resource.reference", &T3, &[]),
-    p!("status", "conformance-status", Token, "ImplementationGuide.status", &[], &[]),
-    p!("title", "conformance-title", String, "ImplementationGuide.title", &[], &[]),
-    p!("url", "conformance-url", Uri, "ImplementationGuide.url", &[], &[]),
-    p!("version", "conformance-version", Token, "ImplementationGuide.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1386, 7), S(11432, 55), Token, S(66025, 57), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(11544, 64), Quantity, S(66082, 100), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(11708, 60), Token, S(66182, 35), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(11803, 69), Composite, S(66217, 30), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(11902, 66), Composite, S(66217, 30), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(11968, 52), Date, S(66247, 24), L(0, 0), L(0, 0)), // date
+    p(S(2112, 10), S(66271, 66), Reference, S(66337, 33), L(345, 1), L(0, 0)), // depends-on
+    p(S(2433, 11), S(12044, 59), String, S(66370, 31), L(0, 0), L(0, 0)), // description
+    p(S(66401, 12), S(66413, 68), Token, S(66481, 32), L(0, 0), L(0, 0)), // experimental
+    p(S(66513, 6), S(66519, 62), Reference, S(66581, 34), L(346, 1), L(0, 0)), // global
+    p(S(2741, 12), S(12438, 60), Token, S(66615, 32), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(724, 4), S(12623, 52), String, S(66647, 24), L(0, 0), L(0, 0)), // name
+    p(S(3079, 9), S(12699, 57), String, S(66671, 29), L(0, 0), L(0, 0)), // publisher
+    p(S(12785, 8), S(66700, 64), Reference, S(66764, 49), L(9, 145), L(0, 0)), // resource
+    p(S(1033, 6), S(13258, 54), Token, S(66813, 26), L(0, 0), L(0, 0)), // status
+    p(S(3406, 5), S(13478, 53), String, S(66839, 25), L(0, 0), L(0, 0)), // title
+    p(S(3584, 3), S(13556, 51), Uri, S(66864, 23), L(0, 0), L(0, 0)), // url
+    p(S(3667, 7), S(13630, 55), Token, S(66887, 27), L(0, 0), L(0, 0)), // version
     // InsurancePlan
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("address", "InsurancePlan-address", String, "InsurancePlan.contact.address", &[], &[]),
-    p!("address-city", "InsurancePlan-address-city", String, "InsurancePlan.contact.address.city", &[], &[]),
-    p!("address-country", "InsurancePlan-address-country", String, "InsurancePlan.contact.address.country", &[], &[]),
-    p!("address-postalcode", "InsurancePlan-address-postalcode", String, "InsurancePlan.contact.address.postalCode", &[], &[]),
-    p!("address-state", "InsurancePlan-address-state", String, "InsurancePlan.contact.address.state", &[], &[]),
-    p!("address-use", "InsurancePlan-address-use", Token, "InsurancePlan.contact.address.use", &[], &[]),
-    p!("administered-by", "InsurancePlan-administered-by", Reference, "InsurancePlan.administeredBy", &T0, &[]),
-    p!("endpoint", "InsurancePlan-endpoint", Reference, "InsurancePlan.endpoint", &T79, &[]),
-    p!("identifier", "InsurancePlan-identifier", Token, "InsurancePlan.identifier", &[], &[]),
-    p!("name", "InsurancePlan-name", String, "name | alias", &[], &[]),
-    p!("owned-by", "InsurancePlan-owned-by", Reference, "InsurancePlan.ownedBy", &T0, &[]),
-    p!("phonetic", "InsurancePlan-phonetic", String, "InsurancePlan.name", &[], &[]),
-    p!("status", "InsurancePlan-status", Token, "InsurancePlan.status", &[], &[]),
-    p!("type", "InsurancePlan-type", Token, "InsurancePlan.type", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(8862, 7), S(66914, 57), String, S(66971, 29), L(0, 0), L(0, 0)), // address
+    p(S(67000, 12), S(67012, 62), String, S(67074, 34), L(0, 0), L(0, 0)), // address-city
+    p(S(67108, 15), S(67123, 65), String, S(67188, 37), L(0, 0), L(0, 0)), // address-country
+    p(S(67225, 18), S(67243, 68), String, S(67311, 40), L(0, 0), L(0, 0)), // address-postalcode
+    p(S(67351, 13), S(67364, 63), String, S(67427, 35), L(0, 0), L(0, 0)), // address-state
+    p(S(67462, 11), S(67473, 61), Token, S(67534, 33), L(0, 0), L(0, 0)), // address-use
+    p(S(67567, 15), S(67582, 65), Reference, S(67647, 28), L(0, 1), L(0, 0)), // administered-by
+    p(S(60797, 8), S(67675, 58), Reference, S(67733, 22), L(527, 1), L(0, 0)), // endpoint
+    p(S(642, 10), S(67755, 60), Token, S(67815, 24), L(0, 0), L(0, 0)), // identifier
+    p(S(724, 4), S(67839, 54), String, S(67893, 12), L(0, 0), L(0, 0)), // name
+    p(S(67905, 8), S(67913, 58), Reference, S(67971, 21), L(0, 1), L(0, 0)), // owned-by
+    p(S(67992, 8), S(68000, 58), String, S(68058, 18), L(0, 0), L(0, 0)), // phonetic
+    p(S(1033, 6), S(68076, 56), Token, S(68132, 20), L(0, 0), L(0, 0)), // status
+    p(S(1176, 4), S(68152, 54), Token, S(68206, 18), L(0, 0), L(0, 0)), // type
     // Invoice
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("account", "Invoice-account", Reference, "Invoice.account", &T32, &[]),
-    p!("date", "Invoice-date", Date, "Invoice.date", &[], &[]),
-    p!("identifier", "Invoice-identifier", Token, "Invoice.identifier", &[], &[]),
-    p!("issuer", "Invoice-issuer", Reference, "Invoice.issuer", &T0, &[]),
-    p!("participant", "Invoice-participant", Reference, "Invoice.participant.actor", &T17, &[]),
-    p!("participant-role", "Invoice-participant-role", Token, "Invoice.participant.role", &[], &[]),
-    p!("patient", "Invoice-patient", Reference, "Invoice.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("recipient", "Invoice-recipient", Reference, "Invoice.recipient", &T53, &[]),
-    p!("status", "Invoice-status", Token, "Invoice.status", &[], &[]),
-    p!("subject", "Invoice-subject", Reference, "Invoice.subject", &T30, &[]),
-    p!("totalgross", "Invoice-totalgross", Quantity, "Invoice.totalGross", &[], &[]),
-    p!("totalnet", "Invoice-totalnet", Quantity, "Invoice.totalNet", &[], &[]),
-    p!("type", "Invoice-type", Token, "Invoice.type", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(15646, 7), S(68224, 51), Reference, S(68275, 15), L(381, 1), L(0, 0)), // account
+    p(S(2026, 4), S(68290, 48), Date, S(68338, 12), L(0, 0), L(0, 0)), // date
+    p(S(642, 10), S(68350, 54), Token, S(68404, 18), L(0, 0), L(0, 0)), // identifier
+    p(S(68422, 6), S(68428, 50), Reference, S(68478, 14), L(0, 1), L(0, 0)), // issuer
+    p(S(15374, 11), S(68492, 55), Reference, S(68547, 25), L(332, 6), L(0, 0)), // participant
+    p(S(68572, 16), S(68588, 60), Token, S(68648, 24), L(0, 0), L(0, 0)), // participant-role
+    p(S(855, 7), S(68672, 51), Reference, S(68723, 43), L(1, 1), L(0, 0)), // patient
+    p(S(23754, 9), S(68766, 53), Reference, S(68819, 17), L(453, 3), L(0, 0)), // recipient
+    p(S(1033, 6), S(68836, 50), Token, S(68886, 14), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(68900, 51), Reference, S(68951, 15), L(373, 2), L(0, 0)), // subject
+    p(S(68966, 10), S(68976, 54), Quantity, S(69030, 18), L(0, 0), L(0, 0)), // totalgross
+    p(S(69048, 8), S(69056, 52), Quantity, S(69108, 16), L(0, 0), L(0, 0)), // totalnet
+    p(S(1176, 4), S(69124, 48), Token, S(69172, 12), L(0, 0), L(0, 0)), // type
     // Library
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("composed-of", "Library-composed-of", Reference, "Library.relatedArtifact.where(type='composed-of').resource", &T3, &[]),
-    p!("content-type", "Library-content-type", Token, "Library.content.contentType", &[], &[]),
-    p!("context", "Library-context", Token, "(Library.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "Library-context-quantity", Quantity, "(Library.useContext.value as Quantity) | (Library.useContext.value as Range)", &[], &[]),
-    p!("context-type", "Library-context-type", Token, "Library.useContext.code", &[], &[]),
-    p!("context-type-quantity", "Library-context-type-quantity", Composite, "Library.useContext", &[], &C0),
-    p!("context-type-value", "Library-context-type-value", Composite, "Library.useContext", &[], &C1),
-    p!("date", "Library-date", Date, "Library.date", &[], &[]),
-    p!("depends-on", "Library-depends-on", Reference, "Library.relatedArtifact.where(type='depends-on').resource", &T3, &[]),
-    p!("derived-from", "Library-derived-from", Reference, "Library.relatedArtifact.where(type='derived-from').resource", &T3, &[]),
-    p!("description", "Library-description", String, "Library.description", &[], &[]),
-    p!("effective", "Library-effective", Date, "Library.effectivePeriod", &[], &[]),
-    p!("identifier", "Library-identifier", Token, "Library.identifier", &[], &[]),
-    p!("jurisdiction", "Library-jurisdiction", Token, "Library.jurisdiction", &[], &[]),
-    p!("name", "Library-name", String, "Library.name", &[], &[]),
-    p!("predecessor", "Library-predecessor", Reference, "Library.relatedArtifact.where(type='predecessor').resource", &T3, &[]),
-    p!("publisher", "Library-publisher", String, "Library.publisher", &[], &[]),
-    p!("status", "Library-status", Token, "Library.status", &[], &[]),
-    p!("successor", "Library-successor", Reference, "Library.relatedArtifact.where(type='successor').resource", &T3, &[]),
-    p!("title", "Library-title", String, "Library.title", &[], &[]),
-    p!("topic", "Library-topic", Token, "Library.topic", &[], &[]),
-    p!("type", "Library-type", Token, "Library.type", &[], &[]),
-    p!("url", "Library-url", Uri, "Library.url", &[], &[]),
-    p!("version", "Library-version", Token, "Library.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1240, 11), S(69184, 55), Reference, S(69239, 58), L(9, 145), L(0, 0)), // composed-of
+    p(S(69297, 12), S(69309, 56), Token, S(69365, 27), L(0, 0), L(0, 0)), // content-type
+    p(S(1386, 7), S(69392, 51), Token, S(69443, 45), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(69488, 60), Quantity, S(69548, 76), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(69624, 56), Token, S(69680, 23), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(69703, 65), Composite, S(69768, 18), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(69786, 62), Composite, S(69768, 18), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(69848, 48), Date, S(69896, 12), L(0, 0), L(0, 0)), // date
+    p(S(2112, 10), S(69908, 54), Reference, S(69962, 57), L(9, 145), L(0, 0)), // depends-on
+    p(S(2284, 12), S(70019, 56), Reference, S(70075, 59), L(9, 145), L(0, 0)), // derived-from
+    p(S(2433, 11), S(70134, 55), String, S(70189, 19), L(0, 0), L(0, 0)), // description
+    p(S(2540, 9), S(70208, 53), Date, S(70261, 23), L(0, 0), L(0, 0)), // effective
+    p(S(642, 10), S(70284, 54), Token, S(70338, 18), L(0, 0), L(0, 0)), // identifier
+    p(S(2741, 12), S(70356, 56), Token, S(70412, 20), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(724, 4), S(70432, 48), String, S(70480, 12), L(0, 0), L(0, 0)), // name
+    p(S(2933, 11), S(70492, 55), Reference, S(70547, 58), L(9, 145), L(0, 0)), // predecessor
+    p(S(3079, 9), S(70605, 53), String, S(70658, 17), L(0, 0), L(0, 0)), // publisher
+    p(S(1033, 6), S(70675, 50), Token, S(70725, 14), L(0, 0), L(0, 0)), // status
+    p(S(3266, 9), S(70739, 53), Reference, S(70792, 56), L(9, 145), L(0, 0)), // successor
+    p(S(3406, 5), S(70848, 49), String, S(70897, 13), L(0, 0), L(0, 0)), // title
+    p(S(3495, 5), S(70910, 49), Token, S(70959, 13), L(0, 0), L(0, 0)), // topic
+    p(S(1176, 4), S(70972, 48), Token, S(71020, 12), L(0, 0), L(0, 0)), // type
+    p(S(3584, 3), S(71032, 47), Uri, S(71079, 11), L(0, 0), L(0, 0)), // url
+    p(S(3667, 7), S(71090, 51), Token, S(71141, 15), L(0, 0), L(0, 0)), // version
     // Linkage
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("author", "Linkage-author", Reference, "Linkage.author", &T36, &[]),
-    p!("item", "Linkage-item", Reference, "Linkage.item.resource", &T3, &[]),
-    p!("source", "Linkage-source", Reference, "Linkage.item.resource", &T3, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(10334, 6), S(71156, 50), Reference, S(71206, 14), L(399, 3), L(0, 0)), // author
+    p(S(40277, 4), S(71220, 48), Reference, S(71268, 21), L(9, 145), L(0, 0)), // item
+    p(S(10104, 6), S(71289, 50), Reference, S(71268, 21), L(9, 145), L(0, 0)), // source
     // List
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("code", "clinical-code", Token, "List.code", &[], &[]),
-    p!("date", "clinical-date", Date, "List.date", &[], &[]),
-    p!("empty-reason", "List-empty-reason", Token, "List.emptyReason", &[], &[]),
-    p!("encounter", "clinical-encounter", Reference, "List.encounter", &T48, &[]),
-    p!("identifier", "clinical-identifier", Token, "List.identifier", &[], &[]),
-    p!("item", "List-item", Reference, "List.entry.item", &T3, &[]),
-    p!("notes", "List-notes", String, "List.note.text", &[], &[]),
-    p!("patient", "clinical-patient", Reference, "List.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("source", "List-source", Reference, "List.source", &T85, &[]),
-    p!("status", "List-status", Token, "List.status", &[], &[]),
-    p!("subject", "List-subject", Reference, "List.subject", &T61, &[]),
-    p!("title", "List-title", String, "List.title", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(5114, 4), S(5118, 49), Token, S(71339, 9), L(0, 0), L(0, 0)), // code
+    p(S(2026, 4), S(5337, 49), Date, S(71348, 9), L(0, 0), L(0, 0)), // date
+    p(S(71357, 12), S(71369, 53), Token, S(71422, 16), L(0, 0), L(0, 0)), // empty-reason
+    p(S(14313, 9), S(26805, 54), Reference, S(71438, 14), L(437, 2), L(0, 0)), // encounter
+    p(S(642, 10), S(5417, 55), Token, S(71452, 15), L(0, 0), L(0, 0)), // identifier
+    p(S(40277, 4), S(71467, 45), Reference, S(71512, 15), L(9, 145), L(0, 0)), // item
+    p(S(71527, 5), S(71532, 46), String, S(71578, 14), L(0, 0), L(0, 0)), // notes
+    p(S(855, 7), S(5827, 52), Reference, S(71592, 40), L(1, 1), L(0, 0)), // patient
+    p(S(10104, 6), S(71632, 47), Reference, S(71679, 11), L(542, 4), L(0, 0)), // source
+    p(S(1033, 6), S(71690, 47), Token, S(71737, 11), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(71748, 48), Reference, S(71796, 12), L(471, 4), L(0, 0)), // subject
+    p(S(3406, 5), S(71808, 46), String, S(71854, 10), L(0, 0), L(0, 0)), // title
     // Location
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("address", "Location-address", String, "Location.address", &[], &[]),
-    p!("address-city", "Location-address-city", String, "Location.address.city", &[], &[]),
-    p!("address-country", "Location-address-country", String, "Location.address.country", &[], &[]),
-    p!("address-postalcode", "Location-address-postalcode", String, "Location.address.postalCode", &[], &[]),
-    p!("address-state", "Location-address-state", String, "Location.address.state", &[], &[]),
-    p!("address-use", "Location-address-use", Token, "Location.address.use", &[], &[]),
-    p!("endpoint", "Location-endpoint", Reference, "Location.endpoint", &T79, &[]),
-    p!("identifier", "Location-identifier", Token, "Location.identifier", &[], &[]),
-    p!("name", "Location-name", String, "Location.name | Location.alias", &[], &[]),
-    p!("near", "Location-near", Special, "Location.position", &[], &[]),
-    p!("operational-status", "Location-operational-status", Token, "Location.operationalStatus", &[], &[]),
-    p!("organization", "Location-organization", Reference, "Location.managingOrganization", &T0, &[]),
-    p!("partof", "Location-partof", Reference, "Location.partOf", &T5, &[]),
-    p!("status", "Location-status", Token, "Location.status", &[], &[]),
-    p!("type", "Location-type", Token, "Location.type", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(8862, 7), S(71864, 52), String, S(71916, 16), L(0, 0), L(0, 0)), // address
+    p(S(67000, 12), S(71932, 57), String, S(71989, 21), L(0, 0), L(0, 0)), // address-city
+    p(S(67108, 15), S(72010, 60), String, S(72070, 24), L(0, 0), L(0, 0)), // address-country
+    p(S(67225, 18), S(72094, 63), String, S(72157, 27), L(0, 0), L(0, 0)), // address-postalcode
+    p(S(67351, 13), S(72184, 58), String, S(72242, 22), L(0, 0), L(0, 0)), // address-state
+    p(S(67462, 11), S(72264, 56), Token, S(72320, 20), L(0, 0), L(0, 0)), // address-use
+    p(S(60797, 8), S(72340, 53), Reference, S(72393, 17), L(527, 1), L(0, 0)), // endpoint
+    p(S(642, 10), S(72410, 55), Token, S(72465, 19), L(0, 0), L(0, 0)), // identifier
+    p(S(724, 4), S(72484, 49), String, S(72533, 30), L(0, 0), L(0, 0)), // name
+    p(S(72563, 4), S(72567, 49), Special, S(72616, 17), L(0, 0), L(0, 0)), // near
+    p(S(72633, 18), S(72651, 63), Token, S(72714, 26), L(0, 0), L(0, 0)), // operational-status
+    p(S(31265, 12), S(72740, 57), Reference, S(72797, 29), L(0, 1), L(0, 0)), // organization
+    p(S(72826, 6), S(72832, 51), Reference, S(72883, 15), L(299, 1), L(0, 0)), // partof
+    p(S(1033, 6), S(72898, 51), Token, S(72949, 15), L(0, 0), L(0, 0)), // status
+    p(S(1176, 4), S(72964, 49), Token, S(73013, 13), L(0, 0), L(0, 0)), // type
     // Measure
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("composed-of", "Measure-composed-of", Reference, "Measure.relatedArtifact.where(type='composed-of').resource", &T3, &[]),
-    p!("context", "Measure-context", Token, "(Measure.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "Measure-context-quantity", Quantity, "(Measure.useContext.value as Quantity) | (Measure.useContext.value as Range)", &[], &[]),
-    p!("context-type", "Measure-context-type", Token, "Measure.useContext.code", &[], &[]),
-    p!("context-type-quantity", "Measure-context-type-quantity", Composite, "Measure.useContext", &[], &C0),
-    p!("context-type-value", "Measure-context-type-value", Composite, "Measure.useContext", &[], &C1),
-    p!("date", "Measure-date", Date, "Measure.date", &[], &[]),
-    p!("depends-on", "Measure-depends-on", Reference, "Measure.relatedArtifact.where(type='depends-on').resource | Measure.library", &T4, &[]),
-    p!("derived-from", "Measure-derived-from", Reference, "Measure.relatedArtifact.where(type='derived-from').resource", &T3, &[]),
-    p!("description", "Measure-description", String, "Measure.description", &[], &[]),
-    p!("effective", "Measure-effective", Date, "Measure.effectivePeriod", &[], &[]),
-    p!("identifier", "Measure-identifier", Token, "Measure.identifier", &[], &[]),
-    p!("jurisdiction", "Measure-jurisdiction", Token, "Measure.jurisdiction", &[], &[]),
-    p!("name", "Measure-name", String, "Measure.name", &[], &[]),
-    p!("predecessor", "Measure-predecessor", Reference, "Measure.relatedArtifact.where(type='predecessor').resource", &T3, &[]),
-    p!("publisher", "Measure-publisher", String, "Measure.publisher", &[], &[]),
-    p!("status", "Measure-status", Token, "Measure.status", &[], &[]),
-    p!("successor", "Measure-successor", Reference, "Measure.relatedArtifact.where(type='successor').resource", &T3, &[]),
-    p!("title", "Measure-title", String, "Measure.title", &[], &[]),
-    p!("topic", "Measure-topic", Token, "Measure.topic", &[], &[]),
-    p!("url", "Measure-url", Uri, "Measure.url", &[], &[]),
-    p!("version", "Measure-version", Token, "Measure.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1240, 11), S(73026, 55), Reference, S(73081, 58), L(9, 145), L(0, 0)), // composed-of
+    p(S(1386, 7), S(73139, 51), Token, S(73190, 45), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(73235, 60), Quantity, S(73295, 76), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(73371, 56), Token, S(73427, 23), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(73450, 65), Composite, S(73515, 18), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(73533, 62), Composite, S(73515, 18), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(73595, 48), Date, S(73643, 12), L(0, 0), L(0, 0)), // date
+    p(S(2112, 10), S(73655, 54), Reference, S(73709, 75), L(154, 145), L(0, 0)), // depends-on
+    p(S(2284, 12), S(73784, 56), Reference, S(73840, 59), L(9, 145), L(0, 0)), // derived-from
+    p(S(2433, 11), S(73899, 55), String, S(73954, 19), L(0, 0), L(0, 0)), // description
+    p(S(2540, 9), S(73973, 53), Date, S(74026, 23), L(0, 0), L(0, 0)), // effective
+    p(S(642, 10), S(74049, 54), Token, S(74103, 18), L(0, 0), L(0, 0)), // identifier
+    p(S(2741, 12), S(74121, 56), Token, S(74177, 20), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(724, 4), S(74197, 48), String, S(74245, 12), L(0, 0), L(0, 0)), // name
+    p(S(2933, 11), S(74257, 55), Reference, S(74312, 58), L(9, 145), L(0, 0)), // predecessor
+    p(S(3079, 9), S(74370, 53), String, S(74423, 17), L(0, 0), L(0, 0)), // publisher
+    p(S(1033, 6), S(74440, 50), Token, S(74490, 14), L(0, 0), L(0, 0)), // status
+    p(S(3266, 9), S(74504, 53), Reference, S(74557, 56), L(9, 145), L(0, 0)), // successor
+    p(S(3406, 5), S(74613, 49), String, S(74662, 13), L(0, 0), L(0, 0)), // title
+    p(S(3495, 5), S(74675, 49), Token, S(74724, 13), L(0, 0), L(0, 0)), // topic
+    p(S(3584, 3), S(74737, 47), Uri, S(74784, 11), L(0, 0), L(0, 0)), // url
+    p(S(3667, 7), S(74795, 51), Token, S(74846, 15), L(0, 0), L(0, 0)), // version
     // MeasureReport
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("date", "MeasureReport-date", Date, "MeasureReport.date", &[], &[]),
-    p!("evaluated-resource", "MeasureReport-evaluated-resource", Reference, "MeasureReport.evaluatedResource", &T3, &[]),
-    p!("identifier", "MeasureReport-identifier", Token, "MeasureReport.identifier", &[], &[]),
-    p!("measure", "MeasureReport-measure", Reference, "MeasureReport.measure", &T86, &[]),
-    p!("patient", "MeasureReport-patient", Reference, "MeasureReport.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("period", "MeasureReport-period", Date, "MeasureReport.period", &[], &[]),
-    p!("reporter", "MeasureReport-reporter", Reference, "MeasureReport.reporter", &T87, &[]),
-    p!("status", "MeasureReport-status", Token, "MeasureReport.status", &[], &[]),
-    p!("subject", "MeasureReport-subject", Reference, "MeasureReport.subject", &T88, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(2026, 4), S(74861, 54), Date, S(74915, 18), L(0, 0), L(0, 0)), // date
+    p(S(74933, 18), S(74951, 68), Reference, S(75019, 31), L(9, 145), L(0, 0)), // evaluated-resource
+    p(S(642, 10), S(75050, 60), Token, S(75110, 24), L(0, 0), L(0, 0)), // identifier
+    p(S(75134, 7), S(75141, 57), Reference, S(75198, 21), L(546, 1), L(0, 0)), // measure
+    p(S(855, 7), S(75219, 57), Reference, S(75276, 49), L(1, 1), L(0, 0)), // patient
+    p(S(956, 6), S(75325, 56), Date, S(75381, 20), L(0, 0), L(0, 0)), // period
+    p(S(75401, 8), S(75409, 58), Reference, S(75467, 22), L(547, 4), L(0, 0)), // reporter
+    p(S(1033, 6), S(75489, 56), Token, S(75545, 20), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(75565, 57), Reference, S(75622, 21), L(551, 7), L(0, 0)), // subject
     // Media
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("based-on", "Media-based-on", Reference, "Media.basedOn", &T89, &[]),
-    p!("created", "Media-created", Date, "Media.created", &[], &[]),
-    p!("device", "Media-device", Reference, "Media.device", &T90, &[]),
-    p!("encounter", "Media-encounter", Reference, "Media.encounter", &T26, &[]),
-    p!("identifier", "Media-identifier", Token, "Media.identifier", &[], &[]),
-    p!("modality", "Media-modality", Token, "Media.modality", &[], &[]),
-    p!("operator", "Media-operator", Reference, "Media.operator", &T34, &[]),
-    p!("patient", "Media-patient", Reference, "Media.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("site", "Media-site", Token, "Media.bodySite", &[], &[]),
-    p!("status", "Media-status", Token, "Media.status", &[], &[]),
-    p!("subject", "Media-subject", Reference, "Media.subject", &T91, &[]),
-    p!("type", "Media-type", Token, "Media.type", &[], &[]),
-    p!("view", "Media-view", Token, "Media.view", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(6596, 8), S(75643, 50), Reference, S(75693, 13), L(558, 2), L(0, 0)), // based-on
+    p(S(10456, 7), S(75706, 49), Date, S(75755, 13), L(0, 0), L(0, 0)), // created
+    p(S(37305, 6), S(75768, 48), Reference, S(75816, 12), L(560, 2), L(0, 0)), // device
+    p(S(14313, 9), S(75828, 51), Reference, S(75879, 15), L(358, 1), L(0, 0)), // encounter
+    p(S(642, 10), S(75894, 52), Token, S(75946, 16), L(0, 0), L(0, 0)), // identifier
+    p(S(62302, 8), S(75962, 50), Token, S(76012, 14), L(0, 0), L(0, 0)), // modality
+    p(S(76026, 8), S(76034, 50), Reference, S(76084, 14), L(384, 7), L(0, 0)), // operator
+    p(S(855, 7), S(76098, 49), Reference, S(76147, 41), L(1, 1), L(0, 0)), // patient
+    p(S(10027, 4), S(76188, 46), Token, S(76234, 14), L(0, 0), L(0, 0)), // site
+    p(S(1033, 6), S(76248, 48), Token, S(76296, 12), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(76308, 49), Reference, S(76357, 13), L(562, 7), L(0, 0)), // subject
+    p(S(1176, 4), S(76370, 46), Token, S(76416, 10), L(0, 0), L(0, 0)), // type
+    p(S(76426, 4), S(76430, 46), Token, S(76476, 10), L(0, 0), L(0, 0)), // view
     // Medication
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("code", "clinical-code", Token, "Medication.code", &[], &[]),
-    p!("expiration-date", "Medication-expiration-date", Date, "Medication.batch.expirationDate", &[], &[]),
-    p!("form", "Medication-form", Token, "Medication.form", &[], &[]),
-    p!("identifier", "Medication-identifier", Token, "Medication.identifier", &[], &[]),
-    p!("ingredient", "Medication-ingredient", Reference, "(Medication.ingredient.item as Reference)", &T92, &[]),
-    p!("ingredient-code", "Medication-ingredient-code", Token, "(Medication.ingredient.item as CodeableConcept)", &[], &[]),
-    p!("lot-number", "Medication-lot-number", Token, "Medication.batch.lotNumber", &[], &[]),
-    p!("manufacturer", "Medication-manufacturer", Reference, "Medication.manufacturer", &T0, &[]),
-    p!("status", "Medication-status", Token, "Medication.status", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(5114, 4), S(5118, 49), Token, S(76486, 15), L(0, 0), L(0, 0)), // code
+    p(S(76501, 15), S(76516, 62), Date, S(76578, 31), L(0, 0), L(0, 0)), // expiration-date
+    p(S(76609, 4), S(76613, 51), Token, S(76664, 15), L(0, 0), L(0, 0)), // form
+    p(S(642, 10), S(76679, 57), Token, S(76736, 21), L(0, 0), L(0, 0)), // identifier
+    p(S(76757, 10), S(76767, 57), Reference, S(76824, 41), L(569, 2), L(0, 0)), // ingredient
+    p(S(76865, 15), S(76880, 62), Token, S(76942, 47), L(0, 0), L(0, 0)), // ingredient-code
+    p(S(63147, 10), S(76989, 57), Token, S(77046, 26), L(0, 0), L(0, 0)), // lot-number
+    p(S(35805, 12), S(77072, 59), Reference, S(77131, 23), L(0, 1), L(0, 0)), // manufacturer
+    p(S(1033, 6), S(77154, 53), Token, S(77207, 17), L(0, 0), L(0, 0)), // status
     // MedicationAdministration
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("code", "clinical-code", Token, "(MedicationAdministration.medication as CodeableConcept)", &[], &[]),
-    p!("context", "MedicationAdministration-context", Reference, "MedicationAdministration.context", &T33, &[]),
-    p!("device", "MedicationAdministration-device", Reference, "MedicationAdministration.device", &T37, &[]),
-    p!("effective-time", "MedicationAdministration-effective-time", Date, "MedicationAdministration.effective", &[], &[]),
-    p!("identifier", "clinical-identifier", Token, "MedicationAdministration.identifier", &[], &[]),
-    p!("medication", "medications-medication", Reference, "(MedicationAdministration.medication as Reference)", &T93, &[]),
-    p!("patient", "clinical-patient", Reference, "MedicationAdministration.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("performer", "MedicationAdministration-performer", Reference, "MedicationAdministration.performer.actor", &T94, &[]),
-    p!("reason-given", "MedicationAdministration-reason-given", Token, "MedicationAdministration.reasonCode", &[], &[]),
-    p!("reason-not-given", "MedicationAdministration-reason-not-given", Token, "MedicationAdministration.statusReason", &[], &[]),
-    p!("request", "MedicationAdministration-request", Reference, "MedicationAdministration.request", &T95, &[]),
-    p!("status", "medications-status", Token, "MedicationAdministration.status", &[], &[]),
-    p!("subject", "MedicationAdministration-subject", Reference, "MedicationAdministration.subject", &T30, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(5114, 4), S(5118, 49), Token, S(77224, 56), L(0, 0), L(0, 0)), // code
+    p(S(1386, 7), S(77280, 68), Reference, S(77348, 32), L(382, 2), L(0, 0)), // context
+    p(S(37305, 6), S(77380, 67), Reference, S(77447, 31), L(402, 1), L(0, 0)), // device
+    p(S(77478, 14), S(77492, 75), Date, S(77567, 34), L(0, 0), L(0, 0)), // effective-time
+    p(S(642, 10), S(5417, 55), Token, S(77601, 35), L(0, 0), L(0, 0)), // identifier
+    p(S(77636, 10), S(77646, 58), Reference, S(77704, 50), L(571, 1), L(0, 0)), // medication
+    p(S(855, 7), S(5827, 52), Reference, S(77754, 60), L(1, 1), L(0, 0)), // patient
+    p(S(14889, 9), S(77814, 70), Reference, S(77884, 40), L(572, 5), L(0, 0)), // performer
+    p(S(77924, 12), S(77936, 73), Token, S(78009, 35), L(0, 0), L(0, 0)), // reason-given
+    p(S(78044, 16), S(78060, 77), Token, S(78137, 37), L(0, 0), L(0, 0)), // reason-not-given
+    p(S(20530, 7), S(78174, 68), Reference, S(78242, 32), L(577, 1), L(0, 0)), // request
+    p(S(1033, 6), S(78274, 54), Token, S(78328, 31), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(78359, 68), Reference, S(78427, 32), L(373, 2), L(0, 0)), // subject
     // MedicationDispense
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("code", "clinical-code", Token, "(MedicationDispense.medication as CodeableConcept)", &[], &[]),
-    p!("context", "MedicationDispense-context", Reference, "MedicationDispense.context", &T33, &[]),
-    p!("destination", "MedicationDispense-destination", Reference, "MedicationDispense.destination", &T5, &[]),
-    p!("identifier", "clinical-identifier", Token, "MedicationDispense.identifier", &[], &[]),
-    p!("medication", "medications-medication", Reference, "(MedicationDispense.medication as Reference)", &T93, &[]),
-    p!("patient", "clinical-patient", Reference, "MedicationDispense.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("performer", "MedicationDispense-performer", Reference, "MedicationDispense.performer.actor", &T17, &[]),
-    p!("prescription", "medications-prescription", Reference, "MedicationDispense.authorizingPrescription", &T95, &[]),
-    p!("receiver", "MedicationDispense-receiver", Reference, "MedicationDispense.receiver", &T96, &[]),
-    p!("responsibleparty", "MedicationDispense-responsibleparty", Reference, "MedicationDispense.substitution.responsibleParty", &T38, &[]),
-    p!("status", "medications-status", Token, "MedicationDispense.status", &[], &[]),
-    p!("subject", "MedicationDispense-subject", Reference, "MedicationDispense.subject", &T30, &[]),
-    p!("type", "MedicationDispense-type", Token, "MedicationDispense.type", &[], &[]),
-    p!("whenhandedover", "MedicationDispense-whenhandedover", Date, "MedicationDispense.whenHandedOver", &[], &[]),
-    p!("whenprepared", "MedicationDispense-whenprepared", Date, "MedicationDispense.whenPrepared", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(5114, 4), S(5118, 49), Token, S(78459, 50), L(0, 0), L(0, 0)), // code
+    p(S(1386, 7), S(78509, 62), Reference, S(78571, 26), L(382, 2), L(0, 0)), // context
+    p(S(78597, 11), S(78608, 66), Reference, S(78674, 30), L(299, 1), L(0, 0)), // destination
+    p(S(642, 10), S(5417, 55), Token, S(78704, 29), L(0, 0), L(0, 0)), // identifier
+    p(S(77636, 10), S(77646, 58), Reference, S(78733, 44), L(571, 1), L(0, 0)), // medication
+    p(S(855, 7), S(5827, 52), Reference, S(78777, 54), L(1, 1), L(0, 0)), // patient
+    p(S(14889, 9), S(78831, 64), Reference, S(78895, 34), L(332, 6), L(0, 0)), // performer
+    p(S(78929, 12), S(78941, 60), Reference, S(79001, 42), L(577, 1), L(0, 0)), // prescription
+    p(S(79043, 8), S(79051, 63), Reference, S(79114, 27), L(578, 2), L(0, 0)), // receiver
+    p(S(79141, 16), S(79157, 71), Reference, S(79228, 48), L(403, 2), L(0, 0)), // responsibleparty
+    p(S(1033, 6), S(78274, 54), Token, S(79276, 25), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(79301, 62), Reference, S(79363, 26), L(373, 2), L(0, 0)), // subject
+    p(S(1176, 4), S(79389, 59), Token, S(79448, 23), L(0, 0), L(0, 0)), // type
+    p(S(79471, 14), S(79485, 69), Date, S(79554, 33), L(0, 0), L(0, 0)), // whenhandedover
+    p(S(79587, 12), S(79599, 67), Date, S(79666, 31), L(0, 0), L(0, 0)), // whenprepared
     // MedicationKnowledge
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("classification", "MedicationKnowledge-classification", Token, "MedicationKnowledge.medicineClassification.classification", &[], &[]),
-    p!("classification-type", "MedicationKnowledge-classification-type", Token, "MedicationKnowledge.medicineClassification.type", &[], &[]),
-    p!("code", "MedicationKnowledge-code", Token, "MedicationKnowledge.code", &[], &[]),
-    p!("doseform", "MedicationKnowledge-doseform", Token, "MedicationKnowledge.doseForm", &[], &[]),
-    p!("ingredient", "MedicationKnowledge-ingredient", Reference, "(MedicationKnowledge.ingredient.item as Reference)", &T97, &[]),
-    p!("ingredient-code", "MedicationKnowledge-ingredient-code", Token, "(MedicationKnowledge.ingredient.item as CodeableConcept)", &[], &[]),
-    p!("manufacturer", "MedicationKnowledge-manufacturer", Reference, "MedicationKnowledge.manufacturer", &T0, &[]),
-    p!("monitoring-program-name", "MedicationKnowledge-monitoring-program-name", Token, "MedicationKnowledge.monitoringProgram.name", &[], &[]),
-    p!("monitoring-program-type", "MedicationKnowledge-monitoring-program-type", Token, "MedicationKnowledge.monitoringProgram.type", &[], &[]),
-    p!("monograph", "MedicationKnowledge-monograph", Reference, "MedicationKnowledge.monograph.source", &T98, &[]),
-    p!("monograph-type", "MedicationKnowledge-monograph-type", Token, "MedicationKnowledge.monograph.type", &[], &[]),
-    p!("source-cost", "MedicationKnowledge-source-cost", Token, "MedicationKnowledge.cost.source", &[], &[]),
-    p!("status", "MedicationKnowledge-status", Token, "MedicationKnowledge.status", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(79697, 14), S(79711, 70), Token, S(79781, 57), L(0, 0), L(0, 0)), // classification
+    p(S(79838, 19), S(79857, 75), Token, S(79932, 47), L(0, 0), L(0, 0)), // classification-type
+    p(S(5114, 4), S(79979, 60), Token, S(80039, 24), L(0, 0), L(0, 0)), // code
+    p(S(80063, 8), S(80071, 64), Token, S(80135, 28), L(0, 0), L(0, 0)), // doseform
+    p(S(76757, 10), S(80163, 66), Reference, S(80229, 50), L(580, 1), L(0, 0)), // ingredient
+    p(S(76865, 15), S(80279, 71), Token, S(80350, 56), L(0, 0), L(0, 0)), // ingredient-code
+    p(S(35805, 12), S(80406, 68), Reference, S(80474, 32), L(0, 1), L(0, 0)), // manufacturer
+    p(S(80506, 23), S(80529, 79), Token, S(80608, 42), L(0, 0), L(0, 0)), // monitoring-program-name
+    p(S(80650, 23), S(80673, 79), Token, S(80752, 42), L(0, 0), L(0, 0)), // monitoring-program-type
+    p(S(80794, 9), S(80803, 65), Reference, S(80868, 36), L(581, 2), L(0, 0)), // monograph
+    p(S(80904, 14), S(80918, 70), Token, S(80988, 34), L(0, 0), L(0, 0)), // monograph-type
+    p(S(81022, 11), S(81033, 67), Token, S(81100, 31), L(0, 0), L(0, 0)), // source-cost
+    p(S(1033, 6), S(81131, 62), Token, S(81193, 26), L(0, 0), L(0, 0)), // status
     // MedicationRequest
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("authoredon", "MedicationRequest-authoredon", Date, "MedicationRequest.authoredOn", &[], &[]),
-    p!("category", "MedicationRequest-category", Token, "MedicationRequest.category", &[], &[]),
-    p!("code", "clinical-code", Token, "(MedicationRequest.medication as CodeableConcept)", &[], &[]),
-    p!("date", "medications-date", Date, "MedicationRequest.dosageInstruction.timing.event", &[], &[]),
-    p!("encounter", "medications-encounter", Reference, "MedicationRequest.encounter", &T26, &[]),
-    p!("identifier", "clinical-identifier", Token, "MedicationRequest.identifier", &[], &[]),
-    p!("intended-dispenser", "MedicationRequest-intended-dispenser", Reference, "MedicationRequest.dispenseRequest.performer", &T0, &[]),
-    p!("intended-performer", "MedicationRequest-intended-performer", Reference, "MedicationRequest.performer", &T34, &[]),
-    p!("intended-performertype", "MedicationRequest-intended-performertype", Token, "MedicationRequest.performerType", &[], &[]),
-    p!("intent", "MedicationRequest-intent", Token, "MedicationRequest.intent", &[], &[]),
-    p!("medication", "medications-medication", Reference, "(MedicationRequest.medication as Reference)", &T93, &[]),
-    p!("patient", "clinical-patient", Reference, "MedicationRequest.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("priority", "MedicationRequest-priority", Token, "MedicationRequest.priority", &[], &[]),
-    p!("requester", "MedicationRequest-requester", Reference, "MedicationRequest.requester", &T17, &[]),
-    p!("status", "medications-status", Token, "MedicationRequest.status", &[], &[]),
-    p!("subject", "MedicationRequest-subject", Reference, "MedicationRequest.subject", &T30, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(81219, 10), S(81229, 64), Date, S(81293, 28), L(0, 0), L(0, 0)), // authoredon
+    p(S(3851, 8), S(81321, 62), Token, S(81383, 26), L(0, 0), L(0, 0)), // category
+    p(S(5114, 4), S(5118, 49), Token, S(81409, 49), L(0, 0), L(0, 0)), // code
+    p(S(2026, 4), S(81458, 52), Date, S(81510, 48), L(0, 0), L(0, 0)), // date
+    p(S(14313, 9), S(81558, 57), Reference, S(81615, 27), L(358, 1), L(0, 0)), // encounter
+    p(S(642, 10), S(5417, 55), Token, S(81642, 28), L(0, 0), L(0, 0)), // identifier
+    p(S(81670, 18), S(81688, 72), Reference, S(81760, 43), L(0, 1), L(0, 0)), // intended-dispenser
+    p(S(81803, 18), S(81821, 72), Reference, S(81893, 27), L(384, 7), L(0, 0)), // intended-performer
+    p(S(81920, 22), S(81942, 76), Token, S(82018, 31), L(0, 0), L(0, 0)), // intended-performertype
+    p(S(14699, 6), S(82049, 60), Token, S(82109, 24), L(0, 0), L(0, 0)), // intent
+    p(S(77636, 10), S(77646, 58), Reference, S(82133, 43), L(571, 1), L(0, 0)), // medication
+    p(S(855, 7), S(5827, 52), Reference, S(82176, 53), L(1, 1), L(0, 0)), // patient
+    p(S(19490, 8), S(82229, 62), Token, S(82291, 26), L(0, 0), L(0, 0)), // priority
+    p(S(25373, 9), S(82317, 63), Reference, S(82380, 27), L(332, 6), L(0, 0)), // requester
+    p(S(1033, 6), S(78274, 54), Token, S(82407, 24), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(82431, 61), Reference, S(82492, 25), L(373, 2), L(0, 0)), // subject
     // MedicationStatement
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("category", "MedicationStatement-category", Token, "MedicationStatement.category", &[], &[]),
-    p!("code", "clinical-code", Token, "(MedicationStatement.medication as CodeableConcept)", &[], &[]),
-    p!("context", "MedicationStatement-context", Reference, "MedicationStatement.context", &T33, &[]),
-    p!("effective", "MedicationStatement-effective", Date, "MedicationStatement.effective", &[], &[]),
-    p!("identifier", "clinical-identifier", Token, "MedicationStatement.identifier", &[], &[]),
-    p!("medication", "medications-medication", Reference, "(MedicationStatement.medication as Reference)", &T93, &[]),
-    p!("part-of", "MedicationStatement-part-of", Reference, "MedicationStatement.partOf", &T99, &[]),
-    p!("patient", "clinical-patient", Reference, "MedicationStatement.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("source", "MedicationStatement-source", Reference, "MedicationStatement.informationSource", &T18, &[]),
-    p!("status", "medications-status", Token, "MedicationStatement.status", &[], &[]),
-    p!("subject", "MedicationStatement-subject", Reference, "MedicationStatement.subject", &T30, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(3851, 8), S(82517, 64), Token, S(82581, 28), L(0, 0), L(0, 0)), // category
+    p(S(5114, 4), S(5118, 49), Token, S(82609, 51), L(0, 0), L(0, 0)), // code
+    p(S(1386, 7), S(82660, 63), Reference, S(82723, 27), L(382, 2), L(0, 0)), // context
+    p(S(2540, 9), S(82750, 65), Date, S(82815, 29), L(0, 0), L(0, 0)), // effective
+    p(S(642, 10), S(5417, 55), Token, S(82844, 30), L(0, 0), L(0, 0)), // identifier
+    p(S(77636, 10), S(77646, 58), Reference, S(82874, 45), L(571, 1), L(0, 0)), // medication
+    p(S(14771, 7), S(82919, 63), Reference, S(82982, 26), L(583, 5), L(0, 0)), // part-of
+    p(S(855, 7), S(5827, 52), Reference, S(83008, 55), L(1, 1), L(0, 0)), // patient
+    p(S(10104, 6), S(83063, 62), Reference, S(83125, 37), L(338, 5), L(0, 0)), // source
+    p(S(1033, 6), S(78274, 54), Token, S(83162, 26), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(83188, 63), Reference, S(83251, 27), L(373, 2), L(0, 0)), // subject
     // MedicinalProduct
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("identifier", "MedicinalProduct-identifier", Token, "MedicinalProduct.identifier", &[], &[]),
-    p!("name", "MedicinalProduct-name", String, "MedicinalProduct.name.productName", &[], &[]),
-    p!("name-language", "MedicinalProduct-name-language", Token, "MedicinalProduct.name.countryLanguage.language", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(642, 10), S(83278, 63), Token, S(83341, 27), L(0, 0), L(0, 0)), // identifier
+    p(S(724, 4), S(83368, 57), String, S(83425, 33), L(0, 0), L(0, 0)), // name
+    p(S(83458, 13), S(83471, 66), Token, S(83537, 46), L(0, 0), L(0, 0)), // name-language
     // MedicinalProductAuthorization
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("country", "MedicinalProductAuthorization-country", Token, "MedicinalProductAuthorization.country", &[], &[]),
-    p!("holder", "MedicinalProductAuthorization-holder", Reference, "MedicinalProductAuthorization.holder", &T0, &[]),
-    p!("identifier", "MedicinalProductAuthorization-identifier", Token, "MedicinalProductAuthorization.identifier", &[], &[]),
-    p!("status", "MedicinalProductAuthorization-status", Token, "MedicinalProductAuthorization.status", &[], &[]),
-    p!("subject", "MedicinalProductAuthorization-subject", Reference, "MedicinalProductAuthorization.subject", &T100, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(83583, 7), S(83590, 73), Token, S(83663, 37), L(0, 0), L(0, 0)), // country
+    p(S(83700, 6), S(83706, 72), Reference, S(83778, 36), L(0, 1), L(0, 0)), // holder
+    p(S(642, 10), S(83814, 76), Token, S(83890, 40), L(0, 0), L(0, 0)), // identifier
+    p(S(1033, 6), S(83930, 72), Token, S(84002, 36), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(84038, 73), Reference, S(84111, 37), L(588, 2), L(0, 0)), // subject
     // MedicinalProductContraindication
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("subject", "MedicinalProductContraindication-subject", Reference, "MedicinalProductContraindication.subject", &T101, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1103, 7), S(84148, 76), Reference, S(84224, 40), L(590, 2), L(0, 0)), // subject
     // MedicinalProductIndication
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("subject", "MedicinalProductIndication-subject", Reference, "MedicinalProductIndication.subject", &T101, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1103, 7), S(84264, 70), Reference, S(84334, 34), L(590, 2), L(0, 0)), // subject
     // MedicinalProductIngredient
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
     // MedicinalProductInteraction
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("subject", "MedicinalProductInteraction-subject", Reference, "MedicinalProductInteraction.subject", &T102, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1103, 7), S(84368, 71), Reference, S(84439, 35), L(592, 3), L(0, 0)), // subject
     // MedicinalProductManufactured
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
     // MedicinalProductPackaged
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("identifier", "MedicinalProductPackaged-identifier", Token, "MedicinalProductPackaged.identifier", &[], &[]),
-    p!("subject", "MedicinalProductPackaged-subject", Reference, "MedicinalProductPackaged.subject", &T103, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(642, 10), S(84474, 71), Token, S(84545, 35), L(0, 0), L(0, 0)), // identifier
+    p(S(1103, 7), S(84580, 68), Reference, S(84648, 32), L(595, 1), L(0, 0)), // subject
     // MedicinalProductPharmaceutical
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("identifier", "MedicinalProductPharmaceutical-identifier", Token, "MedicinalProductPharmaceutical.identifier", &[], &[]),
-    p!("route", "MedicinalProductPharmaceutical-route", Token, "MedicinalProductPharmaceutical.routeOfAdministration.code", &[], &[]),
-    p!("target-species", "MedicinalProductPharmaceutical-target-species", Token, "MedicinalProductPharmaceutical.routeOfAdministration.targetSpecies.code", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(642, 10), S(84680, 77), Token, S(84757, 41), L(0, 0), L(0, 0)), // identifier
+    p(S(5995, 5), S(84798, 72), Token, S(84870, 57), L(0, 0), L(0, 0)), // route
+    p(S(84927, 14), S(84941, 81), Token, S(85022, 71), L(0, 0), L(0, 0)), // target-species
     // MedicinalProductUndesirableEffect
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("subject", "MedicinalProductUndesirableEffect-subject", Reference, "MedicinalProductUndesirableEffect.subject", &T101, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1103, 7), S(85093, 77), Reference, S(85170, 41), L(590, 2), L(0, 0)), // subject
     // MessageDefinition
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("category", "MessageDefinition-category", Token, "MessageDefinition.category", &[], &[]),
-    p!("context", "conformance-context", Token, "(MessageDefinition.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "conformance-context-quantity", Quantity, "(MessageDefinition.useContext.value as Quantity) | (MessageDefinition.useContext.value as Range)", &[], &[]),
-    p!("context-type", "conformance-context-type", Token, "MessageDefinition.useContext.code", &[], &[]),
-    p!("context-type-quantity", "conformance-context-type-quantity", Composite, "MessageDefinition.useContext", &[], &C0),
-    p!("context-type-value", "conformance-context-type-value", Composite, "MessageDefinition.useContext", &[], &C1),
-    p!("date", "conformance-date", Date, "MessageDefinition.date", &[], &[]),
-    p!("description", "conformance-description", String, "MessageDefinition.description", &[], &[]),
-    p!("event", "MessageDefinition-event", Token, "MessageDefinition.event", &[], &[]),
-    p!("focus", "MessageDefinition-focus", Token, "MessageDefinition.focus.code", &[], &[]),
-    p!("identifier", "conformance-identifier", Token, "MessageDefinition.identifier", &[], &[]),
-    p!("jurisdiction", "conformance-jurisdiction", Token, "MessageDefinition.jurisdiction", &[], &[]),
-    p!("name", "conformance-name", String, "MessageDefinition.name", &[], &[]),
-    p!("parent", "MessageDefinition-parent", Reference, "MessageDefinition.parent", &T58, &[]),
-    p!("publisher", "conformance-publisher", String, "MessageDefinition.publisher", &[], &[]),
-    p!("status", "conformance-status", Token, "MessageDefinition.status", &[], &[]),
-    p!("title", "conformance-title", String, "MessageDefinition.title", &[], &[]),
-    p!("url", "conformance-url", Uri, "MessageDefinition.url", &[], &[]),
-    p!("version", "conformance-version", Token, "MessageDefinition.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(3851, 8), S(85211, 62), Token, S(85273, 26), L(0, 0), L(0, 0)), // category
+    p(S(1386, 7), S(11432, 55), Token, S(85299, 55), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(11544, 64), Quantity, S(85354, 96), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(11708, 60), Token, S(85450, 33), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(11803, 69), Composite, S(85483, 28), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(11902, 66), Composite, S(85483, 28), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(11968, 52), Date, S(85511, 22), L(0, 0), L(0, 0)), // date
+    p(S(2433, 11), S(12044, 59), String, S(85533, 29), L(0, 0), L(0, 0)), // description
+    p(S(4007, 5), S(85562, 59), Token, S(85621, 23), L(0, 0), L(0, 0)), // event
+    p(S(85644, 5), S(85649, 59), Token, S(85708, 28), L(0, 0), L(0, 0)), // focus
+    p(S(642, 10), S(22420, 58), Token, S(85736, 28), L(0, 0), L(0, 0)), // identifier
+    p(S(2741, 12), S(12438, 60), Token, S(85764, 30), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(724, 4), S(12623, 52), String, S(85794, 22), L(0, 0), L(0, 0)), // name
+    p(S(36541, 6), S(85816, 60), Reference, S(85876, 24), L(463, 2), L(0, 0)), // parent
+    p(S(3079, 9), S(12699, 57), String, S(85900, 27), L(0, 0), L(0, 0)), // publisher
+    p(S(1033, 6), S(13258, 54), Token, S(85927, 24), L(0, 0), L(0, 0)), // status
+    p(S(3406, 5), S(13478, 53), String, S(85951, 23), L(0, 0), L(0, 0)), // title
+    p(S(3584, 3), S(13556, 51), Uri, S(85974, 21), L(0, 0), L(0, 0)), // url
+    p(S(3667, 7), S(13630, 55), Token, S(85995, 25), L(0, 0), L(0, 0)), // version
     // MessageHeader
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("author", "MessageHeader-author", Reference, "MessageHeader.author", &T38, &[]),
-    p!("code", "MessageHeader-code", Token, "MessageHeader.response.code", &[], &[]),
-    p!("destination", "MessageHeader-destination", String, "MessageHeader.destination.name", &[], &[]),
-    p!("destination-uri", "MessageHeader-destination-uri", Uri, "MessageHeader.destination.endpoint", &[], &[]),
-    p!("enterer", "MessageHeader-enterer", Reference, "MessageHeader.enterer", &T38, &[]),
-    p!("event", "MessageHeader-event", Token, "MessageHeader.event", &[], &[]),
-    p!("focus", "MessageHeader-focus", Reference, "MessageHeader.focus", &T3, &[]),
-    p!("receiver", "MessageHeader-receiver", Reference, "MessageHeader.destination.receiver", &T36, &[]),
-    p!("response-id", "MessageHeader-response-id", Token, "MessageHeader.response.identifier", &[], &[]),
-    p!("responsible", "MessageHeader-responsible", Reference, "MessageHeader.responsible", &T36, &[]),
-    p!("sender", "MessageHeader-sender", Reference, "MessageHeader.sender", &T36, &[]),
-    p!("source", "MessageHeader-source", String, "MessageHeader.source.name", &[], &[]),
-    p!("source-uri", "MessageHeader-source-uri", Uri, "MessageHeader.source.endpoint", &[], &[]),
-    p!("target", "MessageHeader-target", Reference, "MessageHeader.destination.target", &T37, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(10334, 6), S(86020, 56), Reference, S(86076, 20), L(403, 2), L(0, 0)), // author
+    p(S(5114, 4), S(86096, 54), Token, S(86150, 27), L(0, 0), L(0, 0)), // code
+    p(S(78597, 11), S(86177, 61), String, S(86238, 30), L(0, 0), L(0, 0)), // destination
+    p(S(86268, 15), S(86283, 65), Uri, S(86348, 34), L(0, 0), L(0, 0)), // destination-uri
+    p(S(15956, 7), S(86382, 57), Reference, S(86439, 21), L(403, 2), L(0, 0)), // enterer
+    p(S(4007, 5), S(86460, 55), Token, S(86515, 19), L(0, 0), L(0, 0)), // event
+    p(S(85644, 5), S(86534, 55), Reference, S(86589, 19), L(9, 145), L(0, 0)), // focus
+    p(S(79043, 8), S(86608, 58), Reference, S(86666, 34), L(399, 3), L(0, 0)), // receiver
+    p(S(86700, 11), S(86711, 61), Token, S(86772, 33), L(0, 0), L(0, 0)), // response-id
+    p(S(86805, 11), S(86816, 61), Reference, S(86877, 25), L(399, 3), L(0, 0)), // responsible
+    p(S(23845, 6), S(86902, 56), Reference, S(86958, 20), L(399, 3), L(0, 0)), // sender
+    p(S(10104, 6), S(86978, 56), String, S(87034, 25), L(0, 0), L(0, 0)), // source
+    p(S(28535, 10), S(87059, 60), Uri, S(87119, 29), L(0, 0), L(0, 0)), // source-uri
+    p(S(28645, 6), S(87148, 56), Reference, S(87204, 32), L(402, 1), L(0, 0)), // target
     // MolecularSequence
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("chromosome", "MolecularSequence-chromosome", Token, "MolecularSequence.referenceSeq.chromosome", &[], &[]),
-    p!("chromosome-variant-coordinate", "MolecularSequence-chromosome-variant-coordinate", Composite, "MolecularSequence.variant", &[], &C4),
-    p!("chromosome-window-coordinate", "MolecularSequence-chromosome-window-coordinate", Composite, "MolecularSequence.referenceSeq", &[], &C5),
-    p!("identifier", "MolecularSequence-identifier", Token, "MolecularSequence.identifier", &[], &[]),
-    p!("patient", "MolecularSequence-patient", Reference, "MolecularSequence.patient", &T1, &[]),
-    p!("referenceseqid", "MolecularSequence-referenceseqid", Token, "MolecularSequence.referenceSeq.referenceSeqId", &[], &[]),
-    p!("referenceseqid-variant-coordinate", "MolecularSequence-referenceseqid-variant-coordinate", Composite, "MolecularSequence.variant", &[], &C6),
-    p!("referenceseqid-window-coordinate", "MolecularSequence-referenceseqid-window-coordinate", Composite, "MolecularSequence.referenceSeq", &[], &C7),
-    p!("type", "MolecularSequence-type", Token, "MolecularSequence.type", &[], &[]),
-    p!("variant-end", "MolecularSequence-variant-end", Number, "MolecularSequence.variant.end", &[], &[]),
-    p!("variant-start", "MolecularSequence-variant-start", Number, "MolecularSequence.variant.start", &[], &[]),
-    p!("window-end", "MolecularSequence-window-end", Number, "MolecularSequence.referenceSeq.windowEnd", &[], &[]),
-    p!("window-start", "MolecularSequence-window-start", Number, "MolecularSequence.referenceSeq.windowStart", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(87236, 10), S(87246, 64), Token, S(87310, 41), L(0, 0), L(0, 0)), // chromosome
+    p(S(87351, 29), S(87380, 83), Composite, S(87463, 25), L(0, 0), L(8, 3)), // chromosome-variant-coordinate
+    p(S(87488, 28), S(87516, 82), Composite, S(87598, 30), L(0, 0), L(11, 3)), // chromosome-window-coordinate
+    p(S(642, 10), S(87628, 64), Token, S(87692, 28), L(0, 0), L(0, 0)), // identifier
+    p(S(855, 7), S(87720, 61), Reference, S(87781, 25), L(1, 1), L(0, 0)), // patient
+    p(S(87806, 14), S(87820, 68), Token, S(87888, 45), L(0, 0), L(0, 0)), // referenceseqid
+    p(S(87933, 33), S(87966, 87), Composite, S(87463, 25), L(0, 0), L(14, 3)), // referenceseqid-variant-coordinate
+    p(S(88053, 32), S(88085, 86), Composite, S(87598, 30), L(0, 0), L(17, 3)), // referenceseqid-window-coordinate
+    p(S(1176, 4), S(88171, 58), Token, S(88229, 22), L(0, 0), L(0, 0)), // type
+    p(S(88251, 11), S(88262, 65), Number, S(88327, 29), L(0, 0), L(0, 0)), // variant-end
+    p(S(88356, 13), S(88369, 67), Number, S(88436, 31), L(0, 0), L(0, 0)), // variant-start
+    p(S(88467, 10), S(88477, 64), Number, S(88541, 40), L(0, 0), L(0, 0)), // window-end
+    p(S(88581, 12), S(88593, 66), Number, S(88659, 42), L(0, 0), L(0, 0)), // window-start
     // NamingSystem
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("contact", "NamingSystem-contact", String, "NamingSystem.contact.name", &[], &[]),
-    p!("context", "conformance-context", Token, "(NamingSystem.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "conformance-context-quantity", Quantity, "(NamingSystem.useContext.value as Quantity) | (NamingSystem.useContext.value as Range)", &[], &[]),
-    p!("context-type", "conformance-context-type", Token, "NamingSystem.useContext.code", &[], &[]),
-    p!("context-type-quantity", "conformance-context-type-quantity", Composite, "NamingSystem.useContext", &[], &C0),
-    p!("context-type-value", "conformance-context-type-value", Composite, "NamingSystem.useContext", &[], &C1),
-    p!("date", "conformance-date", Date, "NamingSystem.date", &[], &[]),
-    p!("description", "conformance-description", String, "NamingSystem.description", &[], &[]),
-    p!("id-type", "NamingSystem-id-type", Token, "NamingSystem.uniqueId.type", &[], &[]),
-    p!("jurisdiction", "conformance-jurisdiction", Token, "NamingSystem.jurisdiction", &[], &[]),
-    p!("kind", "NamingSystem-kind", Token, "NamingSystem.kind", &[], &[]),
-    p!("name", "conformance-name", String, "NamingSystem.name", &[], &[]),
-    p!("period", "NamingSystem-period", Date, "NamingSystem.uniqueId.period", &[], &[]),
-    p!("publisher", "conformance-publisher", String, "NamingSystem.publisher", &[], &[]),
-    p!("responsible", "NamingSystem-responsible", String, "NamingSystem.responsible", &[], &[]),
-    p!("status", "conformance-status", Token, "NamingSystem.status", &[], &[]),
-    p!("telecom", "NamingSystem-telecom", Token, "NamingSystem.contact.telecom", &[], &[]),
-    p!("type", "NamingSystem-type", Token, "NamingSystem.type", &[], &[]),
-    p!("value", "NamingSystem-value", String, "NamingSystem.uniqueId.value", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(88701, 7), S(88708, 56), String, S(88764, 25), L(0, 0), L(0, 0)), // contact
+    p(S(1386, 7), S(11432, 55), Token, S(88789, 50), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(11544, 64), Quantity, S(88839, 86), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(11708, 60), Token, S(88925, 28), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(11803, 69), Composite, S(88953, 23), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(11902, 66), Composite, S(88953, 23), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(11968, 52), Date, S(88976, 17), L(0, 0), L(0, 0)), // date
+    p(S(2433, 11), S(12044, 59), String, S(88993, 24), L(0, 0), L(0, 0)), // description
+    p(S(89017, 7), S(89024, 56), Token, S(89080, 26), L(0, 0), L(0, 0)), // id-type
+    p(S(2741, 12), S(12438, 60), Token, S(89106, 25), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(89131, 4), S(89135, 53), Token, S(89188, 17), L(0, 0), L(0, 0)), // kind
+    p(S(724, 4), S(12623, 52), String, S(89205, 17), L(0, 0), L(0, 0)), // name
+    p(S(956, 6), S(89222, 55), Date, S(89277, 28), L(0, 0), L(0, 0)), // period
+    p(S(3079, 9), S(12699, 57), String, S(89305, 22), L(0, 0), L(0, 0)), // publisher
+    p(S(86805, 11), S(89327, 60), String, S(89387, 24), L(0, 0), L(0, 0)), // responsible
+    p(S(1033, 6), S(13258, 54), Token, S(89411, 19), L(0, 0), L(0, 0)), // status
+    p(S(89430, 7), S(89437, 56), Token, S(89493, 28), L(0, 0), L(0, 0)), // telecom
+    p(S(1176, 4), S(89521, 53), Token, S(89574, 17), L(0, 0), L(0, 0)), // type
+    p(S(59976, 5), S(89591, 54), String, S(89645, 27), L(0, 0), L(0, 0)), // value
     // NutritionOrder
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("additive", "NutritionOrder-additive", Token, "NutritionOrder.enteralFormula.additiveType", &[], &[]),
-    p!("datetime", "NutritionOrder-datetime", Date, "NutritionOrder.dateTime", &[], &[]),
-    p!("encounter", "clinical-encounter", Reference, "NutritionOrder.encounter", &T48, &[]),
-    p!("formula", "NutritionOrder-formula", Token, "NutritionOrder.enteralFormula.baseFormulaType", &[], &[]),
-    p!("identifier", "clinical-identifier", Token, "NutritionOrder.identifier", &[], &[]),
-    p!("instantiates-canonical", "NutritionOrder-instantiates-canonical", Reference, "NutritionOrder.instantiatesCanonical", &T58, &[]),
-    p!("instantiates-uri", "NutritionOrder-instantiates-uri", Uri, "NutritionOrder.instantiatesUri", &[], &[]),
-    p!("oraldiet", "NutritionOrder-oraldiet", Token, "NutritionOrder.oralDiet.type", &[], &[]),
-    p!("patient", "clinical-patient", Reference, "NutritionOrder.patient", &T1, &[]),
-    p!("provider", "NutritionOrder-provider", Reference, "NutritionOrder.orderer", &T38, &[]),
-    p!("status", "NutritionOrder-status", Token, "NutritionOrder.status", &[], &[]),
-    p!("supplement", "NutritionOrder-supplement", Token, "NutritionOrder.supplement.type", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(89672, 8), S(89680, 59), Token, S(89739, 42), L(0, 0), L(0, 0)), // additive
+    p(S(89781, 8), S(89789, 59), Date, S(89848, 23), L(0, 0), L(0, 0)), // datetime
+    p(S(14313, 9), S(26805, 54), Reference, S(89871, 24), L(437, 2), L(0, 0)), // encounter
+    p(S(89895, 7), S(89902, 58), Token, S(89960, 45), L(0, 0), L(0, 0)), // formula
+    p(S(642, 10), S(5417, 55), Token, S(90005, 25), L(0, 0), L(0, 0)), // identifier
+    p(S(14479, 22), S(90030, 73), Reference, S(90103, 36), L(463, 2), L(0, 0)), // instantiates-canonical
+    p(S(14598, 16), S(90139, 67), Uri, S(90206, 30), L(0, 0), L(0, 0)), // instantiates-uri
+    p(S(90236, 8), S(90244, 59), Token, S(90303, 28), L(0, 0), L(0, 0)), // oraldiet
+    p(S(855, 7), S(5827, 52), Reference, S(90331, 22), L(1, 1), L(0, 0)), // patient
+    p(S(19649, 8), S(90353, 59), Reference, S(90412, 22), L(403, 2), L(0, 0)), // provider
+    p(S(1033, 6), S(90434, 57), Token, S(90491, 21), L(0, 0), L(0, 0)), // status
+    p(S(90512, 10), S(90522, 61), Token, S(90583, 30), L(0, 0), L(0, 0)), // supplement
     // Observation
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("based-on", "Observation-based-on", Reference, "Observation.basedOn", &T104, &[]),
-    p!("category", "Observation-category", Token, "Observation.category", &[], &[]),
-    p!("code", "clinical-code", Token, "Observation.code", &[], &[]),
-    p!("code-value-concept", "Observation-code-value-concept", Composite, "Observation", &[], &C8),
-    p!("code-value-date", "Observation-code-value-date", Composite, "Observation", &[], &C9),
-    p!("code-value-quantity", "Observation-code-value-quantity", Composite, "Observation", &[], &C10),
-    p!("code-value-string", "Observation-code-value-string", Composite, "Observation", &[], &C11),
-    p!("combo-code", "Observation-combo-code", Token, "Observation.code | Observation.component.code", &[], &[]),
-    p!("combo-code-value-concept", "Observation-combo-code-value-concept", Composite, "Observation | Observation.component", &[], &C12),
-    p!("combo-code-value-quantity", "Observation-combo-code-value-quantity", Composite, "Observation | Observation.component", &[], &C13),
-    p!("combo-data-absent-reason", "Observation-combo-data-absent-reason", Token, "Observation.dataAbsentReason | Observation.component.dataAbsentReason", &[], &[]),
-    p!("combo-value-concept", "Observation-combo-value-concept", Token, "(Observation.value as CodeableConcept) | (Observation.component.value as CodeableConcept)", &[], &[]),
-    p!("combo-value-quantity", "Observation-combo-value-quantity", Quantity, "(Observation.value as Quantity) | (Observation.value as SampledData) | (Observation.component.value as Quantity) | (Observation.component.value as SampledData)", &[], &[]),
-    p!("component-code", "Observation-component-code", Token, "Observation.component.code", &[], &[]),
-    p!("component-code-value-concept", "Observation-component-code-value-concept", Composite, "Observation.component", &[], &C14),
-    p!("component-code-value-quantity", "Observation-component-code-value-quantity", Composite, "Observation.component", &[], &C15),
-    p!("component-data-absent-reason", "Observation-component-data-absent-reason", Token, "Observation.component.dataAbsentReason", &[], &[]),
-    p!("component-value-concept", "Observation-component-value-concept", Token, "(Observation.component.value as CodeableConcept)", &[], &[]),
-    p!("component-value-quantity", "Observation-component-value-quantity", Quantity, "(Observation.component.value as Quantity) | (Observation.component.value as SampledData)", &[], &[]),
-    p!("data-absent-reason", "Observation-data-absent-reason", Token, "Observation.dataAbsentReason", &[], &[]),
-    p!("date", "clinical-date", Date, "Observation.effective", &[], &[]),
-    p!("derived-from", "Observation-derived-from", Reference, "Observation.derivedFrom", &T105, &[]),
-    p!("device", "Observation-device", Reference, "Observation.device", &T90, &[]),
-    p!("encounter", "clinical-encounter", Reference, "Observation.encounter", &T48, &[]),
-    p!("focus", "Observation-focus", Reference, "Observation.focus", &T3, &[]),
-    p!("has-member", "Observation-has-member", Reference, "Observation.hasMember", &T106, &[]),
-    p!("identifier", "clinical-identifier", Token, "Observation.identifier", &[], &[]),
-    p!("method", "Observation-method", Token, "Observation.method", &[], &[]),
-    p!("part-of", "Observation-part-of", Reference, "Observation.partOf", &T107, &[]),
-    p!("patient", "clinical-patient", Reference, "Observation.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("performer", "Observation-performer", Reference, "Observation.performer", &T31, &[]),
-    p!("specimen", "Observation-specimen", Reference, "Observation.specimen", &T66, &[]),
-    p!("status", "Observation-status", Token, "Observation.status", &[], &[]),
-    p!("subject", "Observation-subject", Reference, "Observation.subject", &T61, &[]),
-    p!("value-concept", "Observation-value-concept", Token, "(Observation.value as CodeableConcept)", &[], &[]),
-    p!("value-date", "Observation-value-date", Date, "(Observation.value as dateTime) | (Observation.value as Period)", &[], &[]),
-    p!("value-quantity", "Observation-value-quantity", Quantity, "(Observation.value as Quantity) | (Observation.value as SampledData)", &[], &[]),
-    p!("value-string", "Observation-value-string", String, "(Observation.value as string) | (Observation.value as CodeableConcept).text", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(6596, 8), S(90613, 56), Reference, S(90669, 19), L(596, 6), L(0, 0)), // based-on
+    p(S(3851, 8), S(90688, 56), Token, S(90744, 20), L(0, 0), L(0, 0)), // category
+    p(S(5114, 4), S(5118, 49), Token, S(90764, 16), L(0, 0), L(0, 0)), // code
+    p(S(90780, 18), S(90798, 66), Composite, S(90864, 11), L(0, 0), L(20, 2)), // code-value-concept
+    p(S(90875, 15), S(90890, 63), Composite, S(90864, 11), L(0, 0), L(22, 2)), // code-value-date
+    p(S(90953, 19), S(90972, 67), Composite, S(90864, 11), L(0, 0), L(24, 2)), // code-value-quantity
+    p(S(91039, 17), S(91056, 65), Composite, S(90864, 11), L(0, 0), L(26, 2)), // code-value-string
+    p(S(91121, 10), S(91131, 58), Token, S(91189, 45), L(0, 0), L(0, 0)), // combo-code
+    p(S(91234, 24), S(91258, 72), Composite, S(91330, 35), L(0, 0), L(28, 2)), // combo-code-value-concept
+    p(S(91365, 25), S(91390, 73), Composite, S(91330, 35), L(0, 0), L(30, 2)), // combo-code-value-quantity
+    p(S(91463, 24), S(91487, 72), Token, S(91559, 69), L(0, 0), L(0, 0)), // combo-data-absent-reason
+    p(S(91628, 19), S(91647, 67), Token, S(91714, 89), L(0, 0), L(0, 0)), // combo-value-concept
+    p(S(91803, 20), S(91823, 68), Quantity, S(91891, 159), L(0, 0), L(0, 0)), // combo-value-quantity
+    p(S(92050, 14), S(92064, 62), Token, S(92126, 26), L(0, 0), L(0, 0)), // component-code
+    p(S(92152, 28), S(92180, 76), Composite, S(92256, 21), L(0, 0), L(32, 2)), // component-code-value-concept
+    p(S(92277, 29), S(92306, 77), Composite, S(92256, 21), L(0, 0), L(34, 2)), // component-code-value-quantity
+    p(S(92383, 28), S(92411, 76), Token, S(92487, 38), L(0, 0), L(0, 0)), // component-data-absent-reason
+    p(S(92525, 23), S(92548, 71), Token, S(92619, 48), L(0, 0), L(0, 0)), // component-value-concept
+    p(S(92667, 24), S(92691, 72), Quantity, S(92763, 88), L(0, 0), L(0, 0)), // component-value-quantity
+    p(S(92851, 18), S(92869, 66), Token, S(92935, 28), L(0, 0), L(0, 0)), // data-absent-reason
+    p(S(2026, 4), S(5337, 49), Date, S(92963, 21), L(0, 0), L(0, 0)), // date
+    p(S(2284, 12), S(92984, 60), Reference, S(93044, 23), L(602, 6), L(0, 0)), // derived-from
+    p(S(37305, 6), S(93067, 54), Reference, S(93121, 18), L(560, 2), L(0, 0)), // device
+    p(S(14313, 9), S(26805, 54), Reference, S(93139, 21), L(437, 2), L(0, 0)), // encounter
+    p(S(85644, 5), S(93160, 53), Reference, S(93213, 17), L(9, 145), L(0, 0)), // focus
+    p(S(93230, 10), S(93240, 58), Reference, S(93298, 21), L(608, 3), L(0, 0)), // has-member
+    p(S(642, 10), S(5417, 55), Token, S(93319, 22), L(0, 0), L(0, 0)), // identifier
+    p(S(93341, 6), S(93347, 54), Token, S(93401, 18), L(0, 0), L(0, 0)), // method
+    p(S(14771, 7), S(93419, 55), Reference, S(93474, 18), L(611, 6), L(0, 0)), // part-of
+    p(S(855, 7), S(5827, 52), Reference, S(93492, 47), L(1, 1), L(0, 0)), // patient
+    p(S(14889, 9), S(93539, 57), Reference, S(93596, 21), L(375, 6), L(0, 0)), // performer
+    p(S(39696, 8), S(93617, 56), Reference, S(93673, 20), L(486, 1), L(0, 0)), // specimen
+    p(S(1033, 6), S(93693, 54), Token, S(93747, 18), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(93765, 55), Reference, S(93820, 19), L(471, 4), L(0, 0)), // subject
+    p(S(93839, 13), S(93852, 61), Token, S(93913, 38), L(0, 0), L(0, 0)), // value-concept
+    p(S(93951, 10), S(93961, 58), Date, S(94019, 63), L(0, 0), L(0, 0)), // value-date
+    p(S(94082, 14), S(94096, 62), Quantity, S(94158, 68), L(0, 0), L(0, 0)), // value-quantity
+    p(S(94226, 12), S(94238, 60), String, S(94298, 75), L(0, 0), L(0, 0)), // value-string
     // ObservationDefinition
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
     // OperationDefinition
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("base", "OperationDefinition-base", Reference, "OperationDefinition.base", &T108, &[]),
-    p!("code", "OperationDefinition-code", Token, "OperationDefinition.code", &[], &[]),
-    p!("context", "conformance-context", Token, "(OperationDefinition.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "conformance-context-quantity", Quantity, "(OperationDefinition.useContext.value as Quantity) | (OperationDefinition.useContext.value as Range)", &[], &[]),
-    p!("context-type", "conformance-context-type", Token, "OperationDefinition.useContext.code", &[], &[]),
-    p!("context-type-quantity", "conformance-context-type-quantity", Composite, "OperationDefinition.useContext", &[], &C0),
-    p!("context-type-value", "conformance-context-type-value", Composite, "OperationDefinition.useContext", &[], &C1),
-    p!("date", "conformance-date", Date, "OperationDefinition.date", &[], &[]),
-    p!("description", "conformance-description", String, "OperationDefinition.description", &[], &[]),
-    p!("input-profile", "OperationDefinition-input-profile", Reference, "OperationDefinition.inputProfile", &T22, &[]),
-    p!("instance", "OperationDefinition-instance", Token, "OperationDefinition.instance", &[], &[]),
-    p!("jurisdiction", "conformance-jurisdiction", Token, "OperationDefinition.jurisdiction", &[], &[]),
-    p!("kind", "OperationDefinition-kind", Token, "OperationDefinition.kind", &[], &[]),
-    p!("name", "conformance-name", String, "OperationDefinition.name", &[], &[]),
-    p!("output-profile", "OperationDefinition-output-profile", Reference, "OperationDefinition.outputProfile", &T22, &[]),
-    p!("publisher", "conformance-publisher", String, "OperationDefinition.publisher", &[], &[]),
-    p!("status", "conformance-status", Token, "OperationDefinition.status", &[], &[]),
-    p!("system", "OperationDefinition-system", Token, "OperationDefinition.system", &[], &[]),
-    p!("title", "conformance-title", String, "OperationDefinition.title", &[], &[]),
-    p!("type", "OperationDefinition-type", Token, "OperationDefinition.type", &[], &[]),
-    p!("url", "conformance-url", Uri, "OperationDefinition.url", &[], &[]),
-    p!("version", "conformance-version", Token, "OperationDefinition.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(94373, 4), S(94377, 60), Reference, S(94437, 24), L(617, 1), L(0, 0)), // base
+    p(S(5114, 4), S(94461, 60), Token, S(94521, 24), L(0, 0), L(0, 0)), // code
+    p(S(1386, 7), S(11432, 55), Token, S(94545, 57), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(11544, 64), Quantity, S(94602, 100), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(11708, 60), Token, S(94702, 35), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(11803, 69), Composite, S(94737, 30), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(11902, 66), Composite, S(94737, 30), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(11968, 52), Date, S(94767, 24), L(0, 0), L(0, 0)), // date
+    p(S(2433, 11), S(12044, 59), String, S(94791, 31), L(0, 0), L(0, 0)), // description
+    p(S(94822, 13), S(94835, 69), Reference, S(94904, 32), L(346, 1), L(0, 0)), // input-profile
+    p(S(62110, 8), S(94936, 64), Token, S(95000, 28), L(0, 0), L(0, 0)), // instance
+    p(S(2741, 12), S(12438, 60), Token, S(95028, 32), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(89131, 4), S(95060, 60), Token, S(95120, 24), L(0, 0), L(0, 0)), // kind
+    p(S(724, 4), S(12623, 52), String, S(95144, 24), L(0, 0), L(0, 0)), // name
+    p(S(95168, 14), S(95182, 70), Reference, S(95252, 33), L(346, 1), L(0, 0)), // output-profile
+    p(S(3079, 9), S(12699, 57), String, S(95285, 29), L(0, 0), L(0, 0)), // publisher
+    p(S(1033, 6), S(13258, 54), Token, S(95314, 26), L(0, 0), L(0, 0)), // status
+    p(S(22767, 6), S(95340, 62), Token, S(95402, 26), L(0, 0), L(0, 0)), // system
+    p(S(3406, 5), S(13478, 53), String, S(95428, 25), L(0, 0), L(0, 0)), // title
+    p(S(1176, 4), S(95453, 60), Token, S(95513, 24), L(0, 0), L(0, 0)), // type
+    p(S(3584, 3), S(13556, 51), Uri, S(95537, 23), L(0, 0), L(0, 0)), // url
+    p(S(3667, 7), S(13630, 55), Token, S(95560, 27), L(0, 0), L(0, 0)), // version
     // OperationOutcome
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
     // Organization
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("active", "Organization-active", Token, "Organization.active", &[], &[]),
-    p!("address", "Organization-address", String, "Organization.address", &[], &[]),
-    p!("address-city", "Organization-address-city", String, "Organization.address.city", &[], &[]),
-    p!("address-country", "Organization-address-country", String, "Organization.address.country", &[], &[]),
-    p!("address-postalcode", "Organization-address-postalcode", String, "Organization.address.postalCode", &[], &[]),
-    p!("address-state", "Organization-address-state", String, "Organization.address.state", &[], &[]),
-    p!("address-use", "Organization-address-use", Token, "Organization.address.use", &[], &[]),
-    p!("endpoint", "Organization-endpoint", Reference, "Organization.endpoint", &T79, &[]),
-    p!("identifier", "Organization-identifier", Token, "Organization.identifier", &[], &[]),
-    p!("name", "Organization-name", String, "Organization.name | Organization.alias", &[], &[]),
-    p!("partof", "Organization-partof", Reference, "Organization.partOf", &T0, &[]),
-    p!("phonetic", "Organization-phonetic", String, "Organization.name", &[], &[]),
-    p!("type", "Organization-type", Token, "Organization.type", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(60497, 6), S(95587, 55), Token, S(95642, 19), L(0, 0), L(0, 0)), // active
+    p(S(8862, 7), S(95661, 56), String, S(95717, 20), L(0, 0), L(0, 0)), // address
+    p(S(67000, 12), S(95737, 61), String, S(95798, 25), L(0, 0), L(0, 0)), // address-city
+    p(S(67108, 15), S(95823, 64), String, S(95887, 28), L(0, 0), L(0, 0)), // address-country
+    p(S(67225, 18), S(95915, 67), String, S(95982, 31), L(0, 0), L(0, 0)), // address-postalcode
+    p(S(67351, 13), S(96013, 62), String, S(96075, 26), L(0, 0), L(0, 0)), // address-state
+    p(S(67462, 11), S(96101, 60), Token, S(96161, 24), L(0, 0), L(0, 0)), // address-use
+    p(S(60797, 8), S(96185, 57), Reference, S(96242, 21), L(527, 1), L(0, 0)), // endpoint
+    p(S(642, 10), S(96263, 59), Token, S(96322, 23), L(0, 0), L(0, 0)), // identifier
+    p(S(724, 4), S(96345, 53), String, S(96398, 38), L(0, 0), L(0, 0)), // name
+    p(S(72826, 6), S(96436, 55), Reference, S(96491, 19), L(0, 1), L(0, 0)), // partof
+    p(S(67992, 8), S(96510, 57), String, S(96567, 17), L(0, 0), L(0, 0)), // phonetic
+    p(S(1176, 4), S(96584, 53), Token, S(96637, 17), L(0, 0), L(0, 0)), // type
     // OrganizationAffiliation
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("active", "OrganizationAffiliation-active", Token, "OrganizationAffiliation.active", &[], &[]),
-    p!("date", "OrganizationAffiliation-date", Date, "OrganizationAffiliation.period", &[], &[]),
-    p!("email", "OrganizationAffiliation-email", Token, "OrganizationAffiliation.telecom.where(system='email')", &[], &[]),
-    p!("endpoint", "OrganizationAffiliation-endpoint", Reference, "OrganizationAffiliation.endpoint", &T79, &[]),
-    p!("identifier", "OrganizationAffiliation-identifier", Token, "OrganizationAffiliation.identifier", &[], &[]),
-    p!("location", "OrganizationAffiliation-location", Reference, "OrganizationAffiliation.location", &T5, &[]),
-    p!("network", "OrganizationAffiliation-network", Reference, "OrganizationAffiliation.network", &T0, &[]),
-    p!("participating-organization", "OrganizationAffiliation-participating-organization", Reference, "OrganizationAffiliation.participatingOrganization", &T0, &[]),
-    p!("phone", "OrganizationAffiliation-phone", Token, "OrganizationAffiliation.telecom.where(system='phone')", &[], &[]),
-    p!("primary-organization", "OrganizationAffiliation-primary-organization", Reference, "OrganizationAffiliation.organization", &T0, &[]),
-    p!("role", "OrganizationAffiliation-role", Token, "OrganizationAffiliation.code", &[], &[]),
-    p!("service", "OrganizationAffiliation-service", Reference, "OrganizationAffiliation.healthcareService", &T109, &[]),
-    p!("specialty", "OrganizationAffiliation-specialty", Token, "OrganizationAffiliation.specialty", &[], &[]),
-    p!("telecom", "OrganizationAffiliation-telecom", Token, "OrganizationAffiliation.telecom", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(60497, 6), S(96654, 66), Token, S(96720, 30), L(0, 0), L(0, 0)), // active
+    p(S(2026, 4), S(96750, 64), Date, S(96814, 30), L(0, 0), L(0, 0)), // date
+    p(S(96844, 5), S(96849, 65), Token, S(96914, 53), L(0, 0), L(0, 0)), // email
+    p(S(60797, 8), S(96967, 68), Reference, S(97035, 32), L(527, 1), L(0, 0)), // endpoint
+    p(S(642, 10), S(97067, 70), Token, S(97137, 34), L(0, 0), L(0, 0)), // identifier
+    p(S(4084, 8), S(97171, 68), Reference, S(97239, 32), L(299, 1), L(0, 0)), // location
+    p(S(97271, 7), S(97278, 67), Reference, S(97345, 31), L(0, 1), L(0, 0)), // network
+    p(S(97376, 26), S(97402, 86), Reference, S(97488, 49), L(0, 1), L(0, 0)), // participating-organization
+    p(S(97537, 5), S(97542, 65), Token, S(97607, 53), L(0, 0), L(0, 0)), // phone
+    p(S(97660, 20), S(97680, 80), Reference, S(97760, 36), L(0, 1), L(0, 0)), // primary-organization
+    p(S(97796, 4), S(97800, 64), Token, S(97864, 28), L(0, 0), L(0, 0)), // role
+    p(S(17051, 7), S(97892, 67), Reference, S(97959, 41), L(618, 1), L(0, 0)), // service
+    p(S(7761, 9), S(98000, 69), Token, S(98069, 33), L(0, 0), L(0, 0)), // specialty
+    p(S(89430, 7), S(98102, 67), Token, S(98169, 31), L(0, 0), L(0, 0)), // telecom
     // Parameters
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
     // Patient
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("active", "Patient-active", Token, "Patient.active", &[], &[]),
-    p!("address", "individual-address", String, "Patient.address", &[], &[]),
-    p!("address-city", "individual-address-city", String, "Patient.address.city", &[], &[]),
-    p!("address-country", "individual-address-country", String, "Patient.address.country", &[], &[]),
-    p!("address-postalcode", "individual-address-postalcode", String, "Patient.address.postalCode", &[], &[]),
-    p!("address-state", "individual-address-state", String, "Patient.address.state", &[], &[]),
-    p!("address-use", "individual-address-use", Token, "Patient.address.use", &[], &[]),
-    p!("birthdate", "individual-birthdate", Date, "Patient.birthDate", &[], &[]),
-    p!("death-date", "Patient-death-date", Date, "(Patient.deceased as dateTime)", &[], &[]),
-    p!("deceased", "Patient-deceased", Token, "Patient.deceased.exists() and Patient.deceased != false", &[], &[]),
-    p!("email", "individual-email", Token, "Patient.telecom.where(system='email')", &[], &[]),
-    p!("family", "individual-family", String, "Patient.name.family", &[], &[]),
-    p!("gender", "individual-gender", Token, "Patient.gender", &[], &[]),
-    p!("general-practitioner", "Patient-general-practitioner", Reference, "Patient.generalPractitioner", &T36, &[]),
-    p!("given", "individual-given", String, "Patient.name.given", &[], &[]),
-    p!("identifier", "Patient-identifier", Token, "Patient.identifier", &[], &[]),
-    p!("language", "Patient-language", Token, "Patient.communication.language", &[], &[]),
-    p!("link", "Patient-link", Reference, "Patient.link.other", &T54, &[]),
-    p!("name", "Patient-name", String, "Patient.name", &[], &[]),
-    p!("organization", "Patient-organization", Reference, "Patient.managingOrganization", &T0, &[]),
-    p!("phone", "individual-phone", Token, "Patient.telecom.where(system='phone')", &[], &[]),
-    p!("phonetic", "individual-phonetic", String, "Patient.name", &[], &[]),
-    p!("telecom", "individual-telecom", Token, "Patient.telecom", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(60497, 6), S(98200, 50), Token, S(98250, 14), L(0, 0), L(0, 0)), // active
+    p(S(8862, 7), S(98264, 54), String, S(98318, 15), L(0, 0), L(0, 0)), // address
+    p(S(67000, 12), S(98333, 59), String, S(98392, 20), L(0, 0), L(0, 0)), // address-city
+    p(S(67108, 15), S(98412, 62), String, S(98474, 23), L(0, 0), L(0, 0)), // address-country
+    p(S(67225, 18), S(98497, 65), String, S(98562, 26), L(0, 0), L(0, 0)), // address-postalcode
+    p(S(67351, 13), S(98588, 60), String, S(98648, 21), L(0, 0), L(0, 0)), // address-state
+    p(S(67462, 11), S(98669, 58), Token, S(98727, 19), L(0, 0), L(0, 0)), // address-use
+    p(S(98746, 9), S(98755, 56), Date, S(98811, 17), L(0, 0), L(0, 0)), // birthdate
+    p(S(98828, 10), S(98838, 54), Date, S(98892, 30), L(0, 0), L(0, 0)), // death-date
+    p(S(98922, 8), S(98930, 52), Token, S(98982, 55), L(0, 0), L(0, 0)), // deceased
+    p(S(96844, 5), S(99037, 52), Token, S(99089, 37), L(0, 0), L(0, 0)), // email
+    p(S(99126, 6), S(99132, 53), String, S(99185, 19), L(0, 0), L(0, 0)), // family
+    p(S(99204, 6), S(99210, 53), Token, S(99263, 14), L(0, 0), L(0, 0)), // gender
+    p(S(99277, 20), S(99297, 64), Reference, S(99361, 27), L(399, 3), L(0, 0)), // general-practitioner
+    p(S(99388, 5), S(99393, 52), String, S(99445, 18), L(0, 0), L(0, 0)), // given
+    p(S(642, 10), S(99463, 54), Token, S(99517, 18), L(0, 0), L(0, 0)), // identifier
+    p(S(22522, 8), S(99535, 52), Token, S(99587, 30), L(0, 0), L(0, 0)), // language
+    p(S(99617, 4), S(99621, 48), Reference, S(99669, 18), L(456, 2), L(0, 0)), // link
+    p(S(724, 4), S(99687, 48), String, S(99735, 12), L(0, 0), L(0, 0)), // name
+    p(S(31265, 12), S(99747, 56), Reference, S(99803, 28), L(0, 1), L(0, 0)), // organization
+    p(S(97537, 5), S(99831, 52), Token, S(99883, 37), L(0, 0), L(0, 0)), // phone
+    p(S(67992, 8), S(99920, 55), String, S(99735, 12), L(0, 0), L(0, 0)), // phonetic
+    p(S(89430, 7), S(99975, 54), Token, S(100029, 15), L(0, 0), L(0, 0)), // telecom
     // PaymentNotice
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("created", "PaymentNotice-created", Date, "PaymentNotice.created", &[], &[]),
-    p!("identifier", "PaymentNotice-identifier", Token, "PaymentNotice.identifier", &[], &[]),
-    p!("payment-status", "PaymentNotice-payment-status", Token, "PaymentNotice.paymentStatus", &[], &[]),
-    p!("provider", "PaymentNotice-provider", Reference, "PaymentNotice.provider", &T36, &[]),
-    p!("request", "PaymentNotice-request", Reference, "PaymentNotice.request", &T3, &[]),
-    p!("response", "PaymentNotice-response", Reference, "PaymentNotice.response", &T3, &[]),
-    p!("status", "PaymentNotice-status", Token, "PaymentNotice.status", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(10456, 7), S(100044, 57), Date, S(100101, 21), L(0, 0), L(0, 0)), // created
+    p(S(642, 10), S(100122, 60), Token, S(100182, 24), L(0, 0), L(0, 0)), // identifier
+    p(S(100206, 14), S(100220, 64), Token, S(100284, 27), L(0, 0), L(0, 0)), // payment-status
+    p(S(19649, 8), S(100311, 58), Reference, S(100369, 22), L(399, 3), L(0, 0)), // provider
+    p(S(20530, 7), S(100391, 57), Reference, S(100448, 21), L(9, 145), L(0, 0)), // request
+    p(S(100469, 8), S(100477, 58), Reference, S(100535, 22), L(9, 145), L(0, 0)), // response
+    p(S(1033, 6), S(100557, 56), Token, S(100613, 20), L(0, 0), L(0, 0)), // status
     // PaymentReconciliation
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("created", "PaymentReconciliation-created", Date, "PaymentReconciliation.created", &[], &[]),
-    p!("disposition", "PaymentReconciliation-disposition", String, "PaymentReconciliation.disposition", &[], &[]),
-    p!("identifier", "PaymentReconciliation-identifier", Token, "PaymentReconciliation.identifier", &[], &[]),
-    p!("outcome", "PaymentReconciliation-outcome", Token, "PaymentReconciliation.outcome", &[], &[]),
-    p!("payment-issuer", "PaymentReconciliation-payment-issuer", Reference, "PaymentReconciliation.paymentIssuer", &T0, &[]),
-    p!("request", "PaymentReconciliation-request", Reference, "PaymentReconciliation.request", &T110, &[]),
-    p!("requestor", "PaymentReconciliation-requestor", Reference, "PaymentReconciliation.requestor", &T36, &[]),
-    p!("status", "PaymentReconciliation-status", Token, "PaymentReconciliation.status", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(10456, 7), S(100633, 65), Date, S(100698, 29), L(0, 0), L(0, 0)), // created
+    p(S(20015, 11), S(100727, 69), String, S(100796, 33), L(0, 0), L(0, 0)), // disposition
+    p(S(642, 10), S(100829, 68), Token, S(100897, 32), L(0, 0), L(0, 0)), // identifier
+    p(S(9711, 7), S(100929, 65), Token, S(100994, 29), L(0, 0), L(0, 0)), // outcome
+    p(S(101023, 14), S(101037, 72), Reference, S(101109, 35), L(0, 1), L(0, 0)), // payment-issuer
+    p(S(20530, 7), S(101144, 65), Reference, S(101209, 29), L(619, 1), L(0, 0)), // request
+    p(S(20615, 9), S(101238, 67), Reference, S(101305, 31), L(399, 3), L(0, 0)), // requestor
+    p(S(1033, 6), S(101336, 64), Token, S(101400, 28), L(0, 0), L(0, 0)), // status
     // Person
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("address", "individual-address", String, "Person.address", &[], &[]),
-    p!("address-city", "individual-address-city", String, "Person.address.city", &[], &[]),
-    p!("address-country", "individual-address-country", String, "Person.address.country", &[], &[]),
-    p!("address-postalcode", "individual-address-postalcode", String, "Person.address.postalCode", &[], &[]),
-    p!("address-state", "individual-address-state", String, "Person.address.state", &[], &[]),
-    p!("address-use", "individual-address-use", Token, "Person.address.use", &[], &[]),
-    p!("birthdate", "individual-birthdate", Date, "Person.birthDate", &[], &[]),
-    p!("email", "individual-email", Token, "Person.telecom.where(system='email')", &[], &[]),
-    p!("gender", "individual-gender", Token, "Person.gender", &[], &[]),
-    p!("identifier", "Person-identifier", Token, "Person.identifier", &[], &[]),
-    p!("link", "Person-link", Reference, "Person.link.target", &T111, &[]),
-    p!("name", "Person-name", String, "Person.name", &[], &[]),
-    p!("organization", "Person-organization", Reference, "Person.managingOrganization", &T0, &[]),
-    p!("patient", "Person-patient", Reference, "Person.link.target.where(resolve() is Patient)", &T1, &[]),
-    p!("phone", "individual-phone", Token, "Person.telecom.where(system='phone')", &[], &[]),
-    p!("phonetic", "individual-phonetic", String, "Person.name", &[], &[]),
-    p!("practitioner", "Person-practitioner", Reference, "Person.link.target.where(resolve() is Practitioner)", &T13, &[]),
-    p!("relatedperson", "Person-relatedperson", Reference, "Person.link.target.where(resolve() is RelatedPerson)", &T112, &[]),
-    p!("telecom", "individual-telecom", Token, "Person.telecom", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(8862, 7), S(98264, 54), String, S(101428, 14), L(0, 0), L(0, 0)), // address
+    p(S(67000, 12), S(98333, 59), String, S(101442, 19), L(0, 0), L(0, 0)), // address-city
+    p(S(67108, 15), S(98412, 62), String, S(101461, 22), L(0, 0), L(0, 0)), // address-country
+    p(S(67225, 18), S(98497, 65), String, S(101483, 25), L(0, 0), L(0, 0)), // address-postalcode
+    p(S(67351, 13), S(98588, 60), String, S(101508, 20), L(0, 0), L(0, 0)), // address-state
+    p(S(67462, 11), S(98669, 58), Token, S(101528, 18), L(0, 0), L(0, 0)), // address-use
+    p(S(98746, 9), S(98755, 56), Date, S(101546, 16), L(0, 0), L(0, 0)), // birthdate
+    p(S(96844, 5), S(99037, 52), Token, S(101562, 36), L(0, 0), L(0, 0)), // email
+    p(S(99204, 6), S(99210, 53), Token, S(101598, 13), L(0, 0), L(0, 0)), // gender
+    p(S(642, 10), S(101611, 53), Token, S(101664, 17), L(0, 0), L(0, 0)), // identifier
+    p(S(99617, 4), S(101681, 47), Reference, S(101728, 18), L(620, 4), L(0, 0)), // link
+    p(S(724, 4), S(101746, 47), String, S(101793, 11), L(0, 0), L(0, 0)), // name
+    p(S(31265, 12), S(101804, 55), Reference, S(101859, 27), L(0, 1), L(0, 0)), // organization
+    p(S(855, 7), S(101886, 50), Reference, S(101936, 46), L(1, 1), L(0, 0)), // patient
+    p(S(97537, 5), S(99831, 52), Token, S(101982, 36), L(0, 0), L(0, 0)), // phone
+    p(S(67992, 8), S(99920, 55), String, S(101793, 11), L(0, 0), L(0, 0)), // phonetic
+    p(S(7154, 12), S(102018, 55), Reference, S(102073, 51), L(325, 1), L(0, 0)), // practitioner
+    p(S(102124, 13), S(102137, 56), Reference, S(102193, 52), L(624, 1), L(0, 0)), // relatedperson
+    p(S(89430, 7), S(99975, 54), Token, S(102245, 14), L(0, 0), L(0, 0)), // telecom
     // PlanDefinition
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("composed-of", "PlanDefinition-composed-of", Reference, "PlanDefinition.relatedArtifact.where(type='composed-of').resource", &T3, &[]),
-    p!("context", "PlanDefinition-context", Token, "(PlanDefinition.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "PlanDefinition-context-quantity", Quantity, "(PlanDefinition.useContext.value as Quantity) | (PlanDefinition.useContext.value as Range)", &[], &[]),
-    p!("context-type", "PlanDefinition-context-type", Token, "PlanDefinition.useContext.code", &[], &[]),
-    p!("context-type-quantity", "PlanDefinition-context-type-quantity", Composite, "PlanDefinition.useContext", &[], &C0),
-    p!("context-type-value", "PlanDefinition-context-type-value", Composite, "PlanDefinition.useContext", &[], &C1),
-    p!("date", "PlanDefinition-date", Date, "PlanDefinition.date", &[], &[]),
-    p!("definition", "PlanDefinition-definition", Reference, "PlanDefinition.action.definition", &T113, &[]),
-    p!("depends-on", "PlanDefinition-depends-on", Reference, "PlanDefinition.relatedArtifact.where(type='depends-on').resource | PlanDefinition.library", &T4, &[]),
-    p!("derived-from", "PlanDefinition-derived-from", Reference, "PlanDefinition.relatedArtifact.where(type='derived-from').resource", &T3, &[]),
-    p!("description", "PlanDefinition-description", String, "PlanDefinition.description", &[], &[]),
-    p!("effective", "PlanDefinition-effective", Date, "PlanDefinition.effectivePeriod", &[], &[]),
-    p!("identifier", "PlanDefinition-identifier", Token, "PlanDefinition.identifier", &[], &[]),
-    p!("jurisdiction", "PlanDefinition-jurisdiction", Token, "PlanDefinition.jurisdiction", &[], &[]),
-    p!("name", "PlanDefinition-name", String, "PlanDefinition.name", &[], &[]),
-    p!("predecessor", "PlanDefinition-predecessor", Reference, "PlanDefinition.relatedArtifact.where(type='predecessor').resource", &T3, &[]),
-    p!("publisher", "PlanDefinition-publisher", String, "PlanDefinition.publisher", &[], &[]),
-    p!("status", "PlanDefinition-status", Token, "PlanDefinition.status", &[], &[]),
-    p!("successor", "PlanDefinition-successor", Reference, "PlanDefinition.relatedArtifact.where(type='successor').resource", &T3, &[]),
-    p!("title", "PlanDefinition-title", String, "PlanDefinition.title", &[], &[]),
-    p!("topic", "PlanDefinition-topic", Token, "PlanDefinition.topic", &[], &[]),
-    p!("type", "PlanDefinition-type", Token, "PlanDefinition.type", &[], &[]),
-    p!("url", "PlanDefinition-url", Uri, "PlanDefinition.url", &[], &[]),
-    p!("version", "PlanDefinition-version", Token, "PlanDefinition.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1240, 11), S(102259, 62), Reference, S(102321, 65), L(9, 145), L(0, 0)), // composed-of
+    p(S(1386, 7), S(102386, 58), Token, S(102444, 52), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(102496, 67), Quantity, S(102563, 90), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(102653, 63), Token, S(102716, 30), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(102746, 72), Composite, S(102818, 25), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(102843, 69), Composite, S(102818, 25), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(102912, 55), Date, S(102967, 19), L(0, 0), L(0, 0)), // date
+    p(S(102986, 10), S(102996, 61), Reference, S(103057, 32), L(625, 3), L(0, 0)), // definition
+    p(S(2112, 10), S(103089, 61), Reference, S(103150, 89), L(154, 145), L(0, 0)), // depends-on
+    p(S(2284, 12), S(103239, 63), Reference, S(103302, 66), L(9, 145), L(0, 0)), // derived-from
+    p(S(2433, 11), S(103368, 62), String, S(103430, 26), L(0, 0), L(0, 0)), // description
+    p(S(2540, 9), S(103456, 60), Date, S(103516, 30), L(0, 0), L(0, 0)), // effective
+    p(S(642, 10), S(103546, 61), Token, S(103607, 25), L(0, 0), L(0, 0)), // identifier
+    p(S(2741, 12), S(103632, 63), Token, S(103695, 27), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(724, 4), S(103722, 55), String, S(103777, 19), L(0, 0), L(0, 0)), // name
+    p(S(2933, 11), S(103796, 62), Reference, S(103858, 65), L(9, 145), L(0, 0)), // predecessor
+    p(S(3079, 9), S(103923, 60), String, S(103983, 24), L(0, 0), L(0, 0)), // publisher
+    p(S(1033, 6), S(104007, 57), Token, S(104064, 21), L(0, 0), L(0, 0)), // status
+    p(S(3266, 9), S(104085, 60), Reference, S(104145, 63), L(9, 145), L(0, 0)), // successor
+    p(S(3406, 5), S(104208, 56), String, S(104264, 20), L(0, 0), L(0, 0)), // title
+    p(S(3495, 5), S(104284, 56), Token, S(104340, 20), L(0, 0), L(0, 0)), // topic
+    p(S(1176, 4), S(104360, 55), Token, S(104415, 19), L(0, 0), L(0, 0)), // type
+    p(S(3584, 3), S(104434, 54), Uri, S(104488, 18), L(0, 0), L(0, 0)), // url
+    p(S(3667, 7), S(104506, 58), Token, S(104564, 22), L(0, 0), L(0, 0)), // version
     // Practitioner
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("active", "Practitioner-active", Token, "Practitioner.active", &[], &[]),
-    p!("address", "individual-address", String, "Practitioner.address", &[], &[]),
-    p!("address-city", "individual-address-city", String, "Practitioner.address.city", &[], &[]),
-    p!("address-country", "individual-address-country", String, "Practitioner.address.country", &[], &[]),
-    p!("address-postalcode", "individual-address-postalcode", String, "Practitioner.address.postalCode", &[], &[]),
-    p!("address-state", "individual-address-state", String, "Practitioner.address.state", &[], &[]),
-    p!("address-use", "individual-address-use", Token, "Practitioner.address.use", &[], &[]),
-    p!("communication", "Practitioner-communication", Token, "Practitioner.communication", &[], &[]),
-    p!("email", "individual-email", Token, "Practitioner.telecom.where(system='email')", &[], &[]),
-    p!("family", "individual-family", String, "Practitioner.name.family", &[], &[]),
-    p!("gender", "individual-gender", Token, "Practitioner.gender", &[], &[]),
-    p!("given", "individual-given", String, "Practitioner.name.given", &[], &[]),
-    p!("identifier", "Practitioner-identifier", Token, "Practitioner.identifier", &[], &[]),
-    p!("name", "Practitioner-name", String, "Practitioner.name", &[], &[]),
-    p!("phone", "individual-phone", Token, "Practitioner.telecom.where(system='phone')", &[], &[]),
-    p!("phonetic", "individual-phonetic", String, "Practitioner.name", &[], &[]),
-    p!("telecom", "individual-telecom", Token, "Practitioner.telecom", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(60497, 6), S(104586, 55), Token, S(104641, 19), L(0, 0), L(0, 0)), // active
+    p(S(8862, 7), S(98264, 54), String, S(104660, 20), L(0, 0), L(0, 0)), // address
+    p(S(67000, 12), S(98333, 59), String, S(104680, 25), L(0, 0), L(0, 0)), // address-city
+    p(S(67108, 15), S(98412, 62), String, S(104705, 28), L(0, 0), L(0, 0)), // address-country
+    p(S(67225, 18), S(98497, 65), String, S(104733, 31), L(0, 0), L(0, 0)), // address-postalcode
+    p(S(67351, 13), S(98588, 60), String, S(104764, 26), L(0, 0), L(0, 0)), // address-state
+    p(S(67462, 11), S(98669, 58), Token, S(104790, 24), L(0, 0), L(0, 0)), // address-use
+    p(S(104814, 13), S(104827, 62), Token, S(104889, 26), L(0, 0), L(0, 0)), // communication
+    p(S(96844, 5), S(99037, 52), Token, S(104915, 42), L(0, 0), L(0, 0)), // email
+    p(S(99126, 6), S(99132, 53), String, S(104957, 24), L(0, 0), L(0, 0)), // family
+    p(S(99204, 6), S(99210, 53), Token, S(104981, 19), L(0, 0), L(0, 0)), // gender
+    p(S(99388, 5), S(99393, 52), String, S(105000, 23), L(0, 0), L(0, 0)), // given
+    p(S(642, 10), S(105023, 59), Token, S(105082, 23), L(0, 0), L(0, 0)), // identifier
+    p(S(724, 4), S(105105, 53), String, S(105158, 17), L(0, 0), L(0, 0)), // name
+    p(S(97537, 5), S(99831, 52), Token, S(105175, 42), L(0, 0), L(0, 0)), // phone
+    p(S(67992, 8), S(99920, 55), String, S(105158, 17), L(0, 0), L(0, 0)), // phonetic
+    p(S(89430, 7), S(99975, 54), Token, S(105217, 20), L(0, 0), L(0, 0)), // telecom
     // PractitionerRole
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("active", "PractitionerRole-active", Token, "PractitionerRole.active", &[], &[]),
-    p!("date", "PractitionerRole-date", Date, "PractitionerRole.period", &[], &[]),
-    p!("email", "individual-email", Token, "PractitionerRole.telecom.where(system='email')", &[], &[]),
-    p!("endpoint", "PractitionerRole-endpoint", Reference, "PractitionerRole.endpoint", &T79, &[]),
-    p!("identifier", "PractitionerRole-identifier", Token, "PractitionerRole.identifier", &[], &[]),
-    p!("location", "PractitionerRole-location", Reference, "PractitionerRole.location", &T5, &[]),
-    p!("organization", "PractitionerRole-organization", Reference, "PractitionerRole.organization", &T0, &[]),
-    p!("phone", "individual-phone", Token, "PractitionerRole.telecom.where(system='phone')", &[], &[]),
-    p!("practitioner", "PractitionerRole-practitioner", Reference, "PractitionerRole.practitioner", &T13, &[]),
-    p!("role", "PractitionerRole-role", Token, "PractitionerRole.code", &[], &[]),
-    p!("service", "PractitionerRole-service", Reference, "PractitionerRole.healthcareService", &T109, &[]),
-    p!("specialty", "PractitionerRole-specialty", Token, "PractitionerRole.specialty", &[], &[]),
-    p!("telecom", "individual-telecom", Token, "PractitionerRole.telecom", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(60497, 6), S(105237, 59), Token, S(105296, 23), L(0, 0), L(0, 0)), // active
+    p(S(2026, 4), S(105319, 57), Date, S(105376, 23), L(0, 0), L(0, 0)), // date
+    p(S(96844, 5), S(99037, 52), Token, S(105399, 46), L(0, 0), L(0, 0)), // email
+    p(S(60797, 8), S(105445, 61), Reference, S(105506, 25), L(527, 1), L(0, 0)), // endpoint
+    p(S(642, 10), S(105531, 63), Token, S(105594, 27), L(0, 0), L(0, 0)), // identifier
+    p(S(4084, 8), S(105621, 61), Reference, S(105682, 25), L(299, 1), L(0, 0)), // location
+    p(S(31265, 12), S(105707, 65), Reference, S(105772, 29), L(0, 1), L(0, 0)), // organization
+    p(S(97537, 5), S(99831, 52), Token, S(105801, 46), L(0, 0), L(0, 0)), // phone
+    p(S(7154, 12), S(105847, 65), Reference, S(105912, 29), L(325, 1), L(0, 0)), // practitioner
+    p(S(97796, 4), S(105941, 57), Token, S(105998, 21), L(0, 0), L(0, 0)), // role
+    p(S(17051, 7), S(106019, 60), Reference, S(106079, 34), L(618, 1), L(0, 0)), // service
+    p(S(7761, 9), S(106113, 62), Token, S(106175, 26), L(0, 0), L(0, 0)), // specialty
+    p(S(89430, 7), S(99975, 54), Token, S(106201, 24), L(0, 0), L(0, 0)), // telecom
     // Procedure
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("based-on", "Procedure-based-on", Reference, "Procedure.basedOn", &T89, &[]),
-    p!("category", "Procedure-category", Token, "Procedure.category", &[], &[]),
-    p!("code", "clinical-code", Token, "Procedure.code", &[], &[]),
-    p!("date", "clinical-date", Date, "Procedure.performed", &[], &[]),
-    p!("encounter", "clinical-encounter", Reference, "Procedure.encounter", &T48, &[]),
-    p!("identifier", "clinical-identifier", Token, "Procedure.identifier", &[], &[]),
-    p!("instantiates-canonical", "Procedure-instantiates-canonical", Reference, "Procedure.instantiatesCanonical", &T28, &[]),
-    p!("instantiates-uri", "Procedure-instantiates-uri", Uri, "Procedure.instantiatesUri", &[], &[]),
-    p!("location", "Procedure-location", Reference, "Procedure.location", &T5, &[]),
-    p!("part-of", "Procedure-part-of", Reference, "Procedure.partOf", &T114, &[]),
-    p!("patient", "clinical-patient", Reference, "Procedure.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("performer", "Procedure-performer", Reference, "Procedure.performer.actor", &T17, &[]),
-    p!("reason-code", "Procedure-reason-code", Token, "Procedure.reasonCode", &[], &[]),
-    p!("reason-reference", "Procedure-reason-reference", Reference, "Procedure.reasonReference", &T115, &[]),
-    p!("status", "Procedure-status", Token, "Procedure.status", &[], &[]),
-    p!("subject", "Procedure-subject", Reference, "Procedure.subject", &T30, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(6596, 8), S(106225, 54), Reference, S(106279, 17), L(558, 2), L(0, 0)), // based-on
+    p(S(3851, 8), S(106296, 54), Token, S(106350, 18), L(0, 0), L(0, 0)), // category
+    p(S(5114, 4), S(5118, 49), Token, S(106368, 14), L(0, 0), L(0, 0)), // code
+    p(S(2026, 4), S(5337, 49), Date, S(106382, 19), L(0, 0), L(0, 0)), // date
+    p(S(14313, 9), S(26805, 54), Reference, S(106401, 19), L(437, 2), L(0, 0)), // encounter
+    p(S(642, 10), S(5417, 55), Token, S(106420, 20), L(0, 0), L(0, 0)), // identifier
+    p(S(14479, 22), S(106440, 68), Reference, S(106508, 31), L(360, 5), L(0, 0)), // instantiates-canonical
+    p(S(14598, 16), S(106539, 62), Uri, S(106601, 25), L(0, 0), L(0, 0)), // instantiates-uri
+    p(S(4084, 8), S(106626, 54), Reference, S(106680, 18), L(299, 1), L(0, 0)), // location
+    p(S(14771, 7), S(106698, 53), Reference, S(106751, 16), L(628, 3), L(0, 0)), // part-of
+    p(S(855, 7), S(5827, 52), Reference, S(106767, 45), L(1, 1), L(0, 0)), // patient
+    p(S(14889, 9), S(106812, 55), Reference, S(106867, 25), L(332, 6), L(0, 0)), // performer
+    p(S(7288, 11), S(106892, 57), Token, S(106949, 20), L(0, 0), L(0, 0)), // reason-code
+    p(S(7380, 16), S(106969, 62), Reference, S(107031, 25), L(631, 5), L(0, 0)), // reason-reference
+    p(S(1033, 6), S(107056, 52), Token, S(107108, 16), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(107124, 53), Reference, S(107177, 17), L(373, 2), L(0, 0)), // subject
     // Provenance
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("agent", "Provenance-agent", Reference, "Provenance.agent.who", &T17, &[]),
-    p!("agent-role", "Provenance-agent-role", Token, "Provenance.agent.role", &[], &[]),
-    p!("agent-type", "Provenance-agent-type", Token, "Provenance.agent.type", &[], &[]),
-    p!("entity", "Provenance-entity", Reference, "Provenance.entity.what", &T3, &[]),
-    p!("location", "Provenance-location", Reference, "Provenance.location", &T5, &[]),
-    p!("patient", "Provenance-patient", Reference, "Provenance.target.where(resolve() is Patient)", &T1, &[]),
-    p!("recorded", "Provenance-recorded", Date, "Provenance.recorded", &[], &[]),
-    p!("signature-type", "Provenance-signature-type", Token, "Provenance.signature.type", &[], &[]),
-    p!("target", "Provenance-target", Reference, "Provenance.target", &T3, &[]),
-    p!("when", "Provenance-when", Date, "(Provenance.occurred as dateTime)", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(8955, 5), S(107194, 52), Reference, S(107246, 20), L(332, 6), L(0, 0)), // agent
+    p(S(9120, 10), S(107266, 57), Token, S(107323, 21), L(0, 0), L(0, 0)), // agent-role
+    p(S(107344, 10), S(107354, 57), Token, S(107411, 21), L(0, 0), L(0, 0)), // agent-type
+    p(S(9357, 6), S(107432, 53), Reference, S(107485, 22), L(9, 145), L(0, 0)), // entity
+    p(S(4084, 8), S(107507, 55), Reference, S(107562, 19), L(299, 1), L(0, 0)), // location
+    p(S(855, 7), S(107581, 54), Reference, S(107635, 45), L(1, 1), L(0, 0)), // patient
+    p(S(107680, 8), S(107688, 55), Date, S(107743, 19), L(0, 0), L(0, 0)), // recorded
+    p(S(107762, 14), S(107776, 61), Token, S(107837, 25), L(0, 0), L(0, 0)), // signature-type
+    p(S(28645, 6), S(107862, 53), Reference, S(107915, 17), L(9, 145), L(0, 0)), // target
+    p(S(107932, 4), S(107936, 51), Date, S(107987, 33), L(0, 0), L(0, 0)), // when
     // Questionnaire
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("code", "Questionnaire-code", Token, "Questionnaire.item.code", &[], &[]),
-    p!("context", "Questionnaire-context", Token, "(Questionnaire.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "Questionnaire-context-quantity", Quantity, "(Questionnaire.useContext.value as Quantity) | (Questionnaire.useContext.value as Range)", &[], &[]),
-    p!("context-type", "Questionnaire-context-type", Token, "Questionnaire.useContext.code", &[], &[]),
-    p!("context-type-quantity", "Questionnaire-context-type-quantity", Composite, "Questionnaire.useContext", &[], &C0),
-    p!("context-type-value", "Questionnaire-context-type-value", Composite, "Questionnaire.useContext", &[], &C1),
-    p!("date", "Questionnaire-date", Date, "Questionnaire.date", &[], &[]),
-    p!("definition", "Questionnaire-definition", Uri, "Questionnaire.item.definition", &[], &[]),
-    p!("description", "Questionnaire-description", String, "Questionnaire.description", &[], &[]),
-    p!("effective", "Questionnaire-effective", Date, "Questionnaire.effectivePeriod", &[], &[]),
-    p!("identifier", "Questionnaire-identifier", Token, "Questionnaire.identifier", &[], &[]),
-    p!("jurisdiction", "Questionnaire-jurisdiction", Token, "Questionnaire.jurisdiction", &[], &[]),
-    p!("name", "Questionnaire-name", String, "Questionnaire.name", &[], &[]),
-    p!("publisher", "Questionnaire-publisher", String, "Questionnaire.publisher", &[], &[]),
-    p!("status", "Questionnaire-status", Token, "Questionnaire.status", &[], &[]),
-    p!("subject-type", "Questionnaire-subject-type", Token, "Questionnaire.subjectType", &[], &[]),
-    p!("title", "Questionnaire-title", String, "Questionnaire.title", &[], &[]),
-    p!("url", "Questionnaire-url", Uri, "Questionnaire.url", &[], &[]),
-    p!("version", "Questionnaire-version", Token, "Questionnaire.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(5114, 4), S(108020, 54), Token, S(108074, 23), L(0, 0), L(0, 0)), // code
+    p(S(1386, 7), S(108097, 57), Token, S(108154, 51), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(108205, 66), Quantity, S(108271, 88), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(108359, 62), Token, S(108421, 29), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(108450, 71), Composite, S(108521, 24), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(108545, 68), Composite, S(108521, 24), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(108613, 54), Date, S(108667, 18), L(0, 0), L(0, 0)), // date
+    p(S(102986, 10), S(108685, 60), Uri, S(108745, 29), L(0, 0), L(0, 0)), // definition
+    p(S(2433, 11), S(108774, 61), String, S(108835, 25), L(0, 0), L(0, 0)), // description
+    p(S(2540, 9), S(108860, 59), Date, S(108919, 29), L(0, 0), L(0, 0)), // effective
+    p(S(642, 10), S(108948, 60), Token, S(109008, 24), L(0, 0), L(0, 0)), // identifier
+    p(S(2741, 12), S(109032, 62), Token, S(109094, 26), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(724, 4), S(109120, 54), String, S(109174, 18), L(0, 0), L(0, 0)), // name
+    p(S(3079, 9), S(109192, 59), String, S(109251, 23), L(0, 0), L(0, 0)), // publisher
+    p(S(1033, 6), S(109274, 56), Token, S(109330, 20), L(0, 0), L(0, 0)), // status
+    p(S(109350, 12), S(109362, 62), Token, S(109424, 25), L(0, 0), L(0, 0)), // subject-type
+    p(S(3406, 5), S(109449, 55), String, S(109504, 19), L(0, 0), L(0, 0)), // title
+    p(S(3584, 3), S(109523, 53), Uri, S(109576, 17), L(0, 0), L(0, 0)), // url
+    p(S(3667, 7), S(109593, 57), Token, S(109650, 21), L(0, 0), L(0, 0)), // version
     // QuestionnaireResponse
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("author", "QuestionnaireResponse-author", Reference, "QuestionnaireResponse.author", &T17, &[]),
-    p!("authored", "QuestionnaireResponse-authored", Date, "QuestionnaireResponse.authored", &[], &[]),
-    p!("based-on", "QuestionnaireResponse-based-on", Reference, "QuestionnaireResponse.basedOn", &T89, &[]),
-    p!("encounter", "QuestionnaireResponse-encounter", Reference, "QuestionnaireResponse.encounter", &T26, &[]),
-    p!("identifier", "QuestionnaireResponse-identifier", Token, "QuestionnaireResponse.identifier", &[], &[]),
-    p!("part-of", "QuestionnaireResponse-part-of", Reference, "QuestionnaireResponse.partOf", &T116, &[]),
-    p!("patient", "QuestionnaireResponse-patient", Reference, "QuestionnaireResponse.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("questionnaire", "QuestionnaireResponse-questionnaire", Reference, "QuestionnaireResponse.questionnaire", &T117, &[]),
-    p!("source", "QuestionnaireResponse-source", Reference, "QuestionnaireResponse.source", &T6, &[]),
-    p!("status", "QuestionnaireResponse-status", Token, "QuestionnaireResponse.status", &[], &[]),
-    p!("subject", "QuestionnaireResponse-subject", Reference, "QuestionnaireResponse.subject", &T3, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(10334, 6), S(109671, 64), Reference, S(109735, 28), L(332, 6), L(0, 0)), // author
+    p(S(24157, 8), S(109763, 66), Date, S(109829, 30), L(0, 0), L(0, 0)), // authored
+    p(S(6596, 8), S(109859, 66), Reference, S(109925, 29), L(558, 2), L(0, 0)), // based-on
+    p(S(14313, 9), S(109954, 67), Reference, S(110021, 31), L(358, 1), L(0, 0)), // encounter
+    p(S(642, 10), S(110052, 68), Token, S(110120, 32), L(0, 0), L(0, 0)), // identifier
+    p(S(14771, 7), S(110152, 65), Reference, S(110217, 28), L(636, 2), L(0, 0)), // part-of
+    p(S(855, 7), S(110245, 65), Reference, S(110310, 57), L(1, 1), L(0, 0)), // patient
+    p(S(110367, 13), S(110380, 71), Reference, S(110451, 35), L(638, 1), L(0, 0)), // questionnaire
+    p(S(10104, 6), S(110486, 64), Reference, S(110550, 28), L(300, 4), L(0, 0)), // source
+    p(S(1033, 6), S(110578, 64), Token, S(110642, 28), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(110670, 65), Reference, S(110735, 29), L(9, 145), L(0, 0)), // subject
     // RelatedPerson
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("active", "RelatedPerson-active", Token, "RelatedPerson.active", &[], &[]),
-    p!("address", "individual-address", String, "RelatedPerson.address", &[], &[]),
-    p!("address-city", "individual-address-city", String, "RelatedPerson.address.city", &[], &[]),
-    p!("address-country", "individual-address-country", String, "RelatedPerson.address.country", &[], &[]),
-    p!("address-postalcode", "individual-address-postalcode", String, "RelatedPerson.address.postalCode", &[], &[]),
-    p!("address-state", "individual-address-state", String, "RelatedPerson.address.state", &[], &[]),
-    p!("address-use", "individual-address-use", Token, "RelatedPerson.address.use", &[], &[]),
-    p!("birthdate", "individual-birthdate", Date, "RelatedPerson.birthDate", &[], &[]),
-    p!("email", "individual-email", Token, "RelatedPerson.telecom.where(system='email')", &[], &[]),
-    p!("gender", "individual-gender", Token, "RelatedPerson.gender", &[], &[]),
-    p!("identifier", "RelatedPerson-identifier", Token, "RelatedPerson.identifier", &[], &[]),
-    p!("name", "RelatedPerson-name", String, "RelatedPerson.name", &[], &[]),
-    p!("patient", "RelatedPerson-patient", Reference, "RelatedPerson.patient", &T1, &[]),
-    p!("phone", "individual-phone", Token, "RelatedPerson.telecom.where(system='phone')", &[], &[]),
-    p!("phonetic", "individual-phonetic", String, "RelatedPerson.name", &[], &[]),
-    p!("relationship", "RelatedPerson-relationship", Token, "RelatedPerson.relationship", &[], &[]),
-    p!("telecom", "individual-telecom", Token, "RelatedPerson.telecom", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(60497, 6), S(110764, 56), Token, S(110820, 20), L(0, 0), L(0, 0)), // active
+    p(S(8862, 7), S(98264, 54), String, S(110840, 21), L(0, 0), L(0, 0)), // address
+    p(S(67000, 12), S(98333, 59), String, S(110861, 26), L(0, 0), L(0, 0)), // address-city
+    p(S(67108, 15), S(98412, 62), String, S(110887, 29), L(0, 0), L(0, 0)), // address-country
+    p(S(67225, 18), S(98497, 65), String, S(110916, 32), L(0, 0), L(0, 0)), // address-postalcode
+    p(S(67351, 13), S(98588, 60), String, S(110948, 27), L(0, 0), L(0, 0)), // address-state
+    p(S(67462, 11), S(98669, 58), Token, S(110975, 25), L(0, 0), L(0, 0)), // address-use
+    p(S(98746, 9), S(98755, 56), Date, S(111000, 23), L(0, 0), L(0, 0)), // birthdate
+    p(S(96844, 5), S(99037, 52), Token, S(111023, 43), L(0, 0), L(0, 0)), // email
+    p(S(99204, 6), S(99210, 53), Token, S(111066, 20), L(0, 0), L(0, 0)), // gender
+    p(S(642, 10), S(111086, 60), Token, S(111146, 24), L(0, 0), L(0, 0)), // identifier
+    p(S(724, 4), S(111170, 54), String, S(111224, 18), L(0, 0), L(0, 0)), // name
+    p(S(855, 7), S(111242, 57), Reference, S(111299, 21), L(1, 1), L(0, 0)), // patient
+    p(S(97537, 5), S(99831, 52), Token, S(111320, 43), L(0, 0), L(0, 0)), // phone
+    p(S(67992, 8), S(99920, 55), String, S(111224, 18), L(0, 0), L(0, 0)), // phonetic
+    p(S(42686, 12), S(111363, 62), Token, S(111425, 26), L(0, 0), L(0, 0)), // relationship
+    p(S(89430, 7), S(99975, 54), Token, S(111451, 21), L(0, 0), L(0, 0)), // telecom
     // RequestGroup
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("author", "RequestGroup-author", Reference, "RequestGroup.author", &T56, &[]),
-    p!("authored", "RequestGroup-authored", Date, "RequestGroup.authoredOn", &[], &[]),
-    p!("code", "RequestGroup-code", Token, "RequestGroup.code", &[], &[]),
-    p!("encounter", "RequestGroup-encounter", Reference, "RequestGroup.encounter", &T26, &[]),
-    p!("group-identifier", "RequestGroup-group-identifier", Token, "RequestGroup.groupIdentifier", &[], &[]),
-    p!("identifier", "RequestGroup-identifier", Token, "RequestGroup.identifier", &[], &[]),
-    p!("instantiates-canonical", "RequestGroup-instantiates-canonical", Reference, "RequestGroup.instantiatesCanonical", &[], &[]),
-    p!("instantiates-uri", "RequestGroup-instantiates-uri", Uri, "RequestGroup.instantiatesUri", &[], &[]),
-    p!("intent", "RequestGroup-intent", Token, "RequestGroup.intent", &[], &[]),
-    p!("participant", "RequestGroup-participant", Reference, "RequestGroup.action.participant", &T94, &[]),
-    p!("patient", "RequestGroup-patient", Reference, "RequestGroup.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("priority", "RequestGroup-priority", Token, "RequestGroup.priority", &[], &[]),
-    p!("status", "RequestGroup-status", Token, "RequestGroup.status", &[], &[]),
-    p!("subject", "RequestGroup-subject", Reference, "RequestGroup.subject", &T30, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(10334, 6), S(111472, 55), Reference, S(111527, 19), L(459, 3), L(0, 0)), // author
+    p(S(24157, 8), S(111546, 57), Date, S(111603, 23), L(0, 0), L(0, 0)), // authored
+    p(S(5114, 4), S(111626, 53), Token, S(111679, 17), L(0, 0), L(0, 0)), // code
+    p(S(14313, 9), S(111696, 58), Reference, S(111754, 22), L(358, 1), L(0, 0)), // encounter
+    p(S(24544, 16), S(111776, 65), Token, S(111841, 28), L(0, 0), L(0, 0)), // group-identifier
+    p(S(642, 10), S(111869, 59), Token, S(111928, 23), L(0, 0), L(0, 0)), // identifier
+    p(S(14479, 22), S(111951, 71), Reference, S(112022, 34), L(0, 0), L(0, 0)), // instantiates-canonical
+    p(S(14598, 16), S(112056, 65), Uri, S(112121, 28), L(0, 0), L(0, 0)), // instantiates-uri
+    p(S(14699, 6), S(112149, 55), Token, S(112204, 19), L(0, 0), L(0, 0)), // intent
+    p(S(15374, 11), S(112223, 60), Reference, S(112283, 31), L(572, 5), L(0, 0)), // participant
+    p(S(855, 7), S(112314, 56), Reference, S(112370, 48), L(1, 1), L(0, 0)), // patient
+    p(S(19490, 8), S(112418, 57), Token, S(112475, 21), L(0, 0), L(0, 0)), // priority
+    p(S(1033, 6), S(112496, 55), Token, S(112551, 19), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(112570, 56), Reference, S(112626, 20), L(373, 2), L(0, 0)), // subject
     // ResearchDefinition
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("composed-of", "ResearchDefinition-composed-of", Reference, "ResearchDefinition.relatedArtifact.where(type='composed-of').resource", &T3, &[]),
-    p!("context", "ResearchDefinition-context", Token, "(ResearchDefinition.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "ResearchDefinition-context-quantity", Quantity, "(ResearchDefinition.useContext.value as Quantity) | (ResearchDefinition.useContext.value as Range)", &[], &[]),
-    p!("context-type", "ResearchDefinition-context-type", Token, "ResearchDefinition.useContext.code", &[], &[]),
-    p!("context-type-quantity", "ResearchDefinition-context-type-quantity", Composite, "ResearchDefinition.useContext", &[], &C0),
-    p!("context-type-value", "ResearchDefinition-context-type-value", Composite, "ResearchDefinition.useContext", &[], &C1),
-    p!("date", "ResearchDefinition-date", Date, "ResearchDefinition.date", &[], &[]),
-    p!("depends-on", "ResearchDefinition-depends-on", Reference, "ResearchDefinition.relatedArtifact.where(type='depends-on').resource | ResearchDefinition.library", &T4, &[]),
-    p!("derived-from", "ResearchDefinition-derived-from", Reference, "ResearchDefinition.relatedArtifact.where(type='derived-from').resource", &T3, &[]),
-    p!("description", "ResearchDefinition-description", String, "ResearchDefinition.description", &[], &[]),
-    p!("effective", "ResearchDefinition-effective", Date, "ResearchDefinition.effectivePeriod", &[], &[]),
-    p!("identifier", "ResearchDefinition-identifier", Token, "ResearchDefinition.identifier", &[], &[]),
-    p!("jurisdiction", "ResearchDefinition-jurisdiction", Token, "ResearchDefinition.jurisdiction", &[], &[]),
-    p!("name", "ResearchDefinition-name", String, "ResearchDefinition.name", &[], &[]),
-    p!("predecessor", "ResearchDefinition-predecessor", Reference, "ResearchDefinition.relatedArtifact.where(type='predecessor').resource", &T3, &[]),
-    p!("publisher", "ResearchDefinition-publisher", String, "ResearchDefinition.publisher", &[], &[]),
-    p!("status", "ResearchDefinition-status", Token, "ResearchDefinition.status", &[], &[]),
-    p!("successor", "ResearchDefinition-successor", Reference, "ResearchDefinition.relatedArtifact.where(type='successor').resource", &T3, &[]),
-    p!("title", "ResearchDefinition-title", String, "ResearchDefinition.title", &[], &[]),
-    p!("topic", "ResearchDefinition-topic", Token, "ResearchDefinition.topic", &[], &[]),
-    p!("url", "ResearchDefinition-url", Uri, "ResearchDefinition.url", &[], &[]),
-    p!("version", "ResearchDefinition-version", Token, "ResearchDefinition.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1240, 11), S(112646, 66), Reference, S(112712, 69), L(9, 145), L(0, 0)), // composed-of
+    p(S(1386, 7), S(112781, 62), Token, S(112843, 56), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(112899, 71), Quantity, S(112970, 98), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(113068, 67), Token, S(113135, 34), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(113169, 76), Composite, S(113245, 29), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(113274, 73), Composite, S(113245, 29), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(113347, 59), Date, S(113406, 23), L(0, 0), L(0, 0)), // date
+    p(S(2112, 10), S(113429, 65), Reference, S(113494, 97), L(154, 145), L(0, 0)), // depends-on
+    p(S(2284, 12), S(113591, 67), Reference, S(113658, 70), L(9, 145), L(0, 0)), // derived-from
+    p(S(2433, 11), S(113728, 66), String, S(113794, 30), L(0, 0), L(0, 0)), // description
+    p(S(2540, 9), S(113824, 64), Date, S(113888, 34), L(0, 0), L(0, 0)), // effective
+    p(S(642, 10), S(113922, 65), Token, S(113987, 29), L(0, 0), L(0, 0)), // identifier
+    p(S(2741, 12), S(114016, 67), Token, S(114083, 31), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(724, 4), S(114114, 59), String, S(114173, 23), L(0, 0), L(0, 0)), // name
+    p(S(2933, 11), S(114196, 66), Reference, S(114262, 69), L(9, 145), L(0, 0)), // predecessor
+    p(S(3079, 9), S(114331, 64), String, S(114395, 28), L(0, 0), L(0, 0)), // publisher
+    p(S(1033, 6), S(114423, 61), Token, S(114484, 25), L(0, 0), L(0, 0)), // status
+    p(S(3266, 9), S(114509, 64), Reference, S(114573, 67), L(9, 145), L(0, 0)), // successor
+    p(S(3406, 5), S(114640, 60), String, S(114700, 24), L(0, 0), L(0, 0)), // title
+    p(S(3495, 5), S(114724, 60), Token, S(114784, 24), L(0, 0), L(0, 0)), // topic
+    p(S(3584, 3), S(114808, 58), Uri, S(114866, 22), L(0, 0), L(0, 0)), // url
+    p(S(3667, 7), S(114888, 62), Token, S(114950, 26), L(0, 0), L(0, 0)), // version
     // ResearchElementDefinition
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("composed-of", "ResearchElementDefinition-composed-of", Reference, "ResearchElementDefinition.relatedArtifact.where(type='composed-of').resource", &T3, &[]),
-    p!("context", "ResearchElementDefinition-context", Token, "(ResearchElementDefinition.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "ResearchElementDefinition-context-quantity", Quantity, "(ResearchElementDefinition.useContext.value as Quantity) | (ResearchElementDefinition.useContext.value as Range)", &[], &[]),
-    p!("context-type", "ResearchElementDefinition-context-type", Token, "ResearchElementDefinition.useContext.code", &[], &[]),
-    p!("context-type-quantity", "ResearchElementDefinition-context-type-quantity", Composite, "ResearchElementDefinition.useContext", &[], &C0),
-    p!("context-type-value", "ResearchElementDefinition-context-type-value", Composite, "ResearchElementDefinition.useContext", &[], &C1),
-    p!("date", "ResearchElementDefinition-date", Date, "ResearchElementDefinition.date", &[], &[]),
-    p!("depends-on", "ResearchElementDefinition-depends-on", Reference, "ResearchElementDefinition.relatedArtifact.where(type='depends-on').resource | ResearchElementDefinition.library", &T4, &[]),
-    p!("derived-from", "ResearchElementDefinition-derived-from", Reference, "ResearchElementDefinition.relatedArtifact.where(type='derived-from').resource", &T3, &[]),
-    p!("description", "ResearchElementDefinition-description", String, "ResearchElementDefinition.description", &[], &[]),
-    p!("effective", "ResearchElementDefinition-effective", Date, "ResearchElementDefinition.effectivePeriod", &[], &[]),
-    p!("identifier", "ResearchElementDefinition-identifier", Token, "ResearchElementDefinition.identifier", &[], &[]),
-    p!("jurisdiction", "ResearchElementDefinition-jurisdiction", Token, "ResearchElementDefinition.jurisdiction", &[], &[]),
-    p!("name", "ResearchElementDefinition-name", String, "ResearchElementDefinition.name", &[], &[]),
-    p!("predecessor", "ResearchElementDefinition-predecessor", Reference, "ResearchElementDefinition.relatedArtifact.where(type='predecessor').resource", &T3, &[]),
-    p!("publisher", "ResearchElementDefinition-publisher", String, "ResearchElementDefinition.publisher", &[], &[]),
-    p!("status", "ResearchElementDefinition-status", Token, "ResearchElementDefinition.status", &[], &[]),
-    p!("successor", "ResearchElementDefinition-successor", Reference, "ResearchElementDefinition.relatedArtifact.where(type='successor').resource", &T3, &[]),
-    p!("title", "ResearchElementDefinition-title", String, "ResearchElementDefinition.title", &[], &[]),
-    p!("topic", "ResearchElementDefinition-topic", Token, "ResearchElementDefinition.topic", &[], &[]),
-    p!("url", "ResearchElementDefinition-url", Uri, "ResearchElementDefinition.url", &[], &[]),
-    p!("version", "ResearchElementDefinition-version", Token, "ResearchElementDefinition.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1240, 11), S(114976, 73), Reference, S(115049, 76), L(9, 145), L(0, 0)), // composed-of
+    p(S(1386, 7), S(115125, 69), Token, S(115194, 63), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(115257, 78), Quantity, S(115335, 112), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(115447, 74), Token, S(115521, 41), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(115562, 83), Composite, S(115645, 36), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(115681, 80), Composite, S(115645, 36), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(115761, 66), Date, S(115827, 30), L(0, 0), L(0, 0)), // date
+    p(S(2112, 10), S(115857, 72), Reference, S(115929, 111), L(154, 145), L(0, 0)), // depends-on
+    p(S(2284, 12), S(116040, 74), Reference, S(116114, 77), L(9, 145), L(0, 0)), // derived-from
+    p(S(2433, 11), S(116191, 73), String, S(116264, 37), L(0, 0), L(0, 0)), // description
+    p(S(2540, 9), S(116301, 71), Date, S(116372, 41), L(0, 0), L(0, 0)), // effective
+    p(S(642, 10), S(116413, 72), Token, S(116485, 36), L(0, 0), L(0, 0)), // identifier
+    p(S(2741, 12), S(116521, 74), Token, S(116595, 38), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(724, 4), S(116633, 66), String, S(116699, 30), L(0, 0), L(0, 0)), // name
+    p(S(2933, 11), S(116729, 73), Reference, S(116802, 76), L(9, 145), L(0, 0)), // predecessor
+    p(S(3079, 9), S(116878, 71), String, S(116949, 35), L(0, 0), L(0, 0)), // publisher
+    p(S(1033, 6), S(116984, 68), Token, S(117052, 32), L(0, 0), L(0, 0)), // status
+    p(S(3266, 9), S(117084, 71), Reference, S(117155, 74), L(9, 145), L(0, 0)), // successor
+    p(S(3406, 5), S(117229, 67), String, S(117296, 31), L(0, 0), L(0, 0)), // title
+    p(S(3495, 5), S(117327, 67), Token, S(117394, 31), L(0, 0), L(0, 0)), // topic
+    p(S(3584, 3), S(117425, 65), Uri, S(117490, 29), L(0, 0), L(0, 0)), // url
+    p(S(3667, 7), S(117519, 69), Token, S(117588, 33), L(0, 0), L(0, 0)), // version
     // ResearchStudy
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("category", "ResearchStudy-category", Token, "ResearchStudy.category", &[], &[]),
-    p!("date", "ResearchStudy-date", Date, "ResearchStudy.period", &[], &[]),
-    p!("focus", "ResearchStudy-focus", Token, "ResearchStudy.focus", &[], &[]),
-    p!("identifier", "ResearchStudy-identifier", Token, "ResearchStudy.identifier", &[], &[]),
-    p!("keyword", "ResearchStudy-keyword", Token, "ResearchStudy.keyword", &[], &[]),
-    p!("location", "ResearchStudy-location", Token, "ResearchStudy.location", &[], &[]),
-    p!("partof", "ResearchStudy-partof", Reference, "ResearchStudy.partOf", &T8, &[]),
-    p!("principalinvestigator", "ResearchStudy-principalinvestigator", Reference, "ResearchStudy.principalInvestigator", &T38, &[]),
-    p!("protocol", "ResearchStudy-protocol", Reference, "ResearchStudy.protocol", &T118, &[]),
-    p!("site", "ResearchStudy-site", Reference, "ResearchStudy.site", &T5, &[]),
-    p!("sponsor", "ResearchStudy-sponsor", Reference, "ResearchStudy.sponsor", &T0, &[]),
-    p!("status", "ResearchStudy-status", Token, "ResearchStudy.status", &[], &[]),
-    p!("title", "ResearchStudy-title", String, "ResearchStudy.title", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(3851, 8), S(117621, 58), Token, S(117679, 22), L(0, 0), L(0, 0)), // category
+    p(S(2026, 4), S(117701, 54), Date, S(117755, 20), L(0, 0), L(0, 0)), // date
+    p(S(85644, 5), S(117775, 55), Token, S(117830, 19), L(0, 0), L(0, 0)), // focus
+    p(S(642, 10), S(117849, 60), Token, S(117909, 24), L(0, 0), L(0, 0)), // identifier
+    p(S(117933, 7), S(117940, 57), Token, S(117997, 21), L(0, 0), L(0, 0)), // keyword
+    p(S(4084, 8), S(118018, 58), Token, S(118076, 22), L(0, 0), L(0, 0)), // location
+    p(S(72826, 6), S(118098, 56), Reference, S(118154, 20), L(305, 1), L(0, 0)), // partof
+    p(S(118174, 21), S(118195, 71), Reference, S(118266, 35), L(403, 2), L(0, 0)), // principalinvestigator
+    p(S(118301, 8), S(118309, 58), Reference, S(118367, 22), L(639, 1), L(0, 0)), // protocol
+    p(S(10027, 4), S(118389, 54), Reference, S(118443, 18), L(299, 1), L(0, 0)), // site
+    p(S(118461, 7), S(118468, 57), Reference, S(118525, 21), L(0, 1), L(0, 0)), // sponsor
+    p(S(1033, 6), S(118546, 56), Token, S(118602, 20), L(0, 0), L(0, 0)), // status
+    p(S(3406, 5), S(118622, 55), String, S(118677, 19), L(0, 0), L(0, 0)), // title
     // ResearchSubject
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("date", "ResearchSubject-date", Date, "ResearchSubject.period", &[], &[]),
-    p!("identifier", "ResearchSubject-identifier", Token, "ResearchSubject.identifier", &[], &[]),
-    p!("individual", "ResearchSubject-individual", Reference, "ResearchSubject.individual", &T1, &[]),
-    p!("patient", "ResearchSubject-patient", Reference, "ResearchSubject.individual", &T1, &[]),
-    p!("status", "ResearchSubject-status", Token, "ResearchSubject.status", &[], &[]),
-    p!("study", "ResearchSubject-study", Reference, "ResearchSubject.study", &T8, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(2026, 4), S(118696, 56), Date, S(118752, 22), L(0, 0), L(0, 0)), // date
+    p(S(642, 10), S(118774, 62), Token, S(118836, 26), L(0, 0), L(0, 0)), // identifier
+    p(S(118862, 10), S(118872, 62), Reference, S(118934, 26), L(1, 1), L(0, 0)), // individual
+    p(S(855, 7), S(118960, 59), Reference, S(118934, 26), L(1, 1), L(0, 0)), // patient
+    p(S(1033, 6), S(119019, 58), Token, S(119077, 22), L(0, 0), L(0, 0)), // status
+    p(S(4553, 5), S(119099, 57), Reference, S(119156, 21), L(305, 1), L(0, 0)), // study
     // RiskAssessment
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("condition", "RiskAssessment-condition", Reference, "RiskAssessment.condition", &T7, &[]),
-    p!("date", "clinical-date", Date, "(RiskAssessment.occurrence as dateTime)", &[], &[]),
-    p!("encounter", "clinical-encounter", Reference, "RiskAssessment.encounter", &T48, &[]),
-    p!("identifier", "clinical-identifier", Token, "RiskAssessment.identifier", &[], &[]),
-    p!("method", "RiskAssessment-method", Token, "RiskAssessment.method", &[], &[]),
-    p!("patient", "clinical-patient", Reference, "RiskAssessment.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("performer", "RiskAssessment-performer", Reference, "RiskAssessment.performer", &T56, &[]),
-    p!("probability", "RiskAssessment-probability", Number, "RiskAssessment.prediction.probability", &[], &[]),
-    p!("risk", "RiskAssessment-risk", Token, "RiskAssessment.prediction.qualitativeRisk", &[], &[]),
-    p!("subject", "RiskAssessment-subject", Reference, "RiskAssessment.subject", &T30, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(14217, 9), S(119177, 60), Reference, S(119237, 24), L(304, 1), L(0, 0)), // condition
+    p(S(2026, 4), S(5337, 49), Date, S(119261, 39), L(0, 0), L(0, 0)), // date
+    p(S(14313, 9), S(26805, 54), Reference, S(119300, 24), L(437, 2), L(0, 0)), // encounter
+    p(S(642, 10), S(5417, 55), Token, S(119324, 25), L(0, 0), L(0, 0)), // identifier
+    p(S(93341, 6), S(119349, 57), Token, S(119406, 21), L(0, 0), L(0, 0)), // method
+    p(S(855, 7), S(5827, 52), Reference, S(119427, 50), L(1, 1), L(0, 0)), // patient
+    p(S(14889, 9), S(119477, 60), Reference, S(119537, 24), L(459, 3), L(0, 0)), // performer
+    p(S(119561, 11), S(119572, 62), Number, S(119634, 37), L(0, 0), L(0, 0)), // probability
+    p(S(119671, 4), S(119675, 55), Token, S(119730, 41), L(0, 0), L(0, 0)), // risk
+    p(S(1103, 7), S(119771, 58), Reference, S(119829, 22), L(373, 2), L(0, 0)), // subject
     // RiskEvidenceSynthesis
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("context", "RiskEvidenceSynthesis-context", Token, "(RiskEvidenceSynthesis.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "RiskEvidenceSynthesis-context-quantity", Quantity, "(RiskEvidenceSynthesis.useContext.value as Quantity) | (RiskEvidenceSynthesis.useContext.value as Range)", &[], &[]),
-    p!("context-type", "RiskEvidenceSynthesis-context-type", Token, "RiskEvidenceSynthesis.useContext.code", &[], &[]),
-    p!("context-type-quantity", "RiskEvidenceSynthesis-context-type-quantity", Composite, "RiskEvidenceSynthesis.useContext", &[], &C0),
-    p!("context-type-value", "RiskEvidenceSynthesis-context-type-value", Composite, "RiskEvidenceSynthesis.useContext", &[], &C1),
-    p!("date", "RiskEvidenceSynthesis-date", Date, "RiskEvidenceSynthesis.date", &[], &[]),
-    p!("description", "RiskEvidenceSynthesis-description", String, "RiskEvidenceSynthesis.description", &[], &[]),
-    p!("effective", "RiskEvidenceSynthesis-effective", Date, "RiskEvidenceSynthesis.effectivePeriod", &[], &[]),
-    p!("identifier", "RiskEvidenceSynthesis-identifier", Token, "RiskEvidenceSynthesis.identifier", &[], &[]),
-    p!("jurisdiction", "RiskEvidenceSynthesis-jurisdiction", Token, "RiskEvidenceSynthesis.jurisdiction", &[], &[]),
-    p!("name", "RiskEvidenceSynthesis-name", String, "RiskEvidenceSynthesis.name", &[], &[]),
-    p!("publisher", "RiskEvidenceSynthesis-publisher", String, "RiskEvidenceSynthesis.publisher", &[], &[]),
-    p!("status", "RiskEvidenceSynthesis-status", Token, "RiskEvidenceSynthesis.status", &[], &[]),
-    p!("title", "RiskEvidenceSynthesis-title", String, "RiskEvidenceSynthesis.title", &[], &[]),
-    p!("url", "RiskEvidenceSynthesis-url", Uri, "RiskEvidenceSynthesis.url", &[], &[]),
-    p!("version", "RiskEvidenceSynthesis-version", Token, "RiskEvidenceSynthesis.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1386, 7), S(119851, 65), Token, S(119916, 59), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(119975, 74), Quantity, S(120049, 104), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(120153, 70), Token, S(120223, 37), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(120260, 79), Composite, S(120339, 32), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(120371, 76), Composite, S(120339, 32), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(120447, 62), Date, S(120509, 26), L(0, 0), L(0, 0)), // date
+    p(S(2433, 11), S(120535, 69), String, S(120604, 33), L(0, 0), L(0, 0)), // description
+    p(S(2540, 9), S(120637, 67), Date, S(120704, 37), L(0, 0), L(0, 0)), // effective
+    p(S(642, 10), S(120741, 68), Token, S(120809, 32), L(0, 0), L(0, 0)), // identifier
+    p(S(2741, 12), S(120841, 70), Token, S(120911, 34), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(724, 4), S(120945, 62), String, S(121007, 26), L(0, 0), L(0, 0)), // name
+    p(S(3079, 9), S(121033, 67), String, S(121100, 31), L(0, 0), L(0, 0)), // publisher
+    p(S(1033, 6), S(121131, 64), Token, S(121195, 28), L(0, 0), L(0, 0)), // status
+    p(S(3406, 5), S(121223, 63), String, S(121286, 27), L(0, 0), L(0, 0)), // title
+    p(S(3584, 3), S(121313, 61), Uri, S(121374, 25), L(0, 0), L(0, 0)), // url
+    p(S(3667, 7), S(121399, 65), Token, S(121464, 29), L(0, 0), L(0, 0)), // version
     // Schedule
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("active", "Schedule-active", Token, "Schedule.active", &[], &[]),
-    p!("actor", "Schedule-actor", Reference, "Schedule.actor", &T11, &[]),
-    p!("date", "Schedule-date", Date, "Schedule.planningHorizon", &[], &[]),
-    p!("identifier", "Schedule-identifier", Token, "Schedule.identifier", &[], &[]),
-    p!("service-category", "Schedule-service-category", Token, "Schedule.serviceCategory", &[], &[]),
-    p!("service-type", "Schedule-service-type", Token, "Schedule.serviceType", &[], &[]),
-    p!("specialty", "Schedule-specialty", Token, "Schedule.specialty", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(60497, 6), S(121493, 51), Token, S(121544, 15), L(0, 0), L(0, 0)), // active
+    p(S(6402, 5), S(121559, 50), Reference, S(121609, 14), L(317, 7), L(0, 0)), // actor
+    p(S(2026, 4), S(121623, 49), Date, S(121672, 24), L(0, 0), L(0, 0)), // date
+    p(S(642, 10), S(121696, 55), Token, S(121751, 19), L(0, 0), L(0, 0)), // identifier
+    p(S(7487, 16), S(121770, 61), Token, S(121831, 24), L(0, 0), L(0, 0)), // service-category
+    p(S(7594, 12), S(121855, 57), Token, S(121912, 20), L(0, 0), L(0, 0)), // service-type
+    p(S(7761, 9), S(121932, 54), Token, S(121986, 18), L(0, 0), L(0, 0)), // specialty
     // SearchParameter
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("base", "SearchParameter-base", Token, "SearchParameter.base", &[], &[]),
-    p!("code", "SearchParameter-code", Token, "SearchParameter.code", &[], &[]),
-    p!("component", "SearchParameter-component", Reference, "SearchParameter.component.definition", &T119, &[]),
-    p!("context", "conformance-context", Token, "(SearchParameter.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "conformance-context-quantity", Quantity, "(SearchParameter.useContext.value as Quantity) | (SearchParameter.useContext.value as Range)", &[], &[]),
-    p!("context-type", "conformance-context-type", Token, "SearchParameter.useContext.code", &[], &[]),
-    p!("context-type-quantity", "conformance-context-type-quantity", Composite, "SearchParameter.useContext", &[], &C0),
-    p!("context-type-value", "conformance-context-type-value", Composite, "SearchParameter.useContext", &[], &C1),
-    p!("date", "conformance-date", Date, "SearchParameter.date", &[], &[]),
-    p!("derived-from", "SearchParameter-derived-from", Reference, "SearchParameter.derivedFrom", &T119, &[]),
-    p!("description", "conformance-description", String, "SearchParameter.description", &[], &[]),
-    p!("jurisdiction", "conformance-jurisdiction", Token, "SearchParameter.jurisdiction", &[], &[]),
-    p!("name", "conformance-name", String, "SearchParameter.name", &[], &[]),
-    p!("publisher", "conformance-publisher", String, "SearchParameter.publisher", &[], &[]),
-    p!("status", "conformance-status", Token, "SearchParameter.status", &[], &[]),
-    p!("target", "SearchParameter-target", Token, "SearchParameter.target", &[], &[]),
-    p!("type", "SearchParameter-type", Token, "SearchParameter.type", &[], &[]),
-    p!("url", "conformance-url", Uri, "SearchParameter.url", &[], &[]),
-    p!("version", "conformance-version", Token, "SearchParameter.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(94373, 4), S(122004, 56), Token, S(122060, 20), L(0, 0), L(0, 0)), // base
+    p(S(5114, 4), S(122080, 56), Token, S(122136, 20), L(0, 0), L(0, 0)), // code
+    p(S(122156, 9), S(122165, 61), Reference, S(122226, 36), L(640, 1), L(0, 0)), // component
+    p(S(1386, 7), S(11432, 55), Token, S(122262, 53), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(11544, 64), Quantity, S(122315, 92), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(11708, 60), Token, S(122407, 31), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(11803, 69), Composite, S(122438, 26), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(11902, 66), Composite, S(122438, 26), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(11968, 52), Date, S(122464, 20), L(0, 0), L(0, 0)), // date
+    p(S(2284, 12), S(122484, 64), Reference, S(122548, 27), L(640, 1), L(0, 0)), // derived-from
+    p(S(2433, 11), S(12044, 59), String, S(122575, 27), L(0, 0), L(0, 0)), // description
+    p(S(2741, 12), S(12438, 60), Token, S(122602, 28), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(724, 4), S(12623, 52), String, S(122630, 20), L(0, 0), L(0, 0)), // name
+    p(S(3079, 9), S(12699, 57), String, S(122650, 25), L(0, 0), L(0, 0)), // publisher
+    p(S(1033, 6), S(13258, 54), Token, S(122675, 22), L(0, 0), L(0, 0)), // status
+    p(S(28645, 6), S(122697, 58), Token, S(122755, 22), L(0, 0), L(0, 0)), // target
+    p(S(1176, 4), S(122777, 56), Token, S(122833, 20), L(0, 0), L(0, 0)), // type
+    p(S(3584, 3), S(13556, 51), Uri, S(122853, 19), L(0, 0), L(0, 0)), // url
+    p(S(3667, 7), S(13630, 55), Token, S(122872, 23), L(0, 0), L(0, 0)), // version
     // ServiceRequest
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("authored", "ServiceRequest-authored", Date, "ServiceRequest.authoredOn", &[], &[]),
-    p!("based-on", "ServiceRequest-based-on", Reference, "ServiceRequest.basedOn", &T120, &[]),
-    p!("body-site", "ServiceRequest-body-site", Token, "ServiceRequest.bodySite", &[], &[]),
-    p!("category", "ServiceRequest-category", Token, "ServiceRequest.category", &[], &[]),
-    p!("code", "clinical-code", Token, "ServiceRequest.code", &[], &[]),
-    p!("encounter", "clinical-encounter", Reference, "ServiceRequest.encounter", &T48, &[]),
-    p!("identifier", "clinical-identifier", Token, "ServiceRequest.identifier", &[], &[]),
-    p!("instantiates-canonical", "ServiceRequest-instantiates-canonical", Reference, "ServiceRequest.instantiatesCanonical", &T58, &[]),
-    p!("instantiates-uri", "ServiceRequest-instantiates-uri", Uri, "ServiceRequest.instantiatesUri", &[], &[]),
-    p!("intent", "ServiceRequest-intent", Token, "ServiceRequest.intent", &[], &[]),
-    p!("occurrence", "ServiceRequest-occurrence", Date, "ServiceRequest.occurrence", &[], &[]),
-    p!("patient", "clinical-patient", Reference, "ServiceRequest.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("performer", "ServiceRequest-performer", Reference, "ServiceRequest.performer", &T29, &[]),
-    p!("performer-type", "ServiceRequest-performer-type", Token, "ServiceRequest.performerType", &[], &[]),
-    p!("priority", "ServiceRequest-priority", Token, "ServiceRequest.priority", &[], &[]),
-    p!("replaces", "ServiceRequest-replaces", Reference, "ServiceRequest.replaces", &T12, &[]),
-    p!("requester", "ServiceRequest-requester", Reference, "ServiceRequest.requester", &T17, &[]),
-    p!("requisition", "ServiceRequest-requisition", Token, "ServiceRequest.requisition", &[], &[]),
-    p!("specimen", "ServiceRequest-specimen", Reference, "ServiceRequest.specimen", &T66, &[]),
-    p!("status", "ServiceRequest-status", Token, "ServiceRequest.status", &[], &[]),
-    p!("subject", "ServiceRequest-subject", Reference, "ServiceRequest.subject", &T61, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(24157, 8), S(122895, 59), Date, S(122954, 25), L(0, 0), L(0, 0)), // authored
+    p(S(6596, 8), S(122979, 59), Reference, S(123038, 22), L(641, 3), L(0, 0)), // based-on
+    p(S(29528, 9), S(123060, 60), Token, S(123120, 23), L(0, 0), L(0, 0)), // body-site
+    p(S(3851, 8), S(123143, 59), Token, S(123202, 23), L(0, 0), L(0, 0)), // category
+    p(S(5114, 4), S(5118, 49), Token, S(123225, 19), L(0, 0), L(0, 0)), // code
+    p(S(14313, 9), S(26805, 54), Reference, S(123244, 24), L(437, 2), L(0, 0)), // encounter
+    p(S(642, 10), S(5417, 55), Token, S(123268, 25), L(0, 0), L(0, 0)), // identifier
+    p(S(14479, 22), S(123293, 73), Reference, S(123366, 36), L(463, 2), L(0, 0)), // instantiates-canonical
+    p(S(14598, 16), S(123402, 67), Uri, S(123469, 30), L(0, 0), L(0, 0)), // instantiates-uri
+    p(S(14699, 6), S(123499, 57), Token, S(123556, 21), L(0, 0), L(0, 0)), // intent
+    p(S(16215, 10), S(123577, 61), Date, S(123638, 25), L(0, 0), L(0, 0)), // occurrence
+    p(S(855, 7), S(5827, 52), Reference, S(123663, 50), L(1, 1), L(0, 0)), // patient
+    p(S(14889, 9), S(123713, 60), Reference, S(123773, 24), L(365, 8), L(0, 0)), // performer
+    p(S(123797, 14), S(123811, 65), Token, S(123876, 28), L(0, 0), L(0, 0)), // performer-type
+    p(S(19490, 8), S(123904, 59), Token, S(123963, 23), L(0, 0), L(0, 0)), // priority
+    p(S(14986, 8), S(123986, 59), Reference, S(124045, 23), L(324, 1), L(0, 0)), // replaces
+    p(S(25373, 9), S(124068, 60), Reference, S(124128, 24), L(332, 6), L(0, 0)), // requester
+    p(S(124152, 11), S(124163, 62), Token, S(124225, 26), L(0, 0), L(0, 0)), // requisition
+    p(S(39696, 8), S(124251, 59), Reference, S(124310, 23), L(486, 1), L(0, 0)), // specimen
+    p(S(1033, 6), S(124333, 57), Token, S(124390, 21), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(124411, 58), Reference, S(124469, 22), L(471, 4), L(0, 0)), // subject
     // Slot
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("appointment-type", "Slot-appointment-type", Token, "Slot.appointmentType", &[], &[]),
-    p!("identifier", "Slot-identifier", Token, "Slot.identifier", &[], &[]),
-    p!("schedule", "Slot-schedule", Reference, "Slot.schedule", &T121, &[]),
-    p!("service-category", "Slot-service-category", Token, "Slot.serviceCategory", &[], &[]),
-    p!("service-type", "Slot-service-type", Token, "Slot.serviceType", &[], &[]),
-    p!("specialty", "Slot-specialty", Token, "Slot.specialty", &[], &[]),
-    p!("start", "Slot-start", Date, "Slot.start", &[], &[]),
-    p!("status", "Slot-status", Token, "Slot.status", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(6489, 16), S(124491, 57), Token, S(124548, 20), L(0, 0), L(0, 0)), // appointment-type
+    p(S(642, 10), S(124568, 51), Token, S(124619, 15), L(0, 0), L(0, 0)), // identifier
+    p(S(124634, 8), S(124642, 49), Reference, S(124691, 13), L(644, 1), L(0, 0)), // schedule
+    p(S(7487, 16), S(124704, 57), Token, S(124761, 20), L(0, 0), L(0, 0)), // service-category
+    p(S(7594, 12), S(124781, 53), Token, S(124834, 16), L(0, 0), L(0, 0)), // service-type
+    p(S(7761, 9), S(124850, 50), Token, S(124900, 14), L(0, 0), L(0, 0)), // specialty
+    p(S(59137, 5), S(124914, 46), Date, S(124960, 10), L(0, 0), L(0, 0)), // start
+    p(S(1033, 6), S(124970, 47), Token, S(125017, 11), L(0, 0), L(0, 0)), // status
     // Specimen
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("accession", "Specimen-accession", Token, "Specimen.accessionIdentifier", &[], &[]),
-    p!("bodysite", "Specimen-bodysite", Token, "Specimen.collection.bodySite", &[], &[]),
-    p!("collected", "Specimen-collected", Date, "Specimen.collection.collected", &[], &[]),
-    p!("collector", "Specimen-collector", Reference, "Specimen.collection.collector", &T38, &[]),
-    p!("container", "Specimen-container", Token, "Specimen.container.type", &[], &[]),
-    p!("container-id", "Specimen-container-id", Token, "Specimen.container.identifier", &[], &[]),
-    p!("identifier", "Specimen-identifier", Token, "Specimen.identifier", &[], &[]),
-    p!("parent", "Specimen-parent", Reference, "Specimen.parent", &T66, &[]),
-    p!("patient", "Specimen-patient", Reference, "Specimen.subject.where(resolve() is Patient)", &T1, &[]),
-    p!("status", "Specimen-status", Token, "Specimen.status", &[], &[]),
-    p!("subject", "Specimen-subject", Reference, "Specimen.subject", &T122, &[]),
-    p!("type", "Specimen-type", Token, "Specimen.type", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(125028, 9), S(125037, 54), Token, S(125091, 28), L(0, 0), L(0, 0)), // accession
+    p(S(61697, 8), S(125119, 53), Token, S(125172, 28), L(0, 0), L(0, 0)), // bodysite
+    p(S(125200, 9), S(125209, 54), Date, S(125263, 29), L(0, 0), L(0, 0)), // collected
+    p(S(125292, 9), S(125301, 54), Reference, S(125355, 29), L(403, 2), L(0, 0)), // collector
+    p(S(125384, 9), S(125393, 54), Token, S(125447, 23), L(0, 0), L(0, 0)), // container
+    p(S(125470, 12), S(125482, 57), Token, S(125539, 29), L(0, 0), L(0, 0)), // container-id
+    p(S(642, 10), S(125568, 55), Token, S(125623, 19), L(0, 0), L(0, 0)), // identifier
+    p(S(36541, 6), S(125642, 51), Reference, S(125693, 15), L(486, 1), L(0, 0)), // parent
+    p(S(855, 7), S(125708, 52), Reference, S(125760, 44), L(1, 1), L(0, 0)), // patient
+    p(S(1033, 6), S(125804, 51), Token, S(125855, 15), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(125870, 52), Reference, S(125922, 16), L(645, 5), L(0, 0)), // subject
+    p(S(1176, 4), S(125938, 49), Token, S(125987, 13), L(0, 0), L(0, 0)), // type
     // SpecimenDefinition
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("container", "SpecimenDefinition-container", Token, "SpecimenDefinition.typeTested.container.type", &[], &[]),
-    p!("identifier", "SpecimenDefinition-identifier", Token, "SpecimenDefinition.identifier", &[], &[]),
-    p!("type", "SpecimenDefinition-type", Token, "SpecimenDefinition.typeCollected", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(125384, 9), S(126000, 64), Token, S(126064, 44), L(0, 0), L(0, 0)), // container
+    p(S(642, 10), S(126108, 65), Token, S(126173, 29), L(0, 0), L(0, 0)), // identifier
+    p(S(1176, 4), S(126202, 59), Token, S(126261, 32), L(0, 0), L(0, 0)), // type
     // StructureDefinition
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("abstract", "StructureDefinition-abstract", Token, "StructureDefinition.abstract", &[], &[]),
-    p!("base", "StructureDefinition-base", Reference, "StructureDefinition.baseDefinition", &T22, &[]),
-    p!("base-path", "StructureDefinition-base-path", Token, "StructureDefinition.snapshot.element.base.path | StructureDefinition.differential.element.base.path", &[], &[]),
-    p!("context", "conformance-context", Token, "(StructureDefinition.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "conformance-context-quantity", Quantity, "(StructureDefinition.useContext.value as Quantity) | (StructureDefinition.useContext.value as Range)", &[], &[]),
-    p!("context-type", "conformance-context-type", Token, "StructureDefinition.useContext.code", &[], &[]),
-    p!("context-type-quantity", "conformance-context-type-quantity", Composite, "StructureDefinition.useContext", &[], &C0),
-    p!("context-type-value", "conformance-context-type-value", Composite, "StructureDefinition.useContext", &[], &C1),
-    p!("date", "conformance-date", Date, "StructureDefinition.date", &[], &[]),
-    p!("derivation", "StructureDefinition-derivation", Token, "StructureDefinition.derivation", &[], &[]),
-    p!("description", "conformance-description", String, "StructureDefinition.description", &[], &[]),
-    p!("experimental", "StructureDefinition-experimental", Token, "StructureDefinition.experimental", &[], &[]),
-    p!("ext-context", "StructureDefinition-ext-context", Token, "StructureDefinition.context.type", &[], &[]),
-    p!("identifier", "conformance-identifier", Token, "StructureDefinition.identifier", &[], &[]),
-    p!("jurisdiction", "conformance-jurisdiction", Token, "StructureDefinition.jurisdiction", &[], &[]),
-    p!("keyword", "StructureDefinition-keyword", Token, "StructureDefinition.keyword", &[], &[]),
-    p!("kind", "StructureDefinition-kind", Token, "StructureDefinition.kind", &[], &[]),
-    p!("name", "conformance-name", String, "StructureDefinition.name", &[], &[]),
-    p!("path", "StructureDefinition-path", Token, "StructureDefinition.snapshot.element.path | StructureDefinition.differential.element.path", &[], &[]),
-    p!("publisher", "conformance-publisher", String, "StructureDefinition.publisher", &[], &[]),
-    p!("status", "conformance-status", Token, "StructureDefinition.status", &[], &[]),
-    p!("title", "conformance-title", String, "StructureDefinition.title", &[], &[]),
-    p!("type", "StructureDefinition-type", Uri, "StructureDefinition.type", &[], &[]),
-    p!("url", "conformance-url", Uri, "StructureDefinition.url", &[], &[]),
-    p!("valueset", "StructureDefinition-valueset", Reference, "StructureDefinition.snapshot.element.binding.valueSet", &T50, &[]),
-    p!("version", "conformance-version", Token, "StructureDefinition.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(126293, 8), S(126301, 64), Token, S(126365, 28), L(0, 0), L(0, 0)), // abstract
+    p(S(94373, 4), S(126393, 60), Reference, S(126453, 34), L(346, 1), L(0, 0)), // base
+    p(S(126487, 9), S(126496, 65), Token, S(126561, 99), L(0, 0), L(0, 0)), // base-path
+    p(S(1386, 7), S(11432, 55), Token, S(126660, 57), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(11544, 64), Quantity, S(126717, 100), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(11708, 60), Token, S(126817, 35), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(11803, 69), Composite, S(126852, 30), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(11902, 66), Composite, S(126852, 30), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(11968, 52), Date, S(126882, 24), L(0, 0), L(0, 0)), // date
+    p(S(126906, 10), S(126916, 66), Token, S(126982, 30), L(0, 0), L(0, 0)), // derivation
+    p(S(2433, 11), S(12044, 59), String, S(127012, 31), L(0, 0), L(0, 0)), // description
+    p(S(66401, 12), S(127043, 68), Token, S(127111, 32), L(0, 0), L(0, 0)), // experimental
+    p(S(127143, 11), S(127154, 67), Token, S(127221, 32), L(0, 0), L(0, 0)), // ext-context
+    p(S(642, 10), S(22420, 58), Token, S(127253, 30), L(0, 0), L(0, 0)), // identifier
+    p(S(2741, 12), S(12438, 60), Token, S(127283, 32), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(117933, 7), S(127315, 63), Token, S(127378, 27), L(0, 0), L(0, 0)), // keyword
+    p(S(89131, 4), S(127405, 60), Token, S(127465, 24), L(0, 0), L(0, 0)), // kind
+    p(S(724, 4), S(12623, 52), String, S(127489, 24), L(0, 0), L(0, 0)), // name
+    p(S(127513, 4), S(127517, 60), Token, S(127577, 89), L(0, 0), L(0, 0)), // path
+    p(S(3079, 9), S(12699, 57), String, S(127666, 29), L(0, 0), L(0, 0)), // publisher
+    p(S(1033, 6), S(13258, 54), Token, S(127695, 26), L(0, 0), L(0, 0)), // status
+    p(S(3406, 5), S(13478, 53), String, S(127721, 25), L(0, 0), L(0, 0)), // title
+    p(S(1176, 4), S(127746, 60), Uri, S(127806, 24), L(0, 0), L(0, 0)), // type
+    p(S(3584, 3), S(13556, 51), Uri, S(127830, 23), L(0, 0), L(0, 0)), // url
+    p(S(127853, 8), S(127861, 64), Reference, S(127925, 53), L(440, 1), L(0, 0)), // valueset
+    p(S(3667, 7), S(13630, 55), Token, S(127978, 27), L(0, 0), L(0, 0)), // version
     // StructureMap
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("context", "conformance-context", Token, "(StructureMap.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "conformance-context-quantity", Quantity, "(StructureMap.useContext.value as Quantity) | (StructureMap.useContext.value as Range)", &[], &[]),
-    p!("context-type", "conformance-context-type", Token, "StructureMap.useContext.code", &[], &[]),
-    p!("context-type-quantity", "conformance-context-type-quantity", Composite, "StructureMap.useContext", &[], &C0),
-    p!("context-type-value", "conformance-context-type-value", Composite, "StructureMap.useContext", &[], &C1),
-    p!("date", "conformance-date", Date, "StructureMap.date", &[], &[]),
-    p!("description", "conformance-description", String, "StructureMap.description", &[], &[]),
-    p!("identifier", "conformance-identifier", Token, "StructureMap.identifier", &[], &[]),
-    p!("jurisdiction", "conformance-jurisdiction", Token, "StructureMap.jurisdiction", &[], &[]),
-    p!("name", "conformance-name", String, "StructureMap.name", &[], &[]),
-    p!("publisher", "conformance-publisher", String, "StructureMap.publisher", &[], &[]),
-    p!("status", "conformance-status", Token, "StructureMap.status", &[], &[]),
-    p!("title", "conformance-title", String, "StructureMap.title", &[], &[]),
-    p!("url", "conformance-url", Uri, "StructureMap.url", &[], &[]),
-    p!("version", "conformance-version", Token, "StructureMap.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1386, 7), S(11432, 55), Token, S(128005, 50), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(11544, 64), Quantity, S(128055, 86), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(11708, 60), Token, S(128141, 28), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(11803, 69), Composite, S(128169, 23), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(11902, 66), Composite, S(128169, 23), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(11968, 52), Date, S(128192, 17), L(0, 0), L(0, 0)), // date
+    p(S(2433, 11), S(12044, 59), String, S(128209, 24), L(0, 0), L(0, 0)), // description
+    p(S(642, 10), S(22420, 58), Token, S(128233, 23), L(0, 0), L(0, 0)), // identifier
+    p(S(2741, 12), S(12438, 60), Token, S(128256, 25), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(724, 4), S(12623, 52), String, S(128281, 17), L(0, 0), L(0, 0)), // name
+    p(S(3079, 9), S(12699, 57), String, S(128298, 22), L(0, 0), L(0, 0)), // publisher
+    p(S(1033, 6), S(13258, 54), Token, S(128320, 19), L(0, 0), L(0, 0)), // status
+    p(S(3406, 5), S(13478, 53), String, S(128339, 18), L(0, 0), L(0, 0)), // title
+    p(S(3584, 3), S(13556, 51), Uri, S(128357, 16), L(0, 0), L(0, 0)), // url
+    p(S(3667, 7), S(13630, 55), Token, S(128373, 20), L(0, 0), L(0, 0)), // version
     // Subscription
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("contact", "Subscription-contact", Token, "Subscription.contact", &[], &[]),
-    p!("criteria", "Subscription-criteria", String, "Subscription.criteria", &[], &[]),
-    p!("payload", "Subscription-payload", Token, "Subscription.channel.payload", &[], &[]),
-    p!("status", "Subscription-status", Token, "Subscription.status", &[], &[]),
-    p!("type", "Subscription-type", Token, "Subscription.channel.type", &[], &[]),
-    p!("url", "Subscription-url", Uri, "Subscription.channel.endpoint", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(88701, 7), S(128393, 56), Token, S(128449, 20), L(0, 0), L(0, 0)), // contact
+    p(S(128469, 8), S(128477, 57), String, S(128534, 21), L(0, 0), L(0, 0)), // criteria
+    p(S(128555, 7), S(128562, 56), Token, S(128618, 28), L(0, 0), L(0, 0)), // payload
+    p(S(1033, 6), S(128646, 55), Token, S(128701, 19), L(0, 0), L(0, 0)), // status
+    p(S(1176, 4), S(128720, 53), Token, S(128773, 25), L(0, 0), L(0, 0)), // type
+    p(S(3584, 3), S(128798, 52), Uri, S(128850, 29), L(0, 0), L(0, 0)), // url
     // Substance
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("category", "Substance-category", Token, "Substance.category", &[], &[]),
-    p!("code", "Substance-code", Token, "Substance.code | (Substance.ingredient.substance as CodeableConcept)", &[], &[]),
-    p!("container-identifier", "Substance-container-identifier", Token, "Substance.instance.identifier", &[], &[]),
-    p!("expiry", "Substance-expiry", Date, "Substance.instance.expiry", &[], &[]),
-    p!("identifier", "Substance-identifier", Token, "Substance.identifier", &[], &[]),
-    p!("quantity", "Substance-quantity", Quantity, "Substance.instance.quantity", &[], &[]),
-    p!("status", "Substance-status", Token, "Substance.status", &[], &[]),
-    p!("substance-reference", "Substance-substance-reference", Reference, "(Substance.ingredient.substance as Reference)", &T97, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(3851, 8), S(128879, 54), Token, S(128933, 18), L(0, 0), L(0, 0)), // category
+    p(S(5114, 4), S(128951, 50), Token, S(129001, 68), L(0, 0), L(0, 0)), // code
+    p(S(129069, 20), S(129089, 66), Token, S(129155, 29), L(0, 0), L(0, 0)), // container-identifier
+    p(S(129184, 6), S(129190, 52), Date, S(129242, 25), L(0, 0), L(0, 0)), // expiry
+    p(S(642, 10), S(129267, 56), Token, S(129323, 20), L(0, 0), L(0, 0)), // identifier
+    p(S(16843, 8), S(129343, 54), Quantity, S(129397, 27), L(0, 0), L(0, 0)), // quantity
+    p(S(1033, 6), S(129424, 52), Token, S(129476, 16), L(0, 0), L(0, 0)), // status
+    p(S(129492, 19), S(129511, 65), Reference, S(129576, 45), L(580, 1), L(0, 0)), // substance-reference
     // SubstanceNucleicAcid
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
     // SubstancePolymer
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
     // SubstanceProtein
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
     // SubstanceReferenceInformation
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
     // SubstanceSourceMaterial
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
     // SubstanceSpecification
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("code", "SubstanceSpecification-code", Token, "SubstanceSpecification.code.code", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(5114, 4), S(129621, 63), Token, S(129684, 32), L(0, 0), L(0, 0)), // code
     // SupplyDelivery
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("identifier", "clinical-identifier", Token, "SupplyDelivery.identifier", &[], &[]),
-    p!("patient", "clinical-patient", Reference, "SupplyDelivery.patient", &T1, &[]),
-    p!("receiver", "SupplyDelivery-receiver", Reference, "SupplyDelivery.receiver", &T38, &[]),
-    p!("status", "SupplyDelivery-status", Token, "SupplyDelivery.status", &[], &[]),
-    p!("supplier", "SupplyDelivery-supplier", Reference, "SupplyDelivery.supplier", &T36, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(642, 10), S(5417, 55), Token, S(129716, 25), L(0, 0), L(0, 0)), // identifier
+    p(S(855, 7), S(5827, 52), Reference, S(129741, 22), L(1, 1), L(0, 0)), // patient
+    p(S(79043, 8), S(129763, 59), Reference, S(129822, 23), L(403, 2), L(0, 0)), // receiver
+    p(S(1033, 6), S(129845, 57), Token, S(129902, 21), L(0, 0), L(0, 0)), // status
+    p(S(129923, 8), S(129931, 59), Reference, S(129990, 23), L(399, 3), L(0, 0)), // supplier
     // SupplyRequest
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("category", "SupplyRequest-category", Token, "SupplyRequest.category", &[], &[]),
-    p!("date", "clinical-date", Date, "SupplyRequest.authoredOn", &[], &[]),
-    p!("identifier", "clinical-identifier", Token, "SupplyRequest.identifier", &[], &[]),
-    p!("requester", "SupplyRequest-requester", Reference, "SupplyRequest.requester", &T17, &[]),
-    p!("status", "SupplyRequest-status", Token, "SupplyRequest.status", &[], &[]),
-    p!("subject", "SupplyRequest-subject", Reference, "SupplyRequest.deliverTo", &T123, &[]),
-    p!("supplier", "SupplyRequest-supplier", Reference, "SupplyRequest.supplier", &T124, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(3851, 8), S(130013, 58), Token, S(130071, 22), L(0, 0), L(0, 0)), // category
+    p(S(2026, 4), S(5337, 49), Date, S(130093, 24), L(0, 0), L(0, 0)), // date
+    p(S(642, 10), S(5417, 55), Token, S(130117, 24), L(0, 0), L(0, 0)), // identifier
+    p(S(25373, 9), S(130141, 59), Reference, S(130200, 23), L(332, 6), L(0, 0)), // requester
+    p(S(1033, 6), S(130223, 56), Token, S(130279, 20), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(130299, 57), Reference, S(130356, 23), L(650, 3), L(0, 0)), // subject
+    p(S(129923, 8), S(130379, 58), Reference, S(130437, 22), L(653, 2), L(0, 0)), // supplier
     // Task
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("authored-on", "Task-authored-on", Date, "Task.authoredOn", &[], &[]),
-    p!("based-on", "Task-based-on", Reference, "Task.basedOn", &T3, &[]),
-    p!("business-status", "Task-business-status", Token, "Task.businessStatus", &[], &[]),
-    p!("code", "Task-code", Token, "Task.code", &[], &[]),
-    p!("encounter", "Task-encounter", Reference, "Task.encounter", &T26, &[]),
-    p!("focus", "Task-focus", Reference, "Task.focus", &T3, &[]),
-    p!("group-identifier", "Task-group-identifier", Token, "Task.groupIdentifier", &[], &[]),
-    p!("identifier", "Task-identifier", Token, "Task.identifier", &[], &[]),
-    p!("intent", "Task-intent", Token, "Task.intent", &[], &[]),
-    p!("modified", "Task-modified", Date, "Task.lastModified", &[], &[]),
-    p!("owner", "Task-owner", Reference, "Task.owner", &T29, &[]),
-    p!("part-of", "Task-part-of", Reference, "Task.partOf", &T110, &[]),
-    p!("patient", "Task-patient", Reference, "Task.for.where(resolve() is Patient)", &T1, &[]),
-    p!("performer", "Task-performer", Token, "Task.performerType", &[], &[]),
-    p!("period", "Task-period", Date, "Task.executionPeriod", &[], &[]),
-    p!("priority", "Task-priority", Token, "Task.priority", &[], &[]),
-    p!("requester", "Task-requester", Reference, "Task.requester", &T17, &[]),
-    p!("status", "Task-status", Token, "Task.status", &[], &[]),
-    p!("subject", "Task-subject", Reference, "Task.for", &T3, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(37091, 11), S(130459, 52), Date, S(130511, 15), L(0, 0), L(0, 0)), // authored-on
+    p(S(6596, 8), S(130526, 49), Reference, S(130575, 12), L(9, 145), L(0, 0)), // based-on
+    p(S(130587, 15), S(130602, 56), Token, S(130658, 19), L(0, 0), L(0, 0)), // business-status
+    p(S(5114, 4), S(130677, 45), Token, S(130722, 9), L(0, 0), L(0, 0)), // code
+    p(S(14313, 9), S(130731, 50), Reference, S(130781, 14), L(358, 1), L(0, 0)), // encounter
+    p(S(85644, 5), S(130795, 46), Reference, S(130841, 10), L(9, 145), L(0, 0)), // focus
+    p(S(24544, 16), S(130851, 57), Token, S(130908, 20), L(0, 0), L(0, 0)), // group-identifier
+    p(S(642, 10), S(130928, 51), Token, S(130979, 15), L(0, 0), L(0, 0)), // identifier
+    p(S(14699, 6), S(130994, 47), Token, S(131041, 11), L(0, 0), L(0, 0)), // intent
+    p(S(131052, 8), S(131060, 49), Date, S(131109, 17), L(0, 0), L(0, 0)), // modified
+    p(S(788, 5), S(131126, 46), Reference, S(131172, 10), L(365, 8), L(0, 0)), // owner
+    p(S(14771, 7), S(131182, 48), Reference, S(131230, 11), L(619, 1), L(0, 0)), // part-of
+    p(S(855, 7), S(131241, 48), Reference, S(131289, 36), L(1, 1), L(0, 0)), // patient
+    p(S(14889, 9), S(131325, 50), Token, S(131375, 18), L(0, 0), L(0, 0)), // performer
+    p(S(956, 6), S(131393, 47), Date, S(131440, 20), L(0, 0), L(0, 0)), // period
+    p(S(19490, 8), S(131460, 49), Token, S(131509, 13), L(0, 0), L(0, 0)), // priority
+    p(S(25373, 9), S(131522, 50), Reference, S(131572, 14), L(332, 6), L(0, 0)), // requester
+    p(S(1033, 6), S(131586, 47), Token, S(131633, 11), L(0, 0), L(0, 0)), // status
+    p(S(1103, 7), S(131644, 48), Reference, S(131692, 8), L(9, 145), L(0, 0)), // subject
     // TerminologyCapabilities
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("context", "conformance-context", Token, "(TerminologyCapabilities.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "conformance-context-quantity", Quantity, "(TerminologyCapabilities.useContext.value as Quantity) | (TerminologyCapabilities.useContext.value as Range)", &[], &[]),
-    p!("context-type", "conformance-context-type", Token, "TerminologyCapabilities.useContext.code", &[], &[]),
-    p!("context-type-quantity", "conformance-context-type-quantity", Composite, "TerminologyCapabilities.useContext", &[], &C0),
-    p!("context-type-value", "conformance-context-type-value", Composite, "TerminologyCapabilities.useContext", &[], &C1),
-    p!("date", "conformance-date", Date, "TerminologyCapabilities.date", &[], &[]),
-    p!("description", "conformance-description", String, "TerminologyCapabilities.description", &[], &[]),
-    p!("jurisdiction", "conformance-jurisdiction", Token, "TerminologyCapabilities.jurisdiction", &[], &[]),
-    p!("name", "conformance-name", String, "TerminologyCapabilities.name", &[], &[]),
-    p!("publisher", "conformance-publisher", String, "TerminologyCapabilities.publisher", &[], &[]),
-    p!("status", "conformance-status", Token, "TerminologyCapabilities.status", &[], &[]),
-    p!("title", "conformance-title", String, "TerminologyCapabilities.title", &[], &[]),
-    p!("url", "conformance-url", Uri, "TerminologyCapabilities.url", &[], &[]),
-    p!("version", "conformance-version", Token, "TerminologyCapabilities.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1386, 7), S(11432, 55), Token, S(131700, 61), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(11544, 64), Quantity, S(131761, 108), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(11708, 60), Token, S(131869, 39), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(11803, 69), Composite, S(131908, 34), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(11902, 66), Composite, S(131908, 34), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(11968, 52), Date, S(131942, 28), L(0, 0), L(0, 0)), // date
+    p(S(2433, 11), S(12044, 59), String, S(131970, 35), L(0, 0), L(0, 0)), // description
+    p(S(2741, 12), S(12438, 60), Token, S(132005, 36), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(724, 4), S(12623, 52), String, S(132041, 28), L(0, 0), L(0, 0)), // name
+    p(S(3079, 9), S(12699, 57), String, S(132069, 33), L(0, 0), L(0, 0)), // publisher
+    p(S(1033, 6), S(13258, 54), Token, S(132102, 30), L(0, 0), L(0, 0)), // status
+    p(S(3406, 5), S(13478, 53), String, S(132132, 29), L(0, 0), L(0, 0)), // title
+    p(S(3584, 3), S(13556, 51), Uri, S(132161, 27), L(0, 0), L(0, 0)), // url
+    p(S(3667, 7), S(13630, 55), Token, S(132188, 31), L(0, 0), L(0, 0)), // version
     // TestReport
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("identifier", "TestReport-identifier", Token, "TestReport.identifier", &[], &[]),
-    p!("issued", "TestReport-issued", Date, "TestReport.issued", &[], &[]),
-    p!("participant", "TestReport-participant", Uri, "TestReport.participant.uri", &[], &[]),
-    p!("result", "TestReport-result", Token, "TestReport.result", &[], &[]),
-    p!("tester", "TestReport-tester", String, "TestReport.tester", &[], &[]),
-    p!("testscript", "TestReport-testscript", Reference, "TestReport.testScript", &T125, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(642, 10), S(132219, 57), Token, S(132276, 21), L(0, 0), L(0, 0)), // identifier
+    p(S(32169, 6), S(132297, 53), Date, S(132350, 17), L(0, 0), L(0, 0)), // issued
+    p(S(15374, 11), S(132367, 58), Uri, S(132425, 26), L(0, 0), L(0, 0)), // participant
+    p(S(39482, 6), S(132451, 53), Token, S(132504, 17), L(0, 0), L(0, 0)), // result
+    p(S(132521, 6), S(132527, 53), String, S(132580, 17), L(0, 0), L(0, 0)), // tester
+    p(S(132597, 10), S(132607, 57), Reference, S(132664, 21), L(655, 1), L(0, 0)), // testscript
     // TestScript
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("context", "TestScript-context", Token, "(TestScript.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "TestScript-context-quantity", Quantity, "(TestScript.useContext.value as Quantity) | (TestScript.useContext.value as Range)", &[], &[]),
-    p!("context-type", "TestScript-context-type", Token, "TestScript.useContext.code", &[], &[]),
-    p!("context-type-quantity", "TestScript-context-type-quantity", Composite, "TestScript.useContext", &[], &C0),
-    p!("context-type-value", "TestScript-context-type-value", Composite, "TestScript.useContext", &[], &C1),
-    p!("date", "TestScript-date", Date, "TestScript.date", &[], &[]),
-    p!("description", "TestScript-description", String, "TestScript.description", &[], &[]),
-    p!("identifier", "TestScript-identifier", Token, "TestScript.identifier", &[], &[]),
-    p!("jurisdiction", "TestScript-jurisdiction", Token, "TestScript.jurisdiction", &[], &[]),
-    p!("name", "TestScript-name", String, "TestScript.name", &[], &[]),
-    p!("publisher", "TestScript-publisher", String, "TestScript.publisher", &[], &[]),
-    p!("status", "TestScript-status", Token, "TestScript.status", &[], &[]),
-    p!("testscript-capability", "TestScript-testscript-capability", String, "TestScript.metadata.capability.description", &[], &[]),
-    p!("title", "TestScript-title", String, "TestScript.title", &[], &[]),
-    p!("url", "TestScript-url", Uri, "TestScript.url", &[], &[]),
-    p!("version", "TestScript-version", Token, "TestScript.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1386, 7), S(132685, 54), Token, S(132739, 48), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(132787, 63), Quantity, S(132850, 82), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(132932, 59), Token, S(132991, 26), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(133017, 68), Composite, S(133085, 21), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(133106, 65), Composite, S(133085, 21), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(133171, 51), Date, S(133222, 15), L(0, 0), L(0, 0)), // date
+    p(S(2433, 11), S(133237, 58), String, S(133295, 22), L(0, 0), L(0, 0)), // description
+    p(S(642, 10), S(133317, 57), Token, S(133374, 21), L(0, 0), L(0, 0)), // identifier
+    p(S(2741, 12), S(133395, 59), Token, S(133454, 23), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(724, 4), S(133477, 51), String, S(133528, 15), L(0, 0), L(0, 0)), // name
+    p(S(3079, 9), S(133543, 56), String, S(133599, 20), L(0, 0), L(0, 0)), // publisher
+    p(S(1033, 6), S(133619, 53), Token, S(133672, 17), L(0, 0), L(0, 0)), // status
+    p(S(133689, 21), S(133710, 68), String, S(133778, 42), L(0, 0), L(0, 0)), // testscript-capability
+    p(S(3406, 5), S(133820, 52), String, S(133872, 16), L(0, 0), L(0, 0)), // title
+    p(S(3584, 3), S(133888, 50), Uri, S(133938, 14), L(0, 0), L(0, 0)), // url
+    p(S(3667, 7), S(133952, 54), Token, S(134006, 18), L(0, 0), L(0, 0)), // version
     // ValueSet
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("code", "ValueSet-code", Token, "ValueSet.expansion.contains.code | ValueSet.compose.include.concept.code", &[], &[]),
-    p!("context", "conformance-context", Token, "(ValueSet.useContext.value as CodeableConcept)", &[], &[]),
-    p!("context-quantity", "conformance-context-quantity", Quantity, "(ValueSet.useContext.value as Quantity) | (ValueSet.useContext.value as Range)", &[], &[]),
-    p!("context-type", "conformance-context-type", Token, "ValueSet.useContext.code", &[], &[]),
-    p!("context-type-quantity", "conformance-context-type-quantity", Composite, "ValueSet.useContext", &[], &C0),
-    p!("context-type-value", "conformance-context-type-value", Composite, "ValueSet.useContext", &[], &C1),
-    p!("date", "conformance-date", Date, "ValueSet.date", &[], &[]),
-    p!("description", "conformance-description", String, "ValueSet.description", &[], &[]),
-    p!("expansion", "ValueSet-expansion", Uri, "ValueSet.expansion.identifier", &[], &[]),
-    p!("identifier", "conformance-identifier", Token, "ValueSet.identifier", &[], &[]),
-    p!("jurisdiction", "conformance-jurisdiction", Token, "ValueSet.jurisdiction", &[], &[]),
-    p!("name", "conformance-name", String, "ValueSet.name", &[], &[]),
-    p!("publisher", "conformance-publisher", String, "ValueSet.publisher", &[], &[]),
-    p!("reference", "ValueSet-reference", Uri, "ValueSet.compose.include.system", &[], &[]),
-    p!("status", "conformance-status", Token, "ValueSet.status", &[], &[]),
-    p!("title", "conformance-title", String, "ValueSet.title", &[], &[]),
-    p!("url", "conformance-url", Uri, "ValueSet.url", &[], &[]),
-    p!("version", "conformance-version", Token, "ValueSet.version", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(5114, 4), S(134024, 49), Token, S(134073, 72), L(0, 0), L(0, 0)), // code
+    p(S(1386, 7), S(11432, 55), Token, S(134145, 46), L(0, 0), L(0, 0)), // context
+    p(S(1511, 16), S(11544, 64), Quantity, S(134191, 78), L(0, 0), L(0, 0)), // context-quantity
+    p(S(1696, 12), S(11708, 60), Token, S(134269, 24), L(0, 0), L(0, 0)), // context-type
+    p(S(1809, 21), S(11803, 69), Composite, S(134293, 19), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(1935, 18), S(11902, 66), Composite, S(134293, 19), L(0, 0), L(2, 2)), // context-type-value
+    p(S(2026, 4), S(11968, 52), Date, S(134312, 13), L(0, 0), L(0, 0)), // date
+    p(S(2433, 11), S(12044, 59), String, S(134325, 20), L(0, 0), L(0, 0)), // description
+    p(S(134345, 9), S(134354, 54), Uri, S(134408, 29), L(0, 0), L(0, 0)), // expansion
+    p(S(642, 10), S(22420, 58), Token, S(134437, 19), L(0, 0), L(0, 0)), // identifier
+    p(S(2741, 12), S(12438, 60), Token, S(134456, 21), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(724, 4), S(12623, 52), String, S(134477, 13), L(0, 0), L(0, 0)), // name
+    p(S(3079, 9), S(12699, 57), String, S(134490, 18), L(0, 0), L(0, 0)), // publisher
+    p(S(134508, 9), S(134517, 54), Uri, S(134571, 31), L(0, 0), L(0, 0)), // reference
+    p(S(1033, 6), S(13258, 54), Token, S(134602, 15), L(0, 0), L(0, 0)), // status
+    p(S(3406, 5), S(13478, 53), String, S(134617, 14), L(0, 0), L(0, 0)), // title
+    p(S(3584, 3), S(13556, 51), Uri, S(134631, 12), L(0, 0), L(0, 0)), // url
+    p(S(3667, 7), S(13630, 55), Token, S(134643, 16), L(0, 0), L(0, 0)), // version
     // VerificationResult
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("target", "VerificationResult-target", Reference, "VerificationResult.target", &T3, &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(28645, 6), S(134659, 61), Reference, S(134720, 25), L(9, 145), L(0, 0)), // target
     // VisionPrescription
-    p!("_content", "Resource-content", String, "", &[], &[]),
-    p!("_id", "Resource-id", Token, "Resource.id", &[], &[]),
-    p!("_lastUpdated", "Resource-lastUpdated", Date, "Resource.meta.lastUpdated", &[], &[]),
-    p!("_profile", "Resource-profile", Uri, "Resource.meta.profile", &[], &[]),
-    p!("_query", "Resource-query", Token, "", &[], &[]),
-    p!("_security", "Resource-security", Token, "Resource.meta.security", &[], &[]),
-    p!("_source", "Resource-source", Uri, "Resource.meta.source", &[], &[]),
-    p!("_tag", "Resource-tag", Token, "Resource.meta.tag", &[], &[]),
-    p!("_text", "DomainResource-text", String, "", &[], &[]),
-    p!("datewritten", "VisionPrescription-datewritten", Date, "VisionPrescription.dateWritten", &[], &[]),
-    p!("encounter", "clinical-encounter", Reference, "VisionPrescription.encounter", &T48, &[]),
-    p!("identifier", "clinical-identifier", Token, "VisionPrescription.identifier", &[], &[]),
-    p!("patient", "clinical-patient", Reference, "VisionPrescription.patient", &T1, &[]),
-    p!("prescriber", "VisionPrescription-prescriber", Reference, "VisionPrescription.prescriber", &T38, &[]),
-    p!("status", "VisionPrescription-status", Token, "VisionPrescription.status", &[], &[]),
+    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
+    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
+    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
+    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
+    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
+    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(134745, 11), S(134756, 66), Date, S(134822, 30), L(0, 0), L(0, 0)), // datewritten
+    p(S(14313, 9), S(26805, 54), Reference, S(134852, 28), L(437, 2), L(0, 0)), // encounter
+    p(S(642, 10), S(5417, 55), Token, S(134880, 29), L(0, 0), L(0, 0)), // identifier
+    p(S(855, 7), S(5827, 52), Reference, S(134909, 26), L(1, 1), L(0, 0)), // patient
+    p(S(134935, 10), S(134945, 65), Reference, S(135010, 29), L(403, 2), L(0, 0)), // prescriber
+    p(S(1033, 6), S(135039, 61), Token, S(135100, 25), L(0, 0), L(0, 0)), // status
 ];
 
 /// The members of one compartment: (type, codes of the parameters that link it to the owner).

@@ -42,35 +42,102 @@ impl ParamType {
     }
 }
 
+/// A string of the table: a byte range of `r4::TEXT`. The table holds ranges rather than
+/// `&str`s so that it has no pointers: each pointer in a static costs the binary a dynamic
+/// relocation (24 bytes) and the process a fix-up at load.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct S(pub(super) u32, pub(super) u16);
+
+impl S {
+    fn get(self) -> &'static str {
+        &r4::TEXT[self.0 as usize..self.0 as usize + self.1 as usize]
+    }
+}
+
+/// A range of `r4::TARGETS` or `r4::COMPONENTS`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct L(pub(super) u16, pub(super) u16);
+
+impl L {
+    fn range(self) -> std::ops::Range<usize> {
+        self.0 as usize..self.0 as usize + self.1 as usize
+    }
+}
+
 /// One search parameter as it applies to one resource type.
 #[derive(Debug)]
 pub struct SearchParam {
-    /// The code used in queries: "name", "_id", "code-value-quantity".
-    pub code: &'static str,
-    /// The definition's canonical url.
-    pub url: &'static str,
+    pub(super) code: S,
+    pub(super) url: S,
     pub kind: ParamType,
-    /// The FHIRPath expression restricted to this resource type: only the top-level `|`-parts of
-    /// the definition's expression that are rooted at this type (or at Resource/DomainResource for
-    /// common parameters), joined again with " | ". Empty when the definition has none (_text,
-    /// _content, _query). Parts may be parenthesised: `(Observation.value as Quantity)`.
+    pub(super) expression: S,
+    pub(super) targets: L,
+    pub(super) components: L,
+}
+
+impl SearchParam {
+    /// The code used in queries: "name", "_id", "code-value-quantity".
+    pub fn code(&self) -> &'static str {
+        self.code.get()
+    }
+
+    /// The definition's canonical url.
+    pub fn url(&self) -> &'static str {
+        self.url.get()
+    }
+
+    /// The FHIRPath expression restricted to this resource type: only the top-level `|`-parts
+    /// of the definition's expression that are rooted at this type (or at Resource/DomainResource
+    /// for common parameters), joined again with " | ". Empty when the definition has none
+    /// (_text, _content, _query). Parts may be parenthesised: `(Observation.value as Quantity)`.
     /// One R4 definition has parts rooted at no type (InsurancePlan-name: `name | alias`); they
     /// are kept as written, relative to the resource.
-    pub expression: &'static str,
-    /// Reference parameters: the target resource types as R4 names them (empty for other types).
-    pub targets: &'static [&'static str],
+    pub fn expression(&self) -> &'static str {
+        self.expression.get()
+    }
+
+    /// Reference parameters: the target types R4 lists (none for other types).
+    pub fn targets(&self) -> impl Iterator<Item = ResourceType> + use<> {
+        r4::TARGETS[self.targets.range()]
+            .iter()
+            .filter_map(|i| ResourceType::from_index(usize::from(*i)))
+    }
+
+    /// Whether R4 lists `t` among the targets.
+    pub fn lists_target(&self, t: ResourceType) -> bool {
+        self.targets().any(|x| x == t)
+    }
+
+    /// Whether the parameter may point at a `t`: `t` is a listed target, or none is listed.
+    pub fn may_target(&self, t: ResourceType) -> bool {
+        self.targets.1 == 0 || self.lists_target(t)
+    }
+
     /// Composite parameters: the components in order.
-    pub components: &'static [Component],
+    pub fn components(&self) -> &'static [Component] {
+        &r4::COMPONENTS[self.components.range()]
+    }
 }
 
 /// One component of a composite parameter.
 #[derive(Debug)]
 pub struct Component {
-    /// The code of the component's own definition (e.g. "code", "value-quantity").
-    pub code: &'static str,
+    pub(super) code: S,
     pub kind: ParamType,
-    /// Relative to the composite's focus (`code`, `value.as(Quantity)`), as given in the definition.
-    pub expression: &'static str,
+    pub(super) expression: S,
+}
+
+impl Component {
+    /// The code of the component's own definition (e.g. "code", "value-quantity").
+    pub fn code(&self) -> &'static str {
+        self.code.get()
+    }
+
+    /// Relative to the composite's focus (`code`, `value.as(Quantity)`), as given in the
+    /// definition.
+    pub fn expression(&self) -> &'static str {
+        self.expression.get()
+    }
 }
 
 fn type_index(t: ResourceType) -> Option<usize> {
@@ -89,7 +156,7 @@ pub fn params(t: ResourceType) -> &'static [SearchParam] {
 /// The parameter `code` of `t`.
 pub fn param(t: ResourceType, code: &str) -> Option<&'static SearchParam> {
     let ps = params(t);
-    ps.binary_search_by(|p| p.code.cmp(code))
+    ps.binary_search_by(|p| p.code().cmp(code))
         .ok()
         .map(|i| &ps[i])
 }
@@ -164,7 +231,7 @@ mod tests {
     #[test]
     fn definitions_count() {
         assert_eq!(definitions(), 1375);
-        let mut urls: Vec<&str> = all().map(|(_, p)| p.url).collect();
+        let mut urls: Vec<&str> = all().map(|(_, p)| p.url()).collect();
         urls.sort_unstable();
         urls.dedup();
         assert_eq!(urls.len(), 1375);
@@ -179,14 +246,17 @@ mod tests {
         for t in ResourceType::all() {
             let ps = params(t);
             assert!(
-                ps.windows(2).all(|w| w[0].code < w[1].code),
+                ps.windows(2).all(|w| w[0].code() < w[1].code()),
                 "{t}: not sorted and unique"
             );
             let id = param(t, "_id").unwrap();
-            assert_eq!((id.kind, id.expression), (ParamType::Token, "Resource.id"));
+            assert_eq!(
+                (id.kind, id.expression()),
+                (ParamType::Token, "Resource.id")
+            );
             let lu = param(t, "_lastUpdated").unwrap();
             assert_eq!(
-                (lu.kind, lu.expression),
+                (lu.kind, lu.expression()),
                 (ParamType::Date, "Resource.meta.lastUpdated")
             );
             for code in [
@@ -204,33 +274,33 @@ mod tests {
         }
         assert!(param(rt("Binary"), "_text").is_none());
         assert_eq!(p("Patient", "_text").kind, ParamType::String);
-        assert_eq!(p("Patient", "_text").expression, "");
-        assert_eq!(p("Patient", "_content").expression, "");
+        assert_eq!(p("Patient", "_text").expression(), "");
+        assert_eq!(p("Patient", "_content").expression(), "");
     }
 
     #[test]
     fn expressions_are_restricted_to_the_type() {
         for (t, sp) in all() {
-            for part in sp.expression.split(" | ").filter(|s| !s.is_empty()) {
+            for part in sp.expression().split(" | ").filter(|s| !s.is_empty()) {
                 let root = part.trim_start_matches('(');
                 let root = root
                     .split(|c: char| !c.is_ascii_alphanumeric())
                     .next()
                     .unwrap();
                 let ok = root == t.as_str()
-                    || (sp.code.starts_with('_') && root == "Resource")
+                    || (sp.code().starts_with('_') && root == "Resource")
                     || ResourceType::parse(root).is_none() && root != "Resource";
-                assert!(ok, "{t}.{}: {part}", sp.code);
+                assert!(ok, "{t}.{}: {part}", sp.code());
             }
             if sp.kind != ParamType::Reference {
-                assert!(sp.targets.is_empty(), "{t}.{}", sp.code);
+                assert!(sp.targets().next().is_none(), "{t}.{}", sp.code());
             }
-            assert!(sp.targets.iter().all(|x| ResourceType::parse(x).is_some()));
+            assert!(sp.targets().count() == sp.targets.1 as usize);
             assert_eq!(
                 sp.kind == ParamType::Composite,
-                !sp.components.is_empty(),
+                !sp.components().is_empty(),
                 "{t}.{}",
-                sp.code
+                sp.code()
             );
         }
     }
@@ -240,31 +310,34 @@ mod tests {
         assert_eq!(p("Patient", "name").kind, ParamType::String);
         let bd = p("Patient", "birthdate");
         assert_eq!(bd.kind, ParamType::Date);
-        assert_eq!(bd.expression, "Patient.birthDate");
+        assert_eq!(bd.expression(), "Patient.birthDate");
         assert_eq!(
-            bd.url,
+            bd.url(),
             "http://hl7.org/fhir/SearchParameter/individual-birthdate"
         );
 
         let cp = p("Condition", "patient");
         assert_eq!(cp.kind, ParamType::Reference);
         assert_eq!(
-            cp.expression,
+            cp.expression(),
             "Condition.subject.where(resolve() is Patient)"
         );
-        assert_eq!(cp.targets, ["Patient"]);
         assert_eq!(
-            cp.url,
+            cp.targets().map(|t| t.as_str()).collect::<Vec<_>>(),
+            ["Patient"]
+        );
+        assert_eq!(
+            cp.url(),
             "http://hl7.org/fhir/SearchParameter/clinical-patient"
         );
 
         let cvq = p("Observation", "code-value-quantity");
         assert_eq!(cvq.kind, ParamType::Composite);
-        assert!(cvq.targets.is_empty());
+        assert!(cvq.targets().next().is_none());
         let comps: Vec<_> = cvq
-            .components
+            .components()
             .iter()
-            .map(|c| (c.code, c.kind, c.expression))
+            .map(|c| (c.code(), c.kind, c.expression()))
             .collect();
         assert_eq!(
             comps,
@@ -277,16 +350,19 @@ mod tests {
         let vq = p("Observation", "value-quantity");
         assert_eq!(vq.kind, ParamType::Quantity);
         assert_eq!(
-            vq.expression,
+            vq.expression(),
             "(Observation.value as Quantity) | (Observation.value as SampledData)"
         );
 
         // A definition with several bases: clinical-date.
         let ed = p("Encounter", "date");
-        assert_eq!(ed.url, "http://hl7.org/fhir/SearchParameter/clinical-date");
-        assert_eq!(ed.expression, "Encounter.period");
         assert_eq!(
-            p("RiskAssessment", "date").expression,
+            ed.url(),
+            "http://hl7.org/fhir/SearchParameter/clinical-date"
+        );
+        assert_eq!(ed.expression(), "Encounter.period");
+        assert_eq!(
+            p("RiskAssessment", "date").expression(),
             "(RiskAssessment.occurrence as dateTime)"
         );
 
