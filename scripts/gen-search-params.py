@@ -232,9 +232,8 @@ def main():
         for code in sorted(table[t]):
             d, expr = table[t][code]
             entries.append(
-                "    p({}, {}, {}, {}, {}, {}), // {}".format(
+                "    p({}, {}, {}, {}, {}), // {}".format(
                     S(code),
-                    S(d["url"]),
                     KINDS[d["type"]],
                     S(expr),
                     targets_of(d),
@@ -308,7 +307,7 @@ def main():
         w(f"    {o},")
     w("];")
     w("")
-    w("/// Every string of the table (codes, urls, expressions), each once; `S(at, len)` is a byte range.")
+    w("/// Every string of the table (codes, expressions), each once; `S(at, len)` is a byte range.")
     w("#[rustfmt::skip]")
     w("pub(super) static TEXT: &str = concat!(")
     for v in text:
@@ -322,8 +321,8 @@ def main():
         w("    " + ", ".join(str(x) for x in targets_flat[i:i + 24]) + ",")
     w("];")
     w("")
-    w("const fn p(code: S, url: S, kind: ParamType, expression: S, targets: L, components: L) -> SearchParam {")
-    w("    SearchParam { code, url, kind, expression, targets, components }")
+    w("const fn p(code: S, kind: ParamType, expression: S, targets: L, components: L) -> SearchParam {")
+    w("    SearchParam { code, kind, expression, targets, components }")
     w("}")
     w("")
     w("const fn c(code: S, kind: ParamType, expression: S) -> Component {")

@@ -174,638 +174,396 @@ pub(super) static OFFSETS: [u16; 147] = [
     2825, 2835, 2849, 2865, 2893, 2916, 2931, 2956, 2983, 2993, 3008,
 ];
 
-/// Every string of the table (codes, urls, expressions), each once; `S(at, len)` is a byte range.
+/// Every string of the table (codes, expressions), each once; `S(at, len)` is a byte range.
 #[rustfmt::skip]
 pub(super) static TEXT: &str = concat!(
     "_content",
-    "http://hl7.org/fhir/SearchParameter/Resource-content",
     "",
     "_id",
-    "http://hl7.org/fhir/SearchParameter/Resource-id",
     "Resource.id",
     "_lastUpdated",
-    "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated",
     "Resource.meta.lastUpdated",
     "_profile",
-    "http://hl7.org/fhir/SearchParameter/Resource-profile",
     "Resource.meta.profile",
     "_query",
-    "http://hl7.org/fhir/SearchParameter/Resource-query",
     "_security",
-    "http://hl7.org/fhir/SearchParameter/Resource-security",
     "Resource.meta.security",
     "_source",
-    "http://hl7.org/fhir/SearchParameter/Resource-source",
     "Resource.meta.source",
     "_tag",
-    "http://hl7.org/fhir/SearchParameter/Resource-tag",
     "Resource.meta.tag",
     "_text",
-    "http://hl7.org/fhir/SearchParameter/DomainResource-text",
     "identifier",
-    "http://hl7.org/fhir/SearchParameter/Account-identifier",
     "Account.identifier",
     "name",
-    "http://hl7.org/fhir/SearchParameter/Account-name",
     "Account.name",
     "owner",
-    "http://hl7.org/fhir/SearchParameter/Account-owner",
     "Account.owner",
     "patient",
-    "http://hl7.org/fhir/SearchParameter/Account-patient",
     "Account.subject.where(resolve() is Patient)",
     "period",
-    "http://hl7.org/fhir/SearchParameter/Account-period",
     "Account.servicePeriod",
     "status",
-    "http://hl7.org/fhir/SearchParameter/Account-status",
     "Account.status",
     "subject",
-    "http://hl7.org/fhir/SearchParameter/Account-subject",
     "Account.subject",
     "type",
-    "http://hl7.org/fhir/SearchParameter/Account-type",
     "Account.type",
     "composed-of",
-    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-composed-of",
     "ActivityDefinition.relatedArtifact.where(type='composed-of').resource",
     "context",
-    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-context",
     "(ActivityDefinition.useContext.value as CodeableConcept)",
     "context-quantity",
-    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-context-quantity",
     "(ActivityDefinition.useContext.value as Quantity) | (ActivityDefinition.useContext.value as Range)",
     "context-type",
-    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-context-type",
     "ActivityDefinition.useContext.code",
     "context-type-quantity",
-    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-context-type-quantity",
     "ActivityDefinition.useContext",
     "context-type-value",
-    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-context-type-value",
     "date",
-    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-date",
     "ActivityDefinition.date",
     "depends-on",
-    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-depends-on",
     "ActivityDefinition.relatedArtifact.where(type='depends-on').resource | ActivityDefinition.library",
     "derived-from",
-    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-derived-from",
     "ActivityDefinition.relatedArtifact.where(type='derived-from').resource",
     "description",
-    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-description",
     "ActivityDefinition.description",
     "effective",
-    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-effective",
     "ActivityDefinition.effectivePeriod",
-    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-identifier",
     "ActivityDefinition.identifier",
     "jurisdiction",
-    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-jurisdiction",
     "ActivityDefinition.jurisdiction",
-    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-name",
     "ActivityDefinition.name",
     "predecessor",
-    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-predecessor",
     "ActivityDefinition.relatedArtifact.where(type='predecessor').resource",
     "publisher",
-    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-publisher",
     "ActivityDefinition.publisher",
-    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-status",
     "ActivityDefinition.status",
     "successor",
-    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-successor",
     "ActivityDefinition.relatedArtifact.where(type='successor').resource",
     "title",
-    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-title",
     "ActivityDefinition.title",
     "topic",
-    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-topic",
     "ActivityDefinition.topic",
     "url",
-    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-url",
     "ActivityDefinition.url",
     "version",
-    "http://hl7.org/fhir/SearchParameter/ActivityDefinition-version",
     "ActivityDefinition.version",
     "actuality",
-    "http://hl7.org/fhir/SearchParameter/AdverseEvent-actuality",
     "AdverseEvent.actuality",
     "category",
-    "http://hl7.org/fhir/SearchParameter/AdverseEvent-category",
     "AdverseEvent.category",
-    "http://hl7.org/fhir/SearchParameter/AdverseEvent-date",
     "AdverseEvent.date",
     "event",
-    "http://hl7.org/fhir/SearchParameter/AdverseEvent-event",
     "AdverseEvent.event",
     "location",
-    "http://hl7.org/fhir/SearchParameter/AdverseEvent-location",
     "AdverseEvent.location",
     "recorder",
-    "http://hl7.org/fhir/SearchParameter/AdverseEvent-recorder",
     "AdverseEvent.recorder",
     "resultingcondition",
-    "http://hl7.org/fhir/SearchParameter/AdverseEvent-resultingcondition",
     "AdverseEvent.resultingCondition",
     "seriousness",
-    "http://hl7.org/fhir/SearchParameter/AdverseEvent-seriousness",
     "AdverseEvent.seriousness",
     "severity",
-    "http://hl7.org/fhir/SearchParameter/AdverseEvent-severity",
     "AdverseEvent.severity",
     "study",
-    "http://hl7.org/fhir/SearchParameter/AdverseEvent-study",
     "AdverseEvent.study",
-    "http://hl7.org/fhir/SearchParameter/AdverseEvent-subject",
     "AdverseEvent.subject",
     "substance",
-    "http://hl7.org/fhir/SearchParameter/AdverseEvent-substance",
     "AdverseEvent.suspectEntity.instance",
     "asserter",
-    "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-asserter",
     "AllergyIntolerance.asserter",
-    "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-category",
     "AllergyIntolerance.category",
     "clinical-status",
-    "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-clinical-status",
     "AllergyIntolerance.clinicalStatus",
     "code",
-    "http://hl7.org/fhir/SearchParameter/clinical-code",
     "AllergyIntolerance.code | AllergyIntolerance.reaction.substance",
     "criticality",
-    "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-criticality",
     "AllergyIntolerance.criticality",
-    "http://hl7.org/fhir/SearchParameter/clinical-date",
     "AllergyIntolerance.recordedDate",
-    "http://hl7.org/fhir/SearchParameter/clinical-identifier",
     "AllergyIntolerance.identifier",
     "last-date",
-    "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-last-date",
     "AllergyIntolerance.lastOccurrence",
     "manifestation",
-    "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-manifestation",
     "AllergyIntolerance.reaction.manifestation",
     "onset",
-    "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-onset",
     "AllergyIntolerance.reaction.onset",
-    "http://hl7.org/fhir/SearchParameter/clinical-patient",
     "AllergyIntolerance.patient",
-    "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-recorder",
     "AllergyIntolerance.recorder",
     "route",
-    "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-route",
     "AllergyIntolerance.reaction.exposureRoute",
-    "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-severity",
     "AllergyIntolerance.reaction.severity",
-    "http://hl7.org/fhir/SearchParameter/clinical-type",
     "AllergyIntolerance.type",
     "verification-status",
-    "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-verification-status",
     "AllergyIntolerance.verificationStatus",
     "actor",
-    "http://hl7.org/fhir/SearchParameter/Appointment-actor",
     "Appointment.participant.actor",
     "appointment-type",
-    "http://hl7.org/fhir/SearchParameter/Appointment-appointment-type",
     "Appointment.appointmentType",
     "based-on",
-    "http://hl7.org/fhir/SearchParameter/Appointment-based-on",
     "Appointment.basedOn",
-    "http://hl7.org/fhir/SearchParameter/Appointment-date",
     "Appointment.start",
-    "http://hl7.org/fhir/SearchParameter/Appointment-identifier",
     "Appointment.identifier",
-    "http://hl7.org/fhir/SearchParameter/Appointment-location",
     "Appointment.participant.actor.where(resolve() is Location)",
     "part-status",
-    "http://hl7.org/fhir/SearchParameter/Appointment-part-status",
     "Appointment.participant.status",
-    "http://hl7.org/fhir/SearchParameter/Appointment-patient",
     "Appointment.participant.actor.where(resolve() is Patient)",
     "practitioner",
-    "http://hl7.org/fhir/SearchParameter/Appointment-practitioner",
     "Appointment.participant.actor.where(resolve() is Practitioner)",
     "reason-code",
-    "http://hl7.org/fhir/SearchParameter/Appointment-reason-code",
     "Appointment.reasonCode",
     "reason-reference",
-    "http://hl7.org/fhir/SearchParameter/Appointment-reason-reference",
     "Appointment.reasonReference",
     "service-category",
-    "http://hl7.org/fhir/SearchParameter/Appointment-service-category",
     "Appointment.serviceCategory",
     "service-type",
-    "http://hl7.org/fhir/SearchParameter/Appointment-service-type",
     "Appointment.serviceType",
     "slot",
-    "http://hl7.org/fhir/SearchParameter/Appointment-slot",
     "Appointment.slot",
     "specialty",
-    "http://hl7.org/fhir/SearchParameter/Appointment-specialty",
     "Appointment.specialty",
-    "http://hl7.org/fhir/SearchParameter/Appointment-status",
     "Appointment.status",
     "supporting-info",
-    "http://hl7.org/fhir/SearchParameter/Appointment-supporting-info",
     "Appointment.supportingInformation",
-    "http://hl7.org/fhir/SearchParameter/AppointmentResponse-actor",
     "AppointmentResponse.actor",
     "appointment",
-    "http://hl7.org/fhir/SearchParameter/AppointmentResponse-appointment",
     "AppointmentResponse.appointment",
-    "http://hl7.org/fhir/SearchParameter/AppointmentResponse-identifier",
     "AppointmentResponse.identifier",
-    "http://hl7.org/fhir/SearchParameter/AppointmentResponse-location",
     "AppointmentResponse.actor.where(resolve() is Location)",
-    "http://hl7.org/fhir/SearchParameter/AppointmentResponse-part-status",
     "AppointmentResponse.participantStatus",
-    "http://hl7.org/fhir/SearchParameter/AppointmentResponse-patient",
     "AppointmentResponse.actor.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/AppointmentResponse-practitioner",
     "AppointmentResponse.actor.where(resolve() is Practitioner)",
     "action",
-    "http://hl7.org/fhir/SearchParameter/AuditEvent-action",
     "AuditEvent.action",
     "address",
-    "http://hl7.org/fhir/SearchParameter/AuditEvent-address",
     "AuditEvent.agent.network.address",
     "agent",
-    "http://hl7.org/fhir/SearchParameter/AuditEvent-agent",
     "AuditEvent.agent.who",
     "agent-name",
-    "http://hl7.org/fhir/SearchParameter/AuditEvent-agent-name",
     "AuditEvent.agent.name",
     "agent-role",
-    "http://hl7.org/fhir/SearchParameter/AuditEvent-agent-role",
     "AuditEvent.agent.role",
     "altid",
-    "http://hl7.org/fhir/SearchParameter/AuditEvent-altid",
     "AuditEvent.agent.altId",
-    "http://hl7.org/fhir/SearchParameter/AuditEvent-date",
     "AuditEvent.recorded",
     "entity",
-    "http://hl7.org/fhir/SearchParameter/AuditEvent-entity",
     "AuditEvent.entity.what",
     "entity-name",
-    "http://hl7.org/fhir/SearchParameter/AuditEvent-entity-name",
     "AuditEvent.entity.name",
     "entity-role",
-    "http://hl7.org/fhir/SearchParameter/AuditEvent-entity-role",
     "AuditEvent.entity.role",
     "entity-type",
-    "http://hl7.org/fhir/SearchParameter/AuditEvent-entity-type",
     "AuditEvent.entity.type",
     "outcome",
-    "http://hl7.org/fhir/SearchParameter/AuditEvent-outcome",
     "AuditEvent.outcome",
-    "http://hl7.org/fhir/SearchParameter/AuditEvent-patient",
     "AuditEvent.agent.who.where(resolve() is Patient) | AuditEvent.entity.what.where(resolve() is Patient)",
     "policy",
-    "http://hl7.org/fhir/SearchParameter/AuditEvent-policy",
     "AuditEvent.agent.policy",
     "site",
-    "http://hl7.org/fhir/SearchParameter/AuditEvent-site",
     "AuditEvent.source.site",
     "source",
-    "http://hl7.org/fhir/SearchParameter/AuditEvent-source",
     "AuditEvent.source.observer",
     "subtype",
-    "http://hl7.org/fhir/SearchParameter/AuditEvent-subtype",
     "AuditEvent.subtype",
-    "http://hl7.org/fhir/SearchParameter/AuditEvent-type",
     "AuditEvent.type",
     "author",
-    "http://hl7.org/fhir/SearchParameter/Basic-author",
     "Basic.author",
-    "http://hl7.org/fhir/SearchParameter/Basic-code",
     "Basic.code",
     "created",
-    "http://hl7.org/fhir/SearchParameter/Basic-created",
     "Basic.created",
-    "http://hl7.org/fhir/SearchParameter/Basic-identifier",
     "Basic.identifier",
-    "http://hl7.org/fhir/SearchParameter/Basic-patient",
     "Basic.subject.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/Basic-subject",
     "Basic.subject",
-    "http://hl7.org/fhir/SearchParameter/BodyStructure-identifier",
     "BodyStructure.identifier",
-    "http://hl7.org/fhir/SearchParameter/BodyStructure-location",
     "BodyStructure.location",
     "morphology",
-    "http://hl7.org/fhir/SearchParameter/BodyStructure-morphology",
     "BodyStructure.morphology",
-    "http://hl7.org/fhir/SearchParameter/BodyStructure-patient",
     "BodyStructure.patient",
     "composition",
-    "http://hl7.org/fhir/SearchParameter/Bundle-composition",
     "Bundle.entry[0].resource",
-    "http://hl7.org/fhir/SearchParameter/Bundle-identifier",
     "Bundle.identifier",
     "message",
-    "http://hl7.org/fhir/SearchParameter/Bundle-message",
     "timestamp",
-    "http://hl7.org/fhir/SearchParameter/Bundle-timestamp",
     "Bundle.timestamp",
-    "http://hl7.org/fhir/SearchParameter/Bundle-type",
     "Bundle.type",
-    "http://hl7.org/fhir/SearchParameter/conformance-context",
     "(CapabilityStatement.useContext.value as CodeableConcept)",
-    "http://hl7.org/fhir/SearchParameter/conformance-context-quantity",
     "(CapabilityStatement.useContext.value as Quantity) | (CapabilityStatement.useContext.value as Range)",
-    "http://hl7.org/fhir/SearchParameter/conformance-context-type",
     "CapabilityStatement.useContext.code",
-    "http://hl7.org/fhir/SearchParameter/conformance-context-type-quantity",
     "CapabilityStatement.useContext",
-    "http://hl7.org/fhir/SearchParameter/conformance-context-type-value",
-    "http://hl7.org/fhir/SearchParameter/conformance-date",
     "CapabilityStatement.date",
-    "http://hl7.org/fhir/SearchParameter/conformance-description",
     "CapabilityStatement.description",
     "fhirversion",
-    "http://hl7.org/fhir/SearchParameter/CapabilityStatement-fhirversion",
     "CapabilityStatement.version",
     "format",
-    "http://hl7.org/fhir/SearchParameter/CapabilityStatement-format",
     "CapabilityStatement.format",
     "guide",
-    "http://hl7.org/fhir/SearchParameter/CapabilityStatement-guide",
     "CapabilityStatement.implementationGuide",
-    "http://hl7.org/fhir/SearchParameter/conformance-jurisdiction",
     "CapabilityStatement.jurisdiction",
     "mode",
-    "http://hl7.org/fhir/SearchParameter/CapabilityStatement-mode",
     "CapabilityStatement.rest.mode",
-    "http://hl7.org/fhir/SearchParameter/conformance-name",
     "CapabilityStatement.name",
-    "http://hl7.org/fhir/SearchParameter/conformance-publisher",
     "CapabilityStatement.publisher",
     "resource",
-    "http://hl7.org/fhir/SearchParameter/CapabilityStatement-resource",
     "CapabilityStatement.rest.resource.type",
     "resource-profile",
-    "http://hl7.org/fhir/SearchParameter/CapabilityStatement-resource-profile",
     "CapabilityStatement.rest.resource.profile",
     "security-service",
-    "http://hl7.org/fhir/SearchParameter/CapabilityStatement-security-service",
     "CapabilityStatement.rest.security.service",
     "software",
-    "http://hl7.org/fhir/SearchParameter/CapabilityStatement-software",
     "CapabilityStatement.software.name",
-    "http://hl7.org/fhir/SearchParameter/conformance-status",
     "CapabilityStatement.status",
     "supported-profile",
-    "http://hl7.org/fhir/SearchParameter/CapabilityStatement-supported-profile",
     "CapabilityStatement.rest.resource.supportedProfile",
-    "http://hl7.org/fhir/SearchParameter/conformance-title",
     "CapabilityStatement.title",
-    "http://hl7.org/fhir/SearchParameter/conformance-url",
     "CapabilityStatement.url",
-    "http://hl7.org/fhir/SearchParameter/conformance-version",
     "activity-code",
-    "http://hl7.org/fhir/SearchParameter/CarePlan-activity-code",
     "CarePlan.activity.detail.code",
     "activity-date",
-    "http://hl7.org/fhir/SearchParameter/CarePlan-activity-date",
     "CarePlan.activity.detail.scheduled",
     "activity-reference",
-    "http://hl7.org/fhir/SearchParameter/CarePlan-activity-reference",
     "CarePlan.activity.reference",
-    "http://hl7.org/fhir/SearchParameter/CarePlan-based-on",
     "CarePlan.basedOn",
     "care-team",
-    "http://hl7.org/fhir/SearchParameter/CarePlan-care-team",
     "CarePlan.careTeam",
-    "http://hl7.org/fhir/SearchParameter/CarePlan-category",
     "CarePlan.category",
     "condition",
-    "http://hl7.org/fhir/SearchParameter/CarePlan-condition",
     "CarePlan.addresses",
     "CarePlan.period",
     "encounter",
-    "http://hl7.org/fhir/SearchParameter/CarePlan-encounter",
     "CarePlan.encounter",
     "goal",
-    "http://hl7.org/fhir/SearchParameter/CarePlan-goal",
     "CarePlan.goal",
     "CarePlan.identifier",
     "instantiates-canonical",
-    "http://hl7.org/fhir/SearchParameter/CarePlan-instantiates-canonical",
     "CarePlan.instantiatesCanonical",
     "instantiates-uri",
-    "http://hl7.org/fhir/SearchParameter/CarePlan-instantiates-uri",
     "CarePlan.instantiatesUri",
     "intent",
-    "http://hl7.org/fhir/SearchParameter/CarePlan-intent",
     "CarePlan.intent",
     "part-of",
-    "http://hl7.org/fhir/SearchParameter/CarePlan-part-of",
     "CarePlan.partOf",
     "CarePlan.subject.where(resolve() is Patient)",
     "performer",
-    "http://hl7.org/fhir/SearchParameter/CarePlan-performer",
     "CarePlan.activity.detail.performer",
     "replaces",
-    "http://hl7.org/fhir/SearchParameter/CarePlan-replaces",
     "CarePlan.replaces",
-    "http://hl7.org/fhir/SearchParameter/CarePlan-status",
     "CarePlan.status",
-    "http://hl7.org/fhir/SearchParameter/CarePlan-subject",
     "CarePlan.subject",
-    "http://hl7.org/fhir/SearchParameter/CareTeam-category",
     "CareTeam.category",
     "CareTeam.period",
-    "http://hl7.org/fhir/SearchParameter/CareTeam-encounter",
     "CareTeam.encounter",
     "CareTeam.identifier",
     "participant",
-    "http://hl7.org/fhir/SearchParameter/CareTeam-participant",
     "CareTeam.participant.member",
     "CareTeam.subject.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/CareTeam-status",
     "CareTeam.status",
-    "http://hl7.org/fhir/SearchParameter/CareTeam-subject",
     "CareTeam.subject",
     "account",
-    "http://hl7.org/fhir/SearchParameter/ChargeItem-account",
     "ChargeItem.account",
-    "http://hl7.org/fhir/SearchParameter/ChargeItem-code",
     "ChargeItem.code",
-    "http://hl7.org/fhir/SearchParameter/ChargeItem-context",
     "ChargeItem.context",
     "entered-date",
-    "http://hl7.org/fhir/SearchParameter/ChargeItem-entered-date",
     "ChargeItem.enteredDate",
     "enterer",
-    "http://hl7.org/fhir/SearchParameter/ChargeItem-enterer",
     "ChargeItem.enterer",
     "factor-override",
-    "http://hl7.org/fhir/SearchParameter/ChargeItem-factor-override",
     "ChargeItem.factorOverride",
-    "http://hl7.org/fhir/SearchParameter/ChargeItem-identifier",
     "ChargeItem.identifier",
     "occurrence",
-    "http://hl7.org/fhir/SearchParameter/ChargeItem-occurrence",
     "ChargeItem.occurrence",
-    "http://hl7.org/fhir/SearchParameter/ChargeItem-patient",
     "ChargeItem.subject.where(resolve() is Patient)",
     "performer-actor",
-    "http://hl7.org/fhir/SearchParameter/ChargeItem-performer-actor",
     "ChargeItem.performer.actor",
     "performer-function",
-    "http://hl7.org/fhir/SearchParameter/ChargeItem-performer-function",
     "ChargeItem.performer.function",
     "performing-organization",
-    "http://hl7.org/fhir/SearchParameter/ChargeItem-performing-organization",
     "ChargeItem.performingOrganization",
     "price-override",
-    "http://hl7.org/fhir/SearchParameter/ChargeItem-price-override",
     "ChargeItem.priceOverride",
     "quantity",
-    "http://hl7.org/fhir/SearchParameter/ChargeItem-quantity",
     "ChargeItem.quantity",
     "requesting-organization",
-    "http://hl7.org/fhir/SearchParameter/ChargeItem-requesting-organization",
     "ChargeItem.requestingOrganization",
     "service",
-    "http://hl7.org/fhir/SearchParameter/ChargeItem-service",
     "ChargeItem.service",
-    "http://hl7.org/fhir/SearchParameter/ChargeItem-subject",
     "ChargeItem.subject",
-    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-context",
     "(ChargeItemDefinition.useContext.value as CodeableConcept)",
-    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-context-quantity",
     "(ChargeItemDefinition.useContext.value as Quantity) | (ChargeItemDefinition.useContext.value as Range)",
-    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-context-type",
     "ChargeItemDefinition.useContext.code",
-    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-context-type-quantity",
     "ChargeItemDefinition.useContext",
-    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-context-type-value",
-    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-date",
     "ChargeItemDefinition.date",
-    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-description",
     "ChargeItemDefinition.description",
-    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-effective",
     "ChargeItemDefinition.effectivePeriod",
-    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-identifier",
     "ChargeItemDefinition.identifier",
-    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-jurisdiction",
     "ChargeItemDefinition.jurisdiction",
-    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-publisher",
     "ChargeItemDefinition.publisher",
-    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-status",
     "ChargeItemDefinition.status",
-    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-title",
     "ChargeItemDefinition.title",
-    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-url",
     "ChargeItemDefinition.url",
-    "http://hl7.org/fhir/SearchParameter/ChargeItemDefinition-version",
     "ChargeItemDefinition.version",
-    "http://hl7.org/fhir/SearchParameter/Claim-care-team",
     "Claim.careTeam.provider",
-    "http://hl7.org/fhir/SearchParameter/Claim-created",
     "Claim.created",
     "detail-udi",
-    "http://hl7.org/fhir/SearchParameter/Claim-detail-udi",
     "Claim.item.detail.udi",
-    "http://hl7.org/fhir/SearchParameter/Claim-encounter",
     "Claim.item.encounter",
-    "http://hl7.org/fhir/SearchParameter/Claim-enterer",
     "Claim.enterer",
     "facility",
-    "http://hl7.org/fhir/SearchParameter/Claim-facility",
     "Claim.facility",
-    "http://hl7.org/fhir/SearchParameter/Claim-identifier",
     "Claim.identifier",
     "insurer",
-    "http://hl7.org/fhir/SearchParameter/Claim-insurer",
     "Claim.insurer",
     "item-udi",
-    "http://hl7.org/fhir/SearchParameter/Claim-item-udi",
     "Claim.item.udi",
-    "http://hl7.org/fhir/SearchParameter/Claim-patient",
     "Claim.patient",
     "payee",
-    "http://hl7.org/fhir/SearchParameter/Claim-payee",
     "Claim.payee.party",
     "priority",
-    "http://hl7.org/fhir/SearchParameter/Claim-priority",
     "Claim.priority",
     "procedure-udi",
-    "http://hl7.org/fhir/SearchParameter/Claim-procedure-udi",
     "Claim.procedure.udi",
     "provider",
-    "http://hl7.org/fhir/SearchParameter/Claim-provider",
     "Claim.provider",
-    "http://hl7.org/fhir/SearchParameter/Claim-status",
     "Claim.status",
     "subdetail-udi",
-    "http://hl7.org/fhir/SearchParameter/Claim-subdetail-udi",
     "Claim.item.detail.subDetail.udi",
     "use",
-    "http://hl7.org/fhir/SearchParameter/Claim-use",
     "Claim.use",
-    "http://hl7.org/fhir/SearchParameter/ClaimResponse-created",
     "ClaimResponse.created",
     "disposition",
-    "http://hl7.org/fhir/SearchParameter/ClaimResponse-disposition",
     "ClaimResponse.disposition",
-    "http://hl7.org/fhir/SearchParameter/ClaimResponse-identifier",
     "ClaimResponse.identifier",
-    "http://hl7.org/fhir/SearchParameter/ClaimResponse-insurer",
     "ClaimResponse.insurer",
-    "http://hl7.org/fhir/SearchParameter/ClaimResponse-outcome",
     "ClaimResponse.outcome",
-    "http://hl7.org/fhir/SearchParameter/ClaimResponse-patient",
     "ClaimResponse.patient",
     "payment-date",
-    "http://hl7.org/fhir/SearchParameter/ClaimResponse-payment-date",
     "ClaimResponse.payment.date",
     "request",
-    "http://hl7.org/fhir/SearchParameter/ClaimResponse-request",
     "ClaimResponse.request",
     "requestor",
-    "http://hl7.org/fhir/SearchParameter/ClaimResponse-requestor",
     "ClaimResponse.requestor",
-    "http://hl7.org/fhir/SearchParameter/ClaimResponse-status",
     "ClaimResponse.status",
-    "http://hl7.org/fhir/SearchParameter/ClaimResponse-use",
     "ClaimResponse.use",
     "assessor",
-    "http://hl7.org/fhir/SearchParameter/ClinicalImpression-assessor",
     "ClinicalImpression.assessor",
     "ClinicalImpression.date",
-    "http://hl7.org/fhir/SearchParameter/ClinicalImpression-encounter",
     "ClinicalImpression.encounter",
     "finding-code",
-    "http://hl7.org/fhir/SearchParameter/ClinicalImpression-finding-code",
     "ClinicalImpression.finding.itemCodeableConcept",
     "finding-ref",
-    "http://hl7.org/fhir/SearchParameter/ClinicalImpression-finding-ref",
     "ClinicalImpression.finding.itemReference",
-    "http://hl7.org/fhir/SearchParameter/ClinicalImpression-identifier",
     "ClinicalImpression.identifier",
     "investigation",
-    "http://hl7.org/fhir/SearchParameter/ClinicalImpression-investigation",
     "ClinicalImpression.investigation.item",
     "ClinicalImpression.subject.where(resolve() is Patient)",
     "previous",
-    "http://hl7.org/fhir/SearchParameter/ClinicalImpression-previous",
     "ClinicalImpression.previous",
     "problem",
-    "http://hl7.org/fhir/SearchParameter/ClinicalImpression-problem",
     "ClinicalImpression.problem",
-    "http://hl7.org/fhir/SearchParameter/ClinicalImpression-status",
     "ClinicalImpression.status",
-    "http://hl7.org/fhir/SearchParameter/ClinicalImpression-subject",
     "ClinicalImpression.subject",
-    "http://hl7.org/fhir/SearchParameter/ClinicalImpression-supporting-info",
     "ClinicalImpression.supportingInfo",
-    "http://hl7.org/fhir/SearchParameter/CodeSystem-code",
     "CodeSystem.concept.code",
     "content-mode",
-    "http://hl7.org/fhir/SearchParameter/CodeSystem-content-mode",
     "CodeSystem.content",
     "(CodeSystem.useContext.value as CodeableConcept)",
     "(CodeSystem.useContext.value as Quantity) | (CodeSystem.useContext.value as Range)",
@@ -813,94 +571,58 @@ pub(super) static TEXT: &str = concat!(
     "CodeSystem.useContext",
     "CodeSystem.date",
     "CodeSystem.description",
-    "http://hl7.org/fhir/SearchParameter/conformance-identifier",
     "CodeSystem.identifier",
     "CodeSystem.jurisdiction",
     "language",
-    "http://hl7.org/fhir/SearchParameter/CodeSystem-language",
     "CodeSystem.concept.designation.language",
     "CodeSystem.name",
     "CodeSystem.publisher",
     "CodeSystem.status",
     "supplements",
-    "http://hl7.org/fhir/SearchParameter/CodeSystem-supplements",
     "CodeSystem.supplements",
     "system",
-    "http://hl7.org/fhir/SearchParameter/CodeSystem-system",
     "CodeSystem.url",
     "CodeSystem.title",
     "CodeSystem.version",
-    "http://hl7.org/fhir/SearchParameter/Communication-based-on",
     "Communication.basedOn",
-    "http://hl7.org/fhir/SearchParameter/Communication-category",
     "Communication.category",
-    "http://hl7.org/fhir/SearchParameter/Communication-encounter",
     "Communication.encounter",
-    "http://hl7.org/fhir/SearchParameter/Communication-identifier",
     "Communication.identifier",
-    "http://hl7.org/fhir/SearchParameter/Communication-instantiates-canonical",
     "Communication.instantiatesCanonical",
-    "http://hl7.org/fhir/SearchParameter/Communication-instantiates-uri",
     "Communication.instantiatesUri",
     "medium",
-    "http://hl7.org/fhir/SearchParameter/Communication-medium",
     "Communication.medium",
-    "http://hl7.org/fhir/SearchParameter/Communication-part-of",
     "Communication.partOf",
-    "http://hl7.org/fhir/SearchParameter/Communication-patient",
     "Communication.subject.where(resolve() is Patient)",
     "received",
-    "http://hl7.org/fhir/SearchParameter/Communication-received",
     "Communication.received",
     "recipient",
-    "http://hl7.org/fhir/SearchParameter/Communication-recipient",
     "Communication.recipient",
     "sender",
-    "http://hl7.org/fhir/SearchParameter/Communication-sender",
     "Communication.sender",
     "sent",
-    "http://hl7.org/fhir/SearchParameter/Communication-sent",
     "Communication.sent",
-    "http://hl7.org/fhir/SearchParameter/Communication-status",
     "Communication.status",
-    "http://hl7.org/fhir/SearchParameter/Communication-subject",
     "Communication.subject",
     "authored",
-    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-authored",
     "CommunicationRequest.authoredOn",
-    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-based-on",
     "CommunicationRequest.basedOn",
-    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-category",
     "CommunicationRequest.category",
-    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-encounter",
     "CommunicationRequest.encounter",
     "group-identifier",
-    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-group-identifier",
     "CommunicationRequest.groupIdentifier",
-    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-identifier",
     "CommunicationRequest.identifier",
-    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-medium",
     "CommunicationRequest.medium",
-    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-occurrence",
     "(CommunicationRequest.occurrence as dateTime)",
-    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-patient",
     "CommunicationRequest.subject.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-priority",
     "CommunicationRequest.priority",
-    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-recipient",
     "CommunicationRequest.recipient",
-    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-replaces",
     "CommunicationRequest.replaces",
     "requester",
-    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-requester",
     "CommunicationRequest.requester",
-    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-sender",
     "CommunicationRequest.sender",
-    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-status",
     "CommunicationRequest.status",
-    "http://hl7.org/fhir/SearchParameter/CommunicationRequest-subject",
     "CommunicationRequest.subject",
-    "http://hl7.org/fhir/SearchParameter/CompartmentDefinition-code",
     "CompartmentDefinition.code",
     "(CompartmentDefinition.useContext.value as CodeableConcept)",
     "(CompartmentDefinition.useContext.value as Quantity) | (CompartmentDefinition.useContext.value as Range)",
@@ -910,47 +632,32 @@ pub(super) static TEXT: &str = concat!(
     "CompartmentDefinition.description",
     "CompartmentDefinition.name",
     "CompartmentDefinition.publisher",
-    "http://hl7.org/fhir/SearchParameter/CompartmentDefinition-resource",
     "CompartmentDefinition.resource.code",
     "CompartmentDefinition.status",
     "CompartmentDefinition.url",
     "CompartmentDefinition.version",
     "attester",
-    "http://hl7.org/fhir/SearchParameter/Composition-attester",
     "Composition.attester.party",
-    "http://hl7.org/fhir/SearchParameter/Composition-author",
     "Composition.author",
-    "http://hl7.org/fhir/SearchParameter/Composition-category",
     "Composition.category",
     "confidentiality",
-    "http://hl7.org/fhir/SearchParameter/Composition-confidentiality",
     "Composition.confidentiality",
-    "http://hl7.org/fhir/SearchParameter/Composition-context",
     "Composition.event.code",
     "Composition.date",
-    "http://hl7.org/fhir/SearchParameter/clinical-encounter",
     "Composition.encounter",
     "entry",
-    "http://hl7.org/fhir/SearchParameter/Composition-entry",
     "Composition.section.entry",
     "Composition.identifier",
     "Composition.subject.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/Composition-period",
     "Composition.event.period",
     "related-id",
-    "http://hl7.org/fhir/SearchParameter/Composition-related-id",
     "(Composition.relatesTo.target as Identifier)",
     "related-ref",
-    "http://hl7.org/fhir/SearchParameter/Composition-related-ref",
     "(Composition.relatesTo.target as Reference)",
     "section",
-    "http://hl7.org/fhir/SearchParameter/Composition-section",
     "Composition.section.code",
-    "http://hl7.org/fhir/SearchParameter/Composition-status",
     "Composition.status",
-    "http://hl7.org/fhir/SearchParameter/Composition-subject",
     "Composition.subject",
-    "http://hl7.org/fhir/SearchParameter/Composition-title",
     "Composition.title",
     "Composition.type",
     "(ConceptMap.useContext.value as CodeableConcept)",
@@ -959,781 +666,457 @@ pub(super) static TEXT: &str = concat!(
     "ConceptMap.useContext",
     "ConceptMap.date",
     "dependson",
-    "http://hl7.org/fhir/SearchParameter/ConceptMap-dependson",
     "ConceptMap.group.element.target.dependsOn.property",
     "ConceptMap.description",
     "ConceptMap.identifier",
     "ConceptMap.jurisdiction",
     "ConceptMap.name",
     "other",
-    "http://hl7.org/fhir/SearchParameter/ConceptMap-other",
     "ConceptMap.group.unmapped.url",
     "product",
-    "http://hl7.org/fhir/SearchParameter/ConceptMap-product",
     "ConceptMap.group.element.target.product.property",
     "ConceptMap.publisher",
-    "http://hl7.org/fhir/SearchParameter/ConceptMap-source",
     "(ConceptMap.source as canonical)",
     "source-code",
-    "http://hl7.org/fhir/SearchParameter/ConceptMap-source-code",
     "ConceptMap.group.element.code",
     "source-system",
-    "http://hl7.org/fhir/SearchParameter/ConceptMap-source-system",
     "ConceptMap.group.source",
     "source-uri",
-    "http://hl7.org/fhir/SearchParameter/ConceptMap-source-uri",
     "(ConceptMap.source as uri)",
     "ConceptMap.status",
     "target",
-    "http://hl7.org/fhir/SearchParameter/ConceptMap-target",
     "(ConceptMap.target as canonical)",
     "target-code",
-    "http://hl7.org/fhir/SearchParameter/ConceptMap-target-code",
     "ConceptMap.group.element.target.code",
     "target-system",
-    "http://hl7.org/fhir/SearchParameter/ConceptMap-target-system",
     "ConceptMap.group.target",
     "target-uri",
-    "http://hl7.org/fhir/SearchParameter/ConceptMap-target-uri",
     "(ConceptMap.target as uri)",
     "ConceptMap.title",
     "ConceptMap.url",
     "ConceptMap.version",
     "abatement-age",
-    "http://hl7.org/fhir/SearchParameter/Condition-abatement-age",
     "Condition.abatement.as(Age) | Condition.abatement.as(Range)",
     "abatement-date",
-    "http://hl7.org/fhir/SearchParameter/Condition-abatement-date",
     "Condition.abatement.as(dateTime) | Condition.abatement.as(Period)",
     "abatement-string",
-    "http://hl7.org/fhir/SearchParameter/Condition-abatement-string",
     "Condition.abatement.as(string)",
-    "http://hl7.org/fhir/SearchParameter/Condition-asserter",
     "Condition.asserter",
     "body-site",
-    "http://hl7.org/fhir/SearchParameter/Condition-body-site",
     "Condition.bodySite",
-    "http://hl7.org/fhir/SearchParameter/Condition-category",
     "Condition.category",
-    "http://hl7.org/fhir/SearchParameter/Condition-clinical-status",
     "Condition.clinicalStatus",
     "Condition.code",
-    "http://hl7.org/fhir/SearchParameter/Condition-encounter",
     "Condition.encounter",
     "evidence",
-    "http://hl7.org/fhir/SearchParameter/Condition-evidence",
     "Condition.evidence.code",
     "evidence-detail",
-    "http://hl7.org/fhir/SearchParameter/Condition-evidence-detail",
     "Condition.evidence.detail",
     "Condition.identifier",
     "onset-age",
-    "http://hl7.org/fhir/SearchParameter/Condition-onset-age",
     "Condition.onset.as(Age) | Condition.onset.as(Range)",
     "onset-date",
-    "http://hl7.org/fhir/SearchParameter/Condition-onset-date",
     "Condition.onset.as(dateTime) | Condition.onset.as(Period)",
     "onset-info",
-    "http://hl7.org/fhir/SearchParameter/Condition-onset-info",
     "Condition.onset.as(string)",
     "Condition.subject.where(resolve() is Patient)",
     "recorded-date",
-    "http://hl7.org/fhir/SearchParameter/Condition-recorded-date",
     "Condition.recordedDate",
-    "http://hl7.org/fhir/SearchParameter/Condition-severity",
     "Condition.severity",
     "stage",
-    "http://hl7.org/fhir/SearchParameter/Condition-stage",
     "Condition.stage.summary",
-    "http://hl7.org/fhir/SearchParameter/Condition-subject",
     "Condition.subject",
-    "http://hl7.org/fhir/SearchParameter/Condition-verification-status",
     "Condition.verificationStatus",
-    "http://hl7.org/fhir/SearchParameter/Consent-action",
     "Consent.provision.action",
-    "http://hl7.org/fhir/SearchParameter/Consent-actor",
     "Consent.provision.actor.reference",
-    "http://hl7.org/fhir/SearchParameter/Consent-category",
     "Consent.category",
     "consentor",
-    "http://hl7.org/fhir/SearchParameter/Consent-consentor",
     "Consent.performer",
     "data",
-    "http://hl7.org/fhir/SearchParameter/Consent-data",
     "Consent.provision.data.reference",
     "Consent.dateTime",
     "Consent.identifier",
     "organization",
-    "http://hl7.org/fhir/SearchParameter/Consent-organization",
     "Consent.organization",
     "Consent.patient",
-    "http://hl7.org/fhir/SearchParameter/Consent-period",
     "Consent.provision.period",
     "purpose",
-    "http://hl7.org/fhir/SearchParameter/Consent-purpose",
     "Consent.provision.purpose",
     "scope",
-    "http://hl7.org/fhir/SearchParameter/Consent-scope",
     "Consent.scope",
     "security-label",
-    "http://hl7.org/fhir/SearchParameter/Consent-security-label",
     "Consent.provision.securityLabel",
     "source-reference",
-    "http://hl7.org/fhir/SearchParameter/Consent-source-reference",
     "Consent.source",
-    "http://hl7.org/fhir/SearchParameter/Consent-status",
     "Consent.status",
     "authority",
-    "http://hl7.org/fhir/SearchParameter/Contract-authority",
     "Contract.authority",
     "domain",
-    "http://hl7.org/fhir/SearchParameter/Contract-domain",
     "Contract.domain",
-    "http://hl7.org/fhir/SearchParameter/Contract-identifier",
     "Contract.identifier",
     "instantiates",
-    "http://hl7.org/fhir/SearchParameter/Contract-instantiates",
     "Contract.instantiatesUri",
     "issued",
-    "http://hl7.org/fhir/SearchParameter/Contract-issued",
     "Contract.issued",
-    "http://hl7.org/fhir/SearchParameter/Contract-patient",
     "Contract.subject.where(resolve() is Patient)",
     "signer",
-    "http://hl7.org/fhir/SearchParameter/Contract-signer",
     "Contract.signer.party",
-    "http://hl7.org/fhir/SearchParameter/Contract-status",
     "Contract.status",
-    "http://hl7.org/fhir/SearchParameter/Contract-subject",
     "Contract.subject",
-    "http://hl7.org/fhir/SearchParameter/Contract-url",
     "Contract.url",
     "beneficiary",
-    "http://hl7.org/fhir/SearchParameter/Coverage-beneficiary",
     "Coverage.beneficiary",
     "class-type",
-    "http://hl7.org/fhir/SearchParameter/Coverage-class-type",
     "Coverage.class.type",
     "class-value",
-    "http://hl7.org/fhir/SearchParameter/Coverage-class-value",
     "Coverage.class.value",
     "dependent",
-    "http://hl7.org/fhir/SearchParameter/Coverage-dependent",
     "Coverage.dependent",
-    "http://hl7.org/fhir/SearchParameter/Coverage-identifier",
     "Coverage.identifier",
-    "http://hl7.org/fhir/SearchParameter/Coverage-patient",
     "payor",
-    "http://hl7.org/fhir/SearchParameter/Coverage-payor",
     "Coverage.payor",
     "policy-holder",
-    "http://hl7.org/fhir/SearchParameter/Coverage-policy-holder",
     "Coverage.policyHolder",
-    "http://hl7.org/fhir/SearchParameter/Coverage-status",
     "Coverage.status",
     "subscriber",
-    "http://hl7.org/fhir/SearchParameter/Coverage-subscriber",
     "Coverage.subscriber",
-    "http://hl7.org/fhir/SearchParameter/Coverage-type",
     "Coverage.type",
-    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityRequest-created",
     "CoverageEligibilityRequest.created",
-    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityRequest-enterer",
     "CoverageEligibilityRequest.enterer",
-    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityRequest-facility",
     "CoverageEligibilityRequest.facility",
-    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityRequest-identifier",
     "CoverageEligibilityRequest.identifier",
-    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityRequest-patient",
     "CoverageEligibilityRequest.patient",
-    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityRequest-provider",
     "CoverageEligibilityRequest.provider",
-    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityRequest-status",
     "CoverageEligibilityRequest.status",
-    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityResponse-created",
     "CoverageEligibilityResponse.created",
-    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityResponse-disposition",
     "CoverageEligibilityResponse.disposition",
-    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityResponse-identifier",
     "CoverageEligibilityResponse.identifier",
-    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityResponse-insurer",
     "CoverageEligibilityResponse.insurer",
-    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityResponse-outcome",
     "CoverageEligibilityResponse.outcome",
-    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityResponse-patient",
     "CoverageEligibilityResponse.patient",
-    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityResponse-request",
     "CoverageEligibilityResponse.request",
-    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityResponse-requestor",
     "CoverageEligibilityResponse.requestor",
-    "http://hl7.org/fhir/SearchParameter/CoverageEligibilityResponse-status",
     "CoverageEligibilityResponse.status",
-    "http://hl7.org/fhir/SearchParameter/DetectedIssue-author",
     "DetectedIssue.author",
-    "http://hl7.org/fhir/SearchParameter/DetectedIssue-code",
     "DetectedIssue.code",
     "identified",
-    "http://hl7.org/fhir/SearchParameter/DetectedIssue-identified",
     "DetectedIssue.identified",
     "DetectedIssue.identifier",
     "implicated",
-    "http://hl7.org/fhir/SearchParameter/DetectedIssue-implicated",
     "DetectedIssue.implicated",
     "DetectedIssue.patient",
     "device-name",
-    "http://hl7.org/fhir/SearchParameter/Device-device-name",
     "Device.deviceName.name | Device.type.coding.display | Device.type.text",
-    "http://hl7.org/fhir/SearchParameter/Device-identifier",
     "Device.identifier",
-    "http://hl7.org/fhir/SearchParameter/Device-location",
     "Device.location",
     "manufacturer",
-    "http://hl7.org/fhir/SearchParameter/Device-manufacturer",
     "Device.manufacturer",
     "model",
-    "http://hl7.org/fhir/SearchParameter/Device-model",
     "Device.modelNumber",
-    "http://hl7.org/fhir/SearchParameter/Device-organization",
     "Device.owner",
-    "http://hl7.org/fhir/SearchParameter/Device-patient",
     "Device.patient",
-    "http://hl7.org/fhir/SearchParameter/Device-status",
     "Device.status",
-    "http://hl7.org/fhir/SearchParameter/Device-type",
     "Device.type",
     "udi-carrier",
-    "http://hl7.org/fhir/SearchParameter/Device-udi-carrier",
     "Device.udiCarrier.carrierHRF",
     "udi-di",
-    "http://hl7.org/fhir/SearchParameter/Device-udi-di",
     "Device.udiCarrier.deviceIdentifier",
-    "http://hl7.org/fhir/SearchParameter/Device-url",
     "Device.url",
-    "http://hl7.org/fhir/SearchParameter/DeviceDefinition-identifier",
     "DeviceDefinition.identifier",
     "parent",
-    "http://hl7.org/fhir/SearchParameter/DeviceDefinition-parent",
     "DeviceDefinition.parentDevice",
-    "http://hl7.org/fhir/SearchParameter/DeviceDefinition-type",
     "DeviceDefinition.type",
-    "http://hl7.org/fhir/SearchParameter/DeviceMetric-category",
     "DeviceMetric.category",
-    "http://hl7.org/fhir/SearchParameter/DeviceMetric-identifier",
     "DeviceMetric.identifier",
-    "http://hl7.org/fhir/SearchParameter/DeviceMetric-parent",
     "DeviceMetric.parent",
-    "http://hl7.org/fhir/SearchParameter/DeviceMetric-source",
     "DeviceMetric.source",
-    "http://hl7.org/fhir/SearchParameter/DeviceMetric-type",
     "DeviceMetric.type",
     "authored-on",
-    "http://hl7.org/fhir/SearchParameter/DeviceRequest-authored-on",
     "DeviceRequest.authoredOn",
-    "http://hl7.org/fhir/SearchParameter/DeviceRequest-based-on",
     "DeviceRequest.basedOn",
     "(DeviceRequest.code as CodeableConcept)",
     "device",
-    "http://hl7.org/fhir/SearchParameter/DeviceRequest-device",
     "(DeviceRequest.code as Reference)",
     "DeviceRequest.encounter",
     "event-date",
-    "http://hl7.org/fhir/SearchParameter/DeviceRequest-event-date",
     "(DeviceRequest.occurrence as dateTime) | (DeviceRequest.occurrence as Period)",
-    "http://hl7.org/fhir/SearchParameter/DeviceRequest-group-identifier",
     "DeviceRequest.groupIdentifier",
     "DeviceRequest.identifier",
-    "http://hl7.org/fhir/SearchParameter/DeviceRequest-instantiates-canonical",
     "DeviceRequest.instantiatesCanonical",
-    "http://hl7.org/fhir/SearchParameter/DeviceRequest-instantiates-uri",
     "DeviceRequest.instantiatesUri",
     "insurance",
-    "http://hl7.org/fhir/SearchParameter/DeviceRequest-insurance",
     "DeviceRequest.insurance",
-    "http://hl7.org/fhir/SearchParameter/DeviceRequest-intent",
     "DeviceRequest.intent",
     "DeviceRequest.subject.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/DeviceRequest-performer",
     "DeviceRequest.performer",
     "prior-request",
-    "http://hl7.org/fhir/SearchParameter/DeviceRequest-prior-request",
     "DeviceRequest.priorRequest",
-    "http://hl7.org/fhir/SearchParameter/DeviceRequest-requester",
     "DeviceRequest.requester",
-    "http://hl7.org/fhir/SearchParameter/DeviceRequest-status",
     "DeviceRequest.status",
-    "http://hl7.org/fhir/SearchParameter/DeviceRequest-subject",
     "DeviceRequest.subject",
-    "http://hl7.org/fhir/SearchParameter/DeviceUseStatement-device",
     "DeviceUseStatement.device",
-    "http://hl7.org/fhir/SearchParameter/DeviceUseStatement-identifier",
     "DeviceUseStatement.identifier",
     "DeviceUseStatement.subject",
-    "http://hl7.org/fhir/SearchParameter/DeviceUseStatement-subject",
-    "http://hl7.org/fhir/SearchParameter/DiagnosticReport-based-on",
     "DiagnosticReport.basedOn",
-    "http://hl7.org/fhir/SearchParameter/DiagnosticReport-category",
     "DiagnosticReport.category",
     "DiagnosticReport.code",
     "conclusion",
-    "http://hl7.org/fhir/SearchParameter/DiagnosticReport-conclusion",
     "DiagnosticReport.conclusionCode",
     "DiagnosticReport.effective",
     "DiagnosticReport.encounter",
     "DiagnosticReport.identifier",
-    "http://hl7.org/fhir/SearchParameter/DiagnosticReport-issued",
     "DiagnosticReport.issued",
     "media",
-    "http://hl7.org/fhir/SearchParameter/DiagnosticReport-media",
     "DiagnosticReport.media.link",
     "DiagnosticReport.subject.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/DiagnosticReport-performer",
     "DiagnosticReport.performer",
     "result",
-    "http://hl7.org/fhir/SearchParameter/DiagnosticReport-result",
     "DiagnosticReport.result",
     "results-interpreter",
-    "http://hl7.org/fhir/SearchParameter/DiagnosticReport-results-interpreter",
     "DiagnosticReport.resultsInterpreter",
     "specimen",
-    "http://hl7.org/fhir/SearchParameter/DiagnosticReport-specimen",
     "DiagnosticReport.specimen",
-    "http://hl7.org/fhir/SearchParameter/DiagnosticReport-status",
     "DiagnosticReport.status",
-    "http://hl7.org/fhir/SearchParameter/DiagnosticReport-subject",
     "DiagnosticReport.subject",
-    "http://hl7.org/fhir/SearchParameter/DocumentManifest-author",
     "DocumentManifest.author",
-    "http://hl7.org/fhir/SearchParameter/DocumentManifest-created",
     "DocumentManifest.created",
-    "http://hl7.org/fhir/SearchParameter/DocumentManifest-description",
     "DocumentManifest.description",
     "DocumentManifest.masterIdentifier | DocumentManifest.identifier",
     "item",
-    "http://hl7.org/fhir/SearchParameter/DocumentManifest-item",
     "DocumentManifest.content",
     "DocumentManifest.subject.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/DocumentManifest-recipient",
     "DocumentManifest.recipient",
-    "http://hl7.org/fhir/SearchParameter/DocumentManifest-related-id",
     "DocumentManifest.related.identifier",
-    "http://hl7.org/fhir/SearchParameter/DocumentManifest-related-ref",
     "DocumentManifest.related.ref",
-    "http://hl7.org/fhir/SearchParameter/DocumentManifest-source",
     "DocumentManifest.source",
-    "http://hl7.org/fhir/SearchParameter/DocumentManifest-status",
     "DocumentManifest.status",
-    "http://hl7.org/fhir/SearchParameter/DocumentManifest-subject",
     "DocumentManifest.subject",
     "DocumentManifest.type",
     "authenticator",
-    "http://hl7.org/fhir/SearchParameter/DocumentReference-authenticator",
     "DocumentReference.authenticator",
-    "http://hl7.org/fhir/SearchParameter/DocumentReference-author",
     "DocumentReference.author",
-    "http://hl7.org/fhir/SearchParameter/DocumentReference-category",
     "DocumentReference.category",
     "contenttype",
-    "http://hl7.org/fhir/SearchParameter/DocumentReference-contenttype",
     "DocumentReference.content.attachment.contentType",
     "custodian",
-    "http://hl7.org/fhir/SearchParameter/DocumentReference-custodian",
     "DocumentReference.custodian",
-    "http://hl7.org/fhir/SearchParameter/DocumentReference-date",
     "DocumentReference.date",
-    "http://hl7.org/fhir/SearchParameter/DocumentReference-description",
     "DocumentReference.description",
     "DocumentReference.context.encounter",
-    "http://hl7.org/fhir/SearchParameter/DocumentReference-event",
     "DocumentReference.context.event",
-    "http://hl7.org/fhir/SearchParameter/DocumentReference-facility",
     "DocumentReference.context.facilityType",
-    "http://hl7.org/fhir/SearchParameter/DocumentReference-format",
     "DocumentReference.content.format",
     "DocumentReference.masterIdentifier | DocumentReference.identifier",
-    "http://hl7.org/fhir/SearchParameter/DocumentReference-language",
     "DocumentReference.content.attachment.language",
-    "http://hl7.org/fhir/SearchParameter/DocumentReference-location",
     "DocumentReference.content.attachment.url",
     "DocumentReference.subject.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/DocumentReference-period",
     "DocumentReference.context.period",
     "related",
-    "http://hl7.org/fhir/SearchParameter/DocumentReference-related",
     "DocumentReference.context.related",
     "relatesto",
-    "http://hl7.org/fhir/SearchParameter/DocumentReference-relatesto",
     "DocumentReference.relatesTo.target",
     "relation",
-    "http://hl7.org/fhir/SearchParameter/DocumentReference-relation",
     "DocumentReference.relatesTo.code",
     "relationship",
-    "http://hl7.org/fhir/SearchParameter/DocumentReference-relationship",
     "DocumentReference.relatesTo",
-    "http://hl7.org/fhir/SearchParameter/DocumentReference-security-label",
     "DocumentReference.securityLabel",
     "setting",
-    "http://hl7.org/fhir/SearchParameter/DocumentReference-setting",
     "DocumentReference.context.practiceSetting",
-    "http://hl7.org/fhir/SearchParameter/DocumentReference-status",
     "DocumentReference.status",
-    "http://hl7.org/fhir/SearchParameter/DocumentReference-subject",
     "DocumentReference.subject",
     "DocumentReference.type",
-    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-context",
     "(EffectEvidenceSynthesis.useContext.value as CodeableConcept)",
-    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-context-quantity",
     "(EffectEvidenceSynthesis.useContext.value as Quantity) | (EffectEvidenceSynthesis.useContext.value as Range)",
-    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-context-type",
     "EffectEvidenceSynthesis.useContext.code",
-    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-context-type-quantity",
     "EffectEvidenceSynthesis.useContext",
-    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-context-type-value",
-    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-date",
     "EffectEvidenceSynthesis.date",
-    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-description",
     "EffectEvidenceSynthesis.description",
-    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-effective",
     "EffectEvidenceSynthesis.effectivePeriod",
-    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-identifier",
     "EffectEvidenceSynthesis.identifier",
-    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-jurisdiction",
     "EffectEvidenceSynthesis.jurisdiction",
-    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-name",
     "EffectEvidenceSynthesis.name",
-    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-publisher",
     "EffectEvidenceSynthesis.publisher",
-    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-status",
     "EffectEvidenceSynthesis.status",
-    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-title",
     "EffectEvidenceSynthesis.title",
-    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-url",
     "EffectEvidenceSynthesis.url",
-    "http://hl7.org/fhir/SearchParameter/EffectEvidenceSynthesis-version",
     "EffectEvidenceSynthesis.version",
-    "http://hl7.org/fhir/SearchParameter/Encounter-account",
     "Encounter.account",
-    "http://hl7.org/fhir/SearchParameter/Encounter-appointment",
     "Encounter.appointment",
-    "http://hl7.org/fhir/SearchParameter/Encounter-based-on",
     "Encounter.basedOn",
     "class",
-    "http://hl7.org/fhir/SearchParameter/Encounter-class",
     "Encounter.class",
     "Encounter.period",
     "diagnosis",
-    "http://hl7.org/fhir/SearchParameter/Encounter-diagnosis",
     "Encounter.diagnosis.condition",
     "episode-of-care",
-    "http://hl7.org/fhir/SearchParameter/Encounter-episode-of-care",
     "Encounter.episodeOfCare",
     "Encounter.identifier",
     "length",
-    "http://hl7.org/fhir/SearchParameter/Encounter-length",
     "Encounter.length",
-    "http://hl7.org/fhir/SearchParameter/Encounter-location",
     "Encounter.location.location",
     "location-period",
-    "http://hl7.org/fhir/SearchParameter/Encounter-location-period",
     "Encounter.location.period",
-    "http://hl7.org/fhir/SearchParameter/Encounter-part-of",
     "Encounter.partOf",
-    "http://hl7.org/fhir/SearchParameter/Encounter-participant",
     "Encounter.participant.individual",
     "participant-type",
-    "http://hl7.org/fhir/SearchParameter/Encounter-participant-type",
     "Encounter.participant.type",
     "Encounter.subject.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/Encounter-practitioner",
     "Encounter.participant.individual.where(resolve() is Practitioner)",
-    "http://hl7.org/fhir/SearchParameter/Encounter-reason-code",
     "Encounter.reasonCode",
-    "http://hl7.org/fhir/SearchParameter/Encounter-reason-reference",
     "Encounter.reasonReference",
     "service-provider",
-    "http://hl7.org/fhir/SearchParameter/Encounter-service-provider",
     "Encounter.serviceProvider",
     "special-arrangement",
-    "http://hl7.org/fhir/SearchParameter/Encounter-special-arrangement",
     "Encounter.hospitalization.specialArrangement",
-    "http://hl7.org/fhir/SearchParameter/Encounter-status",
     "Encounter.status",
-    "http://hl7.org/fhir/SearchParameter/Encounter-subject",
     "Encounter.subject",
     "Encounter.type",
     "connection-type",
-    "http://hl7.org/fhir/SearchParameter/Endpoint-connection-type",
     "Endpoint.connectionType",
-    "http://hl7.org/fhir/SearchParameter/Endpoint-identifier",
     "Endpoint.identifier",
-    "http://hl7.org/fhir/SearchParameter/Endpoint-name",
     "Endpoint.name",
-    "http://hl7.org/fhir/SearchParameter/Endpoint-organization",
     "Endpoint.managingOrganization",
     "payload-type",
-    "http://hl7.org/fhir/SearchParameter/Endpoint-payload-type",
     "Endpoint.payloadType",
-    "http://hl7.org/fhir/SearchParameter/Endpoint-status",
     "Endpoint.status",
-    "http://hl7.org/fhir/SearchParameter/EnrollmentRequest-identifier",
     "EnrollmentRequest.identifier",
-    "http://hl7.org/fhir/SearchParameter/EnrollmentRequest-patient",
     "EnrollmentRequest.candidate",
-    "http://hl7.org/fhir/SearchParameter/EnrollmentRequest-status",
     "EnrollmentRequest.status",
-    "http://hl7.org/fhir/SearchParameter/EnrollmentRequest-subject",
-    "http://hl7.org/fhir/SearchParameter/EnrollmentResponse-identifier",
     "EnrollmentResponse.identifier",
-    "http://hl7.org/fhir/SearchParameter/EnrollmentResponse-request",
     "EnrollmentResponse.request",
-    "http://hl7.org/fhir/SearchParameter/EnrollmentResponse-status",
     "EnrollmentResponse.status",
     "care-manager",
-    "http://hl7.org/fhir/SearchParameter/EpisodeOfCare-care-manager",
     "EpisodeOfCare.careManager.where(resolve() is Practitioner)",
-    "http://hl7.org/fhir/SearchParameter/EpisodeOfCare-condition",
     "EpisodeOfCare.diagnosis.condition",
     "EpisodeOfCare.period",
     "EpisodeOfCare.identifier",
     "incoming-referral",
-    "http://hl7.org/fhir/SearchParameter/EpisodeOfCare-incoming-referral",
     "EpisodeOfCare.referralRequest",
-    "http://hl7.org/fhir/SearchParameter/EpisodeOfCare-organization",
     "EpisodeOfCare.managingOrganization",
     "EpisodeOfCare.patient",
-    "http://hl7.org/fhir/SearchParameter/EpisodeOfCare-status",
     "EpisodeOfCare.status",
     "EpisodeOfCare.type",
-    "http://hl7.org/fhir/SearchParameter/EventDefinition-composed-of",
     "EventDefinition.relatedArtifact.where(type='composed-of').resource",
-    "http://hl7.org/fhir/SearchParameter/EventDefinition-context",
     "(EventDefinition.useContext.value as CodeableConcept)",
-    "http://hl7.org/fhir/SearchParameter/EventDefinition-context-quantity",
     "(EventDefinition.useContext.value as Quantity) | (EventDefinition.useContext.value as Range)",
-    "http://hl7.org/fhir/SearchParameter/EventDefinition-context-type",
     "EventDefinition.useContext.code",
-    "http://hl7.org/fhir/SearchParameter/EventDefinition-context-type-quantity",
     "EventDefinition.useContext",
-    "http://hl7.org/fhir/SearchParameter/EventDefinition-context-type-value",
-    "http://hl7.org/fhir/SearchParameter/EventDefinition-date",
     "EventDefinition.date",
-    "http://hl7.org/fhir/SearchParameter/EventDefinition-depends-on",
     "EventDefinition.relatedArtifact.where(type='depends-on').resource",
-    "http://hl7.org/fhir/SearchParameter/EventDefinition-derived-from",
     "EventDefinition.relatedArtifact.where(type='derived-from').resource",
-    "http://hl7.org/fhir/SearchParameter/EventDefinition-description",
     "EventDefinition.description",
-    "http://hl7.org/fhir/SearchParameter/EventDefinition-effective",
     "EventDefinition.effectivePeriod",
-    "http://hl7.org/fhir/SearchParameter/EventDefinition-identifier",
     "EventDefinition.identifier",
-    "http://hl7.org/fhir/SearchParameter/EventDefinition-jurisdiction",
     "EventDefinition.jurisdiction",
-    "http://hl7.org/fhir/SearchParameter/EventDefinition-name",
     "EventDefinition.name",
-    "http://hl7.org/fhir/SearchParameter/EventDefinition-predecessor",
     "EventDefinition.relatedArtifact.where(type='predecessor').resource",
-    "http://hl7.org/fhir/SearchParameter/EventDefinition-publisher",
     "EventDefinition.publisher",
-    "http://hl7.org/fhir/SearchParameter/EventDefinition-status",
     "EventDefinition.status",
-    "http://hl7.org/fhir/SearchParameter/EventDefinition-successor",
     "EventDefinition.relatedArtifact.where(type='successor').resource",
-    "http://hl7.org/fhir/SearchParameter/EventDefinition-title",
     "EventDefinition.title",
-    "http://hl7.org/fhir/SearchParameter/EventDefinition-topic",
     "EventDefinition.topic",
-    "http://hl7.org/fhir/SearchParameter/EventDefinition-url",
     "EventDefinition.url",
-    "http://hl7.org/fhir/SearchParameter/EventDefinition-version",
     "EventDefinition.version",
-    "http://hl7.org/fhir/SearchParameter/Evidence-composed-of",
     "Evidence.relatedArtifact.where(type='composed-of').resource",
-    "http://hl7.org/fhir/SearchParameter/Evidence-context",
     "(Evidence.useContext.value as CodeableConcept)",
-    "http://hl7.org/fhir/SearchParameter/Evidence-context-quantity",
     "(Evidence.useContext.value as Quantity) | (Evidence.useContext.value as Range)",
-    "http://hl7.org/fhir/SearchParameter/Evidence-context-type",
     "Evidence.useContext.code",
-    "http://hl7.org/fhir/SearchParameter/Evidence-context-type-quantity",
     "Evidence.useContext",
-    "http://hl7.org/fhir/SearchParameter/Evidence-context-type-value",
-    "http://hl7.org/fhir/SearchParameter/Evidence-date",
     "Evidence.date",
-    "http://hl7.org/fhir/SearchParameter/Evidence-depends-on",
     "Evidence.relatedArtifact.where(type='depends-on').resource",
-    "http://hl7.org/fhir/SearchParameter/Evidence-derived-from",
     "Evidence.relatedArtifact.where(type='derived-from').resource",
-    "http://hl7.org/fhir/SearchParameter/Evidence-description",
     "Evidence.description",
-    "http://hl7.org/fhir/SearchParameter/Evidence-effective",
     "Evidence.effectivePeriod",
-    "http://hl7.org/fhir/SearchParameter/Evidence-identifier",
     "Evidence.identifier",
-    "http://hl7.org/fhir/SearchParameter/Evidence-jurisdiction",
     "Evidence.jurisdiction",
-    "http://hl7.org/fhir/SearchParameter/Evidence-name",
     "Evidence.name",
-    "http://hl7.org/fhir/SearchParameter/Evidence-predecessor",
     "Evidence.relatedArtifact.where(type='predecessor').resource",
-    "http://hl7.org/fhir/SearchParameter/Evidence-publisher",
     "Evidence.publisher",
-    "http://hl7.org/fhir/SearchParameter/Evidence-status",
     "Evidence.status",
-    "http://hl7.org/fhir/SearchParameter/Evidence-successor",
     "Evidence.relatedArtifact.where(type='successor').resource",
-    "http://hl7.org/fhir/SearchParameter/Evidence-title",
     "Evidence.title",
-    "http://hl7.org/fhir/SearchParameter/Evidence-topic",
     "Evidence.topic",
-    "http://hl7.org/fhir/SearchParameter/Evidence-url",
     "Evidence.url",
-    "http://hl7.org/fhir/SearchParameter/Evidence-version",
     "Evidence.version",
-    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-composed-of",
     "EvidenceVariable.relatedArtifact.where(type='composed-of').resource",
-    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-context",
     "(EvidenceVariable.useContext.value as CodeableConcept)",
-    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-context-quantity",
     "(EvidenceVariable.useContext.value as Quantity) | (EvidenceVariable.useContext.value as Range)",
-    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-context-type",
     "EvidenceVariable.useContext.code",
-    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-context-type-quantity",
     "EvidenceVariable.useContext",
-    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-context-type-value",
-    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-date",
     "EvidenceVariable.date",
-    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-depends-on",
     "EvidenceVariable.relatedArtifact.where(type='depends-on').resource",
-    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-derived-from",
     "EvidenceVariable.relatedArtifact.where(type='derived-from').resource",
-    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-description",
     "EvidenceVariable.description",
-    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-effective",
     "EvidenceVariable.effectivePeriod",
-    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-identifier",
     "EvidenceVariable.identifier",
-    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-jurisdiction",
     "EvidenceVariable.jurisdiction",
-    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-name",
     "EvidenceVariable.name",
-    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-predecessor",
     "EvidenceVariable.relatedArtifact.where(type='predecessor').resource",
-    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-publisher",
     "EvidenceVariable.publisher",
-    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-status",
     "EvidenceVariable.status",
-    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-successor",
     "EvidenceVariable.relatedArtifact.where(type='successor').resource",
-    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-title",
     "EvidenceVariable.title",
-    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-topic",
     "EvidenceVariable.topic",
-    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-url",
     "EvidenceVariable.url",
-    "http://hl7.org/fhir/SearchParameter/EvidenceVariable-version",
     "EvidenceVariable.version",
-    "http://hl7.org/fhir/SearchParameter/ExampleScenario-context",
     "(ExampleScenario.useContext.value as CodeableConcept)",
-    "http://hl7.org/fhir/SearchParameter/ExampleScenario-context-quantity",
     "(ExampleScenario.useContext.value as Quantity) | (ExampleScenario.useContext.value as Range)",
-    "http://hl7.org/fhir/SearchParameter/ExampleScenario-context-type",
     "ExampleScenario.useContext.code",
-    "http://hl7.org/fhir/SearchParameter/ExampleScenario-context-type-quantity",
     "ExampleScenario.useContext",
-    "http://hl7.org/fhir/SearchParameter/ExampleScenario-context-type-value",
-    "http://hl7.org/fhir/SearchParameter/ExampleScenario-date",
     "ExampleScenario.date",
-    "http://hl7.org/fhir/SearchParameter/ExampleScenario-identifier",
     "ExampleScenario.identifier",
-    "http://hl7.org/fhir/SearchParameter/ExampleScenario-jurisdiction",
     "ExampleScenario.jurisdiction",
-    "http://hl7.org/fhir/SearchParameter/ExampleScenario-name",
     "ExampleScenario.name",
-    "http://hl7.org/fhir/SearchParameter/ExampleScenario-publisher",
     "ExampleScenario.publisher",
-    "http://hl7.org/fhir/SearchParameter/ExampleScenario-status",
     "ExampleScenario.status",
-    "http://hl7.org/fhir/SearchParameter/ExampleScenario-url",
     "ExampleScenario.url",
-    "http://hl7.org/fhir/SearchParameter/ExampleScenario-version",
     "ExampleScenario.version",
-    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-care-team",
     "ExplanationOfBenefit.careTeam.provider",
     "claim",
-    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-claim",
     "ExplanationOfBenefit.claim",
     "coverage",
-    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-coverage",
     "ExplanationOfBenefit.insurance.coverage",
-    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-created",
     "ExplanationOfBenefit.created",
-    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-detail-udi",
     "ExplanationOfBenefit.item.detail.udi",
-    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-disposition",
     "ExplanationOfBenefit.disposition",
-    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-encounter",
     "ExplanationOfBenefit.item.encounter",
-    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-enterer",
     "ExplanationOfBenefit.enterer",
-    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-facility",
     "ExplanationOfBenefit.facility",
-    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-identifier",
     "ExplanationOfBenefit.identifier",
-    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-item-udi",
     "ExplanationOfBenefit.item.udi",
-    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-patient",
     "ExplanationOfBenefit.patient",
-    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-payee",
     "ExplanationOfBenefit.payee.party",
-    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-procedure-udi",
     "ExplanationOfBenefit.procedure.udi",
-    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-provider",
     "ExplanationOfBenefit.provider",
-    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-status",
     "ExplanationOfBenefit.status",
-    "http://hl7.org/fhir/SearchParameter/ExplanationOfBenefit-subdetail-udi",
     "ExplanationOfBenefit.item.detail.subDetail.udi",
     "FamilyMemberHistory.condition.code",
     "FamilyMemberHistory.date",
     "FamilyMemberHistory.identifier",
-    "http://hl7.org/fhir/SearchParameter/FamilyMemberHistory-instantiates-canonical",
     "FamilyMemberHistory.instantiatesCanonical",
-    "http://hl7.org/fhir/SearchParameter/FamilyMemberHistory-instantiates-uri",
     "FamilyMemberHistory.instantiatesUri",
     "FamilyMemberHistory.patient",
-    "http://hl7.org/fhir/SearchParameter/FamilyMemberHistory-relationship",
     "FamilyMemberHistory.relationship",
     "sex",
-    "http://hl7.org/fhir/SearchParameter/FamilyMemberHistory-sex",
     "FamilyMemberHistory.sex",
-    "http://hl7.org/fhir/SearchParameter/FamilyMemberHistory-status",
     "FamilyMemberHistory.status",
-    "http://hl7.org/fhir/SearchParameter/Flag-author",
     "Flag.author",
     "Flag.period",
     "Flag.encounter",
-    "http://hl7.org/fhir/SearchParameter/Flag-identifier",
     "Flag.identifier",
     "Flag.subject.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/Flag-subject",
     "Flag.subject",
     "achievement-status",
-    "http://hl7.org/fhir/SearchParameter/Goal-achievement-status",
     "Goal.achievementStatus",
-    "http://hl7.org/fhir/SearchParameter/Goal-category",
     "Goal.category",
     "Goal.identifier",
     "lifecycle-status",
-    "http://hl7.org/fhir/SearchParameter/Goal-lifecycle-status",
     "Goal.lifecycleStatus",
     "Goal.subject.where(resolve() is Patient)",
     "start-date",
-    "http://hl7.org/fhir/SearchParameter/Goal-start-date",
     "(Goal.start as date)",
-    "http://hl7.org/fhir/SearchParameter/Goal-subject",
     "Goal.subject",
     "target-date",
-    "http://hl7.org/fhir/SearchParameter/Goal-target-date",
     "(Goal.target.due as date)",
     "(GraphDefinition.useContext.value as CodeableConcept)",
     "(GraphDefinition.useContext.value as Quantity) | (GraphDefinition.useContext.value as Range)",
@@ -1745,674 +1128,404 @@ pub(super) static TEXT: &str = concat!(
     "GraphDefinition.name",
     "GraphDefinition.publisher",
     "start",
-    "http://hl7.org/fhir/SearchParameter/GraphDefinition-start",
     "GraphDefinition.start",
     "GraphDefinition.status",
     "GraphDefinition.url",
     "GraphDefinition.version",
     "actual",
-    "http://hl7.org/fhir/SearchParameter/Group-actual",
     "Group.actual",
     "characteristic",
-    "http://hl7.org/fhir/SearchParameter/Group-characteristic",
     "Group.characteristic.code",
     "characteristic-value",
-    "http://hl7.org/fhir/SearchParameter/Group-characteristic-value",
     "Group.characteristic",
-    "http://hl7.org/fhir/SearchParameter/Group-code",
     "Group.code",
     "exclude",
-    "http://hl7.org/fhir/SearchParameter/Group-exclude",
     "Group.characteristic.exclude",
-    "http://hl7.org/fhir/SearchParameter/Group-identifier",
     "Group.identifier",
     "managing-entity",
-    "http://hl7.org/fhir/SearchParameter/Group-managing-entity",
     "Group.managingEntity",
     "member",
-    "http://hl7.org/fhir/SearchParameter/Group-member",
     "Group.member.entity",
-    "http://hl7.org/fhir/SearchParameter/Group-type",
     "Group.type",
     "value",
-    "http://hl7.org/fhir/SearchParameter/Group-value",
     "(Group.characteristic.value as CodeableConcept) | (Group.characteristic.value as boolean)",
-    "http://hl7.org/fhir/SearchParameter/GuidanceResponse-identifier",
     "GuidanceResponse.identifier",
-    "http://hl7.org/fhir/SearchParameter/GuidanceResponse-patient",
     "GuidanceResponse.subject.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/GuidanceResponse-request",
     "GuidanceResponse.requestIdentifier",
-    "http://hl7.org/fhir/SearchParameter/GuidanceResponse-subject",
     "GuidanceResponse.subject",
     "active",
-    "http://hl7.org/fhir/SearchParameter/HealthcareService-active",
     "HealthcareService.active",
-    "http://hl7.org/fhir/SearchParameter/HealthcareService-characteristic",
     "HealthcareService.characteristic",
     "coverage-area",
-    "http://hl7.org/fhir/SearchParameter/HealthcareService-coverage-area",
     "HealthcareService.coverageArea",
     "endpoint",
-    "http://hl7.org/fhir/SearchParameter/HealthcareService-endpoint",
     "HealthcareService.endpoint",
-    "http://hl7.org/fhir/SearchParameter/HealthcareService-identifier",
     "HealthcareService.identifier",
-    "http://hl7.org/fhir/SearchParameter/HealthcareService-location",
     "HealthcareService.location",
-    "http://hl7.org/fhir/SearchParameter/HealthcareService-name",
     "HealthcareService.name",
-    "http://hl7.org/fhir/SearchParameter/HealthcareService-organization",
     "HealthcareService.providedBy",
     "program",
-    "http://hl7.org/fhir/SearchParameter/HealthcareService-program",
     "HealthcareService.program",
-    "http://hl7.org/fhir/SearchParameter/HealthcareService-service-category",
     "HealthcareService.category",
-    "http://hl7.org/fhir/SearchParameter/HealthcareService-service-type",
     "HealthcareService.type",
-    "http://hl7.org/fhir/SearchParameter/HealthcareService-specialty",
     "HealthcareService.specialty",
     "basedon",
-    "http://hl7.org/fhir/SearchParameter/ImagingStudy-basedon",
     "ImagingStudy.basedOn",
     "bodysite",
-    "http://hl7.org/fhir/SearchParameter/ImagingStudy-bodysite",
     "ImagingStudy.series.bodySite",
     "dicom-class",
-    "http://hl7.org/fhir/SearchParameter/ImagingStudy-dicom-class",
     "ImagingStudy.series.instance.sopClass",
-    "http://hl7.org/fhir/SearchParameter/ImagingStudy-encounter",
     "ImagingStudy.encounter",
-    "http://hl7.org/fhir/SearchParameter/ImagingStudy-endpoint",
     "ImagingStudy.endpoint | ImagingStudy.series.endpoint",
     "ImagingStudy.identifier",
     "instance",
-    "http://hl7.org/fhir/SearchParameter/ImagingStudy-instance",
     "ImagingStudy.series.instance.uid",
     "interpreter",
-    "http://hl7.org/fhir/SearchParameter/ImagingStudy-interpreter",
     "ImagingStudy.interpreter",
     "modality",
-    "http://hl7.org/fhir/SearchParameter/ImagingStudy-modality",
     "ImagingStudy.series.modality",
     "ImagingStudy.subject.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/ImagingStudy-performer",
     "ImagingStudy.series.performer.actor",
     "reason",
-    "http://hl7.org/fhir/SearchParameter/ImagingStudy-reason",
     "ImagingStudy.reasonCode",
     "referrer",
-    "http://hl7.org/fhir/SearchParameter/ImagingStudy-referrer",
     "ImagingStudy.referrer",
     "series",
-    "http://hl7.org/fhir/SearchParameter/ImagingStudy-series",
     "ImagingStudy.series.uid",
     "started",
-    "http://hl7.org/fhir/SearchParameter/ImagingStudy-started",
     "ImagingStudy.started",
-    "http://hl7.org/fhir/SearchParameter/ImagingStudy-status",
     "ImagingStudy.status",
-    "http://hl7.org/fhir/SearchParameter/ImagingStudy-subject",
     "ImagingStudy.subject",
     "Immunization.occurrence",
     "Immunization.identifier",
-    "http://hl7.org/fhir/SearchParameter/Immunization-location",
     "Immunization.location",
     "lot-number",
-    "http://hl7.org/fhir/SearchParameter/Immunization-lot-number",
     "Immunization.lotNumber",
-    "http://hl7.org/fhir/SearchParameter/Immunization-manufacturer",
     "Immunization.manufacturer",
     "Immunization.patient",
-    "http://hl7.org/fhir/SearchParameter/Immunization-performer",
     "Immunization.performer.actor",
     "reaction",
-    "http://hl7.org/fhir/SearchParameter/Immunization-reaction",
     "Immunization.reaction.detail",
     "reaction-date",
-    "http://hl7.org/fhir/SearchParameter/Immunization-reaction-date",
     "Immunization.reaction.date",
-    "http://hl7.org/fhir/SearchParameter/Immunization-reason-code",
     "Immunization.reasonCode",
-    "http://hl7.org/fhir/SearchParameter/Immunization-reason-reference",
     "Immunization.reasonReference",
-    "http://hl7.org/fhir/SearchParameter/Immunization-series",
     "Immunization.protocolApplied.series",
-    "http://hl7.org/fhir/SearchParameter/Immunization-status",
     "Immunization.status",
     "status-reason",
-    "http://hl7.org/fhir/SearchParameter/Immunization-status-reason",
     "Immunization.statusReason",
     "target-disease",
-    "http://hl7.org/fhir/SearchParameter/Immunization-target-disease",
     "Immunization.protocolApplied.targetDisease",
     "vaccine-code",
-    "http://hl7.org/fhir/SearchParameter/Immunization-vaccine-code",
     "Immunization.vaccineCode",
-    "http://hl7.org/fhir/SearchParameter/ImmunizationEvaluation-date",
     "ImmunizationEvaluation.date",
     "dose-status",
-    "http://hl7.org/fhir/SearchParameter/ImmunizationEvaluation-dose-status",
     "ImmunizationEvaluation.doseStatus",
-    "http://hl7.org/fhir/SearchParameter/ImmunizationEvaluation-identifier",
     "ImmunizationEvaluation.identifier",
     "immunization-event",
-    "http://hl7.org/fhir/SearchParameter/ImmunizationEvaluation-immunization-event",
     "ImmunizationEvaluation.immunizationEvent",
-    "http://hl7.org/fhir/SearchParameter/ImmunizationEvaluation-patient",
     "ImmunizationEvaluation.patient",
-    "http://hl7.org/fhir/SearchParameter/ImmunizationEvaluation-status",
     "ImmunizationEvaluation.status",
-    "http://hl7.org/fhir/SearchParameter/ImmunizationEvaluation-target-disease",
     "ImmunizationEvaluation.targetDisease",
-    "http://hl7.org/fhir/SearchParameter/ImmunizationRecommendation-date",
     "ImmunizationRecommendation.date",
-    "http://hl7.org/fhir/SearchParameter/ImmunizationRecommendation-identifier",
     "ImmunizationRecommendation.identifier",
     "information",
-    "http://hl7.org/fhir/SearchParameter/ImmunizationRecommendation-information",
     "ImmunizationRecommendation.recommendation.supportingPatientInformation",
-    "http://hl7.org/fhir/SearchParameter/ImmunizationRecommendation-patient",
     "ImmunizationRecommendation.patient",
-    "http://hl7.org/fhir/SearchParameter/ImmunizationRecommendation-status",
     "ImmunizationRecommendation.recommendation.forecastStatus",
     "support",
-    "http://hl7.org/fhir/SearchParameter/ImmunizationRecommendation-support",
     "ImmunizationRecommendation.recommendation.supportingImmunization",
-    "http://hl7.org/fhir/SearchParameter/ImmunizationRecommendation-target-disease",
     "ImmunizationRecommendation.recommendation.targetDisease",
     "vaccine-type",
-    "http://hl7.org/fhir/SearchParameter/ImmunizationRecommendation-vaccine-type",
     "ImmunizationRecommendation.recommendation.vaccineCode",
     "(ImplementationGuide.useContext.value as CodeableConcept)",
     "(ImplementationGuide.useContext.value as Quantity) | (ImplementationGuide.useContext.value as Range)",
     "ImplementationGuide.useContext.code",
     "ImplementationGuide.useContext",
     "ImplementationGuide.date",
-    "http://hl7.org/fhir/SearchParameter/ImplementationGuide-depends-on",
     "ImplementationGuide.dependsOn.uri",
     "ImplementationGuide.description",
     "experimental",
-    "http://hl7.org/fhir/SearchParameter/ImplementationGuide-experimental",
     "ImplementationGuide.experimental",
     "global",
-    "http://hl7.org/fhir/SearchParameter/ImplementationGuide-global",
     "ImplementationGuide.global.profile",
     "ImplementationGuide.jurisdiction",
     "ImplementationGuide.name",
     "ImplementationGuide.publisher",
-    "http://hl7.org/fhir/SearchParameter/ImplementationGuide-resource",
     "ImplementationGuide.definition.resource.reference",
     "ImplementationGuide.status",
     "ImplementationGuide.title",
     "ImplementationGuide.url",
     "ImplementationGuide.version",
-    "http://hl7.org/fhir/SearchParameter/InsurancePlan-address",
     "InsurancePlan.contact.address",
     "address-city",
-    "http://hl7.org/fhir/SearchParameter/InsurancePlan-address-city",
     "InsurancePlan.contact.address.city",
     "address-country",
-    "http://hl7.org/fhir/SearchParameter/InsurancePlan-address-country",
     "InsurancePlan.contact.address.country",
     "address-postalcode",
-    "http://hl7.org/fhir/SearchParameter/InsurancePlan-address-postalcode",
     "InsurancePlan.contact.address.postalCode",
     "address-state",
-    "http://hl7.org/fhir/SearchParameter/InsurancePlan-address-state",
     "InsurancePlan.contact.address.state",
     "address-use",
-    "http://hl7.org/fhir/SearchParameter/InsurancePlan-address-use",
     "InsurancePlan.contact.address.use",
     "administered-by",
-    "http://hl7.org/fhir/SearchParameter/InsurancePlan-administered-by",
     "InsurancePlan.administeredBy",
-    "http://hl7.org/fhir/SearchParameter/InsurancePlan-endpoint",
     "InsurancePlan.endpoint",
-    "http://hl7.org/fhir/SearchParameter/InsurancePlan-identifier",
     "InsurancePlan.identifier",
-    "http://hl7.org/fhir/SearchParameter/InsurancePlan-name",
     "name | alias",
     "owned-by",
-    "http://hl7.org/fhir/SearchParameter/InsurancePlan-owned-by",
     "InsurancePlan.ownedBy",
     "phonetic",
-    "http://hl7.org/fhir/SearchParameter/InsurancePlan-phonetic",
     "InsurancePlan.name",
-    "http://hl7.org/fhir/SearchParameter/InsurancePlan-status",
     "InsurancePlan.status",
-    "http://hl7.org/fhir/SearchParameter/InsurancePlan-type",
     "InsurancePlan.type",
-    "http://hl7.org/fhir/SearchParameter/Invoice-account",
     "Invoice.account",
-    "http://hl7.org/fhir/SearchParameter/Invoice-date",
     "Invoice.date",
-    "http://hl7.org/fhir/SearchParameter/Invoice-identifier",
     "Invoice.identifier",
     "issuer",
-    "http://hl7.org/fhir/SearchParameter/Invoice-issuer",
     "Invoice.issuer",
-    "http://hl7.org/fhir/SearchParameter/Invoice-participant",
     "Invoice.participant.actor",
     "participant-role",
-    "http://hl7.org/fhir/SearchParameter/Invoice-participant-role",
     "Invoice.participant.role",
-    "http://hl7.org/fhir/SearchParameter/Invoice-patient",
     "Invoice.subject.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/Invoice-recipient",
     "Invoice.recipient",
-    "http://hl7.org/fhir/SearchParameter/Invoice-status",
     "Invoice.status",
-    "http://hl7.org/fhir/SearchParameter/Invoice-subject",
     "Invoice.subject",
     "totalgross",
-    "http://hl7.org/fhir/SearchParameter/Invoice-totalgross",
     "Invoice.totalGross",
     "totalnet",
-    "http://hl7.org/fhir/SearchParameter/Invoice-totalnet",
     "Invoice.totalNet",
-    "http://hl7.org/fhir/SearchParameter/Invoice-type",
     "Invoice.type",
-    "http://hl7.org/fhir/SearchParameter/Library-composed-of",
     "Library.relatedArtifact.where(type='composed-of').resource",
     "content-type",
-    "http://hl7.org/fhir/SearchParameter/Library-content-type",
     "Library.content.contentType",
-    "http://hl7.org/fhir/SearchParameter/Library-context",
     "(Library.useContext.value as CodeableConcept)",
-    "http://hl7.org/fhir/SearchParameter/Library-context-quantity",
     "(Library.useContext.value as Quantity) | (Library.useContext.value as Range)",
-    "http://hl7.org/fhir/SearchParameter/Library-context-type",
     "Library.useContext.code",
-    "http://hl7.org/fhir/SearchParameter/Library-context-type-quantity",
     "Library.useContext",
-    "http://hl7.org/fhir/SearchParameter/Library-context-type-value",
-    "http://hl7.org/fhir/SearchParameter/Library-date",
     "Library.date",
-    "http://hl7.org/fhir/SearchParameter/Library-depends-on",
     "Library.relatedArtifact.where(type='depends-on').resource",
-    "http://hl7.org/fhir/SearchParameter/Library-derived-from",
     "Library.relatedArtifact.where(type='derived-from').resource",
-    "http://hl7.org/fhir/SearchParameter/Library-description",
     "Library.description",
-    "http://hl7.org/fhir/SearchParameter/Library-effective",
     "Library.effectivePeriod",
-    "http://hl7.org/fhir/SearchParameter/Library-identifier",
     "Library.identifier",
-    "http://hl7.org/fhir/SearchParameter/Library-jurisdiction",
     "Library.jurisdiction",
-    "http://hl7.org/fhir/SearchParameter/Library-name",
     "Library.name",
-    "http://hl7.org/fhir/SearchParameter/Library-predecessor",
     "Library.relatedArtifact.where(type='predecessor').resource",
-    "http://hl7.org/fhir/SearchParameter/Library-publisher",
     "Library.publisher",
-    "http://hl7.org/fhir/SearchParameter/Library-status",
     "Library.status",
-    "http://hl7.org/fhir/SearchParameter/Library-successor",
     "Library.relatedArtifact.where(type='successor').resource",
-    "http://hl7.org/fhir/SearchParameter/Library-title",
     "Library.title",
-    "http://hl7.org/fhir/SearchParameter/Library-topic",
     "Library.topic",
-    "http://hl7.org/fhir/SearchParameter/Library-type",
     "Library.type",
-    "http://hl7.org/fhir/SearchParameter/Library-url",
     "Library.url",
-    "http://hl7.org/fhir/SearchParameter/Library-version",
     "Library.version",
-    "http://hl7.org/fhir/SearchParameter/Linkage-author",
     "Linkage.author",
-    "http://hl7.org/fhir/SearchParameter/Linkage-item",
     "Linkage.item.resource",
-    "http://hl7.org/fhir/SearchParameter/Linkage-source",
     "List.code",
     "List.date",
     "empty-reason",
-    "http://hl7.org/fhir/SearchParameter/List-empty-reason",
     "List.emptyReason",
     "List.encounter",
     "List.identifier",
-    "http://hl7.org/fhir/SearchParameter/List-item",
     "List.entry.item",
     "notes",
-    "http://hl7.org/fhir/SearchParameter/List-notes",
     "List.note.text",
     "List.subject.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/List-source",
     "List.source",
-    "http://hl7.org/fhir/SearchParameter/List-status",
     "List.status",
-    "http://hl7.org/fhir/SearchParameter/List-subject",
     "List.subject",
-    "http://hl7.org/fhir/SearchParameter/List-title",
     "List.title",
-    "http://hl7.org/fhir/SearchParameter/Location-address",
     "Location.address",
-    "http://hl7.org/fhir/SearchParameter/Location-address-city",
     "Location.address.city",
-    "http://hl7.org/fhir/SearchParameter/Location-address-country",
     "Location.address.country",
-    "http://hl7.org/fhir/SearchParameter/Location-address-postalcode",
     "Location.address.postalCode",
-    "http://hl7.org/fhir/SearchParameter/Location-address-state",
     "Location.address.state",
-    "http://hl7.org/fhir/SearchParameter/Location-address-use",
     "Location.address.use",
-    "http://hl7.org/fhir/SearchParameter/Location-endpoint",
     "Location.endpoint",
-    "http://hl7.org/fhir/SearchParameter/Location-identifier",
     "Location.identifier",
-    "http://hl7.org/fhir/SearchParameter/Location-name",
     "Location.name | Location.alias",
     "near",
-    "http://hl7.org/fhir/SearchParameter/Location-near",
     "Location.position",
     "operational-status",
-    "http://hl7.org/fhir/SearchParameter/Location-operational-status",
     "Location.operationalStatus",
-    "http://hl7.org/fhir/SearchParameter/Location-organization",
     "Location.managingOrganization",
     "partof",
-    "http://hl7.org/fhir/SearchParameter/Location-partof",
     "Location.partOf",
-    "http://hl7.org/fhir/SearchParameter/Location-status",
     "Location.status",
-    "http://hl7.org/fhir/SearchParameter/Location-type",
     "Location.type",
-    "http://hl7.org/fhir/SearchParameter/Measure-composed-of",
     "Measure.relatedArtifact.where(type='composed-of').resource",
-    "http://hl7.org/fhir/SearchParameter/Measure-context",
     "(Measure.useContext.value as CodeableConcept)",
-    "http://hl7.org/fhir/SearchParameter/Measure-context-quantity",
     "(Measure.useContext.value as Quantity) | (Measure.useContext.value as Range)",
-    "http://hl7.org/fhir/SearchParameter/Measure-context-type",
     "Measure.useContext.code",
-    "http://hl7.org/fhir/SearchParameter/Measure-context-type-quantity",
     "Measure.useContext",
-    "http://hl7.org/fhir/SearchParameter/Measure-context-type-value",
-    "http://hl7.org/fhir/SearchParameter/Measure-date",
     "Measure.date",
-    "http://hl7.org/fhir/SearchParameter/Measure-depends-on",
     "Measure.relatedArtifact.where(type='depends-on').resource | Measure.library",
-    "http://hl7.org/fhir/SearchParameter/Measure-derived-from",
     "Measure.relatedArtifact.where(type='derived-from').resource",
-    "http://hl7.org/fhir/SearchParameter/Measure-description",
     "Measure.description",
-    "http://hl7.org/fhir/SearchParameter/Measure-effective",
     "Measure.effectivePeriod",
-    "http://hl7.org/fhir/SearchParameter/Measure-identifier",
     "Measure.identifier",
-    "http://hl7.org/fhir/SearchParameter/Measure-jurisdiction",
     "Measure.jurisdiction",
-    "http://hl7.org/fhir/SearchParameter/Measure-name",
     "Measure.name",
-    "http://hl7.org/fhir/SearchParameter/Measure-predecessor",
     "Measure.relatedArtifact.where(type='predecessor').resource",
-    "http://hl7.org/fhir/SearchParameter/Measure-publisher",
     "Measure.publisher",
-    "http://hl7.org/fhir/SearchParameter/Measure-status",
     "Measure.status",
-    "http://hl7.org/fhir/SearchParameter/Measure-successor",
     "Measure.relatedArtifact.where(type='successor').resource",
-    "http://hl7.org/fhir/SearchParameter/Measure-title",
     "Measure.title",
-    "http://hl7.org/fhir/SearchParameter/Measure-topic",
     "Measure.topic",
-    "http://hl7.org/fhir/SearchParameter/Measure-url",
     "Measure.url",
-    "http://hl7.org/fhir/SearchParameter/Measure-version",
     "Measure.version",
-    "http://hl7.org/fhir/SearchParameter/MeasureReport-date",
     "MeasureReport.date",
     "evaluated-resource",
-    "http://hl7.org/fhir/SearchParameter/MeasureReport-evaluated-resource",
     "MeasureReport.evaluatedResource",
-    "http://hl7.org/fhir/SearchParameter/MeasureReport-identifier",
     "MeasureReport.identifier",
     "measure",
-    "http://hl7.org/fhir/SearchParameter/MeasureReport-measure",
     "MeasureReport.measure",
-    "http://hl7.org/fhir/SearchParameter/MeasureReport-patient",
     "MeasureReport.subject.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/MeasureReport-period",
     "MeasureReport.period",
     "reporter",
-    "http://hl7.org/fhir/SearchParameter/MeasureReport-reporter",
     "MeasureReport.reporter",
-    "http://hl7.org/fhir/SearchParameter/MeasureReport-status",
     "MeasureReport.status",
-    "http://hl7.org/fhir/SearchParameter/MeasureReport-subject",
     "MeasureReport.subject",
-    "http://hl7.org/fhir/SearchParameter/Media-based-on",
     "Media.basedOn",
-    "http://hl7.org/fhir/SearchParameter/Media-created",
     "Media.created",
-    "http://hl7.org/fhir/SearchParameter/Media-device",
     "Media.device",
-    "http://hl7.org/fhir/SearchParameter/Media-encounter",
     "Media.encounter",
-    "http://hl7.org/fhir/SearchParameter/Media-identifier",
     "Media.identifier",
-    "http://hl7.org/fhir/SearchParameter/Media-modality",
     "Media.modality",
     "operator",
-    "http://hl7.org/fhir/SearchParameter/Media-operator",
     "Media.operator",
-    "http://hl7.org/fhir/SearchParameter/Media-patient",
     "Media.subject.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/Media-site",
     "Media.bodySite",
-    "http://hl7.org/fhir/SearchParameter/Media-status",
     "Media.status",
-    "http://hl7.org/fhir/SearchParameter/Media-subject",
     "Media.subject",
-    "http://hl7.org/fhir/SearchParameter/Media-type",
     "Media.type",
     "view",
-    "http://hl7.org/fhir/SearchParameter/Media-view",
     "Media.view",
     "Medication.code",
     "expiration-date",
-    "http://hl7.org/fhir/SearchParameter/Medication-expiration-date",
     "Medication.batch.expirationDate",
     "form",
-    "http://hl7.org/fhir/SearchParameter/Medication-form",
     "Medication.form",
-    "http://hl7.org/fhir/SearchParameter/Medication-identifier",
     "Medication.identifier",
     "ingredient",
-    "http://hl7.org/fhir/SearchParameter/Medication-ingredient",
     "(Medication.ingredient.item as Reference)",
     "ingredient-code",
-    "http://hl7.org/fhir/SearchParameter/Medication-ingredient-code",
     "(Medication.ingredient.item as CodeableConcept)",
-    "http://hl7.org/fhir/SearchParameter/Medication-lot-number",
     "Medication.batch.lotNumber",
-    "http://hl7.org/fhir/SearchParameter/Medication-manufacturer",
     "Medication.manufacturer",
-    "http://hl7.org/fhir/SearchParameter/Medication-status",
     "Medication.status",
     "(MedicationAdministration.medication as CodeableConcept)",
-    "http://hl7.org/fhir/SearchParameter/MedicationAdministration-context",
     "MedicationAdministration.context",
-    "http://hl7.org/fhir/SearchParameter/MedicationAdministration-device",
     "MedicationAdministration.device",
     "effective-time",
-    "http://hl7.org/fhir/SearchParameter/MedicationAdministration-effective-time",
     "MedicationAdministration.effective",
     "MedicationAdministration.identifier",
     "medication",
-    "http://hl7.org/fhir/SearchParameter/medications-medication",
     "(MedicationAdministration.medication as Reference)",
     "MedicationAdministration.subject.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/MedicationAdministration-performer",
     "MedicationAdministration.performer.actor",
     "reason-given",
-    "http://hl7.org/fhir/SearchParameter/MedicationAdministration-reason-given",
     "MedicationAdministration.reasonCode",
     "reason-not-given",
-    "http://hl7.org/fhir/SearchParameter/MedicationAdministration-reason-not-given",
     "MedicationAdministration.statusReason",
-    "http://hl7.org/fhir/SearchParameter/MedicationAdministration-request",
     "MedicationAdministration.request",
-    "http://hl7.org/fhir/SearchParameter/medications-status",
     "MedicationAdministration.status",
-    "http://hl7.org/fhir/SearchParameter/MedicationAdministration-subject",
     "MedicationAdministration.subject",
     "(MedicationDispense.medication as CodeableConcept)",
-    "http://hl7.org/fhir/SearchParameter/MedicationDispense-context",
     "MedicationDispense.context",
     "destination",
-    "http://hl7.org/fhir/SearchParameter/MedicationDispense-destination",
     "MedicationDispense.destination",
     "MedicationDispense.identifier",
     "(MedicationDispense.medication as Reference)",
     "MedicationDispense.subject.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/MedicationDispense-performer",
     "MedicationDispense.performer.actor",
     "prescription",
-    "http://hl7.org/fhir/SearchParameter/medications-prescription",
     "MedicationDispense.authorizingPrescription",
     "receiver",
-    "http://hl7.org/fhir/SearchParameter/MedicationDispense-receiver",
     "MedicationDispense.receiver",
     "responsibleparty",
-    "http://hl7.org/fhir/SearchParameter/MedicationDispense-responsibleparty",
     "MedicationDispense.substitution.responsibleParty",
     "MedicationDispense.status",
-    "http://hl7.org/fhir/SearchParameter/MedicationDispense-subject",
     "MedicationDispense.subject",
-    "http://hl7.org/fhir/SearchParameter/MedicationDispense-type",
     "MedicationDispense.type",
     "whenhandedover",
-    "http://hl7.org/fhir/SearchParameter/MedicationDispense-whenhandedover",
     "MedicationDispense.whenHandedOver",
     "whenprepared",
-    "http://hl7.org/fhir/SearchParameter/MedicationDispense-whenprepared",
     "MedicationDispense.whenPrepared",
     "classification",
-    "http://hl7.org/fhir/SearchParameter/MedicationKnowledge-classification",
     "MedicationKnowledge.medicineClassification.classification",
     "classification-type",
-    "http://hl7.org/fhir/SearchParameter/MedicationKnowledge-classification-type",
     "MedicationKnowledge.medicineClassification.type",
-    "http://hl7.org/fhir/SearchParameter/MedicationKnowledge-code",
     "MedicationKnowledge.code",
     "doseform",
-    "http://hl7.org/fhir/SearchParameter/MedicationKnowledge-doseform",
     "MedicationKnowledge.doseForm",
-    "http://hl7.org/fhir/SearchParameter/MedicationKnowledge-ingredient",
     "(MedicationKnowledge.ingredient.item as Reference)",
-    "http://hl7.org/fhir/SearchParameter/MedicationKnowledge-ingredient-code",
     "(MedicationKnowledge.ingredient.item as CodeableConcept)",
-    "http://hl7.org/fhir/SearchParameter/MedicationKnowledge-manufacturer",
     "MedicationKnowledge.manufacturer",
     "monitoring-program-name",
-    "http://hl7.org/fhir/SearchParameter/MedicationKnowledge-monitoring-program-name",
     "MedicationKnowledge.monitoringProgram.name",
     "monitoring-program-type",
-    "http://hl7.org/fhir/SearchParameter/MedicationKnowledge-monitoring-program-type",
     "MedicationKnowledge.monitoringProgram.type",
     "monograph",
-    "http://hl7.org/fhir/SearchParameter/MedicationKnowledge-monograph",
     "MedicationKnowledge.monograph.source",
     "monograph-type",
-    "http://hl7.org/fhir/SearchParameter/MedicationKnowledge-monograph-type",
     "MedicationKnowledge.monograph.type",
     "source-cost",
-    "http://hl7.org/fhir/SearchParameter/MedicationKnowledge-source-cost",
     "MedicationKnowledge.cost.source",
-    "http://hl7.org/fhir/SearchParameter/MedicationKnowledge-status",
     "MedicationKnowledge.status",
     "authoredon",
-    "http://hl7.org/fhir/SearchParameter/MedicationRequest-authoredon",
     "MedicationRequest.authoredOn",
-    "http://hl7.org/fhir/SearchParameter/MedicationRequest-category",
     "MedicationRequest.category",
     "(MedicationRequest.medication as CodeableConcept)",
-    "http://hl7.org/fhir/SearchParameter/medications-date",
     "MedicationRequest.dosageInstruction.timing.event",
-    "http://hl7.org/fhir/SearchParameter/medications-encounter",
     "MedicationRequest.encounter",
     "MedicationRequest.identifier",
     "intended-dispenser",
-    "http://hl7.org/fhir/SearchParameter/MedicationRequest-intended-dispenser",
     "MedicationRequest.dispenseRequest.performer",
     "intended-performer",
-    "http://hl7.org/fhir/SearchParameter/MedicationRequest-intended-performer",
     "MedicationRequest.performer",
     "intended-performertype",
-    "http://hl7.org/fhir/SearchParameter/MedicationRequest-intended-performertype",
     "MedicationRequest.performerType",
-    "http://hl7.org/fhir/SearchParameter/MedicationRequest-intent",
     "MedicationRequest.intent",
     "(MedicationRequest.medication as Reference)",
     "MedicationRequest.subject.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/MedicationRequest-priority",
     "MedicationRequest.priority",
-    "http://hl7.org/fhir/SearchParameter/MedicationRequest-requester",
     "MedicationRequest.requester",
     "MedicationRequest.status",
-    "http://hl7.org/fhir/SearchParameter/MedicationRequest-subject",
     "MedicationRequest.subject",
-    "http://hl7.org/fhir/SearchParameter/MedicationStatement-category",
     "MedicationStatement.category",
     "(MedicationStatement.medication as CodeableConcept)",
-    "http://hl7.org/fhir/SearchParameter/MedicationStatement-context",
     "MedicationStatement.context",
-    "http://hl7.org/fhir/SearchParameter/MedicationStatement-effective",
     "MedicationStatement.effective",
     "MedicationStatement.identifier",
     "(MedicationStatement.medication as Reference)",
-    "http://hl7.org/fhir/SearchParameter/MedicationStatement-part-of",
     "MedicationStatement.partOf",
     "MedicationStatement.subject.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/MedicationStatement-source",
     "MedicationStatement.informationSource",
     "MedicationStatement.status",
-    "http://hl7.org/fhir/SearchParameter/MedicationStatement-subject",
     "MedicationStatement.subject",
-    "http://hl7.org/fhir/SearchParameter/MedicinalProduct-identifier",
     "MedicinalProduct.identifier",
-    "http://hl7.org/fhir/SearchParameter/MedicinalProduct-name",
     "MedicinalProduct.name.productName",
     "name-language",
-    "http://hl7.org/fhir/SearchParameter/MedicinalProduct-name-language",
     "MedicinalProduct.name.countryLanguage.language",
     "country",
-    "http://hl7.org/fhir/SearchParameter/MedicinalProductAuthorization-country",
     "MedicinalProductAuthorization.country",
     "holder",
-    "http://hl7.org/fhir/SearchParameter/MedicinalProductAuthorization-holder",
     "MedicinalProductAuthorization.holder",
-    "http://hl7.org/fhir/SearchParameter/MedicinalProductAuthorization-identifier",
     "MedicinalProductAuthorization.identifier",
-    "http://hl7.org/fhir/SearchParameter/MedicinalProductAuthorization-status",
     "MedicinalProductAuthorization.status",
-    "http://hl7.org/fhir/SearchParameter/MedicinalProductAuthorization-subject",
     "MedicinalProductAuthorization.subject",
-    "http://hl7.org/fhir/SearchParameter/MedicinalProductContraindication-subject",
     "MedicinalProductContraindication.subject",
-    "http://hl7.org/fhir/SearchParameter/MedicinalProductIndication-subject",
     "MedicinalProductIndication.subject",
-    "http://hl7.org/fhir/SearchParameter/MedicinalProductInteraction-subject",
     "MedicinalProductInteraction.subject",
-    "http://hl7.org/fhir/SearchParameter/MedicinalProductPackaged-identifier",
     "MedicinalProductPackaged.identifier",
-    "http://hl7.org/fhir/SearchParameter/MedicinalProductPackaged-subject",
     "MedicinalProductPackaged.subject",
-    "http://hl7.org/fhir/SearchParameter/MedicinalProductPharmaceutical-identifier",
     "MedicinalProductPharmaceutical.identifier",
-    "http://hl7.org/fhir/SearchParameter/MedicinalProductPharmaceutical-route",
     "MedicinalProductPharmaceutical.routeOfAdministration.code",
     "target-species",
-    "http://hl7.org/fhir/SearchParameter/MedicinalProductPharmaceutical-target-species",
     "MedicinalProductPharmaceutical.routeOfAdministration.targetSpecies.code",
-    "http://hl7.org/fhir/SearchParameter/MedicinalProductUndesirableEffect-subject",
     "MedicinalProductUndesirableEffect.subject",
-    "http://hl7.org/fhir/SearchParameter/MessageDefinition-category",
     "MessageDefinition.category",
     "(MessageDefinition.useContext.value as CodeableConcept)",
     "(MessageDefinition.useContext.value as Quantity) | (MessageDefinition.useContext.value as Range)",
@@ -2420,88 +1533,57 @@ pub(super) static TEXT: &str = concat!(
     "MessageDefinition.useContext",
     "MessageDefinition.date",
     "MessageDefinition.description",
-    "http://hl7.org/fhir/SearchParameter/MessageDefinition-event",
     "MessageDefinition.event",
     "focus",
-    "http://hl7.org/fhir/SearchParameter/MessageDefinition-focus",
     "MessageDefinition.focus.code",
     "MessageDefinition.identifier",
     "MessageDefinition.jurisdiction",
     "MessageDefinition.name",
-    "http://hl7.org/fhir/SearchParameter/MessageDefinition-parent",
     "MessageDefinition.parent",
     "MessageDefinition.publisher",
     "MessageDefinition.status",
     "MessageDefinition.title",
     "MessageDefinition.url",
     "MessageDefinition.version",
-    "http://hl7.org/fhir/SearchParameter/MessageHeader-author",
     "MessageHeader.author",
-    "http://hl7.org/fhir/SearchParameter/MessageHeader-code",
     "MessageHeader.response.code",
-    "http://hl7.org/fhir/SearchParameter/MessageHeader-destination",
     "MessageHeader.destination.name",
     "destination-uri",
-    "http://hl7.org/fhir/SearchParameter/MessageHeader-destination-uri",
     "MessageHeader.destination.endpoint",
-    "http://hl7.org/fhir/SearchParameter/MessageHeader-enterer",
     "MessageHeader.enterer",
-    "http://hl7.org/fhir/SearchParameter/MessageHeader-event",
     "MessageHeader.event",
-    "http://hl7.org/fhir/SearchParameter/MessageHeader-focus",
     "MessageHeader.focus",
-    "http://hl7.org/fhir/SearchParameter/MessageHeader-receiver",
     "MessageHeader.destination.receiver",
     "response-id",
-    "http://hl7.org/fhir/SearchParameter/MessageHeader-response-id",
     "MessageHeader.response.identifier",
     "responsible",
-    "http://hl7.org/fhir/SearchParameter/MessageHeader-responsible",
     "MessageHeader.responsible",
-    "http://hl7.org/fhir/SearchParameter/MessageHeader-sender",
     "MessageHeader.sender",
-    "http://hl7.org/fhir/SearchParameter/MessageHeader-source",
     "MessageHeader.source.name",
-    "http://hl7.org/fhir/SearchParameter/MessageHeader-source-uri",
     "MessageHeader.source.endpoint",
-    "http://hl7.org/fhir/SearchParameter/MessageHeader-target",
     "MessageHeader.destination.target",
     "chromosome",
-    "http://hl7.org/fhir/SearchParameter/MolecularSequence-chromosome",
     "MolecularSequence.referenceSeq.chromosome",
     "chromosome-variant-coordinate",
-    "http://hl7.org/fhir/SearchParameter/MolecularSequence-chromosome-variant-coordinate",
     "MolecularSequence.variant",
     "chromosome-window-coordinate",
-    "http://hl7.org/fhir/SearchParameter/MolecularSequence-chromosome-window-coordinate",
     "MolecularSequence.referenceSeq",
-    "http://hl7.org/fhir/SearchParameter/MolecularSequence-identifier",
     "MolecularSequence.identifier",
-    "http://hl7.org/fhir/SearchParameter/MolecularSequence-patient",
     "MolecularSequence.patient",
     "referenceseqid",
-    "http://hl7.org/fhir/SearchParameter/MolecularSequence-referenceseqid",
     "MolecularSequence.referenceSeq.referenceSeqId",
     "referenceseqid-variant-coordinate",
-    "http://hl7.org/fhir/SearchParameter/MolecularSequence-referenceseqid-variant-coordinate",
     "referenceseqid-window-coordinate",
-    "http://hl7.org/fhir/SearchParameter/MolecularSequence-referenceseqid-window-coordinate",
-    "http://hl7.org/fhir/SearchParameter/MolecularSequence-type",
     "MolecularSequence.type",
     "variant-end",
-    "http://hl7.org/fhir/SearchParameter/MolecularSequence-variant-end",
     "MolecularSequence.variant.end",
     "variant-start",
-    "http://hl7.org/fhir/SearchParameter/MolecularSequence-variant-start",
     "MolecularSequence.variant.start",
     "window-end",
-    "http://hl7.org/fhir/SearchParameter/MolecularSequence-window-end",
     "MolecularSequence.referenceSeq.windowEnd",
     "window-start",
-    "http://hl7.org/fhir/SearchParameter/MolecularSequence-window-start",
     "MolecularSequence.referenceSeq.windowStart",
     "contact",
-    "http://hl7.org/fhir/SearchParameter/NamingSystem-contact",
     "NamingSystem.contact.name",
     "(NamingSystem.useContext.value as CodeableConcept)",
     "(NamingSystem.useContext.value as Quantity) | (NamingSystem.useContext.value as Range)",
@@ -2510,145 +1592,94 @@ pub(super) static TEXT: &str = concat!(
     "NamingSystem.date",
     "NamingSystem.description",
     "id-type",
-    "http://hl7.org/fhir/SearchParameter/NamingSystem-id-type",
     "NamingSystem.uniqueId.type",
     "NamingSystem.jurisdiction",
     "kind",
-    "http://hl7.org/fhir/SearchParameter/NamingSystem-kind",
     "NamingSystem.kind",
     "NamingSystem.name",
-    "http://hl7.org/fhir/SearchParameter/NamingSystem-period",
     "NamingSystem.uniqueId.period",
     "NamingSystem.publisher",
-    "http://hl7.org/fhir/SearchParameter/NamingSystem-responsible",
     "NamingSystem.responsible",
     "NamingSystem.status",
     "telecom",
-    "http://hl7.org/fhir/SearchParameter/NamingSystem-telecom",
     "NamingSystem.contact.telecom",
-    "http://hl7.org/fhir/SearchParameter/NamingSystem-type",
     "NamingSystem.type",
-    "http://hl7.org/fhir/SearchParameter/NamingSystem-value",
     "NamingSystem.uniqueId.value",
     "additive",
-    "http://hl7.org/fhir/SearchParameter/NutritionOrder-additive",
     "NutritionOrder.enteralFormula.additiveType",
     "datetime",
-    "http://hl7.org/fhir/SearchParameter/NutritionOrder-datetime",
     "NutritionOrder.dateTime",
     "NutritionOrder.encounter",
     "formula",
-    "http://hl7.org/fhir/SearchParameter/NutritionOrder-formula",
     "NutritionOrder.enteralFormula.baseFormulaType",
     "NutritionOrder.identifier",
-    "http://hl7.org/fhir/SearchParameter/NutritionOrder-instantiates-canonical",
     "NutritionOrder.instantiatesCanonical",
-    "http://hl7.org/fhir/SearchParameter/NutritionOrder-instantiates-uri",
     "NutritionOrder.instantiatesUri",
     "oraldiet",
-    "http://hl7.org/fhir/SearchParameter/NutritionOrder-oraldiet",
     "NutritionOrder.oralDiet.type",
     "NutritionOrder.patient",
-    "http://hl7.org/fhir/SearchParameter/NutritionOrder-provider",
     "NutritionOrder.orderer",
-    "http://hl7.org/fhir/SearchParameter/NutritionOrder-status",
     "NutritionOrder.status",
     "supplement",
-    "http://hl7.org/fhir/SearchParameter/NutritionOrder-supplement",
     "NutritionOrder.supplement.type",
-    "http://hl7.org/fhir/SearchParameter/Observation-based-on",
     "Observation.basedOn",
-    "http://hl7.org/fhir/SearchParameter/Observation-category",
     "Observation.category",
     "Observation.code",
     "code-value-concept",
-    "http://hl7.org/fhir/SearchParameter/Observation-code-value-concept",
     "Observation",
     "code-value-date",
-    "http://hl7.org/fhir/SearchParameter/Observation-code-value-date",
     "code-value-quantity",
-    "http://hl7.org/fhir/SearchParameter/Observation-code-value-quantity",
     "code-value-string",
-    "http://hl7.org/fhir/SearchParameter/Observation-code-value-string",
     "combo-code",
-    "http://hl7.org/fhir/SearchParameter/Observation-combo-code",
     "Observation.code | Observation.component.code",
     "combo-code-value-concept",
-    "http://hl7.org/fhir/SearchParameter/Observation-combo-code-value-concept",
     "Observation | Observation.component",
     "combo-code-value-quantity",
-    "http://hl7.org/fhir/SearchParameter/Observation-combo-code-value-quantity",
     "combo-data-absent-reason",
-    "http://hl7.org/fhir/SearchParameter/Observation-combo-data-absent-reason",
     "Observation.dataAbsentReason | Observation.component.dataAbsentReason",
     "combo-value-concept",
-    "http://hl7.org/fhir/SearchParameter/Observation-combo-value-concept",
     "(Observation.value as CodeableConcept) | (Observation.component.value as CodeableConcept)",
     "combo-value-quantity",
-    "http://hl7.org/fhir/SearchParameter/Observation-combo-value-quantity",
     "(Observation.value as Quantity) | (Observation.value as SampledData) | (Observation.component.value as Quantity) | (Observation.component.value as SampledData)",
     "component-code",
-    "http://hl7.org/fhir/SearchParameter/Observation-component-code",
     "Observation.component.code",
     "component-code-value-concept",
-    "http://hl7.org/fhir/SearchParameter/Observation-component-code-value-concept",
     "Observation.component",
     "component-code-value-quantity",
-    "http://hl7.org/fhir/SearchParameter/Observation-component-code-value-quantity",
     "component-data-absent-reason",
-    "http://hl7.org/fhir/SearchParameter/Observation-component-data-absent-reason",
     "Observation.component.dataAbsentReason",
     "component-value-concept",
-    "http://hl7.org/fhir/SearchParameter/Observation-component-value-concept",
     "(Observation.component.value as CodeableConcept)",
     "component-value-quantity",
-    "http://hl7.org/fhir/SearchParameter/Observation-component-value-quantity",
     "(Observation.component.value as Quantity) | (Observation.component.value as SampledData)",
     "data-absent-reason",
-    "http://hl7.org/fhir/SearchParameter/Observation-data-absent-reason",
     "Observation.dataAbsentReason",
     "Observation.effective",
-    "http://hl7.org/fhir/SearchParameter/Observation-derived-from",
     "Observation.derivedFrom",
-    "http://hl7.org/fhir/SearchParameter/Observation-device",
     "Observation.device",
     "Observation.encounter",
-    "http://hl7.org/fhir/SearchParameter/Observation-focus",
     "Observation.focus",
     "has-member",
-    "http://hl7.org/fhir/SearchParameter/Observation-has-member",
     "Observation.hasMember",
     "Observation.identifier",
     "method",
-    "http://hl7.org/fhir/SearchParameter/Observation-method",
     "Observation.method",
-    "http://hl7.org/fhir/SearchParameter/Observation-part-of",
     "Observation.partOf",
     "Observation.subject.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/Observation-performer",
     "Observation.performer",
-    "http://hl7.org/fhir/SearchParameter/Observation-specimen",
     "Observation.specimen",
-    "http://hl7.org/fhir/SearchParameter/Observation-status",
     "Observation.status",
-    "http://hl7.org/fhir/SearchParameter/Observation-subject",
     "Observation.subject",
     "value-concept",
-    "http://hl7.org/fhir/SearchParameter/Observation-value-concept",
     "(Observation.value as CodeableConcept)",
     "value-date",
-    "http://hl7.org/fhir/SearchParameter/Observation-value-date",
     "(Observation.value as dateTime) | (Observation.value as Period)",
     "value-quantity",
-    "http://hl7.org/fhir/SearchParameter/Observation-value-quantity",
     "(Observation.value as Quantity) | (Observation.value as SampledData)",
     "value-string",
-    "http://hl7.org/fhir/SearchParameter/Observation-value-string",
     "(Observation.value as string) | (Observation.value as CodeableConcept).text",
     "base",
-    "http://hl7.org/fhir/SearchParameter/OperationDefinition-base",
     "OperationDefinition.base",
-    "http://hl7.org/fhir/SearchParameter/OperationDefinition-code",
     "OperationDefinition.code",
     "(OperationDefinition.useContext.value as CodeableConcept)",
     "(OperationDefinition.useContext.value as Quantity) | (OperationDefinition.useContext.value as Range)",
@@ -2657,171 +1688,100 @@ pub(super) static TEXT: &str = concat!(
     "OperationDefinition.date",
     "OperationDefinition.description",
     "input-profile",
-    "http://hl7.org/fhir/SearchParameter/OperationDefinition-input-profile",
     "OperationDefinition.inputProfile",
-    "http://hl7.org/fhir/SearchParameter/OperationDefinition-instance",
     "OperationDefinition.instance",
     "OperationDefinition.jurisdiction",
-    "http://hl7.org/fhir/SearchParameter/OperationDefinition-kind",
     "OperationDefinition.kind",
     "OperationDefinition.name",
     "output-profile",
-    "http://hl7.org/fhir/SearchParameter/OperationDefinition-output-profile",
     "OperationDefinition.outputProfile",
     "OperationDefinition.publisher",
     "OperationDefinition.status",
-    "http://hl7.org/fhir/SearchParameter/OperationDefinition-system",
     "OperationDefinition.system",
     "OperationDefinition.title",
-    "http://hl7.org/fhir/SearchParameter/OperationDefinition-type",
     "OperationDefinition.type",
     "OperationDefinition.url",
     "OperationDefinition.version",
-    "http://hl7.org/fhir/SearchParameter/Organization-active",
     "Organization.active",
-    "http://hl7.org/fhir/SearchParameter/Organization-address",
     "Organization.address",
-    "http://hl7.org/fhir/SearchParameter/Organization-address-city",
     "Organization.address.city",
-    "http://hl7.org/fhir/SearchParameter/Organization-address-country",
     "Organization.address.country",
-    "http://hl7.org/fhir/SearchParameter/Organization-address-postalcode",
     "Organization.address.postalCode",
-    "http://hl7.org/fhir/SearchParameter/Organization-address-state",
     "Organization.address.state",
-    "http://hl7.org/fhir/SearchParameter/Organization-address-use",
     "Organization.address.use",
-    "http://hl7.org/fhir/SearchParameter/Organization-endpoint",
     "Organization.endpoint",
-    "http://hl7.org/fhir/SearchParameter/Organization-identifier",
     "Organization.identifier",
-    "http://hl7.org/fhir/SearchParameter/Organization-name",
     "Organization.name | Organization.alias",
-    "http://hl7.org/fhir/SearchParameter/Organization-partof",
     "Organization.partOf",
-    "http://hl7.org/fhir/SearchParameter/Organization-phonetic",
     "Organization.name",
-    "http://hl7.org/fhir/SearchParameter/Organization-type",
     "Organization.type",
-    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-active",
     "OrganizationAffiliation.active",
-    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-date",
     "OrganizationAffiliation.period",
     "email",
-    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-email",
     "OrganizationAffiliation.telecom.where(system='email')",
-    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-endpoint",
     "OrganizationAffiliation.endpoint",
-    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-identifier",
     "OrganizationAffiliation.identifier",
-    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-location",
     "OrganizationAffiliation.location",
     "network",
-    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-network",
     "OrganizationAffiliation.network",
     "participating-organization",
-    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-participating-organization",
     "OrganizationAffiliation.participatingOrganization",
     "phone",
-    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-phone",
     "OrganizationAffiliation.telecom.where(system='phone')",
     "primary-organization",
-    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-primary-organization",
     "OrganizationAffiliation.organization",
     "role",
-    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-role",
     "OrganizationAffiliation.code",
-    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-service",
     "OrganizationAffiliation.healthcareService",
-    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-specialty",
     "OrganizationAffiliation.specialty",
-    "http://hl7.org/fhir/SearchParameter/OrganizationAffiliation-telecom",
     "OrganizationAffiliation.telecom",
-    "http://hl7.org/fhir/SearchParameter/Patient-active",
     "Patient.active",
-    "http://hl7.org/fhir/SearchParameter/individual-address",
     "Patient.address",
-    "http://hl7.org/fhir/SearchParameter/individual-address-city",
     "Patient.address.city",
-    "http://hl7.org/fhir/SearchParameter/individual-address-country",
     "Patient.address.country",
-    "http://hl7.org/fhir/SearchParameter/individual-address-postalcode",
     "Patient.address.postalCode",
-    "http://hl7.org/fhir/SearchParameter/individual-address-state",
     "Patient.address.state",
-    "http://hl7.org/fhir/SearchParameter/individual-address-use",
     "Patient.address.use",
     "birthdate",
-    "http://hl7.org/fhir/SearchParameter/individual-birthdate",
     "Patient.birthDate",
     "death-date",
-    "http://hl7.org/fhir/SearchParameter/Patient-death-date",
     "(Patient.deceased as dateTime)",
     "deceased",
-    "http://hl7.org/fhir/SearchParameter/Patient-deceased",
     "Patient.deceased.exists() and Patient.deceased != false",
-    "http://hl7.org/fhir/SearchParameter/individual-email",
     "Patient.telecom.where(system='email')",
     "family",
-    "http://hl7.org/fhir/SearchParameter/individual-family",
     "Patient.name.family",
     "gender",
-    "http://hl7.org/fhir/SearchParameter/individual-gender",
     "Patient.gender",
     "general-practitioner",
-    "http://hl7.org/fhir/SearchParameter/Patient-general-practitioner",
     "Patient.generalPractitioner",
     "given",
-    "http://hl7.org/fhir/SearchParameter/individual-given",
     "Patient.name.given",
-    "http://hl7.org/fhir/SearchParameter/Patient-identifier",
     "Patient.identifier",
-    "http://hl7.org/fhir/SearchParameter/Patient-language",
     "Patient.communication.language",
     "link",
-    "http://hl7.org/fhir/SearchParameter/Patient-link",
     "Patient.link.other",
-    "http://hl7.org/fhir/SearchParameter/Patient-name",
     "Patient.name",
-    "http://hl7.org/fhir/SearchParameter/Patient-organization",
     "Patient.managingOrganization",
-    "http://hl7.org/fhir/SearchParameter/individual-phone",
     "Patient.telecom.where(system='phone')",
-    "http://hl7.org/fhir/SearchParameter/individual-phonetic",
-    "http://hl7.org/fhir/SearchParameter/individual-telecom",
     "Patient.telecom",
-    "http://hl7.org/fhir/SearchParameter/PaymentNotice-created",
     "PaymentNotice.created",
-    "http://hl7.org/fhir/SearchParameter/PaymentNotice-identifier",
     "PaymentNotice.identifier",
     "payment-status",
-    "http://hl7.org/fhir/SearchParameter/PaymentNotice-payment-status",
     "PaymentNotice.paymentStatus",
-    "http://hl7.org/fhir/SearchParameter/PaymentNotice-provider",
     "PaymentNotice.provider",
-    "http://hl7.org/fhir/SearchParameter/PaymentNotice-request",
     "PaymentNotice.request",
     "response",
-    "http://hl7.org/fhir/SearchParameter/PaymentNotice-response",
     "PaymentNotice.response",
-    "http://hl7.org/fhir/SearchParameter/PaymentNotice-status",
     "PaymentNotice.status",
-    "http://hl7.org/fhir/SearchParameter/PaymentReconciliation-created",
     "PaymentReconciliation.created",
-    "http://hl7.org/fhir/SearchParameter/PaymentReconciliation-disposition",
     "PaymentReconciliation.disposition",
-    "http://hl7.org/fhir/SearchParameter/PaymentReconciliation-identifier",
     "PaymentReconciliation.identifier",
-    "http://hl7.org/fhir/SearchParameter/PaymentReconciliation-outcome",
     "PaymentReconciliation.outcome",
     "payment-issuer",
-    "http://hl7.org/fhir/SearchParameter/PaymentReconciliation-payment-issuer",
     "PaymentReconciliation.paymentIssuer",
-    "http://hl7.org/fhir/SearchParameter/PaymentReconciliation-request",
     "PaymentReconciliation.request",
-    "http://hl7.org/fhir/SearchParameter/PaymentReconciliation-requestor",
     "PaymentReconciliation.requestor",
-    "http://hl7.org/fhir/SearchParameter/PaymentReconciliation-status",
     "PaymentReconciliation.status",
     "Person.address",
     "Person.address.city",
@@ -2832,72 +1792,40 @@ pub(super) static TEXT: &str = concat!(
     "Person.birthDate",
     "Person.telecom.where(system='email')",
     "Person.gender",
-    "http://hl7.org/fhir/SearchParameter/Person-identifier",
     "Person.identifier",
-    "http://hl7.org/fhir/SearchParameter/Person-link",
     "Person.link.target",
-    "http://hl7.org/fhir/SearchParameter/Person-name",
     "Person.name",
-    "http://hl7.org/fhir/SearchParameter/Person-organization",
     "Person.managingOrganization",
-    "http://hl7.org/fhir/SearchParameter/Person-patient",
     "Person.link.target.where(resolve() is Patient)",
     "Person.telecom.where(system='phone')",
-    "http://hl7.org/fhir/SearchParameter/Person-practitioner",
     "Person.link.target.where(resolve() is Practitioner)",
     "relatedperson",
-    "http://hl7.org/fhir/SearchParameter/Person-relatedperson",
     "Person.link.target.where(resolve() is RelatedPerson)",
     "Person.telecom",
-    "http://hl7.org/fhir/SearchParameter/PlanDefinition-composed-of",
     "PlanDefinition.relatedArtifact.where(type='composed-of').resource",
-    "http://hl7.org/fhir/SearchParameter/PlanDefinition-context",
     "(PlanDefinition.useContext.value as CodeableConcept)",
-    "http://hl7.org/fhir/SearchParameter/PlanDefinition-context-quantity",
     "(PlanDefinition.useContext.value as Quantity) | (PlanDefinition.useContext.value as Range)",
-    "http://hl7.org/fhir/SearchParameter/PlanDefinition-context-type",
     "PlanDefinition.useContext.code",
-    "http://hl7.org/fhir/SearchParameter/PlanDefinition-context-type-quantity",
     "PlanDefinition.useContext",
-    "http://hl7.org/fhir/SearchParameter/PlanDefinition-context-type-value",
-    "http://hl7.org/fhir/SearchParameter/PlanDefinition-date",
     "PlanDefinition.date",
     "definition",
-    "http://hl7.org/fhir/SearchParameter/PlanDefinition-definition",
     "PlanDefinition.action.definition",
-    "http://hl7.org/fhir/SearchParameter/PlanDefinition-depends-on",
     "PlanDefinition.relatedArtifact.where(type='depends-on').resource | PlanDefinition.library",
-    "http://hl7.org/fhir/SearchParameter/PlanDefinition-derived-from",
     "PlanDefinition.relatedArtifact.where(type='derived-from').resource",
-    "http://hl7.org/fhir/SearchParameter/PlanDefinition-description",
     "PlanDefinition.description",
-    "http://hl7.org/fhir/SearchParameter/PlanDefinition-effective",
     "PlanDefinition.effectivePeriod",
-    "http://hl7.org/fhir/SearchParameter/PlanDefinition-identifier",
     "PlanDefinition.identifier",
-    "http://hl7.org/fhir/SearchParameter/PlanDefinition-jurisdiction",
     "PlanDefinition.jurisdiction",
-    "http://hl7.org/fhir/SearchParameter/PlanDefinition-name",
     "PlanDefinition.name",
-    "http://hl7.org/fhir/SearchParameter/PlanDefinition-predecessor",
     "PlanDefinition.relatedArtifact.where(type='predecessor').resource",
-    "http://hl7.org/fhir/SearchParameter/PlanDefinition-publisher",
     "PlanDefinition.publisher",
-    "http://hl7.org/fhir/SearchParameter/PlanDefinition-status",
     "PlanDefinition.status",
-    "http://hl7.org/fhir/SearchParameter/PlanDefinition-successor",
     "PlanDefinition.relatedArtifact.where(type='successor').resource",
-    "http://hl7.org/fhir/SearchParameter/PlanDefinition-title",
     "PlanDefinition.title",
-    "http://hl7.org/fhir/SearchParameter/PlanDefinition-topic",
     "PlanDefinition.topic",
-    "http://hl7.org/fhir/SearchParameter/PlanDefinition-type",
     "PlanDefinition.type",
-    "http://hl7.org/fhir/SearchParameter/PlanDefinition-url",
     "PlanDefinition.url",
-    "http://hl7.org/fhir/SearchParameter/PlanDefinition-version",
     "PlanDefinition.version",
-    "http://hl7.org/fhir/SearchParameter/Practitioner-active",
     "Practitioner.active",
     "Practitioner.address",
     "Practitioner.address.city",
@@ -2906,154 +1834,89 @@ pub(super) static TEXT: &str = concat!(
     "Practitioner.address.state",
     "Practitioner.address.use",
     "communication",
-    "http://hl7.org/fhir/SearchParameter/Practitioner-communication",
     "Practitioner.communication",
     "Practitioner.telecom.where(system='email')",
     "Practitioner.name.family",
     "Practitioner.gender",
     "Practitioner.name.given",
-    "http://hl7.org/fhir/SearchParameter/Practitioner-identifier",
     "Practitioner.identifier",
-    "http://hl7.org/fhir/SearchParameter/Practitioner-name",
     "Practitioner.name",
     "Practitioner.telecom.where(system='phone')",
     "Practitioner.telecom",
-    "http://hl7.org/fhir/SearchParameter/PractitionerRole-active",
     "PractitionerRole.active",
-    "http://hl7.org/fhir/SearchParameter/PractitionerRole-date",
     "PractitionerRole.period",
     "PractitionerRole.telecom.where(system='email')",
-    "http://hl7.org/fhir/SearchParameter/PractitionerRole-endpoint",
     "PractitionerRole.endpoint",
-    "http://hl7.org/fhir/SearchParameter/PractitionerRole-identifier",
     "PractitionerRole.identifier",
-    "http://hl7.org/fhir/SearchParameter/PractitionerRole-location",
     "PractitionerRole.location",
-    "http://hl7.org/fhir/SearchParameter/PractitionerRole-organization",
     "PractitionerRole.organization",
     "PractitionerRole.telecom.where(system='phone')",
-    "http://hl7.org/fhir/SearchParameter/PractitionerRole-practitioner",
     "PractitionerRole.practitioner",
-    "http://hl7.org/fhir/SearchParameter/PractitionerRole-role",
     "PractitionerRole.code",
-    "http://hl7.org/fhir/SearchParameter/PractitionerRole-service",
     "PractitionerRole.healthcareService",
-    "http://hl7.org/fhir/SearchParameter/PractitionerRole-specialty",
     "PractitionerRole.specialty",
     "PractitionerRole.telecom",
-    "http://hl7.org/fhir/SearchParameter/Procedure-based-on",
     "Procedure.basedOn",
-    "http://hl7.org/fhir/SearchParameter/Procedure-category",
     "Procedure.category",
     "Procedure.code",
     "Procedure.performed",
     "Procedure.encounter",
     "Procedure.identifier",
-    "http://hl7.org/fhir/SearchParameter/Procedure-instantiates-canonical",
     "Procedure.instantiatesCanonical",
-    "http://hl7.org/fhir/SearchParameter/Procedure-instantiates-uri",
     "Procedure.instantiatesUri",
-    "http://hl7.org/fhir/SearchParameter/Procedure-location",
     "Procedure.location",
-    "http://hl7.org/fhir/SearchParameter/Procedure-part-of",
     "Procedure.partOf",
     "Procedure.subject.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/Procedure-performer",
     "Procedure.performer.actor",
-    "http://hl7.org/fhir/SearchParameter/Procedure-reason-code",
     "Procedure.reasonCode",
-    "http://hl7.org/fhir/SearchParameter/Procedure-reason-reference",
     "Procedure.reasonReference",
-    "http://hl7.org/fhir/SearchParameter/Procedure-status",
     "Procedure.status",
-    "http://hl7.org/fhir/SearchParameter/Procedure-subject",
     "Procedure.subject",
-    "http://hl7.org/fhir/SearchParameter/Provenance-agent",
     "Provenance.agent.who",
-    "http://hl7.org/fhir/SearchParameter/Provenance-agent-role",
     "Provenance.agent.role",
     "agent-type",
-    "http://hl7.org/fhir/SearchParameter/Provenance-agent-type",
     "Provenance.agent.type",
-    "http://hl7.org/fhir/SearchParameter/Provenance-entity",
     "Provenance.entity.what",
-    "http://hl7.org/fhir/SearchParameter/Provenance-location",
     "Provenance.location",
-    "http://hl7.org/fhir/SearchParameter/Provenance-patient",
     "Provenance.target.where(resolve() is Patient)",
     "recorded",
-    "http://hl7.org/fhir/SearchParameter/Provenance-recorded",
     "Provenance.recorded",
     "signature-type",
-    "http://hl7.org/fhir/SearchParameter/Provenance-signature-type",
     "Provenance.signature.type",
-    "http://hl7.org/fhir/SearchParameter/Provenance-target",
     "Provenance.target",
     "when",
-    "http://hl7.org/fhir/SearchParameter/Provenance-when",
     "(Provenance.occurred as dateTime)",
-    "http://hl7.org/fhir/SearchParameter/Questionnaire-code",
     "Questionnaire.item.code",
-    "http://hl7.org/fhir/SearchParameter/Questionnaire-context",
     "(Questionnaire.useContext.value as CodeableConcept)",
-    "http://hl7.org/fhir/SearchParameter/Questionnaire-context-quantity",
     "(Questionnaire.useContext.value as Quantity) | (Questionnaire.useContext.value as Range)",
-    "http://hl7.org/fhir/SearchParameter/Questionnaire-context-type",
     "Questionnaire.useContext.code",
-    "http://hl7.org/fhir/SearchParameter/Questionnaire-context-type-quantity",
     "Questionnaire.useContext",
-    "http://hl7.org/fhir/SearchParameter/Questionnaire-context-type-value",
-    "http://hl7.org/fhir/SearchParameter/Questionnaire-date",
     "Questionnaire.date",
-    "http://hl7.org/fhir/SearchParameter/Questionnaire-definition",
     "Questionnaire.item.definition",
-    "http://hl7.org/fhir/SearchParameter/Questionnaire-description",
     "Questionnaire.description",
-    "http://hl7.org/fhir/SearchParameter/Questionnaire-effective",
     "Questionnaire.effectivePeriod",
-    "http://hl7.org/fhir/SearchParameter/Questionnaire-identifier",
     "Questionnaire.identifier",
-    "http://hl7.org/fhir/SearchParameter/Questionnaire-jurisdiction",
     "Questionnaire.jurisdiction",
-    "http://hl7.org/fhir/SearchParameter/Questionnaire-name",
     "Questionnaire.name",
-    "http://hl7.org/fhir/SearchParameter/Questionnaire-publisher",
     "Questionnaire.publisher",
-    "http://hl7.org/fhir/SearchParameter/Questionnaire-status",
     "Questionnaire.status",
     "subject-type",
-    "http://hl7.org/fhir/SearchParameter/Questionnaire-subject-type",
     "Questionnaire.subjectType",
-    "http://hl7.org/fhir/SearchParameter/Questionnaire-title",
     "Questionnaire.title",
-    "http://hl7.org/fhir/SearchParameter/Questionnaire-url",
     "Questionnaire.url",
-    "http://hl7.org/fhir/SearchParameter/Questionnaire-version",
     "Questionnaire.version",
-    "http://hl7.org/fhir/SearchParameter/QuestionnaireResponse-author",
     "QuestionnaireResponse.author",
-    "http://hl7.org/fhir/SearchParameter/QuestionnaireResponse-authored",
     "QuestionnaireResponse.authored",
-    "http://hl7.org/fhir/SearchParameter/QuestionnaireResponse-based-on",
     "QuestionnaireResponse.basedOn",
-    "http://hl7.org/fhir/SearchParameter/QuestionnaireResponse-encounter",
     "QuestionnaireResponse.encounter",
-    "http://hl7.org/fhir/SearchParameter/QuestionnaireResponse-identifier",
     "QuestionnaireResponse.identifier",
-    "http://hl7.org/fhir/SearchParameter/QuestionnaireResponse-part-of",
     "QuestionnaireResponse.partOf",
-    "http://hl7.org/fhir/SearchParameter/QuestionnaireResponse-patient",
     "QuestionnaireResponse.subject.where(resolve() is Patient)",
     "questionnaire",
-    "http://hl7.org/fhir/SearchParameter/QuestionnaireResponse-questionnaire",
     "QuestionnaireResponse.questionnaire",
-    "http://hl7.org/fhir/SearchParameter/QuestionnaireResponse-source",
     "QuestionnaireResponse.source",
-    "http://hl7.org/fhir/SearchParameter/QuestionnaireResponse-status",
     "QuestionnaireResponse.status",
-    "http://hl7.org/fhir/SearchParameter/QuestionnaireResponse-subject",
     "QuestionnaireResponse.subject",
-    "http://hl7.org/fhir/SearchParameter/RelatedPerson-active",
     "RelatedPerson.active",
     "RelatedPerson.address",
     "RelatedPerson.address.city",
@@ -3064,359 +1927,200 @@ pub(super) static TEXT: &str = concat!(
     "RelatedPerson.birthDate",
     "RelatedPerson.telecom.where(system='email')",
     "RelatedPerson.gender",
-    "http://hl7.org/fhir/SearchParameter/RelatedPerson-identifier",
     "RelatedPerson.identifier",
-    "http://hl7.org/fhir/SearchParameter/RelatedPerson-name",
     "RelatedPerson.name",
-    "http://hl7.org/fhir/SearchParameter/RelatedPerson-patient",
     "RelatedPerson.patient",
     "RelatedPerson.telecom.where(system='phone')",
-    "http://hl7.org/fhir/SearchParameter/RelatedPerson-relationship",
     "RelatedPerson.relationship",
     "RelatedPerson.telecom",
-    "http://hl7.org/fhir/SearchParameter/RequestGroup-author",
     "RequestGroup.author",
-    "http://hl7.org/fhir/SearchParameter/RequestGroup-authored",
     "RequestGroup.authoredOn",
-    "http://hl7.org/fhir/SearchParameter/RequestGroup-code",
     "RequestGroup.code",
-    "http://hl7.org/fhir/SearchParameter/RequestGroup-encounter",
     "RequestGroup.encounter",
-    "http://hl7.org/fhir/SearchParameter/RequestGroup-group-identifier",
     "RequestGroup.groupIdentifier",
-    "http://hl7.org/fhir/SearchParameter/RequestGroup-identifier",
     "RequestGroup.identifier",
-    "http://hl7.org/fhir/SearchParameter/RequestGroup-instantiates-canonical",
     "RequestGroup.instantiatesCanonical",
-    "http://hl7.org/fhir/SearchParameter/RequestGroup-instantiates-uri",
     "RequestGroup.instantiatesUri",
-    "http://hl7.org/fhir/SearchParameter/RequestGroup-intent",
     "RequestGroup.intent",
-    "http://hl7.org/fhir/SearchParameter/RequestGroup-participant",
     "RequestGroup.action.participant",
-    "http://hl7.org/fhir/SearchParameter/RequestGroup-patient",
     "RequestGroup.subject.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/RequestGroup-priority",
     "RequestGroup.priority",
-    "http://hl7.org/fhir/SearchParameter/RequestGroup-status",
     "RequestGroup.status",
-    "http://hl7.org/fhir/SearchParameter/RequestGroup-subject",
     "RequestGroup.subject",
-    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-composed-of",
     "ResearchDefinition.relatedArtifact.where(type='composed-of').resource",
-    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-context",
     "(ResearchDefinition.useContext.value as CodeableConcept)",
-    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-context-quantity",
     "(ResearchDefinition.useContext.value as Quantity) | (ResearchDefinition.useContext.value as Range)",
-    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-context-type",
     "ResearchDefinition.useContext.code",
-    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-context-type-quantity",
     "ResearchDefinition.useContext",
-    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-context-type-value",
-    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-date",
     "ResearchDefinition.date",
-    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-depends-on",
     "ResearchDefinition.relatedArtifact.where(type='depends-on').resource | ResearchDefinition.library",
-    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-derived-from",
     "ResearchDefinition.relatedArtifact.where(type='derived-from').resource",
-    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-description",
     "ResearchDefinition.description",
-    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-effective",
     "ResearchDefinition.effectivePeriod",
-    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-identifier",
     "ResearchDefinition.identifier",
-    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-jurisdiction",
     "ResearchDefinition.jurisdiction",
-    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-name",
     "ResearchDefinition.name",
-    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-predecessor",
     "ResearchDefinition.relatedArtifact.where(type='predecessor').resource",
-    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-publisher",
     "ResearchDefinition.publisher",
-    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-status",
     "ResearchDefinition.status",
-    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-successor",
     "ResearchDefinition.relatedArtifact.where(type='successor').resource",
-    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-title",
     "ResearchDefinition.title",
-    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-topic",
     "ResearchDefinition.topic",
-    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-url",
     "ResearchDefinition.url",
-    "http://hl7.org/fhir/SearchParameter/ResearchDefinition-version",
     "ResearchDefinition.version",
-    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-composed-of",
     "ResearchElementDefinition.relatedArtifact.where(type='composed-of').resource",
-    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-context",
     "(ResearchElementDefinition.useContext.value as CodeableConcept)",
-    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-context-quantity",
     "(ResearchElementDefinition.useContext.value as Quantity) | (ResearchElementDefinition.useContext.value as Range)",
-    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-context-type",
     "ResearchElementDefinition.useContext.code",
-    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-context-type-quantity",
     "ResearchElementDefinition.useContext",
-    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-context-type-value",
-    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-date",
     "ResearchElementDefinition.date",
-    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-depends-on",
     "ResearchElementDefinition.relatedArtifact.where(type='depends-on').resource | ResearchElementDefinition.library",
-    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-derived-from",
     "ResearchElementDefinition.relatedArtifact.where(type='derived-from').resource",
-    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-description",
     "ResearchElementDefinition.description",
-    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-effective",
     "ResearchElementDefinition.effectivePeriod",
-    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-identifier",
     "ResearchElementDefinition.identifier",
-    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-jurisdiction",
     "ResearchElementDefinition.jurisdiction",
-    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-name",
     "ResearchElementDefinition.name",
-    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-predecessor",
     "ResearchElementDefinition.relatedArtifact.where(type='predecessor').resource",
-    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-publisher",
     "ResearchElementDefinition.publisher",
-    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-status",
     "ResearchElementDefinition.status",
-    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-successor",
     "ResearchElementDefinition.relatedArtifact.where(type='successor').resource",
-    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-title",
     "ResearchElementDefinition.title",
-    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-topic",
     "ResearchElementDefinition.topic",
-    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-url",
     "ResearchElementDefinition.url",
-    "http://hl7.org/fhir/SearchParameter/ResearchElementDefinition-version",
     "ResearchElementDefinition.version",
-    "http://hl7.org/fhir/SearchParameter/ResearchStudy-category",
     "ResearchStudy.category",
-    "http://hl7.org/fhir/SearchParameter/ResearchStudy-date",
     "ResearchStudy.period",
-    "http://hl7.org/fhir/SearchParameter/ResearchStudy-focus",
     "ResearchStudy.focus",
-    "http://hl7.org/fhir/SearchParameter/ResearchStudy-identifier",
     "ResearchStudy.identifier",
     "keyword",
-    "http://hl7.org/fhir/SearchParameter/ResearchStudy-keyword",
     "ResearchStudy.keyword",
-    "http://hl7.org/fhir/SearchParameter/ResearchStudy-location",
     "ResearchStudy.location",
-    "http://hl7.org/fhir/SearchParameter/ResearchStudy-partof",
     "ResearchStudy.partOf",
     "principalinvestigator",
-    "http://hl7.org/fhir/SearchParameter/ResearchStudy-principalinvestigator",
     "ResearchStudy.principalInvestigator",
     "protocol",
-    "http://hl7.org/fhir/SearchParameter/ResearchStudy-protocol",
     "ResearchStudy.protocol",
-    "http://hl7.org/fhir/SearchParameter/ResearchStudy-site",
     "ResearchStudy.site",
     "sponsor",
-    "http://hl7.org/fhir/SearchParameter/ResearchStudy-sponsor",
     "ResearchStudy.sponsor",
-    "http://hl7.org/fhir/SearchParameter/ResearchStudy-status",
     "ResearchStudy.status",
-    "http://hl7.org/fhir/SearchParameter/ResearchStudy-title",
     "ResearchStudy.title",
-    "http://hl7.org/fhir/SearchParameter/ResearchSubject-date",
     "ResearchSubject.period",
-    "http://hl7.org/fhir/SearchParameter/ResearchSubject-identifier",
     "ResearchSubject.identifier",
     "individual",
-    "http://hl7.org/fhir/SearchParameter/ResearchSubject-individual",
     "ResearchSubject.individual",
-    "http://hl7.org/fhir/SearchParameter/ResearchSubject-patient",
-    "http://hl7.org/fhir/SearchParameter/ResearchSubject-status",
     "ResearchSubject.status",
-    "http://hl7.org/fhir/SearchParameter/ResearchSubject-study",
     "ResearchSubject.study",
-    "http://hl7.org/fhir/SearchParameter/RiskAssessment-condition",
     "RiskAssessment.condition",
     "(RiskAssessment.occurrence as dateTime)",
     "RiskAssessment.encounter",
     "RiskAssessment.identifier",
-    "http://hl7.org/fhir/SearchParameter/RiskAssessment-method",
     "RiskAssessment.method",
     "RiskAssessment.subject.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/RiskAssessment-performer",
     "RiskAssessment.performer",
     "probability",
-    "http://hl7.org/fhir/SearchParameter/RiskAssessment-probability",
     "RiskAssessment.prediction.probability",
     "risk",
-    "http://hl7.org/fhir/SearchParameter/RiskAssessment-risk",
     "RiskAssessment.prediction.qualitativeRisk",
-    "http://hl7.org/fhir/SearchParameter/RiskAssessment-subject",
     "RiskAssessment.subject",
-    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-context",
     "(RiskEvidenceSynthesis.useContext.value as CodeableConcept)",
-    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-context-quantity",
     "(RiskEvidenceSynthesis.useContext.value as Quantity) | (RiskEvidenceSynthesis.useContext.value as Range)",
-    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-context-type",
     "RiskEvidenceSynthesis.useContext.code",
-    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-context-type-quantity",
     "RiskEvidenceSynthesis.useContext",
-    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-context-type-value",
-    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-date",
     "RiskEvidenceSynthesis.date",
-    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-description",
     "RiskEvidenceSynthesis.description",
-    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-effective",
     "RiskEvidenceSynthesis.effectivePeriod",
-    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-identifier",
     "RiskEvidenceSynthesis.identifier",
-    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-jurisdiction",
     "RiskEvidenceSynthesis.jurisdiction",
-    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-name",
     "RiskEvidenceSynthesis.name",
-    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-publisher",
     "RiskEvidenceSynthesis.publisher",
-    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-status",
     "RiskEvidenceSynthesis.status",
-    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-title",
     "RiskEvidenceSynthesis.title",
-    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-url",
     "RiskEvidenceSynthesis.url",
-    "http://hl7.org/fhir/SearchParameter/RiskEvidenceSynthesis-version",
     "RiskEvidenceSynthesis.version",
-    "http://hl7.org/fhir/SearchParameter/Schedule-active",
     "Schedule.active",
-    "http://hl7.org/fhir/SearchParameter/Schedule-actor",
     "Schedule.actor",
-    "http://hl7.org/fhir/SearchParameter/Schedule-date",
     "Schedule.planningHorizon",
-    "http://hl7.org/fhir/SearchParameter/Schedule-identifier",
     "Schedule.identifier",
-    "http://hl7.org/fhir/SearchParameter/Schedule-service-category",
     "Schedule.serviceCategory",
-    "http://hl7.org/fhir/SearchParameter/Schedule-service-type",
     "Schedule.serviceType",
-    "http://hl7.org/fhir/SearchParameter/Schedule-specialty",
     "Schedule.specialty",
-    "http://hl7.org/fhir/SearchParameter/SearchParameter-base",
     "SearchParameter.base",
-    "http://hl7.org/fhir/SearchParameter/SearchParameter-code",
     "SearchParameter.code",
     "component",
-    "http://hl7.org/fhir/SearchParameter/SearchParameter-component",
     "SearchParameter.component.definition",
     "(SearchParameter.useContext.value as CodeableConcept)",
     "(SearchParameter.useContext.value as Quantity) | (SearchParameter.useContext.value as Range)",
     "SearchParameter.useContext.code",
     "SearchParameter.useContext",
     "SearchParameter.date",
-    "http://hl7.org/fhir/SearchParameter/SearchParameter-derived-from",
     "SearchParameter.derivedFrom",
     "SearchParameter.description",
     "SearchParameter.jurisdiction",
     "SearchParameter.name",
     "SearchParameter.publisher",
     "SearchParameter.status",
-    "http://hl7.org/fhir/SearchParameter/SearchParameter-target",
     "SearchParameter.target",
-    "http://hl7.org/fhir/SearchParameter/SearchParameter-type",
     "SearchParameter.type",
     "SearchParameter.url",
     "SearchParameter.version",
-    "http://hl7.org/fhir/SearchParameter/ServiceRequest-authored",
     "ServiceRequest.authoredOn",
-    "http://hl7.org/fhir/SearchParameter/ServiceRequest-based-on",
     "ServiceRequest.basedOn",
-    "http://hl7.org/fhir/SearchParameter/ServiceRequest-body-site",
     "ServiceRequest.bodySite",
-    "http://hl7.org/fhir/SearchParameter/ServiceRequest-category",
     "ServiceRequest.category",
     "ServiceRequest.code",
     "ServiceRequest.encounter",
     "ServiceRequest.identifier",
-    "http://hl7.org/fhir/SearchParameter/ServiceRequest-instantiates-canonical",
     "ServiceRequest.instantiatesCanonical",
-    "http://hl7.org/fhir/SearchParameter/ServiceRequest-instantiates-uri",
     "ServiceRequest.instantiatesUri",
-    "http://hl7.org/fhir/SearchParameter/ServiceRequest-intent",
     "ServiceRequest.intent",
-    "http://hl7.org/fhir/SearchParameter/ServiceRequest-occurrence",
     "ServiceRequest.occurrence",
     "ServiceRequest.subject.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/ServiceRequest-performer",
     "ServiceRequest.performer",
     "performer-type",
-    "http://hl7.org/fhir/SearchParameter/ServiceRequest-performer-type",
     "ServiceRequest.performerType",
-    "http://hl7.org/fhir/SearchParameter/ServiceRequest-priority",
     "ServiceRequest.priority",
-    "http://hl7.org/fhir/SearchParameter/ServiceRequest-replaces",
     "ServiceRequest.replaces",
-    "http://hl7.org/fhir/SearchParameter/ServiceRequest-requester",
     "ServiceRequest.requester",
     "requisition",
-    "http://hl7.org/fhir/SearchParameter/ServiceRequest-requisition",
     "ServiceRequest.requisition",
-    "http://hl7.org/fhir/SearchParameter/ServiceRequest-specimen",
     "ServiceRequest.specimen",
-    "http://hl7.org/fhir/SearchParameter/ServiceRequest-status",
     "ServiceRequest.status",
-    "http://hl7.org/fhir/SearchParameter/ServiceRequest-subject",
     "ServiceRequest.subject",
-    "http://hl7.org/fhir/SearchParameter/Slot-appointment-type",
     "Slot.appointmentType",
-    "http://hl7.org/fhir/SearchParameter/Slot-identifier",
     "Slot.identifier",
     "schedule",
-    "http://hl7.org/fhir/SearchParameter/Slot-schedule",
     "Slot.schedule",
-    "http://hl7.org/fhir/SearchParameter/Slot-service-category",
     "Slot.serviceCategory",
-    "http://hl7.org/fhir/SearchParameter/Slot-service-type",
     "Slot.serviceType",
-    "http://hl7.org/fhir/SearchParameter/Slot-specialty",
     "Slot.specialty",
-    "http://hl7.org/fhir/SearchParameter/Slot-start",
     "Slot.start",
-    "http://hl7.org/fhir/SearchParameter/Slot-status",
     "Slot.status",
     "accession",
-    "http://hl7.org/fhir/SearchParameter/Specimen-accession",
     "Specimen.accessionIdentifier",
-    "http://hl7.org/fhir/SearchParameter/Specimen-bodysite",
     "Specimen.collection.bodySite",
     "collected",
-    "http://hl7.org/fhir/SearchParameter/Specimen-collected",
     "Specimen.collection.collected",
     "collector",
-    "http://hl7.org/fhir/SearchParameter/Specimen-collector",
     "Specimen.collection.collector",
     "container",
-    "http://hl7.org/fhir/SearchParameter/Specimen-container",
     "Specimen.container.type",
     "container-id",
-    "http://hl7.org/fhir/SearchParameter/Specimen-container-id",
     "Specimen.container.identifier",
-    "http://hl7.org/fhir/SearchParameter/Specimen-identifier",
     "Specimen.identifier",
-    "http://hl7.org/fhir/SearchParameter/Specimen-parent",
     "Specimen.parent",
-    "http://hl7.org/fhir/SearchParameter/Specimen-patient",
     "Specimen.subject.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/Specimen-status",
     "Specimen.status",
-    "http://hl7.org/fhir/SearchParameter/Specimen-subject",
     "Specimen.subject",
-    "http://hl7.org/fhir/SearchParameter/Specimen-type",
     "Specimen.type",
-    "http://hl7.org/fhir/SearchParameter/SpecimenDefinition-container",
     "SpecimenDefinition.typeTested.container.type",
-    "http://hl7.org/fhir/SearchParameter/SpecimenDefinition-identifier",
     "SpecimenDefinition.identifier",
-    "http://hl7.org/fhir/SearchParameter/SpecimenDefinition-type",
     "SpecimenDefinition.typeCollected",
     "abstract",
-    "http://hl7.org/fhir/SearchParameter/StructureDefinition-abstract",
     "StructureDefinition.abstract",
-    "http://hl7.org/fhir/SearchParameter/StructureDefinition-base",
     "StructureDefinition.baseDefinition",
     "base-path",
-    "http://hl7.org/fhir/SearchParameter/StructureDefinition-base-path",
     "StructureDefinition.snapshot.element.base.path | StructureDefinition.differential.element.base.path",
     "(StructureDefinition.useContext.value as CodeableConcept)",
     "(StructureDefinition.useContext.value as Quantity) | (StructureDefinition.useContext.value as Range)",
@@ -3424,32 +2128,24 @@ pub(super) static TEXT: &str = concat!(
     "StructureDefinition.useContext",
     "StructureDefinition.date",
     "derivation",
-    "http://hl7.org/fhir/SearchParameter/StructureDefinition-derivation",
     "StructureDefinition.derivation",
     "StructureDefinition.description",
-    "http://hl7.org/fhir/SearchParameter/StructureDefinition-experimental",
     "StructureDefinition.experimental",
     "ext-context",
-    "http://hl7.org/fhir/SearchParameter/StructureDefinition-ext-context",
     "StructureDefinition.context.type",
     "StructureDefinition.identifier",
     "StructureDefinition.jurisdiction",
-    "http://hl7.org/fhir/SearchParameter/StructureDefinition-keyword",
     "StructureDefinition.keyword",
-    "http://hl7.org/fhir/SearchParameter/StructureDefinition-kind",
     "StructureDefinition.kind",
     "StructureDefinition.name",
     "path",
-    "http://hl7.org/fhir/SearchParameter/StructureDefinition-path",
     "StructureDefinition.snapshot.element.path | StructureDefinition.differential.element.path",
     "StructureDefinition.publisher",
     "StructureDefinition.status",
     "StructureDefinition.title",
-    "http://hl7.org/fhir/SearchParameter/StructureDefinition-type",
     "StructureDefinition.type",
     "StructureDefinition.url",
     "valueset",
-    "http://hl7.org/fhir/SearchParameter/StructureDefinition-valueset",
     "StructureDefinition.snapshot.element.binding.valueSet",
     "StructureDefinition.version",
     "(StructureMap.useContext.value as CodeableConcept)",
@@ -3466,101 +2162,59 @@ pub(super) static TEXT: &str = concat!(
     "StructureMap.title",
     "StructureMap.url",
     "StructureMap.version",
-    "http://hl7.org/fhir/SearchParameter/Subscription-contact",
     "Subscription.contact",
     "criteria",
-    "http://hl7.org/fhir/SearchParameter/Subscription-criteria",
     "Subscription.criteria",
     "payload",
-    "http://hl7.org/fhir/SearchParameter/Subscription-payload",
     "Subscription.channel.payload",
-    "http://hl7.org/fhir/SearchParameter/Subscription-status",
     "Subscription.status",
-    "http://hl7.org/fhir/SearchParameter/Subscription-type",
     "Subscription.channel.type",
-    "http://hl7.org/fhir/SearchParameter/Subscription-url",
     "Subscription.channel.endpoint",
-    "http://hl7.org/fhir/SearchParameter/Substance-category",
     "Substance.category",
-    "http://hl7.org/fhir/SearchParameter/Substance-code",
     "Substance.code | (Substance.ingredient.substance as CodeableConcept)",
     "container-identifier",
-    "http://hl7.org/fhir/SearchParameter/Substance-container-identifier",
     "Substance.instance.identifier",
     "expiry",
-    "http://hl7.org/fhir/SearchParameter/Substance-expiry",
     "Substance.instance.expiry",
-    "http://hl7.org/fhir/SearchParameter/Substance-identifier",
     "Substance.identifier",
-    "http://hl7.org/fhir/SearchParameter/Substance-quantity",
     "Substance.instance.quantity",
-    "http://hl7.org/fhir/SearchParameter/Substance-status",
     "Substance.status",
     "substance-reference",
-    "http://hl7.org/fhir/SearchParameter/Substance-substance-reference",
     "(Substance.ingredient.substance as Reference)",
-    "http://hl7.org/fhir/SearchParameter/SubstanceSpecification-code",
     "SubstanceSpecification.code.code",
     "SupplyDelivery.identifier",
     "SupplyDelivery.patient",
-    "http://hl7.org/fhir/SearchParameter/SupplyDelivery-receiver",
     "SupplyDelivery.receiver",
-    "http://hl7.org/fhir/SearchParameter/SupplyDelivery-status",
     "SupplyDelivery.status",
     "supplier",
-    "http://hl7.org/fhir/SearchParameter/SupplyDelivery-supplier",
     "SupplyDelivery.supplier",
-    "http://hl7.org/fhir/SearchParameter/SupplyRequest-category",
     "SupplyRequest.category",
     "SupplyRequest.authoredOn",
     "SupplyRequest.identifier",
-    "http://hl7.org/fhir/SearchParameter/SupplyRequest-requester",
     "SupplyRequest.requester",
-    "http://hl7.org/fhir/SearchParameter/SupplyRequest-status",
     "SupplyRequest.status",
-    "http://hl7.org/fhir/SearchParameter/SupplyRequest-subject",
     "SupplyRequest.deliverTo",
-    "http://hl7.org/fhir/SearchParameter/SupplyRequest-supplier",
     "SupplyRequest.supplier",
-    "http://hl7.org/fhir/SearchParameter/Task-authored-on",
     "Task.authoredOn",
-    "http://hl7.org/fhir/SearchParameter/Task-based-on",
     "Task.basedOn",
     "business-status",
-    "http://hl7.org/fhir/SearchParameter/Task-business-status",
     "Task.businessStatus",
-    "http://hl7.org/fhir/SearchParameter/Task-code",
     "Task.code",
-    "http://hl7.org/fhir/SearchParameter/Task-encounter",
     "Task.encounter",
-    "http://hl7.org/fhir/SearchParameter/Task-focus",
     "Task.focus",
-    "http://hl7.org/fhir/SearchParameter/Task-group-identifier",
     "Task.groupIdentifier",
-    "http://hl7.org/fhir/SearchParameter/Task-identifier",
     "Task.identifier",
-    "http://hl7.org/fhir/SearchParameter/Task-intent",
     "Task.intent",
     "modified",
-    "http://hl7.org/fhir/SearchParameter/Task-modified",
     "Task.lastModified",
-    "http://hl7.org/fhir/SearchParameter/Task-owner",
     "Task.owner",
-    "http://hl7.org/fhir/SearchParameter/Task-part-of",
     "Task.partOf",
-    "http://hl7.org/fhir/SearchParameter/Task-patient",
     "Task.for.where(resolve() is Patient)",
-    "http://hl7.org/fhir/SearchParameter/Task-performer",
     "Task.performerType",
-    "http://hl7.org/fhir/SearchParameter/Task-period",
     "Task.executionPeriod",
-    "http://hl7.org/fhir/SearchParameter/Task-priority",
     "Task.priority",
-    "http://hl7.org/fhir/SearchParameter/Task-requester",
     "Task.requester",
-    "http://hl7.org/fhir/SearchParameter/Task-status",
     "Task.status",
-    "http://hl7.org/fhir/SearchParameter/Task-subject",
     "Task.for",
     "(TerminologyCapabilities.useContext.value as CodeableConcept)",
     "(TerminologyCapabilities.useContext.value as Quantity) | (TerminologyCapabilities.useContext.value as Range)",
@@ -3575,53 +2229,30 @@ pub(super) static TEXT: &str = concat!(
     "TerminologyCapabilities.title",
     "TerminologyCapabilities.url",
     "TerminologyCapabilities.version",
-    "http://hl7.org/fhir/SearchParameter/TestReport-identifier",
     "TestReport.identifier",
-    "http://hl7.org/fhir/SearchParameter/TestReport-issued",
     "TestReport.issued",
-    "http://hl7.org/fhir/SearchParameter/TestReport-participant",
     "TestReport.participant.uri",
-    "http://hl7.org/fhir/SearchParameter/TestReport-result",
     "TestReport.result",
     "tester",
-    "http://hl7.org/fhir/SearchParameter/TestReport-tester",
     "TestReport.tester",
     "testscript",
-    "http://hl7.org/fhir/SearchParameter/TestReport-testscript",
     "TestReport.testScript",
-    "http://hl7.org/fhir/SearchParameter/TestScript-context",
     "(TestScript.useContext.value as CodeableConcept)",
-    "http://hl7.org/fhir/SearchParameter/TestScript-context-quantity",
     "(TestScript.useContext.value as Quantity) | (TestScript.useContext.value as Range)",
-    "http://hl7.org/fhir/SearchParameter/TestScript-context-type",
     "TestScript.useContext.code",
-    "http://hl7.org/fhir/SearchParameter/TestScript-context-type-quantity",
     "TestScript.useContext",
-    "http://hl7.org/fhir/SearchParameter/TestScript-context-type-value",
-    "http://hl7.org/fhir/SearchParameter/TestScript-date",
     "TestScript.date",
-    "http://hl7.org/fhir/SearchParameter/TestScript-description",
     "TestScript.description",
-    "http://hl7.org/fhir/SearchParameter/TestScript-identifier",
     "TestScript.identifier",
-    "http://hl7.org/fhir/SearchParameter/TestScript-jurisdiction",
     "TestScript.jurisdiction",
-    "http://hl7.org/fhir/SearchParameter/TestScript-name",
     "TestScript.name",
-    "http://hl7.org/fhir/SearchParameter/TestScript-publisher",
     "TestScript.publisher",
-    "http://hl7.org/fhir/SearchParameter/TestScript-status",
     "TestScript.status",
     "testscript-capability",
-    "http://hl7.org/fhir/SearchParameter/TestScript-testscript-capability",
     "TestScript.metadata.capability.description",
-    "http://hl7.org/fhir/SearchParameter/TestScript-title",
     "TestScript.title",
-    "http://hl7.org/fhir/SearchParameter/TestScript-url",
     "TestScript.url",
-    "http://hl7.org/fhir/SearchParameter/TestScript-version",
     "TestScript.version",
-    "http://hl7.org/fhir/SearchParameter/ValueSet-code",
     "ValueSet.expansion.contains.code | ValueSet.compose.include.concept.code",
     "(ValueSet.useContext.value as CodeableConcept)",
     "(ValueSet.useContext.value as Quantity) | (ValueSet.useContext.value as Range)",
@@ -3630,31 +2261,25 @@ pub(super) static TEXT: &str = concat!(
     "ValueSet.date",
     "ValueSet.description",
     "expansion",
-    "http://hl7.org/fhir/SearchParameter/ValueSet-expansion",
     "ValueSet.expansion.identifier",
     "ValueSet.identifier",
     "ValueSet.jurisdiction",
     "ValueSet.name",
     "ValueSet.publisher",
     "reference",
-    "http://hl7.org/fhir/SearchParameter/ValueSet-reference",
     "ValueSet.compose.include.system",
     "ValueSet.status",
     "ValueSet.title",
     "ValueSet.url",
     "ValueSet.version",
-    "http://hl7.org/fhir/SearchParameter/VerificationResult-target",
     "VerificationResult.target",
     "datewritten",
-    "http://hl7.org/fhir/SearchParameter/VisionPrescription-datewritten",
     "VisionPrescription.dateWritten",
     "VisionPrescription.encounter",
     "VisionPrescription.identifier",
     "VisionPrescription.patient",
     "prescriber",
-    "http://hl7.org/fhir/SearchParameter/VisionPrescription-prescriber",
     "VisionPrescription.prescriber",
-    "http://hl7.org/fhir/SearchParameter/VisionPrescription-status",
     "VisionPrescription.status",
     "value.as(Quantity) | value.as(Range)",
     "value.as(CodeableConcept)",
@@ -3702,17 +2327,9 @@ pub(super) static TARGETS: [u8; 656] = [
     130, 70, 99, 102, 70, 99, 59, 142,
 ];
 
-const fn p(
-    code: S,
-    url: S,
-    kind: ParamType,
-    expression: S,
-    targets: L,
-    components: L,
-) -> SearchParam {
+const fn p(code: S, kind: ParamType, expression: S, targets: L, components: L) -> SearchParam {
     SearchParam {
         code,
-        url,
         kind,
         expression,
         targets,
@@ -3733,3201 +2350,3201 @@ use ParamType::*;
 /// Composite components, lists back to back; `L(at, len)` is a range.
 #[rustfmt::skip]
 pub(super) static COMPONENTS: [Component; 36] = [
-    c(S(1696, 12), Token, S(5114, 4)), // context-type
-    c(S(1511, 16), Quantity, S(135125, 36)), // context-quantity
-    c(S(1696, 12), Token, S(5114, 4)), // context-type
-    c(S(1386, 7), Token, S(135161, 25)), // context
-    c(S(42478, 9), Reference, S(5114, 4)), // relatesto
-    c(S(42584, 8), Token, S(28645, 6)), // relation
-    c(S(59350, 14), Token, S(5114, 4)), // characteristic
-    c(S(59976, 5), Token, S(59976, 5)), // value
-    c(S(87236, 10), Token, S(135186, 33)), // chromosome
-    c(S(88356, 13), Number, S(59137, 5)), // variant-start
-    c(S(88251, 11), Number, S(135219, 3)), // variant-end
-    c(S(87236, 10), Token, S(87236, 10)), // chromosome
-    c(S(88581, 12), Number, S(135222, 11)), // window-start
-    c(S(88467, 10), Number, S(135233, 9)), // window-end
-    c(S(87806, 14), Token, S(135242, 37)), // referenceseqid
-    c(S(88356, 13), Number, S(59137, 5)), // variant-start
-    c(S(88251, 11), Number, S(135219, 3)), // variant-end
-    c(S(87806, 14), Token, S(135279, 14)), // referenceseqid
-    c(S(88581, 12), Number, S(135222, 11)), // window-start
-    c(S(88467, 10), Number, S(135233, 9)), // window-end
-    c(S(5114, 4), Token, S(5114, 4)), // code
-    c(S(93839, 13), Token, S(135161, 25)), // value-concept
-    c(S(5114, 4), Token, S(5114, 4)), // code
-    c(S(93951, 10), Date, S(135293, 37)), // value-date
-    c(S(5114, 4), Token, S(5114, 4)), // code
-    c(S(94082, 14), Quantity, S(135330, 18)), // value-quantity
-    c(S(5114, 4), Token, S(5114, 4)), // code
-    c(S(94226, 12), String, S(135348, 16)), // value-string
-    c(S(91121, 10), Token, S(5114, 4)), // combo-code
-    c(S(91628, 19), Token, S(135161, 25)), // combo-value-concept
-    c(S(91121, 10), Token, S(5114, 4)), // combo-code
-    c(S(91803, 20), Quantity, S(135330, 18)), // combo-value-quantity
-    c(S(92050, 14), Token, S(5114, 4)), // component-code
-    c(S(92525, 23), Token, S(135161, 25)), // component-value-concept
-    c(S(92050, 14), Token, S(5114, 4)), // component-code
-    c(S(92667, 24), Quantity, S(135330, 18)), // component-value-quantity
+    c(S(632, 12), Token, S(1943, 4)), // context-type
+    c(S(518, 16), Quantity, S(53316, 36)), // context-quantity
+    c(S(632, 12), Token, S(1943, 4)), // context-type
+    c(S(455, 7), Token, S(53352, 25)), // context
+    c(S(16358, 9), Reference, S(1943, 4)), // relatesto
+    c(S(16401, 8), Token, S(11140, 6)), // relation
+    c(S(22767, 14), Token, S(1943, 4)), // characteristic
+    c(S(22977, 5), Token, S(22977, 5)), // value
+    c(S(33771, 10), Token, S(53377, 33)), // chromosome
+    c(S(34173, 13), Number, S(22659, 5)), // variant-start
+    c(S(34133, 11), Number, S(53410, 3)), // variant-end
+    c(S(33771, 10), Token, S(33771, 10)), // chromosome
+    c(S(34267, 12), Number, S(53413, 11)), // window-start
+    c(S(34217, 10), Number, S(53424, 9)), // window-end
+    c(S(33987, 14), Token, S(53433, 37)), // referenceseqid
+    c(S(34173, 13), Number, S(22659, 5)), // variant-start
+    c(S(34133, 11), Number, S(53410, 3)), // variant-end
+    c(S(33987, 14), Token, S(53470, 14)), // referenceseqid
+    c(S(34267, 12), Number, S(53413, 11)), // window-start
+    c(S(34217, 10), Number, S(53424, 9)), // window-end
+    c(S(1943, 4), Token, S(1943, 4)), // code
+    c(S(36625, 13), Token, S(53352, 25)), // value-concept
+    c(S(1943, 4), Token, S(1943, 4)), // code
+    c(S(36676, 10), Date, S(53484, 37)), // value-date
+    c(S(1943, 4), Token, S(1943, 4)), // code
+    c(S(36749, 14), Quantity, S(53521, 18)), // value-quantity
+    c(S(1943, 4), Token, S(1943, 4)), // code
+    c(S(36831, 12), String, S(53539, 16)), // value-string
+    c(S(35373, 10), Token, S(1943, 4)), // combo-code
+    c(S(35605, 19), Token, S(53352, 25)), // combo-value-concept
+    c(S(35373, 10), Token, S(1943, 4)), // combo-code
+    c(S(35713, 20), Quantity, S(53521, 18)), // combo-value-quantity
+    c(S(35892, 14), Token, S(1943, 4)), // component-code
+    c(S(36076, 23), Token, S(53352, 25)), // component-value-concept
+    c(S(35892, 14), Token, S(1943, 4)), // component-code
+    c(S(36147, 24), Quantity, S(53521, 18)), // component-value-quantity
 ];
 
 /// Every (type, parameter) pair: grouped by type in `TYPES` order, sorted by code.
 #[rustfmt::skip]
 pub(super) static PARAMS: [SearchParam; 3008] = [
     // Account
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(642, 10), S(652, 54), Token, S(706, 18), L(0, 0), L(0, 0)), // identifier
-    p(S(724, 4), S(728, 48), String, S(776, 12), L(0, 0), L(0, 0)), // name
-    p(S(788, 5), S(793, 49), Reference, S(842, 13), L(0, 1), L(0, 0)), // owner
-    p(S(855, 7), S(862, 51), Reference, S(913, 43), L(1, 1), L(0, 0)), // patient
-    p(S(956, 6), S(962, 50), Date, S(1012, 21), L(0, 0), L(0, 0)), // period
-    p(S(1033, 6), S(1039, 50), Token, S(1089, 14), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(1110, 51), Reference, S(1161, 15), L(2, 7), L(0, 0)), // subject
-    p(S(1176, 4), S(1180, 48), Token, S(1228, 12), L(0, 0), L(0, 0)), // type
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(178, 10), Token, S(188, 18), L(0, 0), L(0, 0)), // identifier
+    p(S(206, 4), String, S(210, 12), L(0, 0), L(0, 0)), // name
+    p(S(222, 5), Reference, S(227, 13), L(0, 1), L(0, 0)), // owner
+    p(S(240, 7), Reference, S(247, 43), L(1, 1), L(0, 0)), // patient
+    p(S(290, 6), Date, S(296, 21), L(0, 0), L(0, 0)), // period
+    p(S(317, 6), Token, S(323, 14), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(344, 15), L(2, 7), L(0, 0)), // subject
+    p(S(359, 4), Token, S(363, 12), L(0, 0), L(0, 0)), // type
     // ActivityDefinition
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(1240, 11), S(1251, 66), Reference, S(1317, 69), L(9, 145), L(0, 0)), // composed-of
-    p(S(1386, 7), S(1393, 62), Token, S(1455, 56), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(1527, 71), Quantity, S(1598, 98), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(1708, 67), Token, S(1775, 34), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(1830, 76), Composite, S(1906, 29), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(1953, 73), Composite, S(1906, 29), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(2030, 59), Date, S(2089, 23), L(0, 0), L(0, 0)), // date
-    p(S(2112, 10), S(2122, 65), Reference, S(2187, 97), L(154, 145), L(0, 0)), // depends-on
-    p(S(2284, 12), S(2296, 67), Reference, S(2363, 70), L(9, 145), L(0, 0)), // derived-from
-    p(S(2433, 11), S(2444, 66), String, S(2510, 30), L(0, 0), L(0, 0)), // description
-    p(S(2540, 9), S(2549, 64), Date, S(2613, 34), L(0, 0), L(0, 0)), // effective
-    p(S(642, 10), S(2647, 65), Token, S(2712, 29), L(0, 0), L(0, 0)), // identifier
-    p(S(2741, 12), S(2753, 67), Token, S(2820, 31), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(724, 4), S(2851, 59), String, S(2910, 23), L(0, 0), L(0, 0)), // name
-    p(S(2933, 11), S(2944, 66), Reference, S(3010, 69), L(9, 145), L(0, 0)), // predecessor
-    p(S(3079, 9), S(3088, 64), String, S(3152, 28), L(0, 0), L(0, 0)), // publisher
-    p(S(1033, 6), S(3180, 61), Token, S(3241, 25), L(0, 0), L(0, 0)), // status
-    p(S(3266, 9), S(3275, 64), Reference, S(3339, 67), L(9, 145), L(0, 0)), // successor
-    p(S(3406, 5), S(3411, 60), String, S(3471, 24), L(0, 0), L(0, 0)), // title
-    p(S(3495, 5), S(3500, 60), Token, S(3560, 24), L(0, 0), L(0, 0)), // topic
-    p(S(3584, 3), S(3587, 58), Uri, S(3645, 22), L(0, 0), L(0, 0)), // url
-    p(S(3667, 7), S(3674, 62), Token, S(3736, 26), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(375, 11), Reference, S(386, 69), L(9, 145), L(0, 0)), // composed-of
+    p(S(455, 7), Token, S(462, 56), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(534, 98), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(644, 34), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(699, 29), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(699, 29), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(750, 23), L(0, 0), L(0, 0)), // date
+    p(S(773, 10), Reference, S(783, 97), L(154, 145), L(0, 0)), // depends-on
+    p(S(880, 12), Reference, S(892, 70), L(9, 145), L(0, 0)), // derived-from
+    p(S(962, 11), String, S(973, 30), L(0, 0), L(0, 0)), // description
+    p(S(1003, 9), Date, S(1012, 34), L(0, 0), L(0, 0)), // effective
+    p(S(178, 10), Token, S(1046, 29), L(0, 0), L(0, 0)), // identifier
+    p(S(1075, 12), Token, S(1087, 31), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(206, 4), String, S(1118, 23), L(0, 0), L(0, 0)), // name
+    p(S(1141, 11), Reference, S(1152, 69), L(9, 145), L(0, 0)), // predecessor
+    p(S(1221, 9), String, S(1230, 28), L(0, 0), L(0, 0)), // publisher
+    p(S(317, 6), Token, S(1258, 25), L(0, 0), L(0, 0)), // status
+    p(S(1283, 9), Reference, S(1292, 67), L(9, 145), L(0, 0)), // successor
+    p(S(1359, 5), String, S(1364, 24), L(0, 0), L(0, 0)), // title
+    p(S(1388, 5), Token, S(1393, 24), L(0, 0), L(0, 0)), // topic
+    p(S(1417, 3), Uri, S(1420, 22), L(0, 0), L(0, 0)), // url
+    p(S(1442, 7), Token, S(1449, 26), L(0, 0), L(0, 0)), // version
     // AdverseEvent
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(3762, 9), S(3771, 58), Token, S(3829, 22), L(0, 0), L(0, 0)), // actuality
-    p(S(3851, 8), S(3859, 57), Token, S(3916, 21), L(0, 0), L(0, 0)), // category
-    p(S(2026, 4), S(3937, 53), Date, S(3990, 17), L(0, 0), L(0, 0)), // date
-    p(S(4007, 5), S(4012, 54), Token, S(4066, 18), L(0, 0), L(0, 0)), // event
-    p(S(4084, 8), S(4092, 57), Reference, S(4149, 21), L(299, 1), L(0, 0)), // location
-    p(S(4170, 8), S(4178, 57), Reference, S(4235, 21), L(300, 4), L(0, 0)), // recorder
-    p(S(4256, 18), S(4274, 67), Reference, S(4341, 31), L(304, 1), L(0, 0)), // resultingcondition
-    p(S(4372, 11), S(4383, 60), Token, S(4443, 24), L(0, 0), L(0, 0)), // seriousness
-    p(S(4467, 8), S(4475, 57), Token, S(4532, 21), L(0, 0), L(0, 0)), // severity
-    p(S(4553, 5), S(4558, 54), Reference, S(4612, 18), L(305, 1), L(0, 0)), // study
-    p(S(1103, 7), S(4630, 56), Reference, S(4686, 20), L(306, 4), L(0, 0)), // subject
-    p(S(4706, 9), S(4715, 58), Reference, S(4773, 35), L(310, 7), L(0, 0)), // substance
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1475, 9), Token, S(1484, 22), L(0, 0), L(0, 0)), // actuality
+    p(S(1506, 8), Token, S(1514, 21), L(0, 0), L(0, 0)), // category
+    p(S(746, 4), Date, S(1535, 17), L(0, 0), L(0, 0)), // date
+    p(S(1552, 5), Token, S(1557, 18), L(0, 0), L(0, 0)), // event
+    p(S(1575, 8), Reference, S(1583, 21), L(299, 1), L(0, 0)), // location
+    p(S(1604, 8), Reference, S(1612, 21), L(300, 4), L(0, 0)), // recorder
+    p(S(1633, 18), Reference, S(1651, 31), L(304, 1), L(0, 0)), // resultingcondition
+    p(S(1682, 11), Token, S(1693, 24), L(0, 0), L(0, 0)), // seriousness
+    p(S(1717, 8), Token, S(1725, 21), L(0, 0), L(0, 0)), // severity
+    p(S(1746, 5), Reference, S(1751, 18), L(305, 1), L(0, 0)), // study
+    p(S(337, 7), Reference, S(1769, 20), L(306, 4), L(0, 0)), // subject
+    p(S(1789, 9), Reference, S(1798, 35), L(310, 7), L(0, 0)), // substance
     // AllergyIntolerance
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(4808, 8), S(4816, 63), Reference, S(4879, 27), L(300, 4), L(0, 0)), // asserter
-    p(S(3851, 8), S(4906, 63), Token, S(4969, 27), L(0, 0), L(0, 0)), // category
-    p(S(4996, 15), S(5011, 70), Token, S(5081, 33), L(0, 0), L(0, 0)), // clinical-status
-    p(S(5114, 4), S(5118, 49), Token, S(5167, 63), L(0, 0), L(0, 0)), // code
-    p(S(5230, 11), S(5241, 66), Token, S(5307, 30), L(0, 0), L(0, 0)), // criticality
-    p(S(2026, 4), S(5337, 49), Date, S(5386, 31), L(0, 0), L(0, 0)), // date
-    p(S(642, 10), S(5417, 55), Token, S(5472, 29), L(0, 0), L(0, 0)), // identifier
-    p(S(5501, 9), S(5510, 64), Date, S(5574, 33), L(0, 0), L(0, 0)), // last-date
-    p(S(5607, 13), S(5620, 68), Token, S(5688, 41), L(0, 0), L(0, 0)), // manifestation
-    p(S(5729, 5), S(5734, 60), Date, S(5794, 33), L(0, 0), L(0, 0)), // onset
-    p(S(855, 7), S(5827, 52), Reference, S(5879, 26), L(1, 1), L(0, 0)), // patient
-    p(S(4170, 8), S(5905, 63), Reference, S(5968, 27), L(300, 4), L(0, 0)), // recorder
-    p(S(5995, 5), S(6000, 60), Token, S(6060, 41), L(0, 0), L(0, 0)), // route
-    p(S(4467, 8), S(6101, 63), Token, S(6164, 36), L(0, 0), L(0, 0)), // severity
-    p(S(1176, 4), S(6200, 49), Token, S(6249, 23), L(0, 0), L(0, 0)), // type
-    p(S(6272, 19), S(6291, 74), Token, S(6365, 37), L(0, 0), L(0, 0)), // verification-status
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1833, 8), Reference, S(1841, 27), L(300, 4), L(0, 0)), // asserter
+    p(S(1506, 8), Token, S(1868, 27), L(0, 0), L(0, 0)), // category
+    p(S(1895, 15), Token, S(1910, 33), L(0, 0), L(0, 0)), // clinical-status
+    p(S(1943, 4), Token, S(1947, 63), L(0, 0), L(0, 0)), // code
+    p(S(2010, 11), Token, S(2021, 30), L(0, 0), L(0, 0)), // criticality
+    p(S(746, 4), Date, S(2051, 31), L(0, 0), L(0, 0)), // date
+    p(S(178, 10), Token, S(2082, 29), L(0, 0), L(0, 0)), // identifier
+    p(S(2111, 9), Date, S(2120, 33), L(0, 0), L(0, 0)), // last-date
+    p(S(2153, 13), Token, S(2166, 41), L(0, 0), L(0, 0)), // manifestation
+    p(S(2207, 5), Date, S(2212, 33), L(0, 0), L(0, 0)), // onset
+    p(S(240, 7), Reference, S(2245, 26), L(1, 1), L(0, 0)), // patient
+    p(S(1604, 8), Reference, S(2271, 27), L(300, 4), L(0, 0)), // recorder
+    p(S(2298, 5), Token, S(2303, 41), L(0, 0), L(0, 0)), // route
+    p(S(1717, 8), Token, S(2344, 36), L(0, 0), L(0, 0)), // severity
+    p(S(359, 4), Token, S(2380, 23), L(0, 0), L(0, 0)), // type
+    p(S(2403, 19), Token, S(2422, 37), L(0, 0), L(0, 0)), // verification-status
     // Appointment
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(6402, 5), S(6407, 53), Reference, S(6460, 29), L(317, 7), L(0, 0)), // actor
-    p(S(6489, 16), S(6505, 64), Token, S(6569, 27), L(0, 0), L(0, 0)), // appointment-type
-    p(S(6596, 8), S(6604, 56), Reference, S(6660, 19), L(324, 1), L(0, 0)), // based-on
-    p(S(2026, 4), S(6679, 52), Date, S(6731, 17), L(0, 0), L(0, 0)), // date
-    p(S(642, 10), S(6748, 58), Token, S(6806, 22), L(0, 0), L(0, 0)), // identifier
-    p(S(4084, 8), S(6828, 56), Reference, S(6884, 58), L(299, 1), L(0, 0)), // location
-    p(S(6942, 11), S(6953, 59), Token, S(7012, 30), L(0, 0), L(0, 0)), // part-status
-    p(S(855, 7), S(7042, 55), Reference, S(7097, 57), L(1, 1), L(0, 0)), // patient
-    p(S(7154, 12), S(7166, 60), Reference, S(7226, 62), L(325, 1), L(0, 0)), // practitioner
-    p(S(7288, 11), S(7299, 59), Token, S(7358, 22), L(0, 0), L(0, 0)), // reason-code
-    p(S(7380, 16), S(7396, 64), Reference, S(7460, 27), L(326, 4), L(0, 0)), // reason-reference
-    p(S(7487, 16), S(7503, 64), Token, S(7567, 27), L(0, 0), L(0, 0)), // service-category
-    p(S(7594, 12), S(7606, 60), Token, S(7666, 23), L(0, 0), L(0, 0)), // service-type
-    p(S(7689, 4), S(7693, 52), Reference, S(7745, 16), L(330, 1), L(0, 0)), // slot
-    p(S(7761, 9), S(7770, 57), Token, S(7827, 21), L(0, 0), L(0, 0)), // specialty
-    p(S(1033, 6), S(7848, 54), Token, S(7902, 18), L(0, 0), L(0, 0)), // status
-    p(S(7920, 15), S(7935, 63), Reference, S(7998, 33), L(9, 145), L(0, 0)), // supporting-info
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(2459, 5), Reference, S(2464, 29), L(317, 7), L(0, 0)), // actor
+    p(S(2493, 16), Token, S(2509, 27), L(0, 0), L(0, 0)), // appointment-type
+    p(S(2536, 8), Reference, S(2544, 19), L(324, 1), L(0, 0)), // based-on
+    p(S(746, 4), Date, S(2563, 17), L(0, 0), L(0, 0)), // date
+    p(S(178, 10), Token, S(2580, 22), L(0, 0), L(0, 0)), // identifier
+    p(S(1575, 8), Reference, S(2602, 58), L(299, 1), L(0, 0)), // location
+    p(S(2660, 11), Token, S(2671, 30), L(0, 0), L(0, 0)), // part-status
+    p(S(240, 7), Reference, S(2701, 57), L(1, 1), L(0, 0)), // patient
+    p(S(2758, 12), Reference, S(2770, 62), L(325, 1), L(0, 0)), // practitioner
+    p(S(2832, 11), Token, S(2843, 22), L(0, 0), L(0, 0)), // reason-code
+    p(S(2865, 16), Reference, S(2881, 27), L(326, 4), L(0, 0)), // reason-reference
+    p(S(2908, 16), Token, S(2924, 27), L(0, 0), L(0, 0)), // service-category
+    p(S(2951, 12), Token, S(2963, 23), L(0, 0), L(0, 0)), // service-type
+    p(S(2986, 4), Reference, S(2990, 16), L(330, 1), L(0, 0)), // slot
+    p(S(3006, 9), Token, S(3015, 21), L(0, 0), L(0, 0)), // specialty
+    p(S(317, 6), Token, S(3036, 18), L(0, 0), L(0, 0)), // status
+    p(S(3054, 15), Reference, S(3069, 33), L(9, 145), L(0, 0)), // supporting-info
     // AppointmentResponse
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(6402, 5), S(8031, 61), Reference, S(8092, 25), L(317, 7), L(0, 0)), // actor
-    p(S(8117, 11), S(8128, 67), Reference, S(8195, 31), L(331, 1), L(0, 0)), // appointment
-    p(S(642, 10), S(8226, 66), Token, S(8292, 30), L(0, 0), L(0, 0)), // identifier
-    p(S(4084, 8), S(8322, 64), Reference, S(8386, 54), L(299, 1), L(0, 0)), // location
-    p(S(6942, 11), S(8440, 67), Token, S(8507, 37), L(0, 0), L(0, 0)), // part-status
-    p(S(855, 7), S(8544, 63), Reference, S(8607, 53), L(1, 1), L(0, 0)), // patient
-    p(S(7154, 12), S(8660, 68), Reference, S(8728, 58), L(325, 1), L(0, 0)), // practitioner
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(2459, 5), Reference, S(3102, 25), L(317, 7), L(0, 0)), // actor
+    p(S(3127, 11), Reference, S(3138, 31), L(331, 1), L(0, 0)), // appointment
+    p(S(178, 10), Token, S(3169, 30), L(0, 0), L(0, 0)), // identifier
+    p(S(1575, 8), Reference, S(3199, 54), L(299, 1), L(0, 0)), // location
+    p(S(2660, 11), Token, S(3253, 37), L(0, 0), L(0, 0)), // part-status
+    p(S(240, 7), Reference, S(3290, 53), L(1, 1), L(0, 0)), // patient
+    p(S(2758, 12), Reference, S(3343, 58), L(325, 1), L(0, 0)), // practitioner
     // AuditEvent
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(8786, 6), S(8792, 53), Token, S(8845, 17), L(0, 0), L(0, 0)), // action
-    p(S(8862, 7), S(8869, 54), String, S(8923, 32), L(0, 0), L(0, 0)), // address
-    p(S(8955, 5), S(8960, 52), Reference, S(9012, 20), L(332, 6), L(0, 0)), // agent
-    p(S(9032, 10), S(9042, 57), String, S(9099, 21), L(0, 0), L(0, 0)), // agent-name
-    p(S(9120, 10), S(9130, 57), Token, S(9187, 21), L(0, 0), L(0, 0)), // agent-role
-    p(S(9208, 5), S(9213, 52), Token, S(9265, 22), L(0, 0), L(0, 0)), // altid
-    p(S(2026, 4), S(9287, 51), Date, S(9338, 19), L(0, 0), L(0, 0)), // date
-    p(S(9357, 6), S(9363, 53), Reference, S(9416, 22), L(9, 145), L(0, 0)), // entity
-    p(S(9438, 11), S(9449, 58), String, S(9507, 22), L(0, 0), L(0, 0)), // entity-name
-    p(S(9529, 11), S(9540, 58), Token, S(9598, 22), L(0, 0), L(0, 0)), // entity-role
-    p(S(9620, 11), S(9631, 58), Token, S(9689, 22), L(0, 0), L(0, 0)), // entity-type
-    p(S(9711, 7), S(9718, 54), Token, S(9772, 18), L(0, 0), L(0, 0)), // outcome
-    p(S(855, 7), S(9790, 54), Reference, S(9844, 101), L(1, 1), L(0, 0)), // patient
-    p(S(9945, 6), S(9951, 53), Uri, S(10004, 23), L(0, 0), L(0, 0)), // policy
-    p(S(10027, 4), S(10031, 51), Token, S(10082, 22), L(0, 0), L(0, 0)), // site
-    p(S(10104, 6), S(10110, 53), Reference, S(10163, 26), L(332, 6), L(0, 0)), // source
-    p(S(10189, 7), S(10196, 54), Token, S(10250, 18), L(0, 0), L(0, 0)), // subtype
-    p(S(1176, 4), S(10268, 51), Token, S(10319, 15), L(0, 0), L(0, 0)), // type
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(3401, 6), Token, S(3407, 17), L(0, 0), L(0, 0)), // action
+    p(S(3424, 7), String, S(3431, 32), L(0, 0), L(0, 0)), // address
+    p(S(3463, 5), Reference, S(3468, 20), L(332, 6), L(0, 0)), // agent
+    p(S(3488, 10), String, S(3498, 21), L(0, 0), L(0, 0)), // agent-name
+    p(S(3519, 10), Token, S(3529, 21), L(0, 0), L(0, 0)), // agent-role
+    p(S(3550, 5), Token, S(3555, 22), L(0, 0), L(0, 0)), // altid
+    p(S(746, 4), Date, S(3577, 19), L(0, 0), L(0, 0)), // date
+    p(S(3596, 6), Reference, S(3602, 22), L(9, 145), L(0, 0)), // entity
+    p(S(3624, 11), String, S(3635, 22), L(0, 0), L(0, 0)), // entity-name
+    p(S(3657, 11), Token, S(3668, 22), L(0, 0), L(0, 0)), // entity-role
+    p(S(3690, 11), Token, S(3701, 22), L(0, 0), L(0, 0)), // entity-type
+    p(S(3723, 7), Token, S(3730, 18), L(0, 0), L(0, 0)), // outcome
+    p(S(240, 7), Reference, S(3748, 101), L(1, 1), L(0, 0)), // patient
+    p(S(3849, 6), Uri, S(3855, 23), L(0, 0), L(0, 0)), // policy
+    p(S(3878, 4), Token, S(3882, 22), L(0, 0), L(0, 0)), // site
+    p(S(3904, 6), Reference, S(3910, 26), L(332, 6), L(0, 0)), // source
+    p(S(3936, 7), Token, S(3943, 18), L(0, 0), L(0, 0)), // subtype
+    p(S(359, 4), Token, S(3961, 15), L(0, 0), L(0, 0)), // type
     // Basic
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(10334, 6), S(10340, 48), Reference, S(10388, 12), L(338, 5), L(0, 0)), // author
-    p(S(5114, 4), S(10400, 46), Token, S(10446, 10), L(0, 0), L(0, 0)), // code
-    p(S(10456, 7), S(10463, 49), Date, S(10512, 13), L(0, 0), L(0, 0)), // created
-    p(S(642, 10), S(10525, 52), Token, S(10577, 16), L(0, 0), L(0, 0)), // identifier
-    p(S(855, 7), S(10593, 49), Reference, S(10642, 41), L(1, 1), L(0, 0)), // patient
-    p(S(1103, 7), S(10683, 49), Reference, S(10732, 13), L(9, 145), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(3976, 6), Reference, S(3982, 12), L(338, 5), L(0, 0)), // author
+    p(S(1943, 4), Token, S(3994, 10), L(0, 0), L(0, 0)), // code
+    p(S(4004, 7), Date, S(4011, 13), L(0, 0), L(0, 0)), // created
+    p(S(178, 10), Token, S(4024, 16), L(0, 0), L(0, 0)), // identifier
+    p(S(240, 7), Reference, S(4040, 41), L(1, 1), L(0, 0)), // patient
+    p(S(337, 7), Reference, S(4081, 13), L(9, 145), L(0, 0)), // subject
     // Binary
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
     // BiologicallyDerivedProduct
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
     // BodyStructure
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(642, 10), S(10745, 60), Token, S(10805, 24), L(0, 0), L(0, 0)), // identifier
-    p(S(4084, 8), S(10829, 58), Token, S(10887, 22), L(0, 0), L(0, 0)), // location
-    p(S(10909, 10), S(10919, 60), Token, S(10979, 24), L(0, 0), L(0, 0)), // morphology
-    p(S(855, 7), S(11003, 57), Reference, S(11060, 21), L(1, 1), L(0, 0)), // patient
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(178, 10), Token, S(4094, 24), L(0, 0), L(0, 0)), // identifier
+    p(S(1575, 8), Token, S(4118, 22), L(0, 0), L(0, 0)), // location
+    p(S(4140, 10), Token, S(4150, 24), L(0, 0), L(0, 0)), // morphology
+    p(S(240, 7), Reference, S(4174, 21), L(1, 1), L(0, 0)), // patient
     // Bundle
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(11081, 11), S(11092, 54), Reference, S(11146, 24), L(343, 1), L(0, 0)), // composition
-    p(S(642, 10), S(11170, 53), Token, S(11223, 17), L(0, 0), L(0, 0)), // identifier
-    p(S(11240, 7), S(11247, 50), Reference, S(11146, 24), L(344, 1), L(0, 0)), // message
-    p(S(11297, 9), S(11306, 52), Date, S(11358, 16), L(0, 0), L(0, 0)), // timestamp
-    p(S(1176, 4), S(11374, 47), Token, S(11421, 11), L(0, 0), L(0, 0)), // type
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(4195, 11), Reference, S(4206, 24), L(343, 1), L(0, 0)), // composition
+    p(S(178, 10), Token, S(4230, 17), L(0, 0), L(0, 0)), // identifier
+    p(S(4247, 7), Reference, S(4206, 24), L(344, 1), L(0, 0)), // message
+    p(S(4254, 9), Date, S(4263, 16), L(0, 0), L(0, 0)), // timestamp
+    p(S(359, 4), Token, S(4279, 11), L(0, 0), L(0, 0)), // type
     // CapabilityStatement
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(1386, 7), S(11432, 55), Token, S(11487, 57), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(11544, 64), Quantity, S(11608, 100), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(11708, 60), Token, S(11768, 35), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(11803, 69), Composite, S(11872, 30), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(11902, 66), Composite, S(11872, 30), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(11968, 52), Date, S(12020, 24), L(0, 0), L(0, 0)), // date
-    p(S(2433, 11), S(12044, 59), String, S(12103, 31), L(0, 0), L(0, 0)), // description
-    p(S(12134, 11), S(12145, 67), Token, S(12212, 27), L(0, 0), L(0, 0)), // fhirversion
-    p(S(12239, 6), S(12245, 62), Token, S(12307, 26), L(0, 0), L(0, 0)), // format
-    p(S(12333, 5), S(12338, 61), Reference, S(12399, 39), L(345, 1), L(0, 0)), // guide
-    p(S(2741, 12), S(12438, 60), Token, S(12498, 32), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(12530, 4), S(12534, 60), Token, S(12594, 29), L(0, 0), L(0, 0)), // mode
-    p(S(724, 4), S(12623, 52), String, S(12675, 24), L(0, 0), L(0, 0)), // name
-    p(S(3079, 9), S(12699, 57), String, S(12756, 29), L(0, 0), L(0, 0)), // publisher
-    p(S(12785, 8), S(12793, 64), Token, S(12857, 38), L(0, 0), L(0, 0)), // resource
-    p(S(12895, 16), S(12911, 72), Reference, S(12983, 41), L(346, 1), L(0, 0)), // resource-profile
-    p(S(13024, 16), S(13040, 72), Token, S(13112, 41), L(0, 0), L(0, 0)), // security-service
-    p(S(13153, 8), S(13161, 64), String, S(13225, 33), L(0, 0), L(0, 0)), // software
-    p(S(1033, 6), S(13258, 54), Token, S(13312, 26), L(0, 0), L(0, 0)), // status
-    p(S(13338, 17), S(13355, 73), Reference, S(13428, 50), L(346, 1), L(0, 0)), // supported-profile
-    p(S(3406, 5), S(13478, 53), String, S(13531, 25), L(0, 0), L(0, 0)), // title
-    p(S(3584, 3), S(13556, 51), Uri, S(13607, 23), L(0, 0), L(0, 0)), // url
-    p(S(3667, 7), S(13630, 55), Token, S(12212, 27), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(455, 7), Token, S(4290, 57), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(4347, 100), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(4447, 35), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(4482, 30), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(4482, 30), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(4512, 24), L(0, 0), L(0, 0)), // date
+    p(S(962, 11), String, S(4536, 31), L(0, 0), L(0, 0)), // description
+    p(S(4567, 11), Token, S(4578, 27), L(0, 0), L(0, 0)), // fhirversion
+    p(S(4605, 6), Token, S(4611, 26), L(0, 0), L(0, 0)), // format
+    p(S(4637, 5), Reference, S(4642, 39), L(345, 1), L(0, 0)), // guide
+    p(S(1075, 12), Token, S(4681, 32), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(4713, 4), Token, S(4717, 29), L(0, 0), L(0, 0)), // mode
+    p(S(206, 4), String, S(4746, 24), L(0, 0), L(0, 0)), // name
+    p(S(1221, 9), String, S(4770, 29), L(0, 0), L(0, 0)), // publisher
+    p(S(4799, 8), Token, S(4807, 38), L(0, 0), L(0, 0)), // resource
+    p(S(4845, 16), Reference, S(4861, 41), L(346, 1), L(0, 0)), // resource-profile
+    p(S(4902, 16), Token, S(4918, 41), L(0, 0), L(0, 0)), // security-service
+    p(S(4959, 8), String, S(4967, 33), L(0, 0), L(0, 0)), // software
+    p(S(317, 6), Token, S(5000, 26), L(0, 0), L(0, 0)), // status
+    p(S(5026, 17), Reference, S(5043, 50), L(346, 1), L(0, 0)), // supported-profile
+    p(S(1359, 5), String, S(5093, 25), L(0, 0), L(0, 0)), // title
+    p(S(1417, 3), Uri, S(5118, 23), L(0, 0), L(0, 0)), // url
+    p(S(1442, 7), Token, S(4578, 27), L(0, 0), L(0, 0)), // version
     // CarePlan
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(13685, 13), S(13698, 58), Token, S(13756, 29), L(0, 0), L(0, 0)), // activity-code
-    p(S(13785, 13), S(13798, 58), Date, S(13856, 34), L(0, 0), L(0, 0)), // activity-date
-    p(S(13890, 18), S(13908, 63), Reference, S(13971, 27), L(347, 9), L(0, 0)), // activity-reference
-    p(S(6596, 8), S(13998, 53), Reference, S(14051, 16), L(356, 1), L(0, 0)), // based-on
-    p(S(14067, 9), S(14076, 54), Reference, S(14130, 17), L(357, 1), L(0, 0)), // care-team
-    p(S(3851, 8), S(14147, 53), Token, S(14200, 17), L(0, 0), L(0, 0)), // category
-    p(S(14217, 9), S(14226, 54), Reference, S(14280, 18), L(304, 1), L(0, 0)), // condition
-    p(S(2026, 4), S(5337, 49), Date, S(14298, 15), L(0, 0), L(0, 0)), // date
-    p(S(14313, 9), S(14322, 54), Reference, S(14376, 18), L(358, 1), L(0, 0)), // encounter
-    p(S(14394, 4), S(14398, 49), Reference, S(14447, 13), L(359, 1), L(0, 0)), // goal
-    p(S(642, 10), S(5417, 55), Token, S(14460, 19), L(0, 0), L(0, 0)), // identifier
-    p(S(14479, 22), S(14501, 67), Reference, S(14568, 30), L(360, 5), L(0, 0)), // instantiates-canonical
-    p(S(14598, 16), S(14614, 61), Uri, S(14675, 24), L(0, 0), L(0, 0)), // instantiates-uri
-    p(S(14699, 6), S(14705, 51), Token, S(14756, 15), L(0, 0), L(0, 0)), // intent
-    p(S(14771, 7), S(14778, 52), Reference, S(14830, 15), L(356, 1), L(0, 0)), // part-of
-    p(S(855, 7), S(5827, 52), Reference, S(14845, 44), L(1, 1), L(0, 0)), // patient
-    p(S(14889, 9), S(14898, 54), Reference, S(14952, 34), L(365, 8), L(0, 0)), // performer
-    p(S(14986, 8), S(14994, 53), Reference, S(15047, 17), L(356, 1), L(0, 0)), // replaces
-    p(S(1033, 6), S(15064, 51), Token, S(15115, 15), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(15130, 52), Reference, S(15182, 16), L(373, 2), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(5141, 13), Token, S(5154, 29), L(0, 0), L(0, 0)), // activity-code
+    p(S(5183, 13), Date, S(5196, 34), L(0, 0), L(0, 0)), // activity-date
+    p(S(5230, 18), Reference, S(5248, 27), L(347, 9), L(0, 0)), // activity-reference
+    p(S(2536, 8), Reference, S(5275, 16), L(356, 1), L(0, 0)), // based-on
+    p(S(5291, 9), Reference, S(5300, 17), L(357, 1), L(0, 0)), // care-team
+    p(S(1506, 8), Token, S(5317, 17), L(0, 0), L(0, 0)), // category
+    p(S(5334, 9), Reference, S(5343, 18), L(304, 1), L(0, 0)), // condition
+    p(S(746, 4), Date, S(5361, 15), L(0, 0), L(0, 0)), // date
+    p(S(5376, 9), Reference, S(5385, 18), L(358, 1), L(0, 0)), // encounter
+    p(S(5403, 4), Reference, S(5407, 13), L(359, 1), L(0, 0)), // goal
+    p(S(178, 10), Token, S(5420, 19), L(0, 0), L(0, 0)), // identifier
+    p(S(5439, 22), Reference, S(5461, 30), L(360, 5), L(0, 0)), // instantiates-canonical
+    p(S(5491, 16), Uri, S(5507, 24), L(0, 0), L(0, 0)), // instantiates-uri
+    p(S(5531, 6), Token, S(5537, 15), L(0, 0), L(0, 0)), // intent
+    p(S(5552, 7), Reference, S(5559, 15), L(356, 1), L(0, 0)), // part-of
+    p(S(240, 7), Reference, S(5574, 44), L(1, 1), L(0, 0)), // patient
+    p(S(5618, 9), Reference, S(5627, 34), L(365, 8), L(0, 0)), // performer
+    p(S(5661, 8), Reference, S(5669, 17), L(356, 1), L(0, 0)), // replaces
+    p(S(317, 6), Token, S(5686, 15), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(5701, 16), L(373, 2), L(0, 0)), // subject
     // CareTeam
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(3851, 8), S(15198, 53), Token, S(15251, 17), L(0, 0), L(0, 0)), // category
-    p(S(2026, 4), S(5337, 49), Date, S(15268, 15), L(0, 0), L(0, 0)), // date
-    p(S(14313, 9), S(15283, 54), Reference, S(15337, 18), L(358, 1), L(0, 0)), // encounter
-    p(S(642, 10), S(5417, 55), Token, S(15355, 19), L(0, 0), L(0, 0)), // identifier
-    p(S(15374, 11), S(15385, 56), Reference, S(15441, 27), L(375, 6), L(0, 0)), // participant
-    p(S(855, 7), S(5827, 52), Reference, S(15468, 44), L(1, 1), L(0, 0)), // patient
-    p(S(1033, 6), S(15512, 51), Token, S(15563, 15), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(15578, 52), Reference, S(15630, 16), L(373, 2), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1506, 8), Token, S(5717, 17), L(0, 0), L(0, 0)), // category
+    p(S(746, 4), Date, S(5734, 15), L(0, 0), L(0, 0)), // date
+    p(S(5376, 9), Reference, S(5749, 18), L(358, 1), L(0, 0)), // encounter
+    p(S(178, 10), Token, S(5767, 19), L(0, 0), L(0, 0)), // identifier
+    p(S(5786, 11), Reference, S(5797, 27), L(375, 6), L(0, 0)), // participant
+    p(S(240, 7), Reference, S(5824, 44), L(1, 1), L(0, 0)), // patient
+    p(S(317, 6), Token, S(5868, 15), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(5883, 16), L(373, 2), L(0, 0)), // subject
     // CatalogEntry
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
     // ChargeItem
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(15646, 7), S(15653, 54), Reference, S(15707, 18), L(381, 1), L(0, 0)), // account
-    p(S(5114, 4), S(15725, 51), Token, S(15776, 15), L(0, 0), L(0, 0)), // code
-    p(S(1386, 7), S(15791, 54), Reference, S(15845, 18), L(382, 2), L(0, 0)), // context
-    p(S(15863, 12), S(15875, 59), Date, S(15934, 22), L(0, 0), L(0, 0)), // entered-date
-    p(S(15956, 7), S(15963, 54), Reference, S(16017, 18), L(332, 6), L(0, 0)), // enterer
-    p(S(16035, 15), S(16050, 62), Number, S(16112, 25), L(0, 0), L(0, 0)), // factor-override
-    p(S(642, 10), S(16137, 57), Token, S(16194, 21), L(0, 0), L(0, 0)), // identifier
-    p(S(16215, 10), S(16225, 57), Date, S(16282, 21), L(0, 0), L(0, 0)), // occurrence
-    p(S(855, 7), S(16303, 54), Reference, S(16357, 46), L(1, 1), L(0, 0)), // patient
-    p(S(16403, 15), S(16418, 62), Reference, S(16480, 26), L(384, 7), L(0, 0)), // performer-actor
-    p(S(16506, 18), S(16524, 65), Token, S(16589, 29), L(0, 0), L(0, 0)), // performer-function
-    p(S(16618, 23), S(16641, 70), Reference, S(16711, 33), L(0, 1), L(0, 0)), // performing-organization
-    p(S(16744, 14), S(16758, 61), Quantity, S(16819, 24), L(0, 0), L(0, 0)), // price-override
-    p(S(16843, 8), S(16851, 55), Quantity, S(16906, 19), L(0, 0), L(0, 0)), // quantity
-    p(S(16925, 23), S(16948, 70), Reference, S(17018, 33), L(0, 1), L(0, 0)), // requesting-organization
-    p(S(17051, 7), S(17058, 54), Reference, S(17112, 18), L(391, 8), L(0, 0)), // service
-    p(S(1103, 7), S(17130, 54), Reference, S(17184, 18), L(373, 2), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(5899, 7), Reference, S(5906, 18), L(381, 1), L(0, 0)), // account
+    p(S(1943, 4), Token, S(5924, 15), L(0, 0), L(0, 0)), // code
+    p(S(455, 7), Reference, S(5939, 18), L(382, 2), L(0, 0)), // context
+    p(S(5957, 12), Date, S(5969, 22), L(0, 0), L(0, 0)), // entered-date
+    p(S(5991, 7), Reference, S(5998, 18), L(332, 6), L(0, 0)), // enterer
+    p(S(6016, 15), Number, S(6031, 25), L(0, 0), L(0, 0)), // factor-override
+    p(S(178, 10), Token, S(6056, 21), L(0, 0), L(0, 0)), // identifier
+    p(S(6077, 10), Date, S(6087, 21), L(0, 0), L(0, 0)), // occurrence
+    p(S(240, 7), Reference, S(6108, 46), L(1, 1), L(0, 0)), // patient
+    p(S(6154, 15), Reference, S(6169, 26), L(384, 7), L(0, 0)), // performer-actor
+    p(S(6195, 18), Token, S(6213, 29), L(0, 0), L(0, 0)), // performer-function
+    p(S(6242, 23), Reference, S(6265, 33), L(0, 1), L(0, 0)), // performing-organization
+    p(S(6298, 14), Quantity, S(6312, 24), L(0, 0), L(0, 0)), // price-override
+    p(S(6336, 8), Quantity, S(6344, 19), L(0, 0), L(0, 0)), // quantity
+    p(S(6363, 23), Reference, S(6386, 33), L(0, 1), L(0, 0)), // requesting-organization
+    p(S(6419, 7), Reference, S(6426, 18), L(391, 8), L(0, 0)), // service
+    p(S(337, 7), Reference, S(6444, 18), L(373, 2), L(0, 0)), // subject
     // ChargeItemDefinition
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(1386, 7), S(17202, 64), Token, S(17266, 58), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(17324, 73), Quantity, S(17397, 102), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(17499, 69), Token, S(17568, 36), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(17604, 78), Composite, S(17682, 31), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(17713, 75), Composite, S(17682, 31), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(17788, 61), Date, S(17849, 25), L(0, 0), L(0, 0)), // date
-    p(S(2433, 11), S(17874, 68), String, S(17942, 32), L(0, 0), L(0, 0)), // description
-    p(S(2540, 9), S(17974, 66), Date, S(18040, 36), L(0, 0), L(0, 0)), // effective
-    p(S(642, 10), S(18076, 67), Token, S(18143, 31), L(0, 0), L(0, 0)), // identifier
-    p(S(2741, 12), S(18174, 69), Token, S(18243, 33), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(3079, 9), S(18276, 66), String, S(18342, 30), L(0, 0), L(0, 0)), // publisher
-    p(S(1033, 6), S(18372, 63), Token, S(18435, 27), L(0, 0), L(0, 0)), // status
-    p(S(3406, 5), S(18462, 62), String, S(18524, 26), L(0, 0), L(0, 0)), // title
-    p(S(3584, 3), S(18550, 60), Uri, S(18610, 24), L(0, 0), L(0, 0)), // url
-    p(S(3667, 7), S(18634, 64), Token, S(18698, 28), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(455, 7), Token, S(6462, 58), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(6520, 102), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(6622, 36), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(6658, 31), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(6658, 31), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(6689, 25), L(0, 0), L(0, 0)), // date
+    p(S(962, 11), String, S(6714, 32), L(0, 0), L(0, 0)), // description
+    p(S(1003, 9), Date, S(6746, 36), L(0, 0), L(0, 0)), // effective
+    p(S(178, 10), Token, S(6782, 31), L(0, 0), L(0, 0)), // identifier
+    p(S(1075, 12), Token, S(6813, 33), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(1221, 9), String, S(6846, 30), L(0, 0), L(0, 0)), // publisher
+    p(S(317, 6), Token, S(6876, 27), L(0, 0), L(0, 0)), // status
+    p(S(1359, 5), String, S(6903, 26), L(0, 0), L(0, 0)), // title
+    p(S(1417, 3), Uri, S(6929, 24), L(0, 0), L(0, 0)), // url
+    p(S(1442, 7), Token, S(6953, 28), L(0, 0), L(0, 0)), // version
     // Claim
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(14067, 9), S(18726, 51), Reference, S(18777, 23), L(399, 3), L(0, 0)), // care-team
-    p(S(10456, 7), S(18800, 49), Date, S(18849, 13), L(0, 0), L(0, 0)), // created
-    p(S(18862, 10), S(18872, 52), Reference, S(18924, 21), L(402, 1), L(0, 0)), // detail-udi
-    p(S(14313, 9), S(18945, 51), Reference, S(18996, 20), L(358, 1), L(0, 0)), // encounter
-    p(S(15956, 7), S(19016, 49), Reference, S(19065, 13), L(403, 2), L(0, 0)), // enterer
-    p(S(19078, 8), S(19086, 50), Reference, S(19136, 14), L(299, 1), L(0, 0)), // facility
-    p(S(642, 10), S(19150, 52), Token, S(19202, 16), L(0, 0), L(0, 0)), // identifier
-    p(S(19218, 7), S(19225, 49), Reference, S(19274, 13), L(0, 1), L(0, 0)), // insurer
-    p(S(19287, 8), S(19295, 50), Reference, S(19345, 14), L(402, 1), L(0, 0)), // item-udi
-    p(S(855, 7), S(19359, 49), Reference, S(19408, 13), L(1, 1), L(0, 0)), // patient
-    p(S(19421, 5), S(19426, 47), Reference, S(19473, 17), L(338, 5), L(0, 0)), // payee
-    p(S(19490, 8), S(19498, 50), Token, S(19548, 14), L(0, 0), L(0, 0)), // priority
-    p(S(19562, 13), S(19575, 55), Reference, S(19630, 19), L(402, 1), L(0, 0)), // procedure-udi
-    p(S(19649, 8), S(19657, 50), Reference, S(19707, 14), L(399, 3), L(0, 0)), // provider
-    p(S(1033, 6), S(19721, 48), Token, S(19769, 12), L(0, 0), L(0, 0)), // status
-    p(S(19781, 13), S(19794, 55), Reference, S(19849, 31), L(402, 1), L(0, 0)), // subdetail-udi
-    p(S(19880, 3), S(19883, 45), Token, S(19928, 9), L(0, 0), L(0, 0)), // use
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(5291, 9), Reference, S(6981, 23), L(399, 3), L(0, 0)), // care-team
+    p(S(4004, 7), Date, S(7004, 13), L(0, 0), L(0, 0)), // created
+    p(S(7017, 10), Reference, S(7027, 21), L(402, 1), L(0, 0)), // detail-udi
+    p(S(5376, 9), Reference, S(7048, 20), L(358, 1), L(0, 0)), // encounter
+    p(S(5991, 7), Reference, S(7068, 13), L(403, 2), L(0, 0)), // enterer
+    p(S(7081, 8), Reference, S(7089, 14), L(299, 1), L(0, 0)), // facility
+    p(S(178, 10), Token, S(7103, 16), L(0, 0), L(0, 0)), // identifier
+    p(S(7119, 7), Reference, S(7126, 13), L(0, 1), L(0, 0)), // insurer
+    p(S(7139, 8), Reference, S(7147, 14), L(402, 1), L(0, 0)), // item-udi
+    p(S(240, 7), Reference, S(7161, 13), L(1, 1), L(0, 0)), // patient
+    p(S(7174, 5), Reference, S(7179, 17), L(338, 5), L(0, 0)), // payee
+    p(S(7196, 8), Token, S(7204, 14), L(0, 0), L(0, 0)), // priority
+    p(S(7218, 13), Reference, S(7231, 19), L(402, 1), L(0, 0)), // procedure-udi
+    p(S(7250, 8), Reference, S(7258, 14), L(399, 3), L(0, 0)), // provider
+    p(S(317, 6), Token, S(7272, 12), L(0, 0), L(0, 0)), // status
+    p(S(7284, 13), Reference, S(7297, 31), L(402, 1), L(0, 0)), // subdetail-udi
+    p(S(7328, 3), Token, S(7331, 9), L(0, 0), L(0, 0)), // use
     // ClaimResponse
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(10456, 7), S(19937, 57), Date, S(19994, 21), L(0, 0), L(0, 0)), // created
-    p(S(20015, 11), S(20026, 61), String, S(20087, 25), L(0, 0), L(0, 0)), // disposition
-    p(S(642, 10), S(20112, 60), Token, S(20172, 24), L(0, 0), L(0, 0)), // identifier
-    p(S(19218, 7), S(20196, 57), Reference, S(20253, 21), L(0, 1), L(0, 0)), // insurer
-    p(S(9711, 7), S(20274, 57), Token, S(20331, 21), L(0, 0), L(0, 0)), // outcome
-    p(S(855, 7), S(20352, 57), Reference, S(20409, 21), L(1, 1), L(0, 0)), // patient
-    p(S(20430, 12), S(20442, 62), Date, S(20504, 26), L(0, 0), L(0, 0)), // payment-date
-    p(S(20530, 7), S(20537, 57), Reference, S(20594, 21), L(405, 1), L(0, 0)), // request
-    p(S(20615, 9), S(20624, 59), Reference, S(20683, 23), L(399, 3), L(0, 0)), // requestor
-    p(S(1033, 6), S(20706, 56), Token, S(20762, 20), L(0, 0), L(0, 0)), // status
-    p(S(19880, 3), S(20782, 53), Token, S(20835, 17), L(0, 0), L(0, 0)), // use
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(4004, 7), Date, S(7340, 21), L(0, 0), L(0, 0)), // created
+    p(S(7361, 11), String, S(7372, 25), L(0, 0), L(0, 0)), // disposition
+    p(S(178, 10), Token, S(7397, 24), L(0, 0), L(0, 0)), // identifier
+    p(S(7119, 7), Reference, S(7421, 21), L(0, 1), L(0, 0)), // insurer
+    p(S(3723, 7), Token, S(7442, 21), L(0, 0), L(0, 0)), // outcome
+    p(S(240, 7), Reference, S(7463, 21), L(1, 1), L(0, 0)), // patient
+    p(S(7484, 12), Date, S(7496, 26), L(0, 0), L(0, 0)), // payment-date
+    p(S(7522, 7), Reference, S(7529, 21), L(405, 1), L(0, 0)), // request
+    p(S(7550, 9), Reference, S(7559, 23), L(399, 3), L(0, 0)), // requestor
+    p(S(317, 6), Token, S(7582, 20), L(0, 0), L(0, 0)), // status
+    p(S(7328, 3), Token, S(7602, 17), L(0, 0), L(0, 0)), // use
     // ClinicalImpression
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(20852, 8), S(20860, 63), Reference, S(20923, 27), L(403, 2), L(0, 0)), // assessor
-    p(S(2026, 4), S(5337, 49), Date, S(20950, 23), L(0, 0), L(0, 0)), // date
-    p(S(14313, 9), S(20973, 64), Reference, S(21037, 28), L(358, 1), L(0, 0)), // encounter
-    p(S(21065, 12), S(21077, 67), Token, S(21144, 46), L(0, 0), L(0, 0)), // finding-code
-    p(S(21190, 11), S(21201, 66), Reference, S(21267, 40), L(406, 3), L(0, 0)), // finding-ref
-    p(S(642, 10), S(21307, 65), Token, S(21372, 29), L(0, 0), L(0, 0)), // identifier
-    p(S(21401, 13), S(21414, 68), Reference, S(21482, 37), L(409, 7), L(0, 0)), // investigation
-    p(S(855, 7), S(5827, 52), Reference, S(21519, 54), L(1, 1), L(0, 0)), // patient
-    p(S(21573, 8), S(21581, 63), Reference, S(21644, 27), L(416, 1), L(0, 0)), // previous
-    p(S(21671, 7), S(21678, 62), Reference, S(21740, 26), L(417, 2), L(0, 0)), // problem
-    p(S(1033, 6), S(21766, 61), Token, S(21827, 25), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(21852, 62), Reference, S(21914, 26), L(373, 2), L(0, 0)), // subject
-    p(S(7920, 15), S(21940, 70), Reference, S(22010, 33), L(9, 145), L(0, 0)), // supporting-info
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(7619, 8), Reference, S(7627, 27), L(403, 2), L(0, 0)), // assessor
+    p(S(746, 4), Date, S(7654, 23), L(0, 0), L(0, 0)), // date
+    p(S(5376, 9), Reference, S(7677, 28), L(358, 1), L(0, 0)), // encounter
+    p(S(7705, 12), Token, S(7717, 46), L(0, 0), L(0, 0)), // finding-code
+    p(S(7763, 11), Reference, S(7774, 40), L(406, 3), L(0, 0)), // finding-ref
+    p(S(178, 10), Token, S(7814, 29), L(0, 0), L(0, 0)), // identifier
+    p(S(7843, 13), Reference, S(7856, 37), L(409, 7), L(0, 0)), // investigation
+    p(S(240, 7), Reference, S(7893, 54), L(1, 1), L(0, 0)), // patient
+    p(S(7947, 8), Reference, S(7955, 27), L(416, 1), L(0, 0)), // previous
+    p(S(7982, 7), Reference, S(7989, 26), L(417, 2), L(0, 0)), // problem
+    p(S(317, 6), Token, S(8015, 25), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(8040, 26), L(373, 2), L(0, 0)), // subject
+    p(S(3054, 15), Reference, S(8066, 33), L(9, 145), L(0, 0)), // supporting-info
     // CodeSystem
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(5114, 4), S(22043, 51), Token, S(22094, 23), L(0, 0), L(0, 0)), // code
-    p(S(22117, 12), S(22129, 59), Token, S(22188, 18), L(0, 0), L(0, 0)), // content-mode
-    p(S(1386, 7), S(11432, 55), Token, S(22206, 48), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(11544, 64), Quantity, S(22254, 82), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(11708, 60), Token, S(22336, 26), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(11803, 69), Composite, S(22362, 21), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(11902, 66), Composite, S(22362, 21), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(11968, 52), Date, S(22383, 15), L(0, 0), L(0, 0)), // date
-    p(S(2433, 11), S(12044, 59), String, S(22398, 22), L(0, 0), L(0, 0)), // description
-    p(S(642, 10), S(22420, 58), Token, S(22478, 21), L(0, 0), L(0, 0)), // identifier
-    p(S(2741, 12), S(12438, 60), Token, S(22499, 23), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(22522, 8), S(22530, 55), Token, S(22585, 39), L(0, 0), L(0, 0)), // language
-    p(S(724, 4), S(12623, 52), String, S(22624, 15), L(0, 0), L(0, 0)), // name
-    p(S(3079, 9), S(12699, 57), String, S(22639, 20), L(0, 0), L(0, 0)), // publisher
-    p(S(1033, 6), S(13258, 54), Token, S(22659, 17), L(0, 0), L(0, 0)), // status
-    p(S(22676, 11), S(22687, 58), Reference, S(22745, 22), L(419, 1), L(0, 0)), // supplements
-    p(S(22767, 6), S(22773, 53), Uri, S(22826, 14), L(0, 0), L(0, 0)), // system
-    p(S(3406, 5), S(13478, 53), String, S(22840, 16), L(0, 0), L(0, 0)), // title
-    p(S(3584, 3), S(13556, 51), Uri, S(22826, 14), L(0, 0), L(0, 0)), // url
-    p(S(3667, 7), S(13630, 55), Token, S(22856, 18), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1943, 4), Token, S(8099, 23), L(0, 0), L(0, 0)), // code
+    p(S(8122, 12), Token, S(8134, 18), L(0, 0), L(0, 0)), // content-mode
+    p(S(455, 7), Token, S(8152, 48), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(8200, 82), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(8282, 26), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(8308, 21), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(8308, 21), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(8329, 15), L(0, 0), L(0, 0)), // date
+    p(S(962, 11), String, S(8344, 22), L(0, 0), L(0, 0)), // description
+    p(S(178, 10), Token, S(8366, 21), L(0, 0), L(0, 0)), // identifier
+    p(S(1075, 12), Token, S(8387, 23), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(8410, 8), Token, S(8418, 39), L(0, 0), L(0, 0)), // language
+    p(S(206, 4), String, S(8457, 15), L(0, 0), L(0, 0)), // name
+    p(S(1221, 9), String, S(8472, 20), L(0, 0), L(0, 0)), // publisher
+    p(S(317, 6), Token, S(8492, 17), L(0, 0), L(0, 0)), // status
+    p(S(8509, 11), Reference, S(8520, 22), L(419, 1), L(0, 0)), // supplements
+    p(S(8542, 6), Uri, S(8548, 14), L(0, 0), L(0, 0)), // system
+    p(S(1359, 5), String, S(8562, 16), L(0, 0), L(0, 0)), // title
+    p(S(1417, 3), Uri, S(8548, 14), L(0, 0), L(0, 0)), // url
+    p(S(1442, 7), Token, S(8578, 18), L(0, 0), L(0, 0)), // version
     // Communication
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(6596, 8), S(22874, 58), Reference, S(22932, 21), L(9, 145), L(0, 0)), // based-on
-    p(S(3851, 8), S(22953, 58), Token, S(23011, 22), L(0, 0), L(0, 0)), // category
-    p(S(14313, 9), S(23033, 59), Reference, S(23092, 23), L(358, 1), L(0, 0)), // encounter
-    p(S(642, 10), S(23115, 60), Token, S(23175, 24), L(0, 0), L(0, 0)), // identifier
-    p(S(14479, 22), S(23199, 72), Reference, S(23271, 35), L(360, 5), L(0, 0)), // instantiates-canonical
-    p(S(14598, 16), S(23306, 66), Uri, S(23372, 29), L(0, 0), L(0, 0)), // instantiates-uri
-    p(S(23401, 6), S(23407, 56), Token, S(23463, 20), L(0, 0), L(0, 0)), // medium
-    p(S(14771, 7), S(23483, 57), Reference, S(23540, 20), L(9, 145), L(0, 0)), // part-of
-    p(S(855, 7), S(23560, 57), Reference, S(23617, 49), L(1, 1), L(0, 0)), // patient
-    p(S(23666, 8), S(23674, 58), Date, S(23732, 22), L(0, 0), L(0, 0)), // received
-    p(S(23754, 9), S(23763, 59), Reference, S(23822, 23), L(420, 9), L(0, 0)), // recipient
-    p(S(23845, 6), S(23851, 56), Reference, S(23907, 20), L(429, 7), L(0, 0)), // sender
-    p(S(23927, 4), S(23931, 54), Date, S(23985, 18), L(0, 0), L(0, 0)), // sent
-    p(S(1033, 6), S(24003, 56), Token, S(24059, 20), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(24079, 57), Reference, S(24136, 21), L(373, 2), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(2536, 8), Reference, S(8596, 21), L(9, 145), L(0, 0)), // based-on
+    p(S(1506, 8), Token, S(8617, 22), L(0, 0), L(0, 0)), // category
+    p(S(5376, 9), Reference, S(8639, 23), L(358, 1), L(0, 0)), // encounter
+    p(S(178, 10), Token, S(8662, 24), L(0, 0), L(0, 0)), // identifier
+    p(S(5439, 22), Reference, S(8686, 35), L(360, 5), L(0, 0)), // instantiates-canonical
+    p(S(5491, 16), Uri, S(8721, 29), L(0, 0), L(0, 0)), // instantiates-uri
+    p(S(8750, 6), Token, S(8756, 20), L(0, 0), L(0, 0)), // medium
+    p(S(5552, 7), Reference, S(8776, 20), L(9, 145), L(0, 0)), // part-of
+    p(S(240, 7), Reference, S(8796, 49), L(1, 1), L(0, 0)), // patient
+    p(S(8845, 8), Date, S(8853, 22), L(0, 0), L(0, 0)), // received
+    p(S(8875, 9), Reference, S(8884, 23), L(420, 9), L(0, 0)), // recipient
+    p(S(8907, 6), Reference, S(8913, 20), L(429, 7), L(0, 0)), // sender
+    p(S(8933, 4), Date, S(8937, 18), L(0, 0), L(0, 0)), // sent
+    p(S(317, 6), Token, S(8955, 20), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(8975, 21), L(373, 2), L(0, 0)), // subject
     // CommunicationRequest
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(24157, 8), S(24165, 65), Date, S(24230, 31), L(0, 0), L(0, 0)), // authored
-    p(S(6596, 8), S(24261, 65), Reference, S(24326, 28), L(9, 145), L(0, 0)), // based-on
-    p(S(3851, 8), S(24354, 65), Token, S(24419, 29), L(0, 0), L(0, 0)), // category
-    p(S(14313, 9), S(24448, 66), Reference, S(24514, 30), L(358, 1), L(0, 0)), // encounter
-    p(S(24544, 16), S(24560, 73), Token, S(24633, 36), L(0, 0), L(0, 0)), // group-identifier
-    p(S(642, 10), S(24669, 67), Token, S(24736, 31), L(0, 0), L(0, 0)), // identifier
-    p(S(23401, 6), S(24767, 63), Token, S(24830, 27), L(0, 0), L(0, 0)), // medium
-    p(S(16215, 10), S(24857, 67), Date, S(24924, 45), L(0, 0), L(0, 0)), // occurrence
-    p(S(855, 7), S(24969, 64), Reference, S(25033, 56), L(1, 1), L(0, 0)), // patient
-    p(S(19490, 8), S(25089, 65), Token, S(25154, 29), L(0, 0), L(0, 0)), // priority
-    p(S(23754, 9), S(25183, 66), Reference, S(25249, 30), L(420, 9), L(0, 0)), // recipient
-    p(S(14986, 8), S(25279, 65), Reference, S(25344, 29), L(436, 1), L(0, 0)), // replaces
-    p(S(25373, 9), S(25382, 66), Reference, S(25448, 30), L(332, 6), L(0, 0)), // requester
-    p(S(23845, 6), S(25478, 63), Reference, S(25541, 27), L(429, 7), L(0, 0)), // sender
-    p(S(1033, 6), S(25568, 63), Token, S(25631, 27), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(25658, 64), Reference, S(25722, 28), L(373, 2), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(8996, 8), Date, S(9004, 31), L(0, 0), L(0, 0)), // authored
+    p(S(2536, 8), Reference, S(9035, 28), L(9, 145), L(0, 0)), // based-on
+    p(S(1506, 8), Token, S(9063, 29), L(0, 0), L(0, 0)), // category
+    p(S(5376, 9), Reference, S(9092, 30), L(358, 1), L(0, 0)), // encounter
+    p(S(9122, 16), Token, S(9138, 36), L(0, 0), L(0, 0)), // group-identifier
+    p(S(178, 10), Token, S(9174, 31), L(0, 0), L(0, 0)), // identifier
+    p(S(8750, 6), Token, S(9205, 27), L(0, 0), L(0, 0)), // medium
+    p(S(6077, 10), Date, S(9232, 45), L(0, 0), L(0, 0)), // occurrence
+    p(S(240, 7), Reference, S(9277, 56), L(1, 1), L(0, 0)), // patient
+    p(S(7196, 8), Token, S(9333, 29), L(0, 0), L(0, 0)), // priority
+    p(S(8875, 9), Reference, S(9362, 30), L(420, 9), L(0, 0)), // recipient
+    p(S(5661, 8), Reference, S(9392, 29), L(436, 1), L(0, 0)), // replaces
+    p(S(9421, 9), Reference, S(9430, 30), L(332, 6), L(0, 0)), // requester
+    p(S(8907, 6), Reference, S(9460, 27), L(429, 7), L(0, 0)), // sender
+    p(S(317, 6), Token, S(9487, 27), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(9514, 28), L(373, 2), L(0, 0)), // subject
     // CompartmentDefinition
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(5114, 4), S(25750, 62), Token, S(25812, 26), L(0, 0), L(0, 0)), // code
-    p(S(1386, 7), S(11432, 55), Token, S(25838, 59), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(11544, 64), Quantity, S(25897, 104), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(11708, 60), Token, S(26001, 37), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(11803, 69), Composite, S(26038, 32), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(11902, 66), Composite, S(26038, 32), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(11968, 52), Date, S(26070, 26), L(0, 0), L(0, 0)), // date
-    p(S(2433, 11), S(12044, 59), String, S(26096, 33), L(0, 0), L(0, 0)), // description
-    p(S(724, 4), S(12623, 52), String, S(26129, 26), L(0, 0), L(0, 0)), // name
-    p(S(3079, 9), S(12699, 57), String, S(26155, 31), L(0, 0), L(0, 0)), // publisher
-    p(S(12785, 8), S(26186, 66), Token, S(26252, 35), L(0, 0), L(0, 0)), // resource
-    p(S(1033, 6), S(13258, 54), Token, S(26287, 28), L(0, 0), L(0, 0)), // status
-    p(S(3584, 3), S(13556, 51), Uri, S(26315, 25), L(0, 0), L(0, 0)), // url
-    p(S(3667, 7), S(13630, 55), Token, S(26340, 29), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1943, 4), Token, S(9542, 26), L(0, 0), L(0, 0)), // code
+    p(S(455, 7), Token, S(9568, 59), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(9627, 104), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(9731, 37), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(9768, 32), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(9768, 32), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(9800, 26), L(0, 0), L(0, 0)), // date
+    p(S(962, 11), String, S(9826, 33), L(0, 0), L(0, 0)), // description
+    p(S(206, 4), String, S(9859, 26), L(0, 0), L(0, 0)), // name
+    p(S(1221, 9), String, S(9885, 31), L(0, 0), L(0, 0)), // publisher
+    p(S(4799, 8), Token, S(9916, 35), L(0, 0), L(0, 0)), // resource
+    p(S(317, 6), Token, S(9951, 28), L(0, 0), L(0, 0)), // status
+    p(S(1417, 3), Uri, S(9979, 25), L(0, 0), L(0, 0)), // url
+    p(S(1442, 7), Token, S(10004, 29), L(0, 0), L(0, 0)), // version
     // Composition
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(26369, 8), S(26377, 56), Reference, S(26433, 26), L(338, 5), L(0, 0)), // attester
-    p(S(10334, 6), S(26459, 54), Reference, S(26513, 18), L(332, 6), L(0, 0)), // author
-    p(S(3851, 8), S(26531, 56), Token, S(26587, 20), L(0, 0), L(0, 0)), // category
-    p(S(26607, 15), S(26622, 63), Token, S(26685, 27), L(0, 0), L(0, 0)), // confidentiality
-    p(S(1386, 7), S(26712, 55), Token, S(26767, 22), L(0, 0), L(0, 0)), // context
-    p(S(2026, 4), S(5337, 49), Date, S(26789, 16), L(0, 0), L(0, 0)), // date
-    p(S(14313, 9), S(26805, 54), Reference, S(26859, 21), L(437, 2), L(0, 0)), // encounter
-    p(S(26880, 5), S(26885, 53), Reference, S(26938, 25), L(9, 145), L(0, 0)), // entry
-    p(S(642, 10), S(5417, 55), Token, S(26963, 22), L(0, 0), L(0, 0)), // identifier
-    p(S(855, 7), S(5827, 52), Reference, S(26985, 47), L(1, 1), L(0, 0)), // patient
-    p(S(956, 6), S(27032, 54), Date, S(27086, 24), L(0, 0), L(0, 0)), // period
-    p(S(27110, 10), S(27120, 58), Token, S(27178, 44), L(0, 0), L(0, 0)), // related-id
-    p(S(27222, 11), S(27233, 59), Reference, S(27292, 43), L(343, 1), L(0, 0)), // related-ref
-    p(S(27335, 7), S(27342, 55), Token, S(27397, 24), L(0, 0), L(0, 0)), // section
-    p(S(1033, 6), S(27421, 54), Token, S(27475, 18), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(27493, 55), Reference, S(27548, 19), L(9, 145), L(0, 0)), // subject
-    p(S(3406, 5), S(27567, 53), String, S(27620, 17), L(0, 0), L(0, 0)), // title
-    p(S(1176, 4), S(6200, 49), Token, S(27637, 16), L(0, 0), L(0, 0)), // type
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(10033, 8), Reference, S(10041, 26), L(338, 5), L(0, 0)), // attester
+    p(S(3976, 6), Reference, S(10067, 18), L(332, 6), L(0, 0)), // author
+    p(S(1506, 8), Token, S(10085, 20), L(0, 0), L(0, 0)), // category
+    p(S(10105, 15), Token, S(10120, 27), L(0, 0), L(0, 0)), // confidentiality
+    p(S(455, 7), Token, S(10147, 22), L(0, 0), L(0, 0)), // context
+    p(S(746, 4), Date, S(10169, 16), L(0, 0), L(0, 0)), // date
+    p(S(5376, 9), Reference, S(10185, 21), L(437, 2), L(0, 0)), // encounter
+    p(S(10206, 5), Reference, S(10211, 25), L(9, 145), L(0, 0)), // entry
+    p(S(178, 10), Token, S(10236, 22), L(0, 0), L(0, 0)), // identifier
+    p(S(240, 7), Reference, S(10258, 47), L(1, 1), L(0, 0)), // patient
+    p(S(290, 6), Date, S(10305, 24), L(0, 0), L(0, 0)), // period
+    p(S(10329, 10), Token, S(10339, 44), L(0, 0), L(0, 0)), // related-id
+    p(S(10383, 11), Reference, S(10394, 43), L(343, 1), L(0, 0)), // related-ref
+    p(S(10437, 7), Token, S(10444, 24), L(0, 0), L(0, 0)), // section
+    p(S(317, 6), Token, S(10468, 18), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(10486, 19), L(9, 145), L(0, 0)), // subject
+    p(S(1359, 5), String, S(10505, 17), L(0, 0), L(0, 0)), // title
+    p(S(359, 4), Token, S(10522, 16), L(0, 0), L(0, 0)), // type
     // ConceptMap
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(1386, 7), S(11432, 55), Token, S(27653, 48), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(11544, 64), Quantity, S(27701, 82), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(11708, 60), Token, S(27783, 26), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(11803, 69), Composite, S(27809, 21), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(11902, 66), Composite, S(27809, 21), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(11968, 52), Date, S(27830, 15), L(0, 0), L(0, 0)), // date
-    p(S(27845, 9), S(27854, 56), Uri, S(27910, 50), L(0, 0), L(0, 0)), // dependson
-    p(S(2433, 11), S(12044, 59), String, S(27960, 22), L(0, 0), L(0, 0)), // description
-    p(S(642, 10), S(22420, 58), Token, S(27982, 21), L(0, 0), L(0, 0)), // identifier
-    p(S(2741, 12), S(12438, 60), Token, S(28003, 23), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(724, 4), S(12623, 52), String, S(28026, 15), L(0, 0), L(0, 0)), // name
-    p(S(28041, 5), S(28046, 52), Reference, S(28098, 29), L(439, 1), L(0, 0)), // other
-    p(S(28127, 7), S(28134, 54), Uri, S(28188, 48), L(0, 0), L(0, 0)), // product
-    p(S(3079, 9), S(12699, 57), String, S(28236, 20), L(0, 0), L(0, 0)), // publisher
-    p(S(10104, 6), S(28256, 53), Reference, S(28309, 32), L(440, 1), L(0, 0)), // source
-    p(S(28341, 11), S(28352, 58), Token, S(28410, 29), L(0, 0), L(0, 0)), // source-code
-    p(S(28439, 13), S(28452, 60), Uri, S(28512, 23), L(0, 0), L(0, 0)), // source-system
-    p(S(28535, 10), S(28545, 57), Reference, S(28602, 26), L(440, 1), L(0, 0)), // source-uri
-    p(S(1033, 6), S(13258, 54), Token, S(28628, 17), L(0, 0), L(0, 0)), // status
-    p(S(28645, 6), S(28651, 53), Reference, S(28704, 32), L(440, 1), L(0, 0)), // target
-    p(S(28736, 11), S(28747, 58), Token, S(28805, 36), L(0, 0), L(0, 0)), // target-code
-    p(S(28841, 13), S(28854, 60), Uri, S(28914, 23), L(0, 0), L(0, 0)), // target-system
-    p(S(28937, 10), S(28947, 57), Reference, S(29004, 26), L(440, 1), L(0, 0)), // target-uri
-    p(S(3406, 5), S(13478, 53), String, S(29030, 16), L(0, 0), L(0, 0)), // title
-    p(S(3584, 3), S(13556, 51), Uri, S(29046, 14), L(0, 0), L(0, 0)), // url
-    p(S(3667, 7), S(13630, 55), Token, S(29060, 18), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(455, 7), Token, S(10538, 48), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(10586, 82), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(10668, 26), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(10694, 21), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(10694, 21), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(10715, 15), L(0, 0), L(0, 0)), // date
+    p(S(10730, 9), Uri, S(10739, 50), L(0, 0), L(0, 0)), // dependson
+    p(S(962, 11), String, S(10789, 22), L(0, 0), L(0, 0)), // description
+    p(S(178, 10), Token, S(10811, 21), L(0, 0), L(0, 0)), // identifier
+    p(S(1075, 12), Token, S(10832, 23), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(206, 4), String, S(10855, 15), L(0, 0), L(0, 0)), // name
+    p(S(10870, 5), Reference, S(10875, 29), L(439, 1), L(0, 0)), // other
+    p(S(10904, 7), Uri, S(10911, 48), L(0, 0), L(0, 0)), // product
+    p(S(1221, 9), String, S(10959, 20), L(0, 0), L(0, 0)), // publisher
+    p(S(3904, 6), Reference, S(10979, 32), L(440, 1), L(0, 0)), // source
+    p(S(11011, 11), Token, S(11022, 29), L(0, 0), L(0, 0)), // source-code
+    p(S(11051, 13), Uri, S(11064, 23), L(0, 0), L(0, 0)), // source-system
+    p(S(11087, 10), Reference, S(11097, 26), L(440, 1), L(0, 0)), // source-uri
+    p(S(317, 6), Token, S(11123, 17), L(0, 0), L(0, 0)), // status
+    p(S(11140, 6), Reference, S(11146, 32), L(440, 1), L(0, 0)), // target
+    p(S(11178, 11), Token, S(11189, 36), L(0, 0), L(0, 0)), // target-code
+    p(S(11225, 13), Uri, S(11238, 23), L(0, 0), L(0, 0)), // target-system
+    p(S(11261, 10), Reference, S(11271, 26), L(440, 1), L(0, 0)), // target-uri
+    p(S(1359, 5), String, S(11297, 16), L(0, 0), L(0, 0)), // title
+    p(S(1417, 3), Uri, S(11313, 14), L(0, 0), L(0, 0)), // url
+    p(S(1442, 7), Token, S(11327, 18), L(0, 0), L(0, 0)), // version
     // Condition
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(29078, 13), S(29091, 59), Quantity, S(29150, 59), L(0, 0), L(0, 0)), // abatement-age
-    p(S(29209, 14), S(29223, 60), Date, S(29283, 65), L(0, 0), L(0, 0)), // abatement-date
-    p(S(29348, 16), S(29364, 62), String, S(29426, 30), L(0, 0), L(0, 0)), // abatement-string
-    p(S(4808, 8), S(29456, 54), Reference, S(29510, 18), L(300, 4), L(0, 0)), // asserter
-    p(S(29528, 9), S(29537, 55), Token, S(29592, 18), L(0, 0), L(0, 0)), // body-site
-    p(S(3851, 8), S(29610, 54), Token, S(29664, 18), L(0, 0), L(0, 0)), // category
-    p(S(4996, 15), S(29682, 61), Token, S(29743, 24), L(0, 0), L(0, 0)), // clinical-status
-    p(S(5114, 4), S(5118, 49), Token, S(29767, 14), L(0, 0), L(0, 0)), // code
-    p(S(14313, 9), S(29781, 55), Reference, S(29836, 19), L(358, 1), L(0, 0)), // encounter
-    p(S(29855, 8), S(29863, 54), Token, S(29917, 23), L(0, 0), L(0, 0)), // evidence
-    p(S(29940, 15), S(29955, 61), Reference, S(30016, 25), L(9, 145), L(0, 0)), // evidence-detail
-    p(S(642, 10), S(5417, 55), Token, S(30041, 20), L(0, 0), L(0, 0)), // identifier
-    p(S(30061, 9), S(30070, 55), Quantity, S(30125, 51), L(0, 0), L(0, 0)), // onset-age
-    p(S(30176, 10), S(30186, 56), Date, S(30242, 57), L(0, 0), L(0, 0)), // onset-date
-    p(S(30299, 10), S(30309, 56), String, S(30365, 26), L(0, 0), L(0, 0)), // onset-info
-    p(S(855, 7), S(5827, 52), Reference, S(30391, 45), L(1, 1), L(0, 0)), // patient
-    p(S(30436, 13), S(30449, 59), Date, S(30508, 22), L(0, 0), L(0, 0)), // recorded-date
-    p(S(4467, 8), S(30530, 54), Token, S(30584, 18), L(0, 0), L(0, 0)), // severity
-    p(S(30602, 5), S(30607, 51), Token, S(30658, 23), L(0, 0), L(0, 0)), // stage
-    p(S(1103, 7), S(30681, 53), Reference, S(30734, 17), L(373, 2), L(0, 0)), // subject
-    p(S(6272, 19), S(30751, 65), Token, S(30816, 28), L(0, 0), L(0, 0)), // verification-status
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(11345, 13), Quantity, S(11358, 59), L(0, 0), L(0, 0)), // abatement-age
+    p(S(11417, 14), Date, S(11431, 65), L(0, 0), L(0, 0)), // abatement-date
+    p(S(11496, 16), String, S(11512, 30), L(0, 0), L(0, 0)), // abatement-string
+    p(S(1833, 8), Reference, S(11542, 18), L(300, 4), L(0, 0)), // asserter
+    p(S(11560, 9), Token, S(11569, 18), L(0, 0), L(0, 0)), // body-site
+    p(S(1506, 8), Token, S(11587, 18), L(0, 0), L(0, 0)), // category
+    p(S(1895, 15), Token, S(11605, 24), L(0, 0), L(0, 0)), // clinical-status
+    p(S(1943, 4), Token, S(11629, 14), L(0, 0), L(0, 0)), // code
+    p(S(5376, 9), Reference, S(11643, 19), L(358, 1), L(0, 0)), // encounter
+    p(S(11662, 8), Token, S(11670, 23), L(0, 0), L(0, 0)), // evidence
+    p(S(11693, 15), Reference, S(11708, 25), L(9, 145), L(0, 0)), // evidence-detail
+    p(S(178, 10), Token, S(11733, 20), L(0, 0), L(0, 0)), // identifier
+    p(S(11753, 9), Quantity, S(11762, 51), L(0, 0), L(0, 0)), // onset-age
+    p(S(11813, 10), Date, S(11823, 57), L(0, 0), L(0, 0)), // onset-date
+    p(S(11880, 10), String, S(11890, 26), L(0, 0), L(0, 0)), // onset-info
+    p(S(240, 7), Reference, S(11916, 45), L(1, 1), L(0, 0)), // patient
+    p(S(11961, 13), Date, S(11974, 22), L(0, 0), L(0, 0)), // recorded-date
+    p(S(1717, 8), Token, S(11996, 18), L(0, 0), L(0, 0)), // severity
+    p(S(12014, 5), Token, S(12019, 23), L(0, 0), L(0, 0)), // stage
+    p(S(337, 7), Reference, S(12042, 17), L(373, 2), L(0, 0)), // subject
+    p(S(2403, 19), Token, S(12059, 28), L(0, 0), L(0, 0)), // verification-status
     // Consent
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(8786, 6), S(30844, 50), Token, S(30894, 24), L(0, 0), L(0, 0)), // action
-    p(S(6402, 5), S(30918, 49), Reference, S(30967, 33), L(441, 8), L(0, 0)), // actor
-    p(S(3851, 8), S(31000, 52), Token, S(31052, 16), L(0, 0), L(0, 0)), // category
-    p(S(31068, 9), S(31077, 53), Reference, S(31130, 17), L(338, 5), L(0, 0)), // consentor
-    p(S(31147, 4), S(31151, 48), Reference, S(31199, 32), L(9, 145), L(0, 0)), // data
-    p(S(2026, 4), S(5337, 49), Date, S(31231, 16), L(0, 0), L(0, 0)), // date
-    p(S(642, 10), S(5417, 55), Token, S(31247, 18), L(0, 0), L(0, 0)), // identifier
-    p(S(31265, 12), S(31277, 56), Reference, S(31333, 20), L(0, 1), L(0, 0)), // organization
-    p(S(855, 7), S(5827, 52), Reference, S(31353, 15), L(1, 1), L(0, 0)), // patient
-    p(S(956, 6), S(31368, 50), Date, S(31418, 24), L(0, 0), L(0, 0)), // period
-    p(S(31442, 7), S(31449, 51), Token, S(31500, 25), L(0, 0), L(0, 0)), // purpose
-    p(S(31525, 5), S(31530, 49), Token, S(31579, 13), L(0, 0), L(0, 0)), // scope
-    p(S(31592, 14), S(31606, 58), Token, S(31664, 31), L(0, 0), L(0, 0)), // security-label
-    p(S(31695, 16), S(31711, 60), Reference, S(31771, 14), L(449, 4), L(0, 0)), // source-reference
-    p(S(1033, 6), S(31785, 50), Token, S(31835, 14), L(0, 0), L(0, 0)), // status
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(3401, 6), Token, S(12087, 24), L(0, 0), L(0, 0)), // action
+    p(S(2459, 5), Reference, S(12111, 33), L(441, 8), L(0, 0)), // actor
+    p(S(1506, 8), Token, S(12144, 16), L(0, 0), L(0, 0)), // category
+    p(S(12160, 9), Reference, S(12169, 17), L(338, 5), L(0, 0)), // consentor
+    p(S(12186, 4), Reference, S(12190, 32), L(9, 145), L(0, 0)), // data
+    p(S(746, 4), Date, S(12222, 16), L(0, 0), L(0, 0)), // date
+    p(S(178, 10), Token, S(12238, 18), L(0, 0), L(0, 0)), // identifier
+    p(S(12256, 12), Reference, S(12268, 20), L(0, 1), L(0, 0)), // organization
+    p(S(240, 7), Reference, S(12288, 15), L(1, 1), L(0, 0)), // patient
+    p(S(290, 6), Date, S(12303, 24), L(0, 0), L(0, 0)), // period
+    p(S(12327, 7), Token, S(12334, 25), L(0, 0), L(0, 0)), // purpose
+    p(S(12359, 5), Token, S(12364, 13), L(0, 0), L(0, 0)), // scope
+    p(S(12377, 14), Token, S(12391, 31), L(0, 0), L(0, 0)), // security-label
+    p(S(12422, 16), Reference, S(12438, 14), L(449, 4), L(0, 0)), // source-reference
+    p(S(317, 6), Token, S(12452, 14), L(0, 0), L(0, 0)), // status
     // Contract
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(31849, 9), S(31858, 54), Reference, S(31912, 18), L(0, 1), L(0, 0)), // authority
-    p(S(31930, 6), S(31936, 51), Reference, S(31987, 15), L(299, 1), L(0, 0)), // domain
-    p(S(642, 10), S(32002, 55), Token, S(32057, 19), L(0, 0), L(0, 0)), // identifier
-    p(S(32076, 12), S(32088, 57), Uri, S(32145, 24), L(0, 0), L(0, 0)), // instantiates
-    p(S(32169, 6), S(32175, 51), Date, S(32226, 15), L(0, 0), L(0, 0)), // issued
-    p(S(855, 7), S(32241, 52), Reference, S(32293, 44), L(1, 1), L(0, 0)), // patient
-    p(S(32337, 6), S(32343, 51), Reference, S(32394, 21), L(338, 5), L(0, 0)), // signer
-    p(S(1033, 6), S(32415, 51), Token, S(32466, 15), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(32481, 52), Reference, S(32533, 16), L(9, 145), L(0, 0)), // subject
-    p(S(3584, 3), S(32549, 48), Uri, S(32597, 12), L(0, 0), L(0, 0)), // url
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(12466, 9), Reference, S(12475, 18), L(0, 1), L(0, 0)), // authority
+    p(S(12493, 6), Reference, S(12499, 15), L(299, 1), L(0, 0)), // domain
+    p(S(178, 10), Token, S(12514, 19), L(0, 0), L(0, 0)), // identifier
+    p(S(12533, 12), Uri, S(12545, 24), L(0, 0), L(0, 0)), // instantiates
+    p(S(12569, 6), Date, S(12575, 15), L(0, 0), L(0, 0)), // issued
+    p(S(240, 7), Reference, S(12590, 44), L(1, 1), L(0, 0)), // patient
+    p(S(12634, 6), Reference, S(12640, 21), L(338, 5), L(0, 0)), // signer
+    p(S(317, 6), Token, S(12661, 15), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(12676, 16), L(9, 145), L(0, 0)), // subject
+    p(S(1417, 3), Uri, S(12692, 12), L(0, 0), L(0, 0)), // url
     // Coverage
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(32609, 11), S(32620, 56), Reference, S(32676, 20), L(1, 1), L(0, 0)), // beneficiary
-    p(S(32696, 10), S(32706, 55), Token, S(32761, 19), L(0, 0), L(0, 0)), // class-type
-    p(S(32780, 11), S(32791, 56), String, S(32847, 20), L(0, 0), L(0, 0)), // class-value
-    p(S(32867, 9), S(32876, 54), String, S(32930, 18), L(0, 0), L(0, 0)), // dependent
-    p(S(642, 10), S(32948, 55), Token, S(33003, 19), L(0, 0), L(0, 0)), // identifier
-    p(S(855, 7), S(33022, 52), Reference, S(32676, 20), L(1, 1), L(0, 0)), // patient
-    p(S(33074, 5), S(33079, 50), Reference, S(33129, 14), L(453, 3), L(0, 0)), // payor
-    p(S(33143, 13), S(33156, 58), Reference, S(33214, 21), L(453, 3), L(0, 0)), // policy-holder
-    p(S(1033, 6), S(33235, 51), Token, S(33286, 15), L(0, 0), L(0, 0)), // status
-    p(S(33301, 10), S(33311, 55), Reference, S(33366, 19), L(456, 2), L(0, 0)), // subscriber
-    p(S(1176, 4), S(33385, 49), Token, S(33434, 13), L(0, 0), L(0, 0)), // type
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(12704, 11), Reference, S(12715, 20), L(1, 1), L(0, 0)), // beneficiary
+    p(S(12735, 10), Token, S(12745, 19), L(0, 0), L(0, 0)), // class-type
+    p(S(12764, 11), String, S(12775, 20), L(0, 0), L(0, 0)), // class-value
+    p(S(12795, 9), String, S(12804, 18), L(0, 0), L(0, 0)), // dependent
+    p(S(178, 10), Token, S(12822, 19), L(0, 0), L(0, 0)), // identifier
+    p(S(240, 7), Reference, S(12715, 20), L(1, 1), L(0, 0)), // patient
+    p(S(12841, 5), Reference, S(12846, 14), L(453, 3), L(0, 0)), // payor
+    p(S(12860, 13), Reference, S(12873, 21), L(453, 3), L(0, 0)), // policy-holder
+    p(S(317, 6), Token, S(12894, 15), L(0, 0), L(0, 0)), // status
+    p(S(12909, 10), Reference, S(12919, 19), L(456, 2), L(0, 0)), // subscriber
+    p(S(359, 4), Token, S(12938, 13), L(0, 0), L(0, 0)), // type
     // CoverageEligibilityRequest
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(10456, 7), S(33447, 70), Date, S(33517, 34), L(0, 0), L(0, 0)), // created
-    p(S(15956, 7), S(33551, 70), Reference, S(33621, 34), L(403, 2), L(0, 0)), // enterer
-    p(S(19078, 8), S(33655, 71), Reference, S(33726, 35), L(299, 1), L(0, 0)), // facility
-    p(S(642, 10), S(33761, 73), Token, S(33834, 37), L(0, 0), L(0, 0)), // identifier
-    p(S(855, 7), S(33871, 70), Reference, S(33941, 34), L(1, 1), L(0, 0)), // patient
-    p(S(19649, 8), S(33975, 71), Reference, S(34046, 35), L(399, 3), L(0, 0)), // provider
-    p(S(1033, 6), S(34081, 69), Token, S(34150, 33), L(0, 0), L(0, 0)), // status
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(4004, 7), Date, S(12951, 34), L(0, 0), L(0, 0)), // created
+    p(S(5991, 7), Reference, S(12985, 34), L(403, 2), L(0, 0)), // enterer
+    p(S(7081, 8), Reference, S(13019, 35), L(299, 1), L(0, 0)), // facility
+    p(S(178, 10), Token, S(13054, 37), L(0, 0), L(0, 0)), // identifier
+    p(S(240, 7), Reference, S(13091, 34), L(1, 1), L(0, 0)), // patient
+    p(S(7250, 8), Reference, S(13125, 35), L(399, 3), L(0, 0)), // provider
+    p(S(317, 6), Token, S(13160, 33), L(0, 0), L(0, 0)), // status
     // CoverageEligibilityResponse
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(10456, 7), S(34183, 71), Date, S(34254, 35), L(0, 0), L(0, 0)), // created
-    p(S(20015, 11), S(34289, 75), String, S(34364, 39), L(0, 0), L(0, 0)), // disposition
-    p(S(642, 10), S(34403, 74), Token, S(34477, 38), L(0, 0), L(0, 0)), // identifier
-    p(S(19218, 7), S(34515, 71), Reference, S(34586, 35), L(0, 1), L(0, 0)), // insurer
-    p(S(9711, 7), S(34621, 71), Token, S(34692, 35), L(0, 0), L(0, 0)), // outcome
-    p(S(855, 7), S(34727, 71), Reference, S(34798, 35), L(1, 1), L(0, 0)), // patient
-    p(S(20530, 7), S(34833, 71), Reference, S(34904, 35), L(458, 1), L(0, 0)), // request
-    p(S(20615, 9), S(34939, 73), Reference, S(35012, 37), L(399, 3), L(0, 0)), // requestor
-    p(S(1033, 6), S(35049, 70), Token, S(35119, 34), L(0, 0), L(0, 0)), // status
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(4004, 7), Date, S(13193, 35), L(0, 0), L(0, 0)), // created
+    p(S(7361, 11), String, S(13228, 39), L(0, 0), L(0, 0)), // disposition
+    p(S(178, 10), Token, S(13267, 38), L(0, 0), L(0, 0)), // identifier
+    p(S(7119, 7), Reference, S(13305, 35), L(0, 1), L(0, 0)), // insurer
+    p(S(3723, 7), Token, S(13340, 35), L(0, 0), L(0, 0)), // outcome
+    p(S(240, 7), Reference, S(13375, 35), L(1, 1), L(0, 0)), // patient
+    p(S(7522, 7), Reference, S(13410, 35), L(458, 1), L(0, 0)), // request
+    p(S(7550, 9), Reference, S(13445, 37), L(399, 3), L(0, 0)), // requestor
+    p(S(317, 6), Token, S(13482, 34), L(0, 0), L(0, 0)), // status
     // DetectedIssue
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(10334, 6), S(35153, 56), Reference, S(35209, 20), L(459, 3), L(0, 0)), // author
-    p(S(5114, 4), S(35229, 54), Token, S(35283, 18), L(0, 0), L(0, 0)), // code
-    p(S(35301, 10), S(35311, 60), Date, S(35371, 24), L(0, 0), L(0, 0)), // identified
-    p(S(642, 10), S(5417, 55), Token, S(35395, 24), L(0, 0), L(0, 0)), // identifier
-    p(S(35419, 10), S(35429, 60), Reference, S(35489, 24), L(9, 145), L(0, 0)), // implicated
-    p(S(855, 7), S(5827, 52), Reference, S(35513, 21), L(1, 1), L(0, 0)), // patient
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(3976, 6), Reference, S(13516, 20), L(459, 3), L(0, 0)), // author
+    p(S(1943, 4), Token, S(13536, 18), L(0, 0), L(0, 0)), // code
+    p(S(13554, 10), Date, S(13564, 24), L(0, 0), L(0, 0)), // identified
+    p(S(178, 10), Token, S(13588, 24), L(0, 0), L(0, 0)), // identifier
+    p(S(13612, 10), Reference, S(13622, 24), L(9, 145), L(0, 0)), // implicated
+    p(S(240, 7), Reference, S(13646, 21), L(1, 1), L(0, 0)), // patient
     // Device
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(35534, 11), S(35545, 54), String, S(35599, 70), L(0, 0), L(0, 0)), // device-name
-    p(S(642, 10), S(35669, 53), Token, S(35722, 17), L(0, 0), L(0, 0)), // identifier
-    p(S(4084, 8), S(35739, 51), Reference, S(35790, 15), L(299, 1), L(0, 0)), // location
-    p(S(35805, 12), S(35817, 55), String, S(35872, 19), L(0, 0), L(0, 0)), // manufacturer
-    p(S(35891, 5), S(35896, 48), String, S(35944, 18), L(0, 0), L(0, 0)), // model
-    p(S(31265, 12), S(35962, 55), Reference, S(36017, 12), L(0, 1), L(0, 0)), // organization
-    p(S(855, 7), S(36029, 50), Reference, S(36079, 14), L(1, 1), L(0, 0)), // patient
-    p(S(1033, 6), S(36093, 49), Token, S(36142, 13), L(0, 0), L(0, 0)), // status
-    p(S(1176, 4), S(36155, 47), Token, S(36202, 11), L(0, 0), L(0, 0)), // type
-    p(S(36213, 11), S(36224, 54), String, S(36278, 28), L(0, 0), L(0, 0)), // udi-carrier
-    p(S(36306, 6), S(36312, 49), String, S(36361, 34), L(0, 0), L(0, 0)), // udi-di
-    p(S(3584, 3), S(36395, 46), Uri, S(36441, 10), L(0, 0), L(0, 0)), // url
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(13667, 11), String, S(13678, 70), L(0, 0), L(0, 0)), // device-name
+    p(S(178, 10), Token, S(13748, 17), L(0, 0), L(0, 0)), // identifier
+    p(S(1575, 8), Reference, S(13765, 15), L(299, 1), L(0, 0)), // location
+    p(S(13780, 12), String, S(13792, 19), L(0, 0), L(0, 0)), // manufacturer
+    p(S(13811, 5), String, S(13816, 18), L(0, 0), L(0, 0)), // model
+    p(S(12256, 12), Reference, S(13834, 12), L(0, 1), L(0, 0)), // organization
+    p(S(240, 7), Reference, S(13846, 14), L(1, 1), L(0, 0)), // patient
+    p(S(317, 6), Token, S(13860, 13), L(0, 0), L(0, 0)), // status
+    p(S(359, 4), Token, S(13873, 11), L(0, 0), L(0, 0)), // type
+    p(S(13884, 11), String, S(13895, 28), L(0, 0), L(0, 0)), // udi-carrier
+    p(S(13923, 6), String, S(13929, 34), L(0, 0), L(0, 0)), // udi-di
+    p(S(1417, 3), Uri, S(13963, 10), L(0, 0), L(0, 0)), // url
     // DeviceDefinition
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(642, 10), S(36451, 63), Token, S(36514, 27), L(0, 0), L(0, 0)), // identifier
-    p(S(36541, 6), S(36547, 59), Reference, S(36606, 29), L(462, 1), L(0, 0)), // parent
-    p(S(1176, 4), S(36635, 57), Token, S(36692, 21), L(0, 0), L(0, 0)), // type
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(178, 10), Token, S(13973, 27), L(0, 0), L(0, 0)), // identifier
+    p(S(14000, 6), Reference, S(14006, 29), L(462, 1), L(0, 0)), // parent
+    p(S(359, 4), Token, S(14035, 21), L(0, 0), L(0, 0)), // type
     // DeviceMetric
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(3851, 8), S(36713, 57), Token, S(36770, 21), L(0, 0), L(0, 0)), // category
-    p(S(642, 10), S(36791, 59), Token, S(36850, 23), L(0, 0), L(0, 0)), // identifier
-    p(S(36541, 6), S(36873, 55), Reference, S(36928, 19), L(402, 1), L(0, 0)), // parent
-    p(S(10104, 6), S(36947, 55), Reference, S(37002, 19), L(402, 1), L(0, 0)), // source
-    p(S(1176, 4), S(37021, 53), Token, S(37074, 17), L(0, 0), L(0, 0)), // type
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1506, 8), Token, S(14056, 21), L(0, 0), L(0, 0)), // category
+    p(S(178, 10), Token, S(14077, 23), L(0, 0), L(0, 0)), // identifier
+    p(S(14000, 6), Reference, S(14100, 19), L(402, 1), L(0, 0)), // parent
+    p(S(3904, 6), Reference, S(14119, 19), L(402, 1), L(0, 0)), // source
+    p(S(359, 4), Token, S(14138, 17), L(0, 0), L(0, 0)), // type
     // DeviceRequest
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(37091, 11), S(37102, 61), Date, S(37163, 24), L(0, 0), L(0, 0)), // authored-on
-    p(S(6596, 8), S(37187, 58), Reference, S(37245, 21), L(9, 145), L(0, 0)), // based-on
-    p(S(5114, 4), S(5118, 49), Token, S(37266, 39), L(0, 0), L(0, 0)), // code
-    p(S(37305, 6), S(37311, 56), Reference, S(37367, 33), L(402, 1), L(0, 0)), // device
-    p(S(14313, 9), S(26805, 54), Reference, S(37400, 23), L(437, 2), L(0, 0)), // encounter
-    p(S(37423, 10), S(37433, 60), Date, S(37493, 77), L(0, 0), L(0, 0)), // event-date
-    p(S(24544, 16), S(37570, 66), Token, S(37636, 29), L(0, 0), L(0, 0)), // group-identifier
-    p(S(642, 10), S(5417, 55), Token, S(37665, 24), L(0, 0), L(0, 0)), // identifier
-    p(S(14479, 22), S(37689, 72), Reference, S(37761, 35), L(463, 2), L(0, 0)), // instantiates-canonical
-    p(S(14598, 16), S(37796, 66), Uri, S(37862, 29), L(0, 0), L(0, 0)), // instantiates-uri
-    p(S(37891, 9), S(37900, 59), Reference, S(37959, 23), L(465, 2), L(0, 0)), // insurance
-    p(S(14699, 6), S(37982, 56), Token, S(38038, 20), L(0, 0), L(0, 0)), // intent
-    p(S(855, 7), S(5827, 52), Reference, S(38058, 49), L(1, 1), L(0, 0)), // patient
-    p(S(14889, 9), S(38107, 59), Reference, S(38166, 23), L(365, 8), L(0, 0)), // performer
-    p(S(38189, 13), S(38202, 63), Reference, S(38265, 26), L(9, 145), L(0, 0)), // prior-request
-    p(S(25373, 9), S(38291, 59), Reference, S(38350, 23), L(467, 4), L(0, 0)), // requester
-    p(S(1033, 6), S(38373, 56), Token, S(38429, 20), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(38449, 57), Reference, S(38506, 21), L(471, 4), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(14155, 11), Date, S(14166, 24), L(0, 0), L(0, 0)), // authored-on
+    p(S(2536, 8), Reference, S(14190, 21), L(9, 145), L(0, 0)), // based-on
+    p(S(1943, 4), Token, S(14211, 39), L(0, 0), L(0, 0)), // code
+    p(S(14250, 6), Reference, S(14256, 33), L(402, 1), L(0, 0)), // device
+    p(S(5376, 9), Reference, S(14289, 23), L(437, 2), L(0, 0)), // encounter
+    p(S(14312, 10), Date, S(14322, 77), L(0, 0), L(0, 0)), // event-date
+    p(S(9122, 16), Token, S(14399, 29), L(0, 0), L(0, 0)), // group-identifier
+    p(S(178, 10), Token, S(14428, 24), L(0, 0), L(0, 0)), // identifier
+    p(S(5439, 22), Reference, S(14452, 35), L(463, 2), L(0, 0)), // instantiates-canonical
+    p(S(5491, 16), Uri, S(14487, 29), L(0, 0), L(0, 0)), // instantiates-uri
+    p(S(14516, 9), Reference, S(14525, 23), L(465, 2), L(0, 0)), // insurance
+    p(S(5531, 6), Token, S(14548, 20), L(0, 0), L(0, 0)), // intent
+    p(S(240, 7), Reference, S(14568, 49), L(1, 1), L(0, 0)), // patient
+    p(S(5618, 9), Reference, S(14617, 23), L(365, 8), L(0, 0)), // performer
+    p(S(14640, 13), Reference, S(14653, 26), L(9, 145), L(0, 0)), // prior-request
+    p(S(9421, 9), Reference, S(14679, 23), L(467, 4), L(0, 0)), // requester
+    p(S(317, 6), Token, S(14702, 20), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(14722, 21), L(471, 4), L(0, 0)), // subject
     // DeviceUseStatement
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(37305, 6), S(38527, 61), Reference, S(38588, 25), L(402, 1), L(0, 0)), // device
-    p(S(642, 10), S(38613, 65), Token, S(38678, 29), L(0, 0), L(0, 0)), // identifier
-    p(S(855, 7), S(5827, 52), Reference, S(38707, 26), L(1, 1), L(0, 0)), // patient
-    p(S(1103, 7), S(38733, 62), Reference, S(38707, 26), L(373, 2), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(14250, 6), Reference, S(14743, 25), L(402, 1), L(0, 0)), // device
+    p(S(178, 10), Token, S(14768, 29), L(0, 0), L(0, 0)), // identifier
+    p(S(240, 7), Reference, S(14797, 26), L(1, 1), L(0, 0)), // patient
+    p(S(337, 7), Reference, S(14797, 26), L(373, 2), L(0, 0)), // subject
     // DiagnosticReport
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(6596, 8), S(38795, 61), Reference, S(38856, 24), L(475, 5), L(0, 0)), // based-on
-    p(S(3851, 8), S(38880, 61), Token, S(38941, 25), L(0, 0), L(0, 0)), // category
-    p(S(5114, 4), S(5118, 49), Token, S(38966, 21), L(0, 0), L(0, 0)), // code
-    p(S(38987, 10), S(38997, 63), Token, S(39060, 31), L(0, 0), L(0, 0)), // conclusion
-    p(S(2026, 4), S(5337, 49), Date, S(39091, 26), L(0, 0), L(0, 0)), // date
-    p(S(14313, 9), S(26805, 54), Reference, S(39117, 26), L(437, 2), L(0, 0)), // encounter
-    p(S(642, 10), S(5417, 55), Token, S(39143, 27), L(0, 0), L(0, 0)), // identifier
-    p(S(32169, 6), S(39170, 59), Date, S(39229, 23), L(0, 0), L(0, 0)), // issued
-    p(S(39252, 5), S(39257, 58), Reference, S(39315, 27), L(480, 1), L(0, 0)), // media
-    p(S(855, 7), S(5827, 52), Reference, S(39342, 52), L(1, 1), L(0, 0)), // patient
-    p(S(14889, 9), S(39394, 62), Reference, S(39456, 26), L(481, 4), L(0, 0)), // performer
-    p(S(39482, 6), S(39488, 59), Reference, S(39547, 23), L(485, 1), L(0, 0)), // result
-    p(S(39570, 19), S(39589, 72), Reference, S(39661, 35), L(481, 4), L(0, 0)), // results-interpreter
-    p(S(39696, 8), S(39704, 61), Reference, S(39765, 25), L(486, 1), L(0, 0)), // specimen
-    p(S(1033, 6), S(39790, 59), Token, S(39849, 23), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(39872, 60), Reference, S(39932, 24), L(471, 4), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(2536, 8), Reference, S(14823, 24), L(475, 5), L(0, 0)), // based-on
+    p(S(1506, 8), Token, S(14847, 25), L(0, 0), L(0, 0)), // category
+    p(S(1943, 4), Token, S(14872, 21), L(0, 0), L(0, 0)), // code
+    p(S(14893, 10), Token, S(14903, 31), L(0, 0), L(0, 0)), // conclusion
+    p(S(746, 4), Date, S(14934, 26), L(0, 0), L(0, 0)), // date
+    p(S(5376, 9), Reference, S(14960, 26), L(437, 2), L(0, 0)), // encounter
+    p(S(178, 10), Token, S(14986, 27), L(0, 0), L(0, 0)), // identifier
+    p(S(12569, 6), Date, S(15013, 23), L(0, 0), L(0, 0)), // issued
+    p(S(15036, 5), Reference, S(15041, 27), L(480, 1), L(0, 0)), // media
+    p(S(240, 7), Reference, S(15068, 52), L(1, 1), L(0, 0)), // patient
+    p(S(5618, 9), Reference, S(15120, 26), L(481, 4), L(0, 0)), // performer
+    p(S(15146, 6), Reference, S(15152, 23), L(485, 1), L(0, 0)), // result
+    p(S(15175, 19), Reference, S(15194, 35), L(481, 4), L(0, 0)), // results-interpreter
+    p(S(15229, 8), Reference, S(15237, 25), L(486, 1), L(0, 0)), // specimen
+    p(S(317, 6), Token, S(15262, 23), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(15285, 24), L(471, 4), L(0, 0)), // subject
     // DocumentManifest
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(10334, 6), S(39956, 59), Reference, S(40015, 23), L(332, 6), L(0, 0)), // author
-    p(S(10456, 7), S(40038, 60), Date, S(40098, 24), L(0, 0), L(0, 0)), // created
-    p(S(2433, 11), S(40122, 64), String, S(40186, 28), L(0, 0), L(0, 0)), // description
-    p(S(642, 10), S(5417, 55), Token, S(40214, 63), L(0, 0), L(0, 0)), // identifier
-    p(S(40277, 4), S(40281, 57), Reference, S(40338, 24), L(9, 145), L(0, 0)), // item
-    p(S(855, 7), S(5827, 52), Reference, S(40362, 52), L(1, 1), L(0, 0)), // patient
-    p(S(23754, 9), S(40414, 62), Reference, S(40476, 26), L(338, 5), L(0, 0)), // recipient
-    p(S(27110, 10), S(40502, 63), Token, S(40565, 35), L(0, 0), L(0, 0)), // related-id
-    p(S(27222, 11), S(40600, 64), Reference, S(40664, 28), L(9, 145), L(0, 0)), // related-ref
-    p(S(10104, 6), S(40692, 59), Uri, S(40751, 23), L(0, 0), L(0, 0)), // source
-    p(S(1033, 6), S(40774, 59), Token, S(40833, 23), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(40856, 60), Reference, S(40916, 24), L(487, 4), L(0, 0)), // subject
-    p(S(1176, 4), S(6200, 49), Token, S(40940, 21), L(0, 0), L(0, 0)), // type
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(3976, 6), Reference, S(15309, 23), L(332, 6), L(0, 0)), // author
+    p(S(4004, 7), Date, S(15332, 24), L(0, 0), L(0, 0)), // created
+    p(S(962, 11), String, S(15356, 28), L(0, 0), L(0, 0)), // description
+    p(S(178, 10), Token, S(15384, 63), L(0, 0), L(0, 0)), // identifier
+    p(S(15447, 4), Reference, S(15451, 24), L(9, 145), L(0, 0)), // item
+    p(S(240, 7), Reference, S(15475, 52), L(1, 1), L(0, 0)), // patient
+    p(S(8875, 9), Reference, S(15527, 26), L(338, 5), L(0, 0)), // recipient
+    p(S(10329, 10), Token, S(15553, 35), L(0, 0), L(0, 0)), // related-id
+    p(S(10383, 11), Reference, S(15588, 28), L(9, 145), L(0, 0)), // related-ref
+    p(S(3904, 6), Uri, S(15616, 23), L(0, 0), L(0, 0)), // source
+    p(S(317, 6), Token, S(15639, 23), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(15662, 24), L(487, 4), L(0, 0)), // subject
+    p(S(359, 4), Token, S(15686, 21), L(0, 0), L(0, 0)), // type
     // DocumentReference
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(40961, 13), S(40974, 67), Reference, S(41041, 31), L(399, 3), L(0, 0)), // authenticator
-    p(S(10334, 6), S(41072, 60), Reference, S(41132, 24), L(332, 6), L(0, 0)), // author
-    p(S(3851, 8), S(41156, 62), Token, S(41218, 26), L(0, 0), L(0, 0)), // category
-    p(S(41244, 11), S(41255, 65), Token, S(41320, 48), L(0, 0), L(0, 0)), // contenttype
-    p(S(41368, 9), S(41377, 63), Reference, S(41440, 27), L(0, 1), L(0, 0)), // custodian
-    p(S(2026, 4), S(41467, 58), Date, S(41525, 22), L(0, 0), L(0, 0)), // date
-    p(S(2433, 11), S(41547, 65), String, S(41612, 29), L(0, 0), L(0, 0)), // description
-    p(S(14313, 9), S(26805, 54), Reference, S(41641, 35), L(437, 2), L(0, 0)), // encounter
-    p(S(4007, 5), S(41676, 59), Token, S(41735, 31), L(0, 0), L(0, 0)), // event
-    p(S(19078, 8), S(41766, 62), Token, S(41828, 38), L(0, 0), L(0, 0)), // facility
-    p(S(12239, 6), S(41866, 60), Token, S(41926, 32), L(0, 0), L(0, 0)), // format
-    p(S(642, 10), S(5417, 55), Token, S(41958, 65), L(0, 0), L(0, 0)), // identifier
-    p(S(22522, 8), S(42023, 62), Token, S(42085, 45), L(0, 0), L(0, 0)), // language
-    p(S(4084, 8), S(42130, 62), Uri, S(42192, 40), L(0, 0), L(0, 0)), // location
-    p(S(855, 7), S(5827, 52), Reference, S(42232, 53), L(1, 1), L(0, 0)), // patient
-    p(S(956, 6), S(42285, 60), Date, S(42345, 32), L(0, 0), L(0, 0)), // period
-    p(S(42377, 7), S(42384, 61), Reference, S(42445, 33), L(9, 145), L(0, 0)), // related
-    p(S(42478, 9), S(42487, 63), Reference, S(42550, 34), L(491, 1), L(0, 0)), // relatesto
-    p(S(42584, 8), S(42592, 62), Token, S(42654, 32), L(0, 0), L(0, 0)), // relation
-    p(S(42686, 12), S(42698, 66), Composite, S(42764, 27), L(0, 0), L(4, 2)), // relationship
-    p(S(31592, 14), S(42791, 68), Token, S(42859, 31), L(0, 0), L(0, 0)), // security-label
-    p(S(42890, 7), S(42897, 61), Token, S(42958, 41), L(0, 0), L(0, 0)), // setting
-    p(S(1033, 6), S(42999, 60), Token, S(43059, 24), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(43083, 61), Reference, S(43144, 25), L(487, 4), L(0, 0)), // subject
-    p(S(1176, 4), S(6200, 49), Token, S(43169, 22), L(0, 0), L(0, 0)), // type
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(15707, 13), Reference, S(15720, 31), L(399, 3), L(0, 0)), // authenticator
+    p(S(3976, 6), Reference, S(15751, 24), L(332, 6), L(0, 0)), // author
+    p(S(1506, 8), Token, S(15775, 26), L(0, 0), L(0, 0)), // category
+    p(S(15801, 11), Token, S(15812, 48), L(0, 0), L(0, 0)), // contenttype
+    p(S(15860, 9), Reference, S(15869, 27), L(0, 1), L(0, 0)), // custodian
+    p(S(746, 4), Date, S(15896, 22), L(0, 0), L(0, 0)), // date
+    p(S(962, 11), String, S(15918, 29), L(0, 0), L(0, 0)), // description
+    p(S(5376, 9), Reference, S(15947, 35), L(437, 2), L(0, 0)), // encounter
+    p(S(1552, 5), Token, S(15982, 31), L(0, 0), L(0, 0)), // event
+    p(S(7081, 8), Token, S(16013, 38), L(0, 0), L(0, 0)), // facility
+    p(S(4605, 6), Token, S(16051, 32), L(0, 0), L(0, 0)), // format
+    p(S(178, 10), Token, S(16083, 65), L(0, 0), L(0, 0)), // identifier
+    p(S(8410, 8), Token, S(16148, 45), L(0, 0), L(0, 0)), // language
+    p(S(1575, 8), Uri, S(16193, 40), L(0, 0), L(0, 0)), // location
+    p(S(240, 7), Reference, S(16233, 53), L(1, 1), L(0, 0)), // patient
+    p(S(290, 6), Date, S(16286, 32), L(0, 0), L(0, 0)), // period
+    p(S(16318, 7), Reference, S(16325, 33), L(9, 145), L(0, 0)), // related
+    p(S(16358, 9), Reference, S(16367, 34), L(491, 1), L(0, 0)), // relatesto
+    p(S(16401, 8), Token, S(16409, 32), L(0, 0), L(0, 0)), // relation
+    p(S(16441, 12), Composite, S(16453, 27), L(0, 0), L(4, 2)), // relationship
+    p(S(12377, 14), Token, S(16480, 31), L(0, 0), L(0, 0)), // security-label
+    p(S(16511, 7), Token, S(16518, 41), L(0, 0), L(0, 0)), // setting
+    p(S(317, 6), Token, S(16559, 24), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(16583, 25), L(487, 4), L(0, 0)), // subject
+    p(S(359, 4), Token, S(16608, 22), L(0, 0), L(0, 0)), // type
     // EffectEvidenceSynthesis
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(1386, 7), S(43191, 67), Token, S(43258, 61), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(43319, 76), Quantity, S(43395, 108), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(43503, 72), Token, S(43575, 39), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(43614, 81), Composite, S(43695, 34), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(43729, 78), Composite, S(43695, 34), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(43807, 64), Date, S(43871, 28), L(0, 0), L(0, 0)), // date
-    p(S(2433, 11), S(43899, 71), String, S(43970, 35), L(0, 0), L(0, 0)), // description
-    p(S(2540, 9), S(44005, 69), Date, S(44074, 39), L(0, 0), L(0, 0)), // effective
-    p(S(642, 10), S(44113, 70), Token, S(44183, 34), L(0, 0), L(0, 0)), // identifier
-    p(S(2741, 12), S(44217, 72), Token, S(44289, 36), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(724, 4), S(44325, 64), String, S(44389, 28), L(0, 0), L(0, 0)), // name
-    p(S(3079, 9), S(44417, 69), String, S(44486, 33), L(0, 0), L(0, 0)), // publisher
-    p(S(1033, 6), S(44519, 66), Token, S(44585, 30), L(0, 0), L(0, 0)), // status
-    p(S(3406, 5), S(44615, 65), String, S(44680, 29), L(0, 0), L(0, 0)), // title
-    p(S(3584, 3), S(44709, 63), Uri, S(44772, 27), L(0, 0), L(0, 0)), // url
-    p(S(3667, 7), S(44799, 67), Token, S(44866, 31), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(455, 7), Token, S(16630, 61), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(16691, 108), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(16799, 39), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(16838, 34), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(16838, 34), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(16872, 28), L(0, 0), L(0, 0)), // date
+    p(S(962, 11), String, S(16900, 35), L(0, 0), L(0, 0)), // description
+    p(S(1003, 9), Date, S(16935, 39), L(0, 0), L(0, 0)), // effective
+    p(S(178, 10), Token, S(16974, 34), L(0, 0), L(0, 0)), // identifier
+    p(S(1075, 12), Token, S(17008, 36), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(206, 4), String, S(17044, 28), L(0, 0), L(0, 0)), // name
+    p(S(1221, 9), String, S(17072, 33), L(0, 0), L(0, 0)), // publisher
+    p(S(317, 6), Token, S(17105, 30), L(0, 0), L(0, 0)), // status
+    p(S(1359, 5), String, S(17135, 29), L(0, 0), L(0, 0)), // title
+    p(S(1417, 3), Uri, S(17164, 27), L(0, 0), L(0, 0)), // url
+    p(S(1442, 7), Token, S(17191, 31), L(0, 0), L(0, 0)), // version
     // Encounter
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(15646, 7), S(44897, 53), Reference, S(44950, 17), L(381, 1), L(0, 0)), // account
-    p(S(8117, 11), S(44967, 57), Reference, S(45024, 21), L(331, 1), L(0, 0)), // appointment
-    p(S(6596, 8), S(45045, 54), Reference, S(45099, 17), L(324, 1), L(0, 0)), // based-on
-    p(S(45116, 5), S(45121, 51), Token, S(45172, 15), L(0, 0), L(0, 0)), // class
-    p(S(2026, 4), S(5337, 49), Date, S(45187, 16), L(0, 0), L(0, 0)), // date
-    p(S(45203, 9), S(45212, 55), Reference, S(45267, 29), L(492, 2), L(0, 0)), // diagnosis
-    p(S(45296, 15), S(45311, 61), Reference, S(45372, 23), L(494, 1), L(0, 0)), // episode-of-care
-    p(S(642, 10), S(5417, 55), Token, S(45395, 20), L(0, 0), L(0, 0)), // identifier
-    p(S(45415, 6), S(45421, 52), Quantity, S(45473, 16), L(0, 0), L(0, 0)), // length
-    p(S(4084, 8), S(45489, 54), Reference, S(45543, 27), L(299, 1), L(0, 0)), // location
-    p(S(45570, 15), S(45585, 61), Date, S(45646, 25), L(0, 0), L(0, 0)), // location-period
-    p(S(14771, 7), S(45671, 53), Reference, S(45724, 16), L(358, 1), L(0, 0)), // part-of
-    p(S(15374, 11), S(45740, 57), Reference, S(45797, 32), L(495, 3), L(0, 0)), // participant
-    p(S(45829, 16), S(45845, 62), Token, S(45907, 26), L(0, 0), L(0, 0)), // participant-type
-    p(S(855, 7), S(5827, 52), Reference, S(45933, 45), L(1, 1), L(0, 0)), // patient
-    p(S(7154, 12), S(45978, 58), Reference, S(46036, 65), L(325, 1), L(0, 0)), // practitioner
-    p(S(7288, 11), S(46101, 57), Token, S(46158, 20), L(0, 0), L(0, 0)), // reason-code
-    p(S(7380, 16), S(46178, 62), Reference, S(46240, 25), L(326, 4), L(0, 0)), // reason-reference
-    p(S(46265, 16), S(46281, 62), Reference, S(46343, 25), L(0, 1), L(0, 0)), // service-provider
-    p(S(46368, 19), S(46387, 65), Token, S(46452, 44), L(0, 0), L(0, 0)), // special-arrangement
-    p(S(1033, 6), S(46496, 52), Token, S(46548, 16), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(46564, 53), Reference, S(46617, 17), L(373, 2), L(0, 0)), // subject
-    p(S(1176, 4), S(6200, 49), Token, S(46634, 14), L(0, 0), L(0, 0)), // type
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(5899, 7), Reference, S(17222, 17), L(381, 1), L(0, 0)), // account
+    p(S(3127, 11), Reference, S(17239, 21), L(331, 1), L(0, 0)), // appointment
+    p(S(2536, 8), Reference, S(17260, 17), L(324, 1), L(0, 0)), // based-on
+    p(S(17277, 5), Token, S(17282, 15), L(0, 0), L(0, 0)), // class
+    p(S(746, 4), Date, S(17297, 16), L(0, 0), L(0, 0)), // date
+    p(S(17313, 9), Reference, S(17322, 29), L(492, 2), L(0, 0)), // diagnosis
+    p(S(17351, 15), Reference, S(17366, 23), L(494, 1), L(0, 0)), // episode-of-care
+    p(S(178, 10), Token, S(17389, 20), L(0, 0), L(0, 0)), // identifier
+    p(S(17409, 6), Quantity, S(17415, 16), L(0, 0), L(0, 0)), // length
+    p(S(1575, 8), Reference, S(17431, 27), L(299, 1), L(0, 0)), // location
+    p(S(17458, 15), Date, S(17473, 25), L(0, 0), L(0, 0)), // location-period
+    p(S(5552, 7), Reference, S(17498, 16), L(358, 1), L(0, 0)), // part-of
+    p(S(5786, 11), Reference, S(17514, 32), L(495, 3), L(0, 0)), // participant
+    p(S(17546, 16), Token, S(17562, 26), L(0, 0), L(0, 0)), // participant-type
+    p(S(240, 7), Reference, S(17588, 45), L(1, 1), L(0, 0)), // patient
+    p(S(2758, 12), Reference, S(17633, 65), L(325, 1), L(0, 0)), // practitioner
+    p(S(2832, 11), Token, S(17698, 20), L(0, 0), L(0, 0)), // reason-code
+    p(S(2865, 16), Reference, S(17718, 25), L(326, 4), L(0, 0)), // reason-reference
+    p(S(17743, 16), Reference, S(17759, 25), L(0, 1), L(0, 0)), // service-provider
+    p(S(17784, 19), Token, S(17803, 44), L(0, 0), L(0, 0)), // special-arrangement
+    p(S(317, 6), Token, S(17847, 16), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(17863, 17), L(373, 2), L(0, 0)), // subject
+    p(S(359, 4), Token, S(17880, 14), L(0, 0), L(0, 0)), // type
     // Endpoint
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(46648, 15), S(46663, 60), Token, S(46723, 23), L(0, 0), L(0, 0)), // connection-type
-    p(S(642, 10), S(46746, 55), Token, S(46801, 19), L(0, 0), L(0, 0)), // identifier
-    p(S(724, 4), S(46820, 49), String, S(46869, 13), L(0, 0), L(0, 0)), // name
-    p(S(31265, 12), S(46882, 57), Reference, S(46939, 29), L(0, 1), L(0, 0)), // organization
-    p(S(46968, 12), S(46980, 57), Token, S(47037, 20), L(0, 0), L(0, 0)), // payload-type
-    p(S(1033, 6), S(47057, 51), Token, S(47108, 15), L(0, 0), L(0, 0)), // status
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(17894, 15), Token, S(17909, 23), L(0, 0), L(0, 0)), // connection-type
+    p(S(178, 10), Token, S(17932, 19), L(0, 0), L(0, 0)), // identifier
+    p(S(206, 4), String, S(17951, 13), L(0, 0), L(0, 0)), // name
+    p(S(12256, 12), Reference, S(17964, 29), L(0, 1), L(0, 0)), // organization
+    p(S(17993, 12), Token, S(18005, 20), L(0, 0), L(0, 0)), // payload-type
+    p(S(317, 6), Token, S(18025, 15), L(0, 0), L(0, 0)), // status
     // EnrollmentRequest
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(642, 10), S(47123, 64), Token, S(47187, 28), L(0, 0), L(0, 0)), // identifier
-    p(S(855, 7), S(47215, 61), Reference, S(47276, 27), L(1, 1), L(0, 0)), // patient
-    p(S(1033, 6), S(47303, 60), Token, S(47363, 24), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(47387, 61), Reference, S(47276, 27), L(1, 1), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(178, 10), Token, S(18040, 28), L(0, 0), L(0, 0)), // identifier
+    p(S(240, 7), Reference, S(18068, 27), L(1, 1), L(0, 0)), // patient
+    p(S(317, 6), Token, S(18095, 24), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(18068, 27), L(1, 1), L(0, 0)), // subject
     // EnrollmentResponse
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(642, 10), S(47448, 65), Token, S(47513, 29), L(0, 0), L(0, 0)), // identifier
-    p(S(20530, 7), S(47542, 62), Reference, S(47604, 26), L(498, 1), L(0, 0)), // request
-    p(S(1033, 6), S(47630, 61), Token, S(47691, 25), L(0, 0), L(0, 0)), // status
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(178, 10), Token, S(18119, 29), L(0, 0), L(0, 0)), // identifier
+    p(S(7522, 7), Reference, S(18148, 26), L(498, 1), L(0, 0)), // request
+    p(S(317, 6), Token, S(18174, 25), L(0, 0), L(0, 0)), // status
     // EpisodeOfCare
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(47716, 12), S(47728, 62), Reference, S(47790, 58), L(325, 1), L(0, 0)), // care-manager
-    p(S(14217, 9), S(47848, 59), Reference, S(47907, 33), L(304, 1), L(0, 0)), // condition
-    p(S(2026, 4), S(5337, 49), Date, S(47940, 20), L(0, 0), L(0, 0)), // date
-    p(S(642, 10), S(5417, 55), Token, S(47960, 24), L(0, 0), L(0, 0)), // identifier
-    p(S(47984, 17), S(48001, 67), Reference, S(48068, 29), L(324, 1), L(0, 0)), // incoming-referral
-    p(S(31265, 12), S(48097, 62), Reference, S(48159, 34), L(0, 1), L(0, 0)), // organization
-    p(S(855, 7), S(5827, 52), Reference, S(48193, 21), L(1, 1), L(0, 0)), // patient
-    p(S(1033, 6), S(48214, 56), Token, S(48270, 20), L(0, 0), L(0, 0)), // status
-    p(S(1176, 4), S(6200, 49), Token, S(48290, 18), L(0, 0), L(0, 0)), // type
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(18199, 12), Reference, S(18211, 58), L(325, 1), L(0, 0)), // care-manager
+    p(S(5334, 9), Reference, S(18269, 33), L(304, 1), L(0, 0)), // condition
+    p(S(746, 4), Date, S(18302, 20), L(0, 0), L(0, 0)), // date
+    p(S(178, 10), Token, S(18322, 24), L(0, 0), L(0, 0)), // identifier
+    p(S(18346, 17), Reference, S(18363, 29), L(324, 1), L(0, 0)), // incoming-referral
+    p(S(12256, 12), Reference, S(18392, 34), L(0, 1), L(0, 0)), // organization
+    p(S(240, 7), Reference, S(18426, 21), L(1, 1), L(0, 0)), // patient
+    p(S(317, 6), Token, S(18447, 20), L(0, 0), L(0, 0)), // status
+    p(S(359, 4), Token, S(18467, 18), L(0, 0), L(0, 0)), // type
     // EventDefinition
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(1240, 11), S(48308, 63), Reference, S(48371, 66), L(9, 145), L(0, 0)), // composed-of
-    p(S(1386, 7), S(48437, 59), Token, S(48496, 53), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(48549, 68), Quantity, S(48617, 92), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(48709, 64), Token, S(48773, 31), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(48804, 73), Composite, S(48877, 26), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(48903, 70), Composite, S(48877, 26), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(48973, 56), Date, S(49029, 20), L(0, 0), L(0, 0)), // date
-    p(S(2112, 10), S(49049, 62), Reference, S(49111, 65), L(9, 145), L(0, 0)), // depends-on
-    p(S(2284, 12), S(49176, 64), Reference, S(49240, 67), L(9, 145), L(0, 0)), // derived-from
-    p(S(2433, 11), S(49307, 63), String, S(49370, 27), L(0, 0), L(0, 0)), // description
-    p(S(2540, 9), S(49397, 61), Date, S(49458, 31), L(0, 0), L(0, 0)), // effective
-    p(S(642, 10), S(49489, 62), Token, S(49551, 26), L(0, 0), L(0, 0)), // identifier
-    p(S(2741, 12), S(49577, 64), Token, S(49641, 28), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(724, 4), S(49669, 56), String, S(49725, 20), L(0, 0), L(0, 0)), // name
-    p(S(2933, 11), S(49745, 63), Reference, S(49808, 66), L(9, 145), L(0, 0)), // predecessor
-    p(S(3079, 9), S(49874, 61), String, S(49935, 25), L(0, 0), L(0, 0)), // publisher
-    p(S(1033, 6), S(49960, 58), Token, S(50018, 22), L(0, 0), L(0, 0)), // status
-    p(S(3266, 9), S(50040, 61), Reference, S(50101, 64), L(9, 145), L(0, 0)), // successor
-    p(S(3406, 5), S(50165, 57), String, S(50222, 21), L(0, 0), L(0, 0)), // title
-    p(S(3495, 5), S(50243, 57), Token, S(50300, 21), L(0, 0), L(0, 0)), // topic
-    p(S(3584, 3), S(50321, 55), Uri, S(50376, 19), L(0, 0), L(0, 0)), // url
-    p(S(3667, 7), S(50395, 59), Token, S(50454, 23), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(375, 11), Reference, S(18485, 66), L(9, 145), L(0, 0)), // composed-of
+    p(S(455, 7), Token, S(18551, 53), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(18604, 92), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(18696, 31), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(18727, 26), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(18727, 26), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(18753, 20), L(0, 0), L(0, 0)), // date
+    p(S(773, 10), Reference, S(18773, 65), L(9, 145), L(0, 0)), // depends-on
+    p(S(880, 12), Reference, S(18838, 67), L(9, 145), L(0, 0)), // derived-from
+    p(S(962, 11), String, S(18905, 27), L(0, 0), L(0, 0)), // description
+    p(S(1003, 9), Date, S(18932, 31), L(0, 0), L(0, 0)), // effective
+    p(S(178, 10), Token, S(18963, 26), L(0, 0), L(0, 0)), // identifier
+    p(S(1075, 12), Token, S(18989, 28), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(206, 4), String, S(19017, 20), L(0, 0), L(0, 0)), // name
+    p(S(1141, 11), Reference, S(19037, 66), L(9, 145), L(0, 0)), // predecessor
+    p(S(1221, 9), String, S(19103, 25), L(0, 0), L(0, 0)), // publisher
+    p(S(317, 6), Token, S(19128, 22), L(0, 0), L(0, 0)), // status
+    p(S(1283, 9), Reference, S(19150, 64), L(9, 145), L(0, 0)), // successor
+    p(S(1359, 5), String, S(19214, 21), L(0, 0), L(0, 0)), // title
+    p(S(1388, 5), Token, S(19235, 21), L(0, 0), L(0, 0)), // topic
+    p(S(1417, 3), Uri, S(19256, 19), L(0, 0), L(0, 0)), // url
+    p(S(1442, 7), Token, S(19275, 23), L(0, 0), L(0, 0)), // version
     // Evidence
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(1240, 11), S(50477, 56), Reference, S(50533, 59), L(9, 145), L(0, 0)), // composed-of
-    p(S(1386, 7), S(50592, 52), Token, S(50644, 46), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(50690, 61), Quantity, S(50751, 78), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(50829, 57), Token, S(50886, 24), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(50910, 66), Composite, S(50976, 19), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(50995, 63), Composite, S(50976, 19), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(51058, 49), Date, S(51107, 13), L(0, 0), L(0, 0)), // date
-    p(S(2112, 10), S(51120, 55), Reference, S(51175, 58), L(9, 145), L(0, 0)), // depends-on
-    p(S(2284, 12), S(51233, 57), Reference, S(51290, 60), L(9, 145), L(0, 0)), // derived-from
-    p(S(2433, 11), S(51350, 56), String, S(51406, 20), L(0, 0), L(0, 0)), // description
-    p(S(2540, 9), S(51426, 54), Date, S(51480, 24), L(0, 0), L(0, 0)), // effective
-    p(S(642, 10), S(51504, 55), Token, S(51559, 19), L(0, 0), L(0, 0)), // identifier
-    p(S(2741, 12), S(51578, 57), Token, S(51635, 21), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(724, 4), S(51656, 49), String, S(51705, 13), L(0, 0), L(0, 0)), // name
-    p(S(2933, 11), S(51718, 56), Reference, S(51774, 59), L(9, 145), L(0, 0)), // predecessor
-    p(S(3079, 9), S(51833, 54), String, S(51887, 18), L(0, 0), L(0, 0)), // publisher
-    p(S(1033, 6), S(51905, 51), Token, S(51956, 15), L(0, 0), L(0, 0)), // status
-    p(S(3266, 9), S(51971, 54), Reference, S(52025, 57), L(9, 145), L(0, 0)), // successor
-    p(S(3406, 5), S(52082, 50), String, S(52132, 14), L(0, 0), L(0, 0)), // title
-    p(S(3495, 5), S(52146, 50), Token, S(52196, 14), L(0, 0), L(0, 0)), // topic
-    p(S(3584, 3), S(52210, 48), Uri, S(52258, 12), L(0, 0), L(0, 0)), // url
-    p(S(3667, 7), S(52270, 52), Token, S(52322, 16), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(375, 11), Reference, S(19298, 59), L(9, 145), L(0, 0)), // composed-of
+    p(S(455, 7), Token, S(19357, 46), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(19403, 78), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(19481, 24), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(19505, 19), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(19505, 19), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(19524, 13), L(0, 0), L(0, 0)), // date
+    p(S(773, 10), Reference, S(19537, 58), L(9, 145), L(0, 0)), // depends-on
+    p(S(880, 12), Reference, S(19595, 60), L(9, 145), L(0, 0)), // derived-from
+    p(S(962, 11), String, S(19655, 20), L(0, 0), L(0, 0)), // description
+    p(S(1003, 9), Date, S(19675, 24), L(0, 0), L(0, 0)), // effective
+    p(S(178, 10), Token, S(19699, 19), L(0, 0), L(0, 0)), // identifier
+    p(S(1075, 12), Token, S(19718, 21), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(206, 4), String, S(19739, 13), L(0, 0), L(0, 0)), // name
+    p(S(1141, 11), Reference, S(19752, 59), L(9, 145), L(0, 0)), // predecessor
+    p(S(1221, 9), String, S(19811, 18), L(0, 0), L(0, 0)), // publisher
+    p(S(317, 6), Token, S(19829, 15), L(0, 0), L(0, 0)), // status
+    p(S(1283, 9), Reference, S(19844, 57), L(9, 145), L(0, 0)), // successor
+    p(S(1359, 5), String, S(19901, 14), L(0, 0), L(0, 0)), // title
+    p(S(1388, 5), Token, S(19915, 14), L(0, 0), L(0, 0)), // topic
+    p(S(1417, 3), Uri, S(19929, 12), L(0, 0), L(0, 0)), // url
+    p(S(1442, 7), Token, S(19941, 16), L(0, 0), L(0, 0)), // version
     // EvidenceVariable
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(1240, 11), S(52338, 64), Reference, S(52402, 67), L(9, 145), L(0, 0)), // composed-of
-    p(S(1386, 7), S(52469, 60), Token, S(52529, 54), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(52583, 69), Quantity, S(52652, 94), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(52746, 65), Token, S(52811, 32), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(52843, 74), Composite, S(52917, 27), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(52944, 71), Composite, S(52917, 27), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(53015, 57), Date, S(53072, 21), L(0, 0), L(0, 0)), // date
-    p(S(2112, 10), S(53093, 63), Reference, S(53156, 66), L(9, 145), L(0, 0)), // depends-on
-    p(S(2284, 12), S(53222, 65), Reference, S(53287, 68), L(9, 145), L(0, 0)), // derived-from
-    p(S(2433, 11), S(53355, 64), String, S(53419, 28), L(0, 0), L(0, 0)), // description
-    p(S(2540, 9), S(53447, 62), Date, S(53509, 32), L(0, 0), L(0, 0)), // effective
-    p(S(642, 10), S(53541, 63), Token, S(53604, 27), L(0, 0), L(0, 0)), // identifier
-    p(S(2741, 12), S(53631, 65), Token, S(53696, 29), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(724, 4), S(53725, 57), String, S(53782, 21), L(0, 0), L(0, 0)), // name
-    p(S(2933, 11), S(53803, 64), Reference, S(53867, 67), L(9, 145), L(0, 0)), // predecessor
-    p(S(3079, 9), S(53934, 62), String, S(53996, 26), L(0, 0), L(0, 0)), // publisher
-    p(S(1033, 6), S(54022, 59), Token, S(54081, 23), L(0, 0), L(0, 0)), // status
-    p(S(3266, 9), S(54104, 62), Reference, S(54166, 65), L(9, 145), L(0, 0)), // successor
-    p(S(3406, 5), S(54231, 58), String, S(54289, 22), L(0, 0), L(0, 0)), // title
-    p(S(3495, 5), S(54311, 58), Token, S(54369, 22), L(0, 0), L(0, 0)), // topic
-    p(S(3584, 3), S(54391, 56), Uri, S(54447, 20), L(0, 0), L(0, 0)), // url
-    p(S(3667, 7), S(54467, 60), Token, S(54527, 24), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(375, 11), Reference, S(19957, 67), L(9, 145), L(0, 0)), // composed-of
+    p(S(455, 7), Token, S(20024, 54), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(20078, 94), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(20172, 32), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(20204, 27), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(20204, 27), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(20231, 21), L(0, 0), L(0, 0)), // date
+    p(S(773, 10), Reference, S(20252, 66), L(9, 145), L(0, 0)), // depends-on
+    p(S(880, 12), Reference, S(20318, 68), L(9, 145), L(0, 0)), // derived-from
+    p(S(962, 11), String, S(20386, 28), L(0, 0), L(0, 0)), // description
+    p(S(1003, 9), Date, S(20414, 32), L(0, 0), L(0, 0)), // effective
+    p(S(178, 10), Token, S(20446, 27), L(0, 0), L(0, 0)), // identifier
+    p(S(1075, 12), Token, S(20473, 29), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(206, 4), String, S(20502, 21), L(0, 0), L(0, 0)), // name
+    p(S(1141, 11), Reference, S(20523, 67), L(9, 145), L(0, 0)), // predecessor
+    p(S(1221, 9), String, S(20590, 26), L(0, 0), L(0, 0)), // publisher
+    p(S(317, 6), Token, S(20616, 23), L(0, 0), L(0, 0)), // status
+    p(S(1283, 9), Reference, S(20639, 65), L(9, 145), L(0, 0)), // successor
+    p(S(1359, 5), String, S(20704, 22), L(0, 0), L(0, 0)), // title
+    p(S(1388, 5), Token, S(20726, 22), L(0, 0), L(0, 0)), // topic
+    p(S(1417, 3), Uri, S(20748, 20), L(0, 0), L(0, 0)), // url
+    p(S(1442, 7), Token, S(20768, 24), L(0, 0), L(0, 0)), // version
     // ExampleScenario
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(1386, 7), S(54551, 59), Token, S(54610, 53), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(54663, 68), Quantity, S(54731, 92), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(54823, 64), Token, S(54887, 31), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(54918, 73), Composite, S(54991, 26), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(55017, 70), Composite, S(54991, 26), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(55087, 56), Date, S(55143, 20), L(0, 0), L(0, 0)), // date
-    p(S(642, 10), S(55163, 62), Token, S(55225, 26), L(0, 0), L(0, 0)), // identifier
-    p(S(2741, 12), S(55251, 64), Token, S(55315, 28), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(724, 4), S(55343, 56), String, S(55399, 20), L(0, 0), L(0, 0)), // name
-    p(S(3079, 9), S(55419, 61), String, S(55480, 25), L(0, 0), L(0, 0)), // publisher
-    p(S(1033, 6), S(55505, 58), Token, S(55563, 22), L(0, 0), L(0, 0)), // status
-    p(S(3584, 3), S(55585, 55), Uri, S(55640, 19), L(0, 0), L(0, 0)), // url
-    p(S(3667, 7), S(55659, 59), Token, S(55718, 23), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(455, 7), Token, S(20792, 53), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(20845, 92), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(20937, 31), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(20968, 26), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(20968, 26), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(20994, 20), L(0, 0), L(0, 0)), // date
+    p(S(178, 10), Token, S(21014, 26), L(0, 0), L(0, 0)), // identifier
+    p(S(1075, 12), Token, S(21040, 28), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(206, 4), String, S(21068, 20), L(0, 0), L(0, 0)), // name
+    p(S(1221, 9), String, S(21088, 25), L(0, 0), L(0, 0)), // publisher
+    p(S(317, 6), Token, S(21113, 22), L(0, 0), L(0, 0)), // status
+    p(S(1417, 3), Uri, S(21135, 19), L(0, 0), L(0, 0)), // url
+    p(S(1442, 7), Token, S(21154, 23), L(0, 0), L(0, 0)), // version
     // ExplanationOfBenefit
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(14067, 9), S(55741, 66), Reference, S(55807, 38), L(399, 3), L(0, 0)), // care-team
-    p(S(55845, 5), S(55850, 62), Reference, S(55912, 26), L(405, 1), L(0, 0)), // claim
-    p(S(55938, 8), S(55946, 65), Reference, S(56011, 39), L(499, 1), L(0, 0)), // coverage
-    p(S(10456, 7), S(56050, 64), Date, S(56114, 28), L(0, 0), L(0, 0)), // created
-    p(S(18862, 10), S(56142, 67), Reference, S(56209, 36), L(402, 1), L(0, 0)), // detail-udi
-    p(S(20015, 11), S(56245, 68), String, S(56313, 32), L(0, 0), L(0, 0)), // disposition
-    p(S(14313, 9), S(56345, 66), Reference, S(56411, 35), L(358, 1), L(0, 0)), // encounter
-    p(S(15956, 7), S(56446, 64), Reference, S(56510, 28), L(403, 2), L(0, 0)), // enterer
-    p(S(19078, 8), S(56538, 65), Reference, S(56603, 29), L(299, 1), L(0, 0)), // facility
-    p(S(642, 10), S(56632, 67), Token, S(56699, 31), L(0, 0), L(0, 0)), // identifier
-    p(S(19287, 8), S(56730, 65), Reference, S(56795, 29), L(402, 1), L(0, 0)), // item-udi
-    p(S(855, 7), S(56824, 64), Reference, S(56888, 28), L(1, 1), L(0, 0)), // patient
-    p(S(19421, 5), S(56916, 62), Reference, S(56978, 32), L(338, 5), L(0, 0)), // payee
-    p(S(19562, 13), S(57010, 70), Reference, S(57080, 34), L(402, 1), L(0, 0)), // procedure-udi
-    p(S(19649, 8), S(57114, 65), Reference, S(57179, 29), L(399, 3), L(0, 0)), // provider
-    p(S(1033, 6), S(57208, 63), Token, S(57271, 27), L(0, 0), L(0, 0)), // status
-    p(S(19781, 13), S(57298, 70), Reference, S(57368, 46), L(402, 1), L(0, 0)), // subdetail-udi
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(5291, 9), Reference, S(21177, 38), L(399, 3), L(0, 0)), // care-team
+    p(S(21215, 5), Reference, S(21220, 26), L(405, 1), L(0, 0)), // claim
+    p(S(21246, 8), Reference, S(21254, 39), L(499, 1), L(0, 0)), // coverage
+    p(S(4004, 7), Date, S(21293, 28), L(0, 0), L(0, 0)), // created
+    p(S(7017, 10), Reference, S(21321, 36), L(402, 1), L(0, 0)), // detail-udi
+    p(S(7361, 11), String, S(21357, 32), L(0, 0), L(0, 0)), // disposition
+    p(S(5376, 9), Reference, S(21389, 35), L(358, 1), L(0, 0)), // encounter
+    p(S(5991, 7), Reference, S(21424, 28), L(403, 2), L(0, 0)), // enterer
+    p(S(7081, 8), Reference, S(21452, 29), L(299, 1), L(0, 0)), // facility
+    p(S(178, 10), Token, S(21481, 31), L(0, 0), L(0, 0)), // identifier
+    p(S(7139, 8), Reference, S(21512, 29), L(402, 1), L(0, 0)), // item-udi
+    p(S(240, 7), Reference, S(21541, 28), L(1, 1), L(0, 0)), // patient
+    p(S(7174, 5), Reference, S(21569, 32), L(338, 5), L(0, 0)), // payee
+    p(S(7218, 13), Reference, S(21601, 34), L(402, 1), L(0, 0)), // procedure-udi
+    p(S(7250, 8), Reference, S(21635, 29), L(399, 3), L(0, 0)), // provider
+    p(S(317, 6), Token, S(21664, 27), L(0, 0), L(0, 0)), // status
+    p(S(7284, 13), Reference, S(21691, 46), L(402, 1), L(0, 0)), // subdetail-udi
     // FamilyMemberHistory
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(5114, 4), S(5118, 49), Token, S(57414, 34), L(0, 0), L(0, 0)), // code
-    p(S(2026, 4), S(5337, 49), Date, S(57448, 24), L(0, 0), L(0, 0)), // date
-    p(S(642, 10), S(5417, 55), Token, S(57472, 30), L(0, 0), L(0, 0)), // identifier
-    p(S(14479, 22), S(57502, 78), Reference, S(57580, 41), L(360, 5), L(0, 0)), // instantiates-canonical
-    p(S(14598, 16), S(57621, 72), Uri, S(57693, 35), L(0, 0), L(0, 0)), // instantiates-uri
-    p(S(855, 7), S(5827, 52), Reference, S(57728, 27), L(1, 1), L(0, 0)), // patient
-    p(S(42686, 12), S(57755, 68), Token, S(57823, 32), L(0, 0), L(0, 0)), // relationship
-    p(S(57855, 3), S(57858, 59), Token, S(57917, 23), L(0, 0), L(0, 0)), // sex
-    p(S(1033, 6), S(57940, 62), Token, S(58002, 26), L(0, 0), L(0, 0)), // status
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1943, 4), Token, S(21737, 34), L(0, 0), L(0, 0)), // code
+    p(S(746, 4), Date, S(21771, 24), L(0, 0), L(0, 0)), // date
+    p(S(178, 10), Token, S(21795, 30), L(0, 0), L(0, 0)), // identifier
+    p(S(5439, 22), Reference, S(21825, 41), L(360, 5), L(0, 0)), // instantiates-canonical
+    p(S(5491, 16), Uri, S(21866, 35), L(0, 0), L(0, 0)), // instantiates-uri
+    p(S(240, 7), Reference, S(21901, 27), L(1, 1), L(0, 0)), // patient
+    p(S(16441, 12), Token, S(21928, 32), L(0, 0), L(0, 0)), // relationship
+    p(S(21960, 3), Token, S(21963, 23), L(0, 0), L(0, 0)), // sex
+    p(S(317, 6), Token, S(21986, 26), L(0, 0), L(0, 0)), // status
     // Flag
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(10334, 6), S(58028, 47), Reference, S(58075, 11), L(500, 5), L(0, 0)), // author
-    p(S(2026, 4), S(5337, 49), Date, S(58086, 11), L(0, 0), L(0, 0)), // date
-    p(S(14313, 9), S(26805, 54), Reference, S(58097, 14), L(437, 2), L(0, 0)), // encounter
-    p(S(642, 10), S(58111, 51), Token, S(58162, 15), L(0, 0), L(0, 0)), // identifier
-    p(S(855, 7), S(5827, 52), Reference, S(58177, 40), L(1, 1), L(0, 0)), // patient
-    p(S(1103, 7), S(58217, 48), Reference, S(58265, 12), L(505, 8), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(3976, 6), Reference, S(22012, 11), L(500, 5), L(0, 0)), // author
+    p(S(746, 4), Date, S(22023, 11), L(0, 0), L(0, 0)), // date
+    p(S(5376, 9), Reference, S(22034, 14), L(437, 2), L(0, 0)), // encounter
+    p(S(178, 10), Token, S(22048, 15), L(0, 0), L(0, 0)), // identifier
+    p(S(240, 7), Reference, S(22063, 40), L(1, 1), L(0, 0)), // patient
+    p(S(337, 7), Reference, S(22103, 12), L(505, 8), L(0, 0)), // subject
     // Goal
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(58277, 18), S(58295, 59), Token, S(58354, 22), L(0, 0), L(0, 0)), // achievement-status
-    p(S(3851, 8), S(58376, 49), Token, S(58425, 13), L(0, 0), L(0, 0)), // category
-    p(S(642, 10), S(5417, 55), Token, S(58438, 15), L(0, 0), L(0, 0)), // identifier
-    p(S(58453, 16), S(58469, 57), Token, S(58526, 20), L(0, 0), L(0, 0)), // lifecycle-status
-    p(S(855, 7), S(5827, 52), Reference, S(58546, 40), L(1, 1), L(0, 0)), // patient
-    p(S(58586, 10), S(58596, 51), Date, S(58647, 20), L(0, 0), L(0, 0)), // start-date
-    p(S(1103, 7), S(58667, 48), Reference, S(58715, 12), L(513, 3), L(0, 0)), // subject
-    p(S(58727, 11), S(58738, 52), Date, S(58790, 25), L(0, 0), L(0, 0)), // target-date
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(22115, 18), Token, S(22133, 22), L(0, 0), L(0, 0)), // achievement-status
+    p(S(1506, 8), Token, S(22155, 13), L(0, 0), L(0, 0)), // category
+    p(S(178, 10), Token, S(22168, 15), L(0, 0), L(0, 0)), // identifier
+    p(S(22183, 16), Token, S(22199, 20), L(0, 0), L(0, 0)), // lifecycle-status
+    p(S(240, 7), Reference, S(22219, 40), L(1, 1), L(0, 0)), // patient
+    p(S(22259, 10), Date, S(22269, 20), L(0, 0), L(0, 0)), // start-date
+    p(S(337, 7), Reference, S(22289, 12), L(513, 3), L(0, 0)), // subject
+    p(S(22301, 11), Date, S(22312, 25), L(0, 0), L(0, 0)), // target-date
     // GraphDefinition
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(1386, 7), S(11432, 55), Token, S(58815, 53), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(11544, 64), Quantity, S(58868, 92), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(11708, 60), Token, S(58960, 31), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(11803, 69), Composite, S(58991, 26), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(11902, 66), Composite, S(58991, 26), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(11968, 52), Date, S(59017, 20), L(0, 0), L(0, 0)), // date
-    p(S(2433, 11), S(12044, 59), String, S(59037, 27), L(0, 0), L(0, 0)), // description
-    p(S(2741, 12), S(12438, 60), Token, S(59064, 28), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(724, 4), S(12623, 52), String, S(59092, 20), L(0, 0), L(0, 0)), // name
-    p(S(3079, 9), S(12699, 57), String, S(59112, 25), L(0, 0), L(0, 0)), // publisher
-    p(S(59137, 5), S(59142, 57), Token, S(59199, 21), L(0, 0), L(0, 0)), // start
-    p(S(1033, 6), S(13258, 54), Token, S(59220, 22), L(0, 0), L(0, 0)), // status
-    p(S(3584, 3), S(13556, 51), Uri, S(59242, 19), L(0, 0), L(0, 0)), // url
-    p(S(3667, 7), S(13630, 55), Token, S(59261, 23), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(455, 7), Token, S(22337, 53), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(22390, 92), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(22482, 31), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(22513, 26), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(22513, 26), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(22539, 20), L(0, 0), L(0, 0)), // date
+    p(S(962, 11), String, S(22559, 27), L(0, 0), L(0, 0)), // description
+    p(S(1075, 12), Token, S(22586, 28), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(206, 4), String, S(22614, 20), L(0, 0), L(0, 0)), // name
+    p(S(1221, 9), String, S(22634, 25), L(0, 0), L(0, 0)), // publisher
+    p(S(22659, 5), Token, S(22664, 21), L(0, 0), L(0, 0)), // start
+    p(S(317, 6), Token, S(22685, 22), L(0, 0), L(0, 0)), // status
+    p(S(1417, 3), Uri, S(22707, 19), L(0, 0), L(0, 0)), // url
+    p(S(1442, 7), Token, S(22726, 23), L(0, 0), L(0, 0)), // version
     // Group
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(59284, 6), S(59290, 48), Token, S(59338, 12), L(0, 0), L(0, 0)), // actual
-    p(S(59350, 14), S(59364, 56), Token, S(59420, 25), L(0, 0), L(0, 0)), // characteristic
-    p(S(59445, 20), S(59465, 62), Composite, S(59527, 20), L(0, 0), L(6, 2)), // characteristic-value
-    p(S(5114, 4), S(59547, 46), Token, S(59593, 10), L(0, 0), L(0, 0)), // code
-    p(S(59603, 7), S(59610, 49), Token, S(59659, 28), L(0, 0), L(0, 0)), // exclude
-    p(S(642, 10), S(59687, 52), Token, S(59739, 16), L(0, 0), L(0, 0)), // identifier
-    p(S(59755, 15), S(59770, 57), Reference, S(59827, 20), L(516, 4), L(0, 0)), // managing-entity
-    p(S(59847, 6), S(59853, 48), Reference, S(59901, 19), L(520, 7), L(0, 0)), // member
-    p(S(1176, 4), S(59920, 46), Token, S(59966, 10), L(0, 0), L(0, 0)), // type
-    p(S(59976, 5), S(59981, 47), Token, S(60028, 89), L(0, 0), L(0, 0)), // value
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(22749, 6), Token, S(22755, 12), L(0, 0), L(0, 0)), // actual
+    p(S(22767, 14), Token, S(22781, 25), L(0, 0), L(0, 0)), // characteristic
+    p(S(22806, 20), Composite, S(22826, 20), L(0, 0), L(6, 2)), // characteristic-value
+    p(S(1943, 4), Token, S(22846, 10), L(0, 0), L(0, 0)), // code
+    p(S(22856, 7), Token, S(22863, 28), L(0, 0), L(0, 0)), // exclude
+    p(S(178, 10), Token, S(22891, 16), L(0, 0), L(0, 0)), // identifier
+    p(S(22907, 15), Reference, S(22922, 20), L(516, 4), L(0, 0)), // managing-entity
+    p(S(22942, 6), Reference, S(22948, 19), L(520, 7), L(0, 0)), // member
+    p(S(359, 4), Token, S(22967, 10), L(0, 0), L(0, 0)), // type
+    p(S(22977, 5), Token, S(22982, 89), L(0, 0), L(0, 0)), // value
     // GuidanceResponse
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(642, 10), S(60117, 63), Token, S(60180, 27), L(0, 0), L(0, 0)), // identifier
-    p(S(855, 7), S(60207, 60), Reference, S(60267, 52), L(1, 1), L(0, 0)), // patient
-    p(S(20530, 7), S(60319, 60), Token, S(60379, 34), L(0, 0), L(0, 0)), // request
-    p(S(1103, 7), S(60413, 60), Reference, S(60473, 24), L(373, 2), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(178, 10), Token, S(23071, 27), L(0, 0), L(0, 0)), // identifier
+    p(S(240, 7), Reference, S(23098, 52), L(1, 1), L(0, 0)), // patient
+    p(S(7522, 7), Token, S(23150, 34), L(0, 0), L(0, 0)), // request
+    p(S(337, 7), Reference, S(23184, 24), L(373, 2), L(0, 0)), // subject
     // HealthcareService
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(60497, 6), S(60503, 60), Token, S(60563, 24), L(0, 0), L(0, 0)), // active
-    p(S(59350, 14), S(60587, 68), Token, S(60655, 32), L(0, 0), L(0, 0)), // characteristic
-    p(S(60687, 13), S(60700, 67), Reference, S(60767, 30), L(299, 1), L(0, 0)), // coverage-area
-    p(S(60797, 8), S(60805, 62), Reference, S(60867, 26), L(527, 1), L(0, 0)), // endpoint
-    p(S(642, 10), S(60893, 64), Token, S(60957, 28), L(0, 0), L(0, 0)), // identifier
-    p(S(4084, 8), S(60985, 62), Reference, S(61047, 26), L(299, 1), L(0, 0)), // location
-    p(S(724, 4), S(61073, 58), String, S(61131, 22), L(0, 0), L(0, 0)), // name
-    p(S(31265, 12), S(61153, 66), Reference, S(61219, 28), L(0, 1), L(0, 0)), // organization
-    p(S(61247, 7), S(61254, 61), Token, S(61315, 25), L(0, 0), L(0, 0)), // program
-    p(S(7487, 16), S(61340, 70), Token, S(61410, 26), L(0, 0), L(0, 0)), // service-category
-    p(S(7594, 12), S(61436, 66), Token, S(61502, 22), L(0, 0), L(0, 0)), // service-type
-    p(S(7761, 9), S(61524, 63), Token, S(61587, 27), L(0, 0), L(0, 0)), // specialty
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(23208, 6), Token, S(23214, 24), L(0, 0), L(0, 0)), // active
+    p(S(22767, 14), Token, S(23238, 32), L(0, 0), L(0, 0)), // characteristic
+    p(S(23270, 13), Reference, S(23283, 30), L(299, 1), L(0, 0)), // coverage-area
+    p(S(23313, 8), Reference, S(23321, 26), L(527, 1), L(0, 0)), // endpoint
+    p(S(178, 10), Token, S(23347, 28), L(0, 0), L(0, 0)), // identifier
+    p(S(1575, 8), Reference, S(23375, 26), L(299, 1), L(0, 0)), // location
+    p(S(206, 4), String, S(23401, 22), L(0, 0), L(0, 0)), // name
+    p(S(12256, 12), Reference, S(23423, 28), L(0, 1), L(0, 0)), // organization
+    p(S(23451, 7), Token, S(23458, 25), L(0, 0), L(0, 0)), // program
+    p(S(2908, 16), Token, S(23483, 26), L(0, 0), L(0, 0)), // service-category
+    p(S(2951, 12), Token, S(23509, 22), L(0, 0), L(0, 0)), // service-type
+    p(S(3006, 9), Token, S(23531, 27), L(0, 0), L(0, 0)), // specialty
     // ImagingStudy
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(61614, 7), S(61621, 56), Reference, S(61677, 20), L(528, 5), L(0, 0)), // basedon
-    p(S(61697, 8), S(61705, 57), Token, S(61762, 28), L(0, 0), L(0, 0)), // bodysite
-    p(S(61790, 11), S(61801, 60), Token, S(61861, 37), L(0, 0), L(0, 0)), // dicom-class
-    p(S(14313, 9), S(61898, 58), Reference, S(61956, 22), L(358, 1), L(0, 0)), // encounter
-    p(S(60797, 8), S(61978, 57), Reference, S(62035, 52), L(527, 1), L(0, 0)), // endpoint
-    p(S(642, 10), S(5417, 55), Token, S(62087, 23), L(0, 0), L(0, 0)), // identifier
-    p(S(62110, 8), S(62118, 57), Token, S(62175, 32), L(0, 0), L(0, 0)), // instance
-    p(S(62207, 11), S(62218, 60), Reference, S(62278, 24), L(403, 2), L(0, 0)), // interpreter
-    p(S(62302, 8), S(62310, 57), Token, S(62367, 28), L(0, 0), L(0, 0)), // modality
-    p(S(855, 7), S(5827, 52), Reference, S(62395, 48), L(1, 1), L(0, 0)), // patient
-    p(S(14889, 9), S(62443, 58), Reference, S(62501, 35), L(384, 7), L(0, 0)), // performer
-    p(S(62536, 6), S(62542, 55), Token, S(62597, 23), L(0, 0), L(0, 0)), // reason
-    p(S(62620, 8), S(62628, 57), Reference, S(62685, 21), L(403, 2), L(0, 0)), // referrer
-    p(S(62706, 6), S(62712, 55), Token, S(62767, 23), L(0, 0), L(0, 0)), // series
-    p(S(62790, 7), S(62797, 56), Date, S(62853, 20), L(0, 0), L(0, 0)), // started
-    p(S(1033, 6), S(62873, 55), Token, S(62928, 19), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(62947, 56), Reference, S(63003, 20), L(533, 3), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(23558, 7), Reference, S(23565, 20), L(528, 5), L(0, 0)), // basedon
+    p(S(23585, 8), Token, S(23593, 28), L(0, 0), L(0, 0)), // bodysite
+    p(S(23621, 11), Token, S(23632, 37), L(0, 0), L(0, 0)), // dicom-class
+    p(S(5376, 9), Reference, S(23669, 22), L(358, 1), L(0, 0)), // encounter
+    p(S(23313, 8), Reference, S(23691, 52), L(527, 1), L(0, 0)), // endpoint
+    p(S(178, 10), Token, S(23743, 23), L(0, 0), L(0, 0)), // identifier
+    p(S(23766, 8), Token, S(23774, 32), L(0, 0), L(0, 0)), // instance
+    p(S(23806, 11), Reference, S(23817, 24), L(403, 2), L(0, 0)), // interpreter
+    p(S(23841, 8), Token, S(23849, 28), L(0, 0), L(0, 0)), // modality
+    p(S(240, 7), Reference, S(23877, 48), L(1, 1), L(0, 0)), // patient
+    p(S(5618, 9), Reference, S(23925, 35), L(384, 7), L(0, 0)), // performer
+    p(S(23960, 6), Token, S(23966, 23), L(0, 0), L(0, 0)), // reason
+    p(S(23989, 8), Reference, S(23997, 21), L(403, 2), L(0, 0)), // referrer
+    p(S(24018, 6), Token, S(24024, 23), L(0, 0), L(0, 0)), // series
+    p(S(24047, 7), Date, S(24054, 20), L(0, 0), L(0, 0)), // started
+    p(S(317, 6), Token, S(24074, 19), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(24093, 20), L(533, 3), L(0, 0)), // subject
     // Immunization
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(2026, 4), S(5337, 49), Date, S(63023, 23), L(0, 0), L(0, 0)), // date
-    p(S(642, 10), S(5417, 55), Token, S(63046, 23), L(0, 0), L(0, 0)), // identifier
-    p(S(4084, 8), S(63069, 57), Reference, S(63126, 21), L(299, 1), L(0, 0)), // location
-    p(S(63147, 10), S(63157, 59), String, S(63216, 22), L(0, 0), L(0, 0)), // lot-number
-    p(S(35805, 12), S(63238, 61), Reference, S(63299, 25), L(0, 1), L(0, 0)), // manufacturer
-    p(S(855, 7), S(5827, 52), Reference, S(63324, 20), L(1, 1), L(0, 0)), // patient
-    p(S(14889, 9), S(63344, 58), Reference, S(63402, 28), L(399, 3), L(0, 0)), // performer
-    p(S(63430, 8), S(63438, 57), Reference, S(63495, 28), L(485, 1), L(0, 0)), // reaction
-    p(S(63523, 13), S(63536, 62), Date, S(63598, 26), L(0, 0), L(0, 0)), // reaction-date
-    p(S(7288, 11), S(63624, 60), Token, S(63684, 23), L(0, 0), L(0, 0)), // reason-code
-    p(S(7380, 16), S(63707, 65), Reference, S(63772, 28), L(536, 3), L(0, 0)), // reason-reference
-    p(S(62706, 6), S(63800, 55), String, S(63855, 35), L(0, 0), L(0, 0)), // series
-    p(S(1033, 6), S(63890, 55), Token, S(63945, 19), L(0, 0), L(0, 0)), // status
-    p(S(63964, 13), S(63977, 62), Token, S(64039, 25), L(0, 0), L(0, 0)), // status-reason
-    p(S(64064, 14), S(64078, 63), Token, S(64141, 42), L(0, 0), L(0, 0)), // target-disease
-    p(S(64183, 12), S(64195, 61), Token, S(64256, 24), L(0, 0), L(0, 0)), // vaccine-code
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(746, 4), Date, S(24113, 23), L(0, 0), L(0, 0)), // date
+    p(S(178, 10), Token, S(24136, 23), L(0, 0), L(0, 0)), // identifier
+    p(S(1575, 8), Reference, S(24159, 21), L(299, 1), L(0, 0)), // location
+    p(S(24180, 10), String, S(24190, 22), L(0, 0), L(0, 0)), // lot-number
+    p(S(13780, 12), Reference, S(24212, 25), L(0, 1), L(0, 0)), // manufacturer
+    p(S(240, 7), Reference, S(24237, 20), L(1, 1), L(0, 0)), // patient
+    p(S(5618, 9), Reference, S(24257, 28), L(399, 3), L(0, 0)), // performer
+    p(S(24285, 8), Reference, S(24293, 28), L(485, 1), L(0, 0)), // reaction
+    p(S(24321, 13), Date, S(24334, 26), L(0, 0), L(0, 0)), // reaction-date
+    p(S(2832, 11), Token, S(24360, 23), L(0, 0), L(0, 0)), // reason-code
+    p(S(2865, 16), Reference, S(24383, 28), L(536, 3), L(0, 0)), // reason-reference
+    p(S(24018, 6), String, S(24411, 35), L(0, 0), L(0, 0)), // series
+    p(S(317, 6), Token, S(24446, 19), L(0, 0), L(0, 0)), // status
+    p(S(24465, 13), Token, S(24478, 25), L(0, 0), L(0, 0)), // status-reason
+    p(S(24503, 14), Token, S(24517, 42), L(0, 0), L(0, 0)), // target-disease
+    p(S(24559, 12), Token, S(24571, 24), L(0, 0), L(0, 0)), // vaccine-code
     // ImmunizationEvaluation
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(2026, 4), S(64280, 63), Date, S(64343, 27), L(0, 0), L(0, 0)), // date
-    p(S(64370, 11), S(64381, 70), Token, S(64451, 33), L(0, 0), L(0, 0)), // dose-status
-    p(S(642, 10), S(64484, 69), Token, S(64553, 33), L(0, 0), L(0, 0)), // identifier
-    p(S(64586, 18), S(64604, 77), Reference, S(64681, 40), L(539, 1), L(0, 0)), // immunization-event
-    p(S(855, 7), S(64721, 66), Reference, S(64787, 30), L(1, 1), L(0, 0)), // patient
-    p(S(1033, 6), S(64817, 65), Token, S(64882, 29), L(0, 0), L(0, 0)), // status
-    p(S(64064, 14), S(64911, 73), Token, S(64984, 36), L(0, 0), L(0, 0)), // target-disease
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(746, 4), Date, S(24595, 27), L(0, 0), L(0, 0)), // date
+    p(S(24622, 11), Token, S(24633, 33), L(0, 0), L(0, 0)), // dose-status
+    p(S(178, 10), Token, S(24666, 33), L(0, 0), L(0, 0)), // identifier
+    p(S(24699, 18), Reference, S(24717, 40), L(539, 1), L(0, 0)), // immunization-event
+    p(S(240, 7), Reference, S(24757, 30), L(1, 1), L(0, 0)), // patient
+    p(S(317, 6), Token, S(24787, 29), L(0, 0), L(0, 0)), // status
+    p(S(24503, 14), Token, S(24816, 36), L(0, 0), L(0, 0)), // target-disease
     // ImmunizationRecommendation
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(2026, 4), S(65020, 67), Date, S(65087, 31), L(0, 0), L(0, 0)), // date
-    p(S(642, 10), S(65118, 73), Token, S(65191, 37), L(0, 0), L(0, 0)), // identifier
-    p(S(65228, 11), S(65239, 74), Reference, S(65313, 70), L(9, 145), L(0, 0)), // information
-    p(S(855, 7), S(65383, 70), Reference, S(65453, 34), L(1, 1), L(0, 0)), // patient
-    p(S(1033, 6), S(65487, 69), Token, S(65556, 56), L(0, 0), L(0, 0)), // status
-    p(S(65612, 7), S(65619, 70), Reference, S(65689, 64), L(540, 2), L(0, 0)), // support
-    p(S(64064, 14), S(65753, 77), Token, S(65830, 55), L(0, 0), L(0, 0)), // target-disease
-    p(S(65885, 12), S(65897, 75), Token, S(65972, 53), L(0, 0), L(0, 0)), // vaccine-type
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(746, 4), Date, S(24852, 31), L(0, 0), L(0, 0)), // date
+    p(S(178, 10), Token, S(24883, 37), L(0, 0), L(0, 0)), // identifier
+    p(S(24920, 11), Reference, S(24931, 70), L(9, 145), L(0, 0)), // information
+    p(S(240, 7), Reference, S(25001, 34), L(1, 1), L(0, 0)), // patient
+    p(S(317, 6), Token, S(25035, 56), L(0, 0), L(0, 0)), // status
+    p(S(25091, 7), Reference, S(25098, 64), L(540, 2), L(0, 0)), // support
+    p(S(24503, 14), Token, S(25162, 55), L(0, 0), L(0, 0)), // target-disease
+    p(S(25217, 12), Token, S(25229, 53), L(0, 0), L(0, 0)), // vaccine-type
     // ImplementationGuide
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(1386, 7), S(11432, 55), Token, S(66025, 57), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(11544, 64), Quantity, S(66082, 100), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(11708, 60), Token, S(66182, 35), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(11803, 69), Composite, S(66217, 30), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(11902, 66), Composite, S(66217, 30), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(11968, 52), Date, S(66247, 24), L(0, 0), L(0, 0)), // date
-    p(S(2112, 10), S(66271, 66), Reference, S(66337, 33), L(345, 1), L(0, 0)), // depends-on
-    p(S(2433, 11), S(12044, 59), String, S(66370, 31), L(0, 0), L(0, 0)), // description
-    p(S(66401, 12), S(66413, 68), Token, S(66481, 32), L(0, 0), L(0, 0)), // experimental
-    p(S(66513, 6), S(66519, 62), Reference, S(66581, 34), L(346, 1), L(0, 0)), // global
-    p(S(2741, 12), S(12438, 60), Token, S(66615, 32), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(724, 4), S(12623, 52), String, S(66647, 24), L(0, 0), L(0, 0)), // name
-    p(S(3079, 9), S(12699, 57), String, S(66671, 29), L(0, 0), L(0, 0)), // publisher
-    p(S(12785, 8), S(66700, 64), Reference, S(66764, 49), L(9, 145), L(0, 0)), // resource
-    p(S(1033, 6), S(13258, 54), Token, S(66813, 26), L(0, 0), L(0, 0)), // status
-    p(S(3406, 5), S(13478, 53), String, S(66839, 25), L(0, 0), L(0, 0)), // title
-    p(S(3584, 3), S(13556, 51), Uri, S(66864, 23), L(0, 0), L(0, 0)), // url
-    p(S(3667, 7), S(13630, 55), Token, S(66887, 27), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(455, 7), Token, S(25282, 57), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(25339, 100), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(25439, 35), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(25474, 30), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(25474, 30), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(25504, 24), L(0, 0), L(0, 0)), // date
+    p(S(773, 10), Reference, S(25528, 33), L(345, 1), L(0, 0)), // depends-on
+    p(S(962, 11), String, S(25561, 31), L(0, 0), L(0, 0)), // description
+    p(S(25592, 12), Token, S(25604, 32), L(0, 0), L(0, 0)), // experimental
+    p(S(25636, 6), Reference, S(25642, 34), L(346, 1), L(0, 0)), // global
+    p(S(1075, 12), Token, S(25676, 32), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(206, 4), String, S(25708, 24), L(0, 0), L(0, 0)), // name
+    p(S(1221, 9), String, S(25732, 29), L(0, 0), L(0, 0)), // publisher
+    p(S(4799, 8), Reference, S(25761, 49), L(9, 145), L(0, 0)), // resource
+    p(S(317, 6), Token, S(25810, 26), L(0, 0), L(0, 0)), // status
+    p(S(1359, 5), String, S(25836, 25), L(0, 0), L(0, 0)), // title
+    p(S(1417, 3), Uri, S(25861, 23), L(0, 0), L(0, 0)), // url
+    p(S(1442, 7), Token, S(25884, 27), L(0, 0), L(0, 0)), // version
     // InsurancePlan
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(8862, 7), S(66914, 57), String, S(66971, 29), L(0, 0), L(0, 0)), // address
-    p(S(67000, 12), S(67012, 62), String, S(67074, 34), L(0, 0), L(0, 0)), // address-city
-    p(S(67108, 15), S(67123, 65), String, S(67188, 37), L(0, 0), L(0, 0)), // address-country
-    p(S(67225, 18), S(67243, 68), String, S(67311, 40), L(0, 0), L(0, 0)), // address-postalcode
-    p(S(67351, 13), S(67364, 63), String, S(67427, 35), L(0, 0), L(0, 0)), // address-state
-    p(S(67462, 11), S(67473, 61), Token, S(67534, 33), L(0, 0), L(0, 0)), // address-use
-    p(S(67567, 15), S(67582, 65), Reference, S(67647, 28), L(0, 1), L(0, 0)), // administered-by
-    p(S(60797, 8), S(67675, 58), Reference, S(67733, 22), L(527, 1), L(0, 0)), // endpoint
-    p(S(642, 10), S(67755, 60), Token, S(67815, 24), L(0, 0), L(0, 0)), // identifier
-    p(S(724, 4), S(67839, 54), String, S(67893, 12), L(0, 0), L(0, 0)), // name
-    p(S(67905, 8), S(67913, 58), Reference, S(67971, 21), L(0, 1), L(0, 0)), // owned-by
-    p(S(67992, 8), S(68000, 58), String, S(68058, 18), L(0, 0), L(0, 0)), // phonetic
-    p(S(1033, 6), S(68076, 56), Token, S(68132, 20), L(0, 0), L(0, 0)), // status
-    p(S(1176, 4), S(68152, 54), Token, S(68206, 18), L(0, 0), L(0, 0)), // type
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(3424, 7), String, S(25911, 29), L(0, 0), L(0, 0)), // address
+    p(S(25940, 12), String, S(25952, 34), L(0, 0), L(0, 0)), // address-city
+    p(S(25986, 15), String, S(26001, 37), L(0, 0), L(0, 0)), // address-country
+    p(S(26038, 18), String, S(26056, 40), L(0, 0), L(0, 0)), // address-postalcode
+    p(S(26096, 13), String, S(26109, 35), L(0, 0), L(0, 0)), // address-state
+    p(S(26144, 11), Token, S(26155, 33), L(0, 0), L(0, 0)), // address-use
+    p(S(26188, 15), Reference, S(26203, 28), L(0, 1), L(0, 0)), // administered-by
+    p(S(23313, 8), Reference, S(26231, 22), L(527, 1), L(0, 0)), // endpoint
+    p(S(178, 10), Token, S(26253, 24), L(0, 0), L(0, 0)), // identifier
+    p(S(206, 4), String, S(26277, 12), L(0, 0), L(0, 0)), // name
+    p(S(26289, 8), Reference, S(26297, 21), L(0, 1), L(0, 0)), // owned-by
+    p(S(26318, 8), String, S(26326, 18), L(0, 0), L(0, 0)), // phonetic
+    p(S(317, 6), Token, S(26344, 20), L(0, 0), L(0, 0)), // status
+    p(S(359, 4), Token, S(26364, 18), L(0, 0), L(0, 0)), // type
     // Invoice
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(15646, 7), S(68224, 51), Reference, S(68275, 15), L(381, 1), L(0, 0)), // account
-    p(S(2026, 4), S(68290, 48), Date, S(68338, 12), L(0, 0), L(0, 0)), // date
-    p(S(642, 10), S(68350, 54), Token, S(68404, 18), L(0, 0), L(0, 0)), // identifier
-    p(S(68422, 6), S(68428, 50), Reference, S(68478, 14), L(0, 1), L(0, 0)), // issuer
-    p(S(15374, 11), S(68492, 55), Reference, S(68547, 25), L(332, 6), L(0, 0)), // participant
-    p(S(68572, 16), S(68588, 60), Token, S(68648, 24), L(0, 0), L(0, 0)), // participant-role
-    p(S(855, 7), S(68672, 51), Reference, S(68723, 43), L(1, 1), L(0, 0)), // patient
-    p(S(23754, 9), S(68766, 53), Reference, S(68819, 17), L(453, 3), L(0, 0)), // recipient
-    p(S(1033, 6), S(68836, 50), Token, S(68886, 14), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(68900, 51), Reference, S(68951, 15), L(373, 2), L(0, 0)), // subject
-    p(S(68966, 10), S(68976, 54), Quantity, S(69030, 18), L(0, 0), L(0, 0)), // totalgross
-    p(S(69048, 8), S(69056, 52), Quantity, S(69108, 16), L(0, 0), L(0, 0)), // totalnet
-    p(S(1176, 4), S(69124, 48), Token, S(69172, 12), L(0, 0), L(0, 0)), // type
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(5899, 7), Reference, S(26382, 15), L(381, 1), L(0, 0)), // account
+    p(S(746, 4), Date, S(26397, 12), L(0, 0), L(0, 0)), // date
+    p(S(178, 10), Token, S(26409, 18), L(0, 0), L(0, 0)), // identifier
+    p(S(26427, 6), Reference, S(26433, 14), L(0, 1), L(0, 0)), // issuer
+    p(S(5786, 11), Reference, S(26447, 25), L(332, 6), L(0, 0)), // participant
+    p(S(26472, 16), Token, S(26488, 24), L(0, 0), L(0, 0)), // participant-role
+    p(S(240, 7), Reference, S(26512, 43), L(1, 1), L(0, 0)), // patient
+    p(S(8875, 9), Reference, S(26555, 17), L(453, 3), L(0, 0)), // recipient
+    p(S(317, 6), Token, S(26572, 14), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(26586, 15), L(373, 2), L(0, 0)), // subject
+    p(S(26601, 10), Quantity, S(26611, 18), L(0, 0), L(0, 0)), // totalgross
+    p(S(26629, 8), Quantity, S(26637, 16), L(0, 0), L(0, 0)), // totalnet
+    p(S(359, 4), Token, S(26653, 12), L(0, 0), L(0, 0)), // type
     // Library
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(1240, 11), S(69184, 55), Reference, S(69239, 58), L(9, 145), L(0, 0)), // composed-of
-    p(S(69297, 12), S(69309, 56), Token, S(69365, 27), L(0, 0), L(0, 0)), // content-type
-    p(S(1386, 7), S(69392, 51), Token, S(69443, 45), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(69488, 60), Quantity, S(69548, 76), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(69624, 56), Token, S(69680, 23), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(69703, 65), Composite, S(69768, 18), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(69786, 62), Composite, S(69768, 18), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(69848, 48), Date, S(69896, 12), L(0, 0), L(0, 0)), // date
-    p(S(2112, 10), S(69908, 54), Reference, S(69962, 57), L(9, 145), L(0, 0)), // depends-on
-    p(S(2284, 12), S(70019, 56), Reference, S(70075, 59), L(9, 145), L(0, 0)), // derived-from
-    p(S(2433, 11), S(70134, 55), String, S(70189, 19), L(0, 0), L(0, 0)), // description
-    p(S(2540, 9), S(70208, 53), Date, S(70261, 23), L(0, 0), L(0, 0)), // effective
-    p(S(642, 10), S(70284, 54), Token, S(70338, 18), L(0, 0), L(0, 0)), // identifier
-    p(S(2741, 12), S(70356, 56), Token, S(70412, 20), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(724, 4), S(70432, 48), String, S(70480, 12), L(0, 0), L(0, 0)), // name
-    p(S(2933, 11), S(70492, 55), Reference, S(70547, 58), L(9, 145), L(0, 0)), // predecessor
-    p(S(3079, 9), S(70605, 53), String, S(70658, 17), L(0, 0), L(0, 0)), // publisher
-    p(S(1033, 6), S(70675, 50), Token, S(70725, 14), L(0, 0), L(0, 0)), // status
-    p(S(3266, 9), S(70739, 53), Reference, S(70792, 56), L(9, 145), L(0, 0)), // successor
-    p(S(3406, 5), S(70848, 49), String, S(70897, 13), L(0, 0), L(0, 0)), // title
-    p(S(3495, 5), S(70910, 49), Token, S(70959, 13), L(0, 0), L(0, 0)), // topic
-    p(S(1176, 4), S(70972, 48), Token, S(71020, 12), L(0, 0), L(0, 0)), // type
-    p(S(3584, 3), S(71032, 47), Uri, S(71079, 11), L(0, 0), L(0, 0)), // url
-    p(S(3667, 7), S(71090, 51), Token, S(71141, 15), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(375, 11), Reference, S(26665, 58), L(9, 145), L(0, 0)), // composed-of
+    p(S(26723, 12), Token, S(26735, 27), L(0, 0), L(0, 0)), // content-type
+    p(S(455, 7), Token, S(26762, 45), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(26807, 76), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(26883, 23), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(26906, 18), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(26906, 18), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(26924, 12), L(0, 0), L(0, 0)), // date
+    p(S(773, 10), Reference, S(26936, 57), L(9, 145), L(0, 0)), // depends-on
+    p(S(880, 12), Reference, S(26993, 59), L(9, 145), L(0, 0)), // derived-from
+    p(S(962, 11), String, S(27052, 19), L(0, 0), L(0, 0)), // description
+    p(S(1003, 9), Date, S(27071, 23), L(0, 0), L(0, 0)), // effective
+    p(S(178, 10), Token, S(27094, 18), L(0, 0), L(0, 0)), // identifier
+    p(S(1075, 12), Token, S(27112, 20), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(206, 4), String, S(27132, 12), L(0, 0), L(0, 0)), // name
+    p(S(1141, 11), Reference, S(27144, 58), L(9, 145), L(0, 0)), // predecessor
+    p(S(1221, 9), String, S(27202, 17), L(0, 0), L(0, 0)), // publisher
+    p(S(317, 6), Token, S(27219, 14), L(0, 0), L(0, 0)), // status
+    p(S(1283, 9), Reference, S(27233, 56), L(9, 145), L(0, 0)), // successor
+    p(S(1359, 5), String, S(27289, 13), L(0, 0), L(0, 0)), // title
+    p(S(1388, 5), Token, S(27302, 13), L(0, 0), L(0, 0)), // topic
+    p(S(359, 4), Token, S(27315, 12), L(0, 0), L(0, 0)), // type
+    p(S(1417, 3), Uri, S(27327, 11), L(0, 0), L(0, 0)), // url
+    p(S(1442, 7), Token, S(27338, 15), L(0, 0), L(0, 0)), // version
     // Linkage
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(10334, 6), S(71156, 50), Reference, S(71206, 14), L(399, 3), L(0, 0)), // author
-    p(S(40277, 4), S(71220, 48), Reference, S(71268, 21), L(9, 145), L(0, 0)), // item
-    p(S(10104, 6), S(71289, 50), Reference, S(71268, 21), L(9, 145), L(0, 0)), // source
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(3976, 6), Reference, S(27353, 14), L(399, 3), L(0, 0)), // author
+    p(S(15447, 4), Reference, S(27367, 21), L(9, 145), L(0, 0)), // item
+    p(S(3904, 6), Reference, S(27367, 21), L(9, 145), L(0, 0)), // source
     // List
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(5114, 4), S(5118, 49), Token, S(71339, 9), L(0, 0), L(0, 0)), // code
-    p(S(2026, 4), S(5337, 49), Date, S(71348, 9), L(0, 0), L(0, 0)), // date
-    p(S(71357, 12), S(71369, 53), Token, S(71422, 16), L(0, 0), L(0, 0)), // empty-reason
-    p(S(14313, 9), S(26805, 54), Reference, S(71438, 14), L(437, 2), L(0, 0)), // encounter
-    p(S(642, 10), S(5417, 55), Token, S(71452, 15), L(0, 0), L(0, 0)), // identifier
-    p(S(40277, 4), S(71467, 45), Reference, S(71512, 15), L(9, 145), L(0, 0)), // item
-    p(S(71527, 5), S(71532, 46), String, S(71578, 14), L(0, 0), L(0, 0)), // notes
-    p(S(855, 7), S(5827, 52), Reference, S(71592, 40), L(1, 1), L(0, 0)), // patient
-    p(S(10104, 6), S(71632, 47), Reference, S(71679, 11), L(542, 4), L(0, 0)), // source
-    p(S(1033, 6), S(71690, 47), Token, S(71737, 11), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(71748, 48), Reference, S(71796, 12), L(471, 4), L(0, 0)), // subject
-    p(S(3406, 5), S(71808, 46), String, S(71854, 10), L(0, 0), L(0, 0)), // title
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1943, 4), Token, S(27388, 9), L(0, 0), L(0, 0)), // code
+    p(S(746, 4), Date, S(27397, 9), L(0, 0), L(0, 0)), // date
+    p(S(27406, 12), Token, S(27418, 16), L(0, 0), L(0, 0)), // empty-reason
+    p(S(5376, 9), Reference, S(27434, 14), L(437, 2), L(0, 0)), // encounter
+    p(S(178, 10), Token, S(27448, 15), L(0, 0), L(0, 0)), // identifier
+    p(S(15447, 4), Reference, S(27463, 15), L(9, 145), L(0, 0)), // item
+    p(S(27478, 5), String, S(27483, 14), L(0, 0), L(0, 0)), // notes
+    p(S(240, 7), Reference, S(27497, 40), L(1, 1), L(0, 0)), // patient
+    p(S(3904, 6), Reference, S(27537, 11), L(542, 4), L(0, 0)), // source
+    p(S(317, 6), Token, S(27548, 11), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(27559, 12), L(471, 4), L(0, 0)), // subject
+    p(S(1359, 5), String, S(27571, 10), L(0, 0), L(0, 0)), // title
     // Location
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(8862, 7), S(71864, 52), String, S(71916, 16), L(0, 0), L(0, 0)), // address
-    p(S(67000, 12), S(71932, 57), String, S(71989, 21), L(0, 0), L(0, 0)), // address-city
-    p(S(67108, 15), S(72010, 60), String, S(72070, 24), L(0, 0), L(0, 0)), // address-country
-    p(S(67225, 18), S(72094, 63), String, S(72157, 27), L(0, 0), L(0, 0)), // address-postalcode
-    p(S(67351, 13), S(72184, 58), String, S(72242, 22), L(0, 0), L(0, 0)), // address-state
-    p(S(67462, 11), S(72264, 56), Token, S(72320, 20), L(0, 0), L(0, 0)), // address-use
-    p(S(60797, 8), S(72340, 53), Reference, S(72393, 17), L(527, 1), L(0, 0)), // endpoint
-    p(S(642, 10), S(72410, 55), Token, S(72465, 19), L(0, 0), L(0, 0)), // identifier
-    p(S(724, 4), S(72484, 49), String, S(72533, 30), L(0, 0), L(0, 0)), // name
-    p(S(72563, 4), S(72567, 49), Special, S(72616, 17), L(0, 0), L(0, 0)), // near
-    p(S(72633, 18), S(72651, 63), Token, S(72714, 26), L(0, 0), L(0, 0)), // operational-status
-    p(S(31265, 12), S(72740, 57), Reference, S(72797, 29), L(0, 1), L(0, 0)), // organization
-    p(S(72826, 6), S(72832, 51), Reference, S(72883, 15), L(299, 1), L(0, 0)), // partof
-    p(S(1033, 6), S(72898, 51), Token, S(72949, 15), L(0, 0), L(0, 0)), // status
-    p(S(1176, 4), S(72964, 49), Token, S(73013, 13), L(0, 0), L(0, 0)), // type
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(3424, 7), String, S(27581, 16), L(0, 0), L(0, 0)), // address
+    p(S(25940, 12), String, S(27597, 21), L(0, 0), L(0, 0)), // address-city
+    p(S(25986, 15), String, S(27618, 24), L(0, 0), L(0, 0)), // address-country
+    p(S(26038, 18), String, S(27642, 27), L(0, 0), L(0, 0)), // address-postalcode
+    p(S(26096, 13), String, S(27669, 22), L(0, 0), L(0, 0)), // address-state
+    p(S(26144, 11), Token, S(27691, 20), L(0, 0), L(0, 0)), // address-use
+    p(S(23313, 8), Reference, S(27711, 17), L(527, 1), L(0, 0)), // endpoint
+    p(S(178, 10), Token, S(27728, 19), L(0, 0), L(0, 0)), // identifier
+    p(S(206, 4), String, S(27747, 30), L(0, 0), L(0, 0)), // name
+    p(S(27777, 4), Special, S(27781, 17), L(0, 0), L(0, 0)), // near
+    p(S(27798, 18), Token, S(27816, 26), L(0, 0), L(0, 0)), // operational-status
+    p(S(12256, 12), Reference, S(27842, 29), L(0, 1), L(0, 0)), // organization
+    p(S(27871, 6), Reference, S(27877, 15), L(299, 1), L(0, 0)), // partof
+    p(S(317, 6), Token, S(27892, 15), L(0, 0), L(0, 0)), // status
+    p(S(359, 4), Token, S(27907, 13), L(0, 0), L(0, 0)), // type
     // Measure
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(1240, 11), S(73026, 55), Reference, S(73081, 58), L(9, 145), L(0, 0)), // composed-of
-    p(S(1386, 7), S(73139, 51), Token, S(73190, 45), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(73235, 60), Quantity, S(73295, 76), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(73371, 56), Token, S(73427, 23), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(73450, 65), Composite, S(73515, 18), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(73533, 62), Composite, S(73515, 18), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(73595, 48), Date, S(73643, 12), L(0, 0), L(0, 0)), // date
-    p(S(2112, 10), S(73655, 54), Reference, S(73709, 75), L(154, 145), L(0, 0)), // depends-on
-    p(S(2284, 12), S(73784, 56), Reference, S(73840, 59), L(9, 145), L(0, 0)), // derived-from
-    p(S(2433, 11), S(73899, 55), String, S(73954, 19), L(0, 0), L(0, 0)), // description
-    p(S(2540, 9), S(73973, 53), Date, S(74026, 23), L(0, 0), L(0, 0)), // effective
-    p(S(642, 10), S(74049, 54), Token, S(74103, 18), L(0, 0), L(0, 0)), // identifier
-    p(S(2741, 12), S(74121, 56), Token, S(74177, 20), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(724, 4), S(74197, 48), String, S(74245, 12), L(0, 0), L(0, 0)), // name
-    p(S(2933, 11), S(74257, 55), Reference, S(74312, 58), L(9, 145), L(0, 0)), // predecessor
-    p(S(3079, 9), S(74370, 53), String, S(74423, 17), L(0, 0), L(0, 0)), // publisher
-    p(S(1033, 6), S(74440, 50), Token, S(74490, 14), L(0, 0), L(0, 0)), // status
-    p(S(3266, 9), S(74504, 53), Reference, S(74557, 56), L(9, 145), L(0, 0)), // successor
-    p(S(3406, 5), S(74613, 49), String, S(74662, 13), L(0, 0), L(0, 0)), // title
-    p(S(3495, 5), S(74675, 49), Token, S(74724, 13), L(0, 0), L(0, 0)), // topic
-    p(S(3584, 3), S(74737, 47), Uri, S(74784, 11), L(0, 0), L(0, 0)), // url
-    p(S(3667, 7), S(74795, 51), Token, S(74846, 15), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(375, 11), Reference, S(27920, 58), L(9, 145), L(0, 0)), // composed-of
+    p(S(455, 7), Token, S(27978, 45), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(28023, 76), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(28099, 23), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(28122, 18), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(28122, 18), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(28140, 12), L(0, 0), L(0, 0)), // date
+    p(S(773, 10), Reference, S(28152, 75), L(154, 145), L(0, 0)), // depends-on
+    p(S(880, 12), Reference, S(28227, 59), L(9, 145), L(0, 0)), // derived-from
+    p(S(962, 11), String, S(28286, 19), L(0, 0), L(0, 0)), // description
+    p(S(1003, 9), Date, S(28305, 23), L(0, 0), L(0, 0)), // effective
+    p(S(178, 10), Token, S(28328, 18), L(0, 0), L(0, 0)), // identifier
+    p(S(1075, 12), Token, S(28346, 20), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(206, 4), String, S(28366, 12), L(0, 0), L(0, 0)), // name
+    p(S(1141, 11), Reference, S(28378, 58), L(9, 145), L(0, 0)), // predecessor
+    p(S(1221, 9), String, S(28436, 17), L(0, 0), L(0, 0)), // publisher
+    p(S(317, 6), Token, S(28453, 14), L(0, 0), L(0, 0)), // status
+    p(S(1283, 9), Reference, S(28467, 56), L(9, 145), L(0, 0)), // successor
+    p(S(1359, 5), String, S(28523, 13), L(0, 0), L(0, 0)), // title
+    p(S(1388, 5), Token, S(28536, 13), L(0, 0), L(0, 0)), // topic
+    p(S(1417, 3), Uri, S(28549, 11), L(0, 0), L(0, 0)), // url
+    p(S(1442, 7), Token, S(28560, 15), L(0, 0), L(0, 0)), // version
     // MeasureReport
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(2026, 4), S(74861, 54), Date, S(74915, 18), L(0, 0), L(0, 0)), // date
-    p(S(74933, 18), S(74951, 68), Reference, S(75019, 31), L(9, 145), L(0, 0)), // evaluated-resource
-    p(S(642, 10), S(75050, 60), Token, S(75110, 24), L(0, 0), L(0, 0)), // identifier
-    p(S(75134, 7), S(75141, 57), Reference, S(75198, 21), L(546, 1), L(0, 0)), // measure
-    p(S(855, 7), S(75219, 57), Reference, S(75276, 49), L(1, 1), L(0, 0)), // patient
-    p(S(956, 6), S(75325, 56), Date, S(75381, 20), L(0, 0), L(0, 0)), // period
-    p(S(75401, 8), S(75409, 58), Reference, S(75467, 22), L(547, 4), L(0, 0)), // reporter
-    p(S(1033, 6), S(75489, 56), Token, S(75545, 20), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(75565, 57), Reference, S(75622, 21), L(551, 7), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(746, 4), Date, S(28575, 18), L(0, 0), L(0, 0)), // date
+    p(S(28593, 18), Reference, S(28611, 31), L(9, 145), L(0, 0)), // evaluated-resource
+    p(S(178, 10), Token, S(28642, 24), L(0, 0), L(0, 0)), // identifier
+    p(S(28666, 7), Reference, S(28673, 21), L(546, 1), L(0, 0)), // measure
+    p(S(240, 7), Reference, S(28694, 49), L(1, 1), L(0, 0)), // patient
+    p(S(290, 6), Date, S(28743, 20), L(0, 0), L(0, 0)), // period
+    p(S(28763, 8), Reference, S(28771, 22), L(547, 4), L(0, 0)), // reporter
+    p(S(317, 6), Token, S(28793, 20), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(28813, 21), L(551, 7), L(0, 0)), // subject
     // Media
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(6596, 8), S(75643, 50), Reference, S(75693, 13), L(558, 2), L(0, 0)), // based-on
-    p(S(10456, 7), S(75706, 49), Date, S(75755, 13), L(0, 0), L(0, 0)), // created
-    p(S(37305, 6), S(75768, 48), Reference, S(75816, 12), L(560, 2), L(0, 0)), // device
-    p(S(14313, 9), S(75828, 51), Reference, S(75879, 15), L(358, 1), L(0, 0)), // encounter
-    p(S(642, 10), S(75894, 52), Token, S(75946, 16), L(0, 0), L(0, 0)), // identifier
-    p(S(62302, 8), S(75962, 50), Token, S(76012, 14), L(0, 0), L(0, 0)), // modality
-    p(S(76026, 8), S(76034, 50), Reference, S(76084, 14), L(384, 7), L(0, 0)), // operator
-    p(S(855, 7), S(76098, 49), Reference, S(76147, 41), L(1, 1), L(0, 0)), // patient
-    p(S(10027, 4), S(76188, 46), Token, S(76234, 14), L(0, 0), L(0, 0)), // site
-    p(S(1033, 6), S(76248, 48), Token, S(76296, 12), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(76308, 49), Reference, S(76357, 13), L(562, 7), L(0, 0)), // subject
-    p(S(1176, 4), S(76370, 46), Token, S(76416, 10), L(0, 0), L(0, 0)), // type
-    p(S(76426, 4), S(76430, 46), Token, S(76476, 10), L(0, 0), L(0, 0)), // view
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(2536, 8), Reference, S(28834, 13), L(558, 2), L(0, 0)), // based-on
+    p(S(4004, 7), Date, S(28847, 13), L(0, 0), L(0, 0)), // created
+    p(S(14250, 6), Reference, S(28860, 12), L(560, 2), L(0, 0)), // device
+    p(S(5376, 9), Reference, S(28872, 15), L(358, 1), L(0, 0)), // encounter
+    p(S(178, 10), Token, S(28887, 16), L(0, 0), L(0, 0)), // identifier
+    p(S(23841, 8), Token, S(28903, 14), L(0, 0), L(0, 0)), // modality
+    p(S(28917, 8), Reference, S(28925, 14), L(384, 7), L(0, 0)), // operator
+    p(S(240, 7), Reference, S(28939, 41), L(1, 1), L(0, 0)), // patient
+    p(S(3878, 4), Token, S(28980, 14), L(0, 0), L(0, 0)), // site
+    p(S(317, 6), Token, S(28994, 12), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(29006, 13), L(562, 7), L(0, 0)), // subject
+    p(S(359, 4), Token, S(29019, 10), L(0, 0), L(0, 0)), // type
+    p(S(29029, 4), Token, S(29033, 10), L(0, 0), L(0, 0)), // view
     // Medication
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(5114, 4), S(5118, 49), Token, S(76486, 15), L(0, 0), L(0, 0)), // code
-    p(S(76501, 15), S(76516, 62), Date, S(76578, 31), L(0, 0), L(0, 0)), // expiration-date
-    p(S(76609, 4), S(76613, 51), Token, S(76664, 15), L(0, 0), L(0, 0)), // form
-    p(S(642, 10), S(76679, 57), Token, S(76736, 21), L(0, 0), L(0, 0)), // identifier
-    p(S(76757, 10), S(76767, 57), Reference, S(76824, 41), L(569, 2), L(0, 0)), // ingredient
-    p(S(76865, 15), S(76880, 62), Token, S(76942, 47), L(0, 0), L(0, 0)), // ingredient-code
-    p(S(63147, 10), S(76989, 57), Token, S(77046, 26), L(0, 0), L(0, 0)), // lot-number
-    p(S(35805, 12), S(77072, 59), Reference, S(77131, 23), L(0, 1), L(0, 0)), // manufacturer
-    p(S(1033, 6), S(77154, 53), Token, S(77207, 17), L(0, 0), L(0, 0)), // status
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1943, 4), Token, S(29043, 15), L(0, 0), L(0, 0)), // code
+    p(S(29058, 15), Date, S(29073, 31), L(0, 0), L(0, 0)), // expiration-date
+    p(S(29104, 4), Token, S(29108, 15), L(0, 0), L(0, 0)), // form
+    p(S(178, 10), Token, S(29123, 21), L(0, 0), L(0, 0)), // identifier
+    p(S(29144, 10), Reference, S(29154, 41), L(569, 2), L(0, 0)), // ingredient
+    p(S(29195, 15), Token, S(29210, 47), L(0, 0), L(0, 0)), // ingredient-code
+    p(S(24180, 10), Token, S(29257, 26), L(0, 0), L(0, 0)), // lot-number
+    p(S(13780, 12), Reference, S(29283, 23), L(0, 1), L(0, 0)), // manufacturer
+    p(S(317, 6), Token, S(29306, 17), L(0, 0), L(0, 0)), // status
     // MedicationAdministration
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(5114, 4), S(5118, 49), Token, S(77224, 56), L(0, 0), L(0, 0)), // code
-    p(S(1386, 7), S(77280, 68), Reference, S(77348, 32), L(382, 2), L(0, 0)), // context
-    p(S(37305, 6), S(77380, 67), Reference, S(77447, 31), L(402, 1), L(0, 0)), // device
-    p(S(77478, 14), S(77492, 75), Date, S(77567, 34), L(0, 0), L(0, 0)), // effective-time
-    p(S(642, 10), S(5417, 55), Token, S(77601, 35), L(0, 0), L(0, 0)), // identifier
-    p(S(77636, 10), S(77646, 58), Reference, S(77704, 50), L(571, 1), L(0, 0)), // medication
-    p(S(855, 7), S(5827, 52), Reference, S(77754, 60), L(1, 1), L(0, 0)), // patient
-    p(S(14889, 9), S(77814, 70), Reference, S(77884, 40), L(572, 5), L(0, 0)), // performer
-    p(S(77924, 12), S(77936, 73), Token, S(78009, 35), L(0, 0), L(0, 0)), // reason-given
-    p(S(78044, 16), S(78060, 77), Token, S(78137, 37), L(0, 0), L(0, 0)), // reason-not-given
-    p(S(20530, 7), S(78174, 68), Reference, S(78242, 32), L(577, 1), L(0, 0)), // request
-    p(S(1033, 6), S(78274, 54), Token, S(78328, 31), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(78359, 68), Reference, S(78427, 32), L(373, 2), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1943, 4), Token, S(29323, 56), L(0, 0), L(0, 0)), // code
+    p(S(455, 7), Reference, S(29379, 32), L(382, 2), L(0, 0)), // context
+    p(S(14250, 6), Reference, S(29411, 31), L(402, 1), L(0, 0)), // device
+    p(S(29442, 14), Date, S(29456, 34), L(0, 0), L(0, 0)), // effective-time
+    p(S(178, 10), Token, S(29490, 35), L(0, 0), L(0, 0)), // identifier
+    p(S(29525, 10), Reference, S(29535, 50), L(571, 1), L(0, 0)), // medication
+    p(S(240, 7), Reference, S(29585, 60), L(1, 1), L(0, 0)), // patient
+    p(S(5618, 9), Reference, S(29645, 40), L(572, 5), L(0, 0)), // performer
+    p(S(29685, 12), Token, S(29697, 35), L(0, 0), L(0, 0)), // reason-given
+    p(S(29732, 16), Token, S(29748, 37), L(0, 0), L(0, 0)), // reason-not-given
+    p(S(7522, 7), Reference, S(29785, 32), L(577, 1), L(0, 0)), // request
+    p(S(317, 6), Token, S(29817, 31), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(29848, 32), L(373, 2), L(0, 0)), // subject
     // MedicationDispense
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(5114, 4), S(5118, 49), Token, S(78459, 50), L(0, 0), L(0, 0)), // code
-    p(S(1386, 7), S(78509, 62), Reference, S(78571, 26), L(382, 2), L(0, 0)), // context
-    p(S(78597, 11), S(78608, 66), Reference, S(78674, 30), L(299, 1), L(0, 0)), // destination
-    p(S(642, 10), S(5417, 55), Token, S(78704, 29), L(0, 0), L(0, 0)), // identifier
-    p(S(77636, 10), S(77646, 58), Reference, S(78733, 44), L(571, 1), L(0, 0)), // medication
-    p(S(855, 7), S(5827, 52), Reference, S(78777, 54), L(1, 1), L(0, 0)), // patient
-    p(S(14889, 9), S(78831, 64), Reference, S(78895, 34), L(332, 6), L(0, 0)), // performer
-    p(S(78929, 12), S(78941, 60), Reference, S(79001, 42), L(577, 1), L(0, 0)), // prescription
-    p(S(79043, 8), S(79051, 63), Reference, S(79114, 27), L(578, 2), L(0, 0)), // receiver
-    p(S(79141, 16), S(79157, 71), Reference, S(79228, 48), L(403, 2), L(0, 0)), // responsibleparty
-    p(S(1033, 6), S(78274, 54), Token, S(79276, 25), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(79301, 62), Reference, S(79363, 26), L(373, 2), L(0, 0)), // subject
-    p(S(1176, 4), S(79389, 59), Token, S(79448, 23), L(0, 0), L(0, 0)), // type
-    p(S(79471, 14), S(79485, 69), Date, S(79554, 33), L(0, 0), L(0, 0)), // whenhandedover
-    p(S(79587, 12), S(79599, 67), Date, S(79666, 31), L(0, 0), L(0, 0)), // whenprepared
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1943, 4), Token, S(29880, 50), L(0, 0), L(0, 0)), // code
+    p(S(455, 7), Reference, S(29930, 26), L(382, 2), L(0, 0)), // context
+    p(S(29956, 11), Reference, S(29967, 30), L(299, 1), L(0, 0)), // destination
+    p(S(178, 10), Token, S(29997, 29), L(0, 0), L(0, 0)), // identifier
+    p(S(29525, 10), Reference, S(30026, 44), L(571, 1), L(0, 0)), // medication
+    p(S(240, 7), Reference, S(30070, 54), L(1, 1), L(0, 0)), // patient
+    p(S(5618, 9), Reference, S(30124, 34), L(332, 6), L(0, 0)), // performer
+    p(S(30158, 12), Reference, S(30170, 42), L(577, 1), L(0, 0)), // prescription
+    p(S(30212, 8), Reference, S(30220, 27), L(578, 2), L(0, 0)), // receiver
+    p(S(30247, 16), Reference, S(30263, 48), L(403, 2), L(0, 0)), // responsibleparty
+    p(S(317, 6), Token, S(30311, 25), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(30336, 26), L(373, 2), L(0, 0)), // subject
+    p(S(359, 4), Token, S(30362, 23), L(0, 0), L(0, 0)), // type
+    p(S(30385, 14), Date, S(30399, 33), L(0, 0), L(0, 0)), // whenhandedover
+    p(S(30432, 12), Date, S(30444, 31), L(0, 0), L(0, 0)), // whenprepared
     // MedicationKnowledge
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(79697, 14), S(79711, 70), Token, S(79781, 57), L(0, 0), L(0, 0)), // classification
-    p(S(79838, 19), S(79857, 75), Token, S(79932, 47), L(0, 0), L(0, 0)), // classification-type
-    p(S(5114, 4), S(79979, 60), Token, S(80039, 24), L(0, 0), L(0, 0)), // code
-    p(S(80063, 8), S(80071, 64), Token, S(80135, 28), L(0, 0), L(0, 0)), // doseform
-    p(S(76757, 10), S(80163, 66), Reference, S(80229, 50), L(580, 1), L(0, 0)), // ingredient
-    p(S(76865, 15), S(80279, 71), Token, S(80350, 56), L(0, 0), L(0, 0)), // ingredient-code
-    p(S(35805, 12), S(80406, 68), Reference, S(80474, 32), L(0, 1), L(0, 0)), // manufacturer
-    p(S(80506, 23), S(80529, 79), Token, S(80608, 42), L(0, 0), L(0, 0)), // monitoring-program-name
-    p(S(80650, 23), S(80673, 79), Token, S(80752, 42), L(0, 0), L(0, 0)), // monitoring-program-type
-    p(S(80794, 9), S(80803, 65), Reference, S(80868, 36), L(581, 2), L(0, 0)), // monograph
-    p(S(80904, 14), S(80918, 70), Token, S(80988, 34), L(0, 0), L(0, 0)), // monograph-type
-    p(S(81022, 11), S(81033, 67), Token, S(81100, 31), L(0, 0), L(0, 0)), // source-cost
-    p(S(1033, 6), S(81131, 62), Token, S(81193, 26), L(0, 0), L(0, 0)), // status
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(30475, 14), Token, S(30489, 57), L(0, 0), L(0, 0)), // classification
+    p(S(30546, 19), Token, S(30565, 47), L(0, 0), L(0, 0)), // classification-type
+    p(S(1943, 4), Token, S(30612, 24), L(0, 0), L(0, 0)), // code
+    p(S(30636, 8), Token, S(30644, 28), L(0, 0), L(0, 0)), // doseform
+    p(S(29144, 10), Reference, S(30672, 50), L(580, 1), L(0, 0)), // ingredient
+    p(S(29195, 15), Token, S(30722, 56), L(0, 0), L(0, 0)), // ingredient-code
+    p(S(13780, 12), Reference, S(30778, 32), L(0, 1), L(0, 0)), // manufacturer
+    p(S(30810, 23), Token, S(30833, 42), L(0, 0), L(0, 0)), // monitoring-program-name
+    p(S(30875, 23), Token, S(30898, 42), L(0, 0), L(0, 0)), // monitoring-program-type
+    p(S(30940, 9), Reference, S(30949, 36), L(581, 2), L(0, 0)), // monograph
+    p(S(30985, 14), Token, S(30999, 34), L(0, 0), L(0, 0)), // monograph-type
+    p(S(31033, 11), Token, S(31044, 31), L(0, 0), L(0, 0)), // source-cost
+    p(S(317, 6), Token, S(31075, 26), L(0, 0), L(0, 0)), // status
     // MedicationRequest
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(81219, 10), S(81229, 64), Date, S(81293, 28), L(0, 0), L(0, 0)), // authoredon
-    p(S(3851, 8), S(81321, 62), Token, S(81383, 26), L(0, 0), L(0, 0)), // category
-    p(S(5114, 4), S(5118, 49), Token, S(81409, 49), L(0, 0), L(0, 0)), // code
-    p(S(2026, 4), S(81458, 52), Date, S(81510, 48), L(0, 0), L(0, 0)), // date
-    p(S(14313, 9), S(81558, 57), Reference, S(81615, 27), L(358, 1), L(0, 0)), // encounter
-    p(S(642, 10), S(5417, 55), Token, S(81642, 28), L(0, 0), L(0, 0)), // identifier
-    p(S(81670, 18), S(81688, 72), Reference, S(81760, 43), L(0, 1), L(0, 0)), // intended-dispenser
-    p(S(81803, 18), S(81821, 72), Reference, S(81893, 27), L(384, 7), L(0, 0)), // intended-performer
-    p(S(81920, 22), S(81942, 76), Token, S(82018, 31), L(0, 0), L(0, 0)), // intended-performertype
-    p(S(14699, 6), S(82049, 60), Token, S(82109, 24), L(0, 0), L(0, 0)), // intent
-    p(S(77636, 10), S(77646, 58), Reference, S(82133, 43), L(571, 1), L(0, 0)), // medication
-    p(S(855, 7), S(5827, 52), Reference, S(82176, 53), L(1, 1), L(0, 0)), // patient
-    p(S(19490, 8), S(82229, 62), Token, S(82291, 26), L(0, 0), L(0, 0)), // priority
-    p(S(25373, 9), S(82317, 63), Reference, S(82380, 27), L(332, 6), L(0, 0)), // requester
-    p(S(1033, 6), S(78274, 54), Token, S(82407, 24), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(82431, 61), Reference, S(82492, 25), L(373, 2), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(31101, 10), Date, S(31111, 28), L(0, 0), L(0, 0)), // authoredon
+    p(S(1506, 8), Token, S(31139, 26), L(0, 0), L(0, 0)), // category
+    p(S(1943, 4), Token, S(31165, 49), L(0, 0), L(0, 0)), // code
+    p(S(746, 4), Date, S(31214, 48), L(0, 0), L(0, 0)), // date
+    p(S(5376, 9), Reference, S(31262, 27), L(358, 1), L(0, 0)), // encounter
+    p(S(178, 10), Token, S(31289, 28), L(0, 0), L(0, 0)), // identifier
+    p(S(31317, 18), Reference, S(31335, 43), L(0, 1), L(0, 0)), // intended-dispenser
+    p(S(31378, 18), Reference, S(31396, 27), L(384, 7), L(0, 0)), // intended-performer
+    p(S(31423, 22), Token, S(31445, 31), L(0, 0), L(0, 0)), // intended-performertype
+    p(S(5531, 6), Token, S(31476, 24), L(0, 0), L(0, 0)), // intent
+    p(S(29525, 10), Reference, S(31500, 43), L(571, 1), L(0, 0)), // medication
+    p(S(240, 7), Reference, S(31543, 53), L(1, 1), L(0, 0)), // patient
+    p(S(7196, 8), Token, S(31596, 26), L(0, 0), L(0, 0)), // priority
+    p(S(9421, 9), Reference, S(31622, 27), L(332, 6), L(0, 0)), // requester
+    p(S(317, 6), Token, S(31649, 24), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(31673, 25), L(373, 2), L(0, 0)), // subject
     // MedicationStatement
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(3851, 8), S(82517, 64), Token, S(82581, 28), L(0, 0), L(0, 0)), // category
-    p(S(5114, 4), S(5118, 49), Token, S(82609, 51), L(0, 0), L(0, 0)), // code
-    p(S(1386, 7), S(82660, 63), Reference, S(82723, 27), L(382, 2), L(0, 0)), // context
-    p(S(2540, 9), S(82750, 65), Date, S(82815, 29), L(0, 0), L(0, 0)), // effective
-    p(S(642, 10), S(5417, 55), Token, S(82844, 30), L(0, 0), L(0, 0)), // identifier
-    p(S(77636, 10), S(77646, 58), Reference, S(82874, 45), L(571, 1), L(0, 0)), // medication
-    p(S(14771, 7), S(82919, 63), Reference, S(82982, 26), L(583, 5), L(0, 0)), // part-of
-    p(S(855, 7), S(5827, 52), Reference, S(83008, 55), L(1, 1), L(0, 0)), // patient
-    p(S(10104, 6), S(83063, 62), Reference, S(83125, 37), L(338, 5), L(0, 0)), // source
-    p(S(1033, 6), S(78274, 54), Token, S(83162, 26), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(83188, 63), Reference, S(83251, 27), L(373, 2), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1506, 8), Token, S(31698, 28), L(0, 0), L(0, 0)), // category
+    p(S(1943, 4), Token, S(31726, 51), L(0, 0), L(0, 0)), // code
+    p(S(455, 7), Reference, S(31777, 27), L(382, 2), L(0, 0)), // context
+    p(S(1003, 9), Date, S(31804, 29), L(0, 0), L(0, 0)), // effective
+    p(S(178, 10), Token, S(31833, 30), L(0, 0), L(0, 0)), // identifier
+    p(S(29525, 10), Reference, S(31863, 45), L(571, 1), L(0, 0)), // medication
+    p(S(5552, 7), Reference, S(31908, 26), L(583, 5), L(0, 0)), // part-of
+    p(S(240, 7), Reference, S(31934, 55), L(1, 1), L(0, 0)), // patient
+    p(S(3904, 6), Reference, S(31989, 37), L(338, 5), L(0, 0)), // source
+    p(S(317, 6), Token, S(32026, 26), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(32052, 27), L(373, 2), L(0, 0)), // subject
     // MedicinalProduct
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(642, 10), S(83278, 63), Token, S(83341, 27), L(0, 0), L(0, 0)), // identifier
-    p(S(724, 4), S(83368, 57), String, S(83425, 33), L(0, 0), L(0, 0)), // name
-    p(S(83458, 13), S(83471, 66), Token, S(83537, 46), L(0, 0), L(0, 0)), // name-language
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(178, 10), Token, S(32079, 27), L(0, 0), L(0, 0)), // identifier
+    p(S(206, 4), String, S(32106, 33), L(0, 0), L(0, 0)), // name
+    p(S(32139, 13), Token, S(32152, 46), L(0, 0), L(0, 0)), // name-language
     // MedicinalProductAuthorization
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(83583, 7), S(83590, 73), Token, S(83663, 37), L(0, 0), L(0, 0)), // country
-    p(S(83700, 6), S(83706, 72), Reference, S(83778, 36), L(0, 1), L(0, 0)), // holder
-    p(S(642, 10), S(83814, 76), Token, S(83890, 40), L(0, 0), L(0, 0)), // identifier
-    p(S(1033, 6), S(83930, 72), Token, S(84002, 36), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(84038, 73), Reference, S(84111, 37), L(588, 2), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(32198, 7), Token, S(32205, 37), L(0, 0), L(0, 0)), // country
+    p(S(32242, 6), Reference, S(32248, 36), L(0, 1), L(0, 0)), // holder
+    p(S(178, 10), Token, S(32284, 40), L(0, 0), L(0, 0)), // identifier
+    p(S(317, 6), Token, S(32324, 36), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(32360, 37), L(588, 2), L(0, 0)), // subject
     // MedicinalProductContraindication
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(1103, 7), S(84148, 76), Reference, S(84224, 40), L(590, 2), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(337, 7), Reference, S(32397, 40), L(590, 2), L(0, 0)), // subject
     // MedicinalProductIndication
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(1103, 7), S(84264, 70), Reference, S(84334, 34), L(590, 2), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(337, 7), Reference, S(32437, 34), L(590, 2), L(0, 0)), // subject
     // MedicinalProductIngredient
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
     // MedicinalProductInteraction
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(1103, 7), S(84368, 71), Reference, S(84439, 35), L(592, 3), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(337, 7), Reference, S(32471, 35), L(592, 3), L(0, 0)), // subject
     // MedicinalProductManufactured
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
     // MedicinalProductPackaged
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(642, 10), S(84474, 71), Token, S(84545, 35), L(0, 0), L(0, 0)), // identifier
-    p(S(1103, 7), S(84580, 68), Reference, S(84648, 32), L(595, 1), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(178, 10), Token, S(32506, 35), L(0, 0), L(0, 0)), // identifier
+    p(S(337, 7), Reference, S(32541, 32), L(595, 1), L(0, 0)), // subject
     // MedicinalProductPharmaceutical
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(642, 10), S(84680, 77), Token, S(84757, 41), L(0, 0), L(0, 0)), // identifier
-    p(S(5995, 5), S(84798, 72), Token, S(84870, 57), L(0, 0), L(0, 0)), // route
-    p(S(84927, 14), S(84941, 81), Token, S(85022, 71), L(0, 0), L(0, 0)), // target-species
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(178, 10), Token, S(32573, 41), L(0, 0), L(0, 0)), // identifier
+    p(S(2298, 5), Token, S(32614, 57), L(0, 0), L(0, 0)), // route
+    p(S(32671, 14), Token, S(32685, 71), L(0, 0), L(0, 0)), // target-species
     // MedicinalProductUndesirableEffect
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(1103, 7), S(85093, 77), Reference, S(85170, 41), L(590, 2), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(337, 7), Reference, S(32756, 41), L(590, 2), L(0, 0)), // subject
     // MessageDefinition
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(3851, 8), S(85211, 62), Token, S(85273, 26), L(0, 0), L(0, 0)), // category
-    p(S(1386, 7), S(11432, 55), Token, S(85299, 55), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(11544, 64), Quantity, S(85354, 96), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(11708, 60), Token, S(85450, 33), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(11803, 69), Composite, S(85483, 28), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(11902, 66), Composite, S(85483, 28), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(11968, 52), Date, S(85511, 22), L(0, 0), L(0, 0)), // date
-    p(S(2433, 11), S(12044, 59), String, S(85533, 29), L(0, 0), L(0, 0)), // description
-    p(S(4007, 5), S(85562, 59), Token, S(85621, 23), L(0, 0), L(0, 0)), // event
-    p(S(85644, 5), S(85649, 59), Token, S(85708, 28), L(0, 0), L(0, 0)), // focus
-    p(S(642, 10), S(22420, 58), Token, S(85736, 28), L(0, 0), L(0, 0)), // identifier
-    p(S(2741, 12), S(12438, 60), Token, S(85764, 30), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(724, 4), S(12623, 52), String, S(85794, 22), L(0, 0), L(0, 0)), // name
-    p(S(36541, 6), S(85816, 60), Reference, S(85876, 24), L(463, 2), L(0, 0)), // parent
-    p(S(3079, 9), S(12699, 57), String, S(85900, 27), L(0, 0), L(0, 0)), // publisher
-    p(S(1033, 6), S(13258, 54), Token, S(85927, 24), L(0, 0), L(0, 0)), // status
-    p(S(3406, 5), S(13478, 53), String, S(85951, 23), L(0, 0), L(0, 0)), // title
-    p(S(3584, 3), S(13556, 51), Uri, S(85974, 21), L(0, 0), L(0, 0)), // url
-    p(S(3667, 7), S(13630, 55), Token, S(85995, 25), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1506, 8), Token, S(32797, 26), L(0, 0), L(0, 0)), // category
+    p(S(455, 7), Token, S(32823, 55), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(32878, 96), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(32974, 33), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(33007, 28), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(33007, 28), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(33035, 22), L(0, 0), L(0, 0)), // date
+    p(S(962, 11), String, S(33057, 29), L(0, 0), L(0, 0)), // description
+    p(S(1552, 5), Token, S(33086, 23), L(0, 0), L(0, 0)), // event
+    p(S(33109, 5), Token, S(33114, 28), L(0, 0), L(0, 0)), // focus
+    p(S(178, 10), Token, S(33142, 28), L(0, 0), L(0, 0)), // identifier
+    p(S(1075, 12), Token, S(33170, 30), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(206, 4), String, S(33200, 22), L(0, 0), L(0, 0)), // name
+    p(S(14000, 6), Reference, S(33222, 24), L(463, 2), L(0, 0)), // parent
+    p(S(1221, 9), String, S(33246, 27), L(0, 0), L(0, 0)), // publisher
+    p(S(317, 6), Token, S(33273, 24), L(0, 0), L(0, 0)), // status
+    p(S(1359, 5), String, S(33297, 23), L(0, 0), L(0, 0)), // title
+    p(S(1417, 3), Uri, S(33320, 21), L(0, 0), L(0, 0)), // url
+    p(S(1442, 7), Token, S(33341, 25), L(0, 0), L(0, 0)), // version
     // MessageHeader
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(10334, 6), S(86020, 56), Reference, S(86076, 20), L(403, 2), L(0, 0)), // author
-    p(S(5114, 4), S(86096, 54), Token, S(86150, 27), L(0, 0), L(0, 0)), // code
-    p(S(78597, 11), S(86177, 61), String, S(86238, 30), L(0, 0), L(0, 0)), // destination
-    p(S(86268, 15), S(86283, 65), Uri, S(86348, 34), L(0, 0), L(0, 0)), // destination-uri
-    p(S(15956, 7), S(86382, 57), Reference, S(86439, 21), L(403, 2), L(0, 0)), // enterer
-    p(S(4007, 5), S(86460, 55), Token, S(86515, 19), L(0, 0), L(0, 0)), // event
-    p(S(85644, 5), S(86534, 55), Reference, S(86589, 19), L(9, 145), L(0, 0)), // focus
-    p(S(79043, 8), S(86608, 58), Reference, S(86666, 34), L(399, 3), L(0, 0)), // receiver
-    p(S(86700, 11), S(86711, 61), Token, S(86772, 33), L(0, 0), L(0, 0)), // response-id
-    p(S(86805, 11), S(86816, 61), Reference, S(86877, 25), L(399, 3), L(0, 0)), // responsible
-    p(S(23845, 6), S(86902, 56), Reference, S(86958, 20), L(399, 3), L(0, 0)), // sender
-    p(S(10104, 6), S(86978, 56), String, S(87034, 25), L(0, 0), L(0, 0)), // source
-    p(S(28535, 10), S(87059, 60), Uri, S(87119, 29), L(0, 0), L(0, 0)), // source-uri
-    p(S(28645, 6), S(87148, 56), Reference, S(87204, 32), L(402, 1), L(0, 0)), // target
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(3976, 6), Reference, S(33366, 20), L(403, 2), L(0, 0)), // author
+    p(S(1943, 4), Token, S(33386, 27), L(0, 0), L(0, 0)), // code
+    p(S(29956, 11), String, S(33413, 30), L(0, 0), L(0, 0)), // destination
+    p(S(33443, 15), Uri, S(33458, 34), L(0, 0), L(0, 0)), // destination-uri
+    p(S(5991, 7), Reference, S(33492, 21), L(403, 2), L(0, 0)), // enterer
+    p(S(1552, 5), Token, S(33513, 19), L(0, 0), L(0, 0)), // event
+    p(S(33109, 5), Reference, S(33532, 19), L(9, 145), L(0, 0)), // focus
+    p(S(30212, 8), Reference, S(33551, 34), L(399, 3), L(0, 0)), // receiver
+    p(S(33585, 11), Token, S(33596, 33), L(0, 0), L(0, 0)), // response-id
+    p(S(33629, 11), Reference, S(33640, 25), L(399, 3), L(0, 0)), // responsible
+    p(S(8907, 6), Reference, S(33665, 20), L(399, 3), L(0, 0)), // sender
+    p(S(3904, 6), String, S(33685, 25), L(0, 0), L(0, 0)), // source
+    p(S(11087, 10), Uri, S(33710, 29), L(0, 0), L(0, 0)), // source-uri
+    p(S(11140, 6), Reference, S(33739, 32), L(402, 1), L(0, 0)), // target
     // MolecularSequence
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(87236, 10), S(87246, 64), Token, S(87310, 41), L(0, 0), L(0, 0)), // chromosome
-    p(S(87351, 29), S(87380, 83), Composite, S(87463, 25), L(0, 0), L(8, 3)), // chromosome-variant-coordinate
-    p(S(87488, 28), S(87516, 82), Composite, S(87598, 30), L(0, 0), L(11, 3)), // chromosome-window-coordinate
-    p(S(642, 10), S(87628, 64), Token, S(87692, 28), L(0, 0), L(0, 0)), // identifier
-    p(S(855, 7), S(87720, 61), Reference, S(87781, 25), L(1, 1), L(0, 0)), // patient
-    p(S(87806, 14), S(87820, 68), Token, S(87888, 45), L(0, 0), L(0, 0)), // referenceseqid
-    p(S(87933, 33), S(87966, 87), Composite, S(87463, 25), L(0, 0), L(14, 3)), // referenceseqid-variant-coordinate
-    p(S(88053, 32), S(88085, 86), Composite, S(87598, 30), L(0, 0), L(17, 3)), // referenceseqid-window-coordinate
-    p(S(1176, 4), S(88171, 58), Token, S(88229, 22), L(0, 0), L(0, 0)), // type
-    p(S(88251, 11), S(88262, 65), Number, S(88327, 29), L(0, 0), L(0, 0)), // variant-end
-    p(S(88356, 13), S(88369, 67), Number, S(88436, 31), L(0, 0), L(0, 0)), // variant-start
-    p(S(88467, 10), S(88477, 64), Number, S(88541, 40), L(0, 0), L(0, 0)), // window-end
-    p(S(88581, 12), S(88593, 66), Number, S(88659, 42), L(0, 0), L(0, 0)), // window-start
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(33771, 10), Token, S(33781, 41), L(0, 0), L(0, 0)), // chromosome
+    p(S(33822, 29), Composite, S(33851, 25), L(0, 0), L(8, 3)), // chromosome-variant-coordinate
+    p(S(33876, 28), Composite, S(33904, 30), L(0, 0), L(11, 3)), // chromosome-window-coordinate
+    p(S(178, 10), Token, S(33934, 28), L(0, 0), L(0, 0)), // identifier
+    p(S(240, 7), Reference, S(33962, 25), L(1, 1), L(0, 0)), // patient
+    p(S(33987, 14), Token, S(34001, 45), L(0, 0), L(0, 0)), // referenceseqid
+    p(S(34046, 33), Composite, S(33851, 25), L(0, 0), L(14, 3)), // referenceseqid-variant-coordinate
+    p(S(34079, 32), Composite, S(33904, 30), L(0, 0), L(17, 3)), // referenceseqid-window-coordinate
+    p(S(359, 4), Token, S(34111, 22), L(0, 0), L(0, 0)), // type
+    p(S(34133, 11), Number, S(34144, 29), L(0, 0), L(0, 0)), // variant-end
+    p(S(34173, 13), Number, S(34186, 31), L(0, 0), L(0, 0)), // variant-start
+    p(S(34217, 10), Number, S(34227, 40), L(0, 0), L(0, 0)), // window-end
+    p(S(34267, 12), Number, S(34279, 42), L(0, 0), L(0, 0)), // window-start
     // NamingSystem
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(88701, 7), S(88708, 56), String, S(88764, 25), L(0, 0), L(0, 0)), // contact
-    p(S(1386, 7), S(11432, 55), Token, S(88789, 50), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(11544, 64), Quantity, S(88839, 86), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(11708, 60), Token, S(88925, 28), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(11803, 69), Composite, S(88953, 23), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(11902, 66), Composite, S(88953, 23), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(11968, 52), Date, S(88976, 17), L(0, 0), L(0, 0)), // date
-    p(S(2433, 11), S(12044, 59), String, S(88993, 24), L(0, 0), L(0, 0)), // description
-    p(S(89017, 7), S(89024, 56), Token, S(89080, 26), L(0, 0), L(0, 0)), // id-type
-    p(S(2741, 12), S(12438, 60), Token, S(89106, 25), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(89131, 4), S(89135, 53), Token, S(89188, 17), L(0, 0), L(0, 0)), // kind
-    p(S(724, 4), S(12623, 52), String, S(89205, 17), L(0, 0), L(0, 0)), // name
-    p(S(956, 6), S(89222, 55), Date, S(89277, 28), L(0, 0), L(0, 0)), // period
-    p(S(3079, 9), S(12699, 57), String, S(89305, 22), L(0, 0), L(0, 0)), // publisher
-    p(S(86805, 11), S(89327, 60), String, S(89387, 24), L(0, 0), L(0, 0)), // responsible
-    p(S(1033, 6), S(13258, 54), Token, S(89411, 19), L(0, 0), L(0, 0)), // status
-    p(S(89430, 7), S(89437, 56), Token, S(89493, 28), L(0, 0), L(0, 0)), // telecom
-    p(S(1176, 4), S(89521, 53), Token, S(89574, 17), L(0, 0), L(0, 0)), // type
-    p(S(59976, 5), S(89591, 54), String, S(89645, 27), L(0, 0), L(0, 0)), // value
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(34321, 7), String, S(34328, 25), L(0, 0), L(0, 0)), // contact
+    p(S(455, 7), Token, S(34353, 50), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(34403, 86), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(34489, 28), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(34517, 23), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(34517, 23), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(34540, 17), L(0, 0), L(0, 0)), // date
+    p(S(962, 11), String, S(34557, 24), L(0, 0), L(0, 0)), // description
+    p(S(34581, 7), Token, S(34588, 26), L(0, 0), L(0, 0)), // id-type
+    p(S(1075, 12), Token, S(34614, 25), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(34639, 4), Token, S(34643, 17), L(0, 0), L(0, 0)), // kind
+    p(S(206, 4), String, S(34660, 17), L(0, 0), L(0, 0)), // name
+    p(S(290, 6), Date, S(34677, 28), L(0, 0), L(0, 0)), // period
+    p(S(1221, 9), String, S(34705, 22), L(0, 0), L(0, 0)), // publisher
+    p(S(33629, 11), String, S(34727, 24), L(0, 0), L(0, 0)), // responsible
+    p(S(317, 6), Token, S(34751, 19), L(0, 0), L(0, 0)), // status
+    p(S(34770, 7), Token, S(34777, 28), L(0, 0), L(0, 0)), // telecom
+    p(S(359, 4), Token, S(34805, 17), L(0, 0), L(0, 0)), // type
+    p(S(22977, 5), String, S(34822, 27), L(0, 0), L(0, 0)), // value
     // NutritionOrder
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(89672, 8), S(89680, 59), Token, S(89739, 42), L(0, 0), L(0, 0)), // additive
-    p(S(89781, 8), S(89789, 59), Date, S(89848, 23), L(0, 0), L(0, 0)), // datetime
-    p(S(14313, 9), S(26805, 54), Reference, S(89871, 24), L(437, 2), L(0, 0)), // encounter
-    p(S(89895, 7), S(89902, 58), Token, S(89960, 45), L(0, 0), L(0, 0)), // formula
-    p(S(642, 10), S(5417, 55), Token, S(90005, 25), L(0, 0), L(0, 0)), // identifier
-    p(S(14479, 22), S(90030, 73), Reference, S(90103, 36), L(463, 2), L(0, 0)), // instantiates-canonical
-    p(S(14598, 16), S(90139, 67), Uri, S(90206, 30), L(0, 0), L(0, 0)), // instantiates-uri
-    p(S(90236, 8), S(90244, 59), Token, S(90303, 28), L(0, 0), L(0, 0)), // oraldiet
-    p(S(855, 7), S(5827, 52), Reference, S(90331, 22), L(1, 1), L(0, 0)), // patient
-    p(S(19649, 8), S(90353, 59), Reference, S(90412, 22), L(403, 2), L(0, 0)), // provider
-    p(S(1033, 6), S(90434, 57), Token, S(90491, 21), L(0, 0), L(0, 0)), // status
-    p(S(90512, 10), S(90522, 61), Token, S(90583, 30), L(0, 0), L(0, 0)), // supplement
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(34849, 8), Token, S(34857, 42), L(0, 0), L(0, 0)), // additive
+    p(S(34899, 8), Date, S(34907, 23), L(0, 0), L(0, 0)), // datetime
+    p(S(5376, 9), Reference, S(34930, 24), L(437, 2), L(0, 0)), // encounter
+    p(S(34954, 7), Token, S(34961, 45), L(0, 0), L(0, 0)), // formula
+    p(S(178, 10), Token, S(35006, 25), L(0, 0), L(0, 0)), // identifier
+    p(S(5439, 22), Reference, S(35031, 36), L(463, 2), L(0, 0)), // instantiates-canonical
+    p(S(5491, 16), Uri, S(35067, 30), L(0, 0), L(0, 0)), // instantiates-uri
+    p(S(35097, 8), Token, S(35105, 28), L(0, 0), L(0, 0)), // oraldiet
+    p(S(240, 7), Reference, S(35133, 22), L(1, 1), L(0, 0)), // patient
+    p(S(7250, 8), Reference, S(35155, 22), L(403, 2), L(0, 0)), // provider
+    p(S(317, 6), Token, S(35177, 21), L(0, 0), L(0, 0)), // status
+    p(S(35198, 10), Token, S(35208, 30), L(0, 0), L(0, 0)), // supplement
     // Observation
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(6596, 8), S(90613, 56), Reference, S(90669, 19), L(596, 6), L(0, 0)), // based-on
-    p(S(3851, 8), S(90688, 56), Token, S(90744, 20), L(0, 0), L(0, 0)), // category
-    p(S(5114, 4), S(5118, 49), Token, S(90764, 16), L(0, 0), L(0, 0)), // code
-    p(S(90780, 18), S(90798, 66), Composite, S(90864, 11), L(0, 0), L(20, 2)), // code-value-concept
-    p(S(90875, 15), S(90890, 63), Composite, S(90864, 11), L(0, 0), L(22, 2)), // code-value-date
-    p(S(90953, 19), S(90972, 67), Composite, S(90864, 11), L(0, 0), L(24, 2)), // code-value-quantity
-    p(S(91039, 17), S(91056, 65), Composite, S(90864, 11), L(0, 0), L(26, 2)), // code-value-string
-    p(S(91121, 10), S(91131, 58), Token, S(91189, 45), L(0, 0), L(0, 0)), // combo-code
-    p(S(91234, 24), S(91258, 72), Composite, S(91330, 35), L(0, 0), L(28, 2)), // combo-code-value-concept
-    p(S(91365, 25), S(91390, 73), Composite, S(91330, 35), L(0, 0), L(30, 2)), // combo-code-value-quantity
-    p(S(91463, 24), S(91487, 72), Token, S(91559, 69), L(0, 0), L(0, 0)), // combo-data-absent-reason
-    p(S(91628, 19), S(91647, 67), Token, S(91714, 89), L(0, 0), L(0, 0)), // combo-value-concept
-    p(S(91803, 20), S(91823, 68), Quantity, S(91891, 159), L(0, 0), L(0, 0)), // combo-value-quantity
-    p(S(92050, 14), S(92064, 62), Token, S(92126, 26), L(0, 0), L(0, 0)), // component-code
-    p(S(92152, 28), S(92180, 76), Composite, S(92256, 21), L(0, 0), L(32, 2)), // component-code-value-concept
-    p(S(92277, 29), S(92306, 77), Composite, S(92256, 21), L(0, 0), L(34, 2)), // component-code-value-quantity
-    p(S(92383, 28), S(92411, 76), Token, S(92487, 38), L(0, 0), L(0, 0)), // component-data-absent-reason
-    p(S(92525, 23), S(92548, 71), Token, S(92619, 48), L(0, 0), L(0, 0)), // component-value-concept
-    p(S(92667, 24), S(92691, 72), Quantity, S(92763, 88), L(0, 0), L(0, 0)), // component-value-quantity
-    p(S(92851, 18), S(92869, 66), Token, S(92935, 28), L(0, 0), L(0, 0)), // data-absent-reason
-    p(S(2026, 4), S(5337, 49), Date, S(92963, 21), L(0, 0), L(0, 0)), // date
-    p(S(2284, 12), S(92984, 60), Reference, S(93044, 23), L(602, 6), L(0, 0)), // derived-from
-    p(S(37305, 6), S(93067, 54), Reference, S(93121, 18), L(560, 2), L(0, 0)), // device
-    p(S(14313, 9), S(26805, 54), Reference, S(93139, 21), L(437, 2), L(0, 0)), // encounter
-    p(S(85644, 5), S(93160, 53), Reference, S(93213, 17), L(9, 145), L(0, 0)), // focus
-    p(S(93230, 10), S(93240, 58), Reference, S(93298, 21), L(608, 3), L(0, 0)), // has-member
-    p(S(642, 10), S(5417, 55), Token, S(93319, 22), L(0, 0), L(0, 0)), // identifier
-    p(S(93341, 6), S(93347, 54), Token, S(93401, 18), L(0, 0), L(0, 0)), // method
-    p(S(14771, 7), S(93419, 55), Reference, S(93474, 18), L(611, 6), L(0, 0)), // part-of
-    p(S(855, 7), S(5827, 52), Reference, S(93492, 47), L(1, 1), L(0, 0)), // patient
-    p(S(14889, 9), S(93539, 57), Reference, S(93596, 21), L(375, 6), L(0, 0)), // performer
-    p(S(39696, 8), S(93617, 56), Reference, S(93673, 20), L(486, 1), L(0, 0)), // specimen
-    p(S(1033, 6), S(93693, 54), Token, S(93747, 18), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(93765, 55), Reference, S(93820, 19), L(471, 4), L(0, 0)), // subject
-    p(S(93839, 13), S(93852, 61), Token, S(93913, 38), L(0, 0), L(0, 0)), // value-concept
-    p(S(93951, 10), S(93961, 58), Date, S(94019, 63), L(0, 0), L(0, 0)), // value-date
-    p(S(94082, 14), S(94096, 62), Quantity, S(94158, 68), L(0, 0), L(0, 0)), // value-quantity
-    p(S(94226, 12), S(94238, 60), String, S(94298, 75), L(0, 0), L(0, 0)), // value-string
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(2536, 8), Reference, S(35238, 19), L(596, 6), L(0, 0)), // based-on
+    p(S(1506, 8), Token, S(35257, 20), L(0, 0), L(0, 0)), // category
+    p(S(1943, 4), Token, S(35277, 16), L(0, 0), L(0, 0)), // code
+    p(S(35293, 18), Composite, S(35311, 11), L(0, 0), L(20, 2)), // code-value-concept
+    p(S(35322, 15), Composite, S(35311, 11), L(0, 0), L(22, 2)), // code-value-date
+    p(S(35337, 19), Composite, S(35311, 11), L(0, 0), L(24, 2)), // code-value-quantity
+    p(S(35356, 17), Composite, S(35311, 11), L(0, 0), L(26, 2)), // code-value-string
+    p(S(35373, 10), Token, S(35383, 45), L(0, 0), L(0, 0)), // combo-code
+    p(S(35428, 24), Composite, S(35452, 35), L(0, 0), L(28, 2)), // combo-code-value-concept
+    p(S(35487, 25), Composite, S(35452, 35), L(0, 0), L(30, 2)), // combo-code-value-quantity
+    p(S(35512, 24), Token, S(35536, 69), L(0, 0), L(0, 0)), // combo-data-absent-reason
+    p(S(35605, 19), Token, S(35624, 89), L(0, 0), L(0, 0)), // combo-value-concept
+    p(S(35713, 20), Quantity, S(35733, 159), L(0, 0), L(0, 0)), // combo-value-quantity
+    p(S(35892, 14), Token, S(35906, 26), L(0, 0), L(0, 0)), // component-code
+    p(S(35932, 28), Composite, S(35960, 21), L(0, 0), L(32, 2)), // component-code-value-concept
+    p(S(35981, 29), Composite, S(35960, 21), L(0, 0), L(34, 2)), // component-code-value-quantity
+    p(S(36010, 28), Token, S(36038, 38), L(0, 0), L(0, 0)), // component-data-absent-reason
+    p(S(36076, 23), Token, S(36099, 48), L(0, 0), L(0, 0)), // component-value-concept
+    p(S(36147, 24), Quantity, S(36171, 88), L(0, 0), L(0, 0)), // component-value-quantity
+    p(S(36259, 18), Token, S(36277, 28), L(0, 0), L(0, 0)), // data-absent-reason
+    p(S(746, 4), Date, S(36305, 21), L(0, 0), L(0, 0)), // date
+    p(S(880, 12), Reference, S(36326, 23), L(602, 6), L(0, 0)), // derived-from
+    p(S(14250, 6), Reference, S(36349, 18), L(560, 2), L(0, 0)), // device
+    p(S(5376, 9), Reference, S(36367, 21), L(437, 2), L(0, 0)), // encounter
+    p(S(33109, 5), Reference, S(36388, 17), L(9, 145), L(0, 0)), // focus
+    p(S(36405, 10), Reference, S(36415, 21), L(608, 3), L(0, 0)), // has-member
+    p(S(178, 10), Token, S(36436, 22), L(0, 0), L(0, 0)), // identifier
+    p(S(36458, 6), Token, S(36464, 18), L(0, 0), L(0, 0)), // method
+    p(S(5552, 7), Reference, S(36482, 18), L(611, 6), L(0, 0)), // part-of
+    p(S(240, 7), Reference, S(36500, 47), L(1, 1), L(0, 0)), // patient
+    p(S(5618, 9), Reference, S(36547, 21), L(375, 6), L(0, 0)), // performer
+    p(S(15229, 8), Reference, S(36568, 20), L(486, 1), L(0, 0)), // specimen
+    p(S(317, 6), Token, S(36588, 18), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(36606, 19), L(471, 4), L(0, 0)), // subject
+    p(S(36625, 13), Token, S(36638, 38), L(0, 0), L(0, 0)), // value-concept
+    p(S(36676, 10), Date, S(36686, 63), L(0, 0), L(0, 0)), // value-date
+    p(S(36749, 14), Quantity, S(36763, 68), L(0, 0), L(0, 0)), // value-quantity
+    p(S(36831, 12), String, S(36843, 75), L(0, 0), L(0, 0)), // value-string
     // ObservationDefinition
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
     // OperationDefinition
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(94373, 4), S(94377, 60), Reference, S(94437, 24), L(617, 1), L(0, 0)), // base
-    p(S(5114, 4), S(94461, 60), Token, S(94521, 24), L(0, 0), L(0, 0)), // code
-    p(S(1386, 7), S(11432, 55), Token, S(94545, 57), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(11544, 64), Quantity, S(94602, 100), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(11708, 60), Token, S(94702, 35), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(11803, 69), Composite, S(94737, 30), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(11902, 66), Composite, S(94737, 30), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(11968, 52), Date, S(94767, 24), L(0, 0), L(0, 0)), // date
-    p(S(2433, 11), S(12044, 59), String, S(94791, 31), L(0, 0), L(0, 0)), // description
-    p(S(94822, 13), S(94835, 69), Reference, S(94904, 32), L(346, 1), L(0, 0)), // input-profile
-    p(S(62110, 8), S(94936, 64), Token, S(95000, 28), L(0, 0), L(0, 0)), // instance
-    p(S(2741, 12), S(12438, 60), Token, S(95028, 32), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(89131, 4), S(95060, 60), Token, S(95120, 24), L(0, 0), L(0, 0)), // kind
-    p(S(724, 4), S(12623, 52), String, S(95144, 24), L(0, 0), L(0, 0)), // name
-    p(S(95168, 14), S(95182, 70), Reference, S(95252, 33), L(346, 1), L(0, 0)), // output-profile
-    p(S(3079, 9), S(12699, 57), String, S(95285, 29), L(0, 0), L(0, 0)), // publisher
-    p(S(1033, 6), S(13258, 54), Token, S(95314, 26), L(0, 0), L(0, 0)), // status
-    p(S(22767, 6), S(95340, 62), Token, S(95402, 26), L(0, 0), L(0, 0)), // system
-    p(S(3406, 5), S(13478, 53), String, S(95428, 25), L(0, 0), L(0, 0)), // title
-    p(S(1176, 4), S(95453, 60), Token, S(95513, 24), L(0, 0), L(0, 0)), // type
-    p(S(3584, 3), S(13556, 51), Uri, S(95537, 23), L(0, 0), L(0, 0)), // url
-    p(S(3667, 7), S(13630, 55), Token, S(95560, 27), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(36918, 4), Reference, S(36922, 24), L(617, 1), L(0, 0)), // base
+    p(S(1943, 4), Token, S(36946, 24), L(0, 0), L(0, 0)), // code
+    p(S(455, 7), Token, S(36970, 57), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(37027, 100), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(37127, 35), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(37162, 30), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(37162, 30), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(37192, 24), L(0, 0), L(0, 0)), // date
+    p(S(962, 11), String, S(37216, 31), L(0, 0), L(0, 0)), // description
+    p(S(37247, 13), Reference, S(37260, 32), L(346, 1), L(0, 0)), // input-profile
+    p(S(23766, 8), Token, S(37292, 28), L(0, 0), L(0, 0)), // instance
+    p(S(1075, 12), Token, S(37320, 32), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(34639, 4), Token, S(37352, 24), L(0, 0), L(0, 0)), // kind
+    p(S(206, 4), String, S(37376, 24), L(0, 0), L(0, 0)), // name
+    p(S(37400, 14), Reference, S(37414, 33), L(346, 1), L(0, 0)), // output-profile
+    p(S(1221, 9), String, S(37447, 29), L(0, 0), L(0, 0)), // publisher
+    p(S(317, 6), Token, S(37476, 26), L(0, 0), L(0, 0)), // status
+    p(S(8542, 6), Token, S(37502, 26), L(0, 0), L(0, 0)), // system
+    p(S(1359, 5), String, S(37528, 25), L(0, 0), L(0, 0)), // title
+    p(S(359, 4), Token, S(37553, 24), L(0, 0), L(0, 0)), // type
+    p(S(1417, 3), Uri, S(37577, 23), L(0, 0), L(0, 0)), // url
+    p(S(1442, 7), Token, S(37600, 27), L(0, 0), L(0, 0)), // version
     // OperationOutcome
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
     // Organization
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(60497, 6), S(95587, 55), Token, S(95642, 19), L(0, 0), L(0, 0)), // active
-    p(S(8862, 7), S(95661, 56), String, S(95717, 20), L(0, 0), L(0, 0)), // address
-    p(S(67000, 12), S(95737, 61), String, S(95798, 25), L(0, 0), L(0, 0)), // address-city
-    p(S(67108, 15), S(95823, 64), String, S(95887, 28), L(0, 0), L(0, 0)), // address-country
-    p(S(67225, 18), S(95915, 67), String, S(95982, 31), L(0, 0), L(0, 0)), // address-postalcode
-    p(S(67351, 13), S(96013, 62), String, S(96075, 26), L(0, 0), L(0, 0)), // address-state
-    p(S(67462, 11), S(96101, 60), Token, S(96161, 24), L(0, 0), L(0, 0)), // address-use
-    p(S(60797, 8), S(96185, 57), Reference, S(96242, 21), L(527, 1), L(0, 0)), // endpoint
-    p(S(642, 10), S(96263, 59), Token, S(96322, 23), L(0, 0), L(0, 0)), // identifier
-    p(S(724, 4), S(96345, 53), String, S(96398, 38), L(0, 0), L(0, 0)), // name
-    p(S(72826, 6), S(96436, 55), Reference, S(96491, 19), L(0, 1), L(0, 0)), // partof
-    p(S(67992, 8), S(96510, 57), String, S(96567, 17), L(0, 0), L(0, 0)), // phonetic
-    p(S(1176, 4), S(96584, 53), Token, S(96637, 17), L(0, 0), L(0, 0)), // type
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(23208, 6), Token, S(37627, 19), L(0, 0), L(0, 0)), // active
+    p(S(3424, 7), String, S(37646, 20), L(0, 0), L(0, 0)), // address
+    p(S(25940, 12), String, S(37666, 25), L(0, 0), L(0, 0)), // address-city
+    p(S(25986, 15), String, S(37691, 28), L(0, 0), L(0, 0)), // address-country
+    p(S(26038, 18), String, S(37719, 31), L(0, 0), L(0, 0)), // address-postalcode
+    p(S(26096, 13), String, S(37750, 26), L(0, 0), L(0, 0)), // address-state
+    p(S(26144, 11), Token, S(37776, 24), L(0, 0), L(0, 0)), // address-use
+    p(S(23313, 8), Reference, S(37800, 21), L(527, 1), L(0, 0)), // endpoint
+    p(S(178, 10), Token, S(37821, 23), L(0, 0), L(0, 0)), // identifier
+    p(S(206, 4), String, S(37844, 38), L(0, 0), L(0, 0)), // name
+    p(S(27871, 6), Reference, S(37882, 19), L(0, 1), L(0, 0)), // partof
+    p(S(26318, 8), String, S(37901, 17), L(0, 0), L(0, 0)), // phonetic
+    p(S(359, 4), Token, S(37918, 17), L(0, 0), L(0, 0)), // type
     // OrganizationAffiliation
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(60497, 6), S(96654, 66), Token, S(96720, 30), L(0, 0), L(0, 0)), // active
-    p(S(2026, 4), S(96750, 64), Date, S(96814, 30), L(0, 0), L(0, 0)), // date
-    p(S(96844, 5), S(96849, 65), Token, S(96914, 53), L(0, 0), L(0, 0)), // email
-    p(S(60797, 8), S(96967, 68), Reference, S(97035, 32), L(527, 1), L(0, 0)), // endpoint
-    p(S(642, 10), S(97067, 70), Token, S(97137, 34), L(0, 0), L(0, 0)), // identifier
-    p(S(4084, 8), S(97171, 68), Reference, S(97239, 32), L(299, 1), L(0, 0)), // location
-    p(S(97271, 7), S(97278, 67), Reference, S(97345, 31), L(0, 1), L(0, 0)), // network
-    p(S(97376, 26), S(97402, 86), Reference, S(97488, 49), L(0, 1), L(0, 0)), // participating-organization
-    p(S(97537, 5), S(97542, 65), Token, S(97607, 53), L(0, 0), L(0, 0)), // phone
-    p(S(97660, 20), S(97680, 80), Reference, S(97760, 36), L(0, 1), L(0, 0)), // primary-organization
-    p(S(97796, 4), S(97800, 64), Token, S(97864, 28), L(0, 0), L(0, 0)), // role
-    p(S(17051, 7), S(97892, 67), Reference, S(97959, 41), L(618, 1), L(0, 0)), // service
-    p(S(7761, 9), S(98000, 69), Token, S(98069, 33), L(0, 0), L(0, 0)), // specialty
-    p(S(89430, 7), S(98102, 67), Token, S(98169, 31), L(0, 0), L(0, 0)), // telecom
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(23208, 6), Token, S(37935, 30), L(0, 0), L(0, 0)), // active
+    p(S(746, 4), Date, S(37965, 30), L(0, 0), L(0, 0)), // date
+    p(S(37995, 5), Token, S(38000, 53), L(0, 0), L(0, 0)), // email
+    p(S(23313, 8), Reference, S(38053, 32), L(527, 1), L(0, 0)), // endpoint
+    p(S(178, 10), Token, S(38085, 34), L(0, 0), L(0, 0)), // identifier
+    p(S(1575, 8), Reference, S(38119, 32), L(299, 1), L(0, 0)), // location
+    p(S(38151, 7), Reference, S(38158, 31), L(0, 1), L(0, 0)), // network
+    p(S(38189, 26), Reference, S(38215, 49), L(0, 1), L(0, 0)), // participating-organization
+    p(S(38264, 5), Token, S(38269, 53), L(0, 0), L(0, 0)), // phone
+    p(S(38322, 20), Reference, S(38342, 36), L(0, 1), L(0, 0)), // primary-organization
+    p(S(38378, 4), Token, S(38382, 28), L(0, 0), L(0, 0)), // role
+    p(S(6419, 7), Reference, S(38410, 41), L(618, 1), L(0, 0)), // service
+    p(S(3006, 9), Token, S(38451, 33), L(0, 0), L(0, 0)), // specialty
+    p(S(34770, 7), Token, S(38484, 31), L(0, 0), L(0, 0)), // telecom
     // Parameters
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
     // Patient
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(60497, 6), S(98200, 50), Token, S(98250, 14), L(0, 0), L(0, 0)), // active
-    p(S(8862, 7), S(98264, 54), String, S(98318, 15), L(0, 0), L(0, 0)), // address
-    p(S(67000, 12), S(98333, 59), String, S(98392, 20), L(0, 0), L(0, 0)), // address-city
-    p(S(67108, 15), S(98412, 62), String, S(98474, 23), L(0, 0), L(0, 0)), // address-country
-    p(S(67225, 18), S(98497, 65), String, S(98562, 26), L(0, 0), L(0, 0)), // address-postalcode
-    p(S(67351, 13), S(98588, 60), String, S(98648, 21), L(0, 0), L(0, 0)), // address-state
-    p(S(67462, 11), S(98669, 58), Token, S(98727, 19), L(0, 0), L(0, 0)), // address-use
-    p(S(98746, 9), S(98755, 56), Date, S(98811, 17), L(0, 0), L(0, 0)), // birthdate
-    p(S(98828, 10), S(98838, 54), Date, S(98892, 30), L(0, 0), L(0, 0)), // death-date
-    p(S(98922, 8), S(98930, 52), Token, S(98982, 55), L(0, 0), L(0, 0)), // deceased
-    p(S(96844, 5), S(99037, 52), Token, S(99089, 37), L(0, 0), L(0, 0)), // email
-    p(S(99126, 6), S(99132, 53), String, S(99185, 19), L(0, 0), L(0, 0)), // family
-    p(S(99204, 6), S(99210, 53), Token, S(99263, 14), L(0, 0), L(0, 0)), // gender
-    p(S(99277, 20), S(99297, 64), Reference, S(99361, 27), L(399, 3), L(0, 0)), // general-practitioner
-    p(S(99388, 5), S(99393, 52), String, S(99445, 18), L(0, 0), L(0, 0)), // given
-    p(S(642, 10), S(99463, 54), Token, S(99517, 18), L(0, 0), L(0, 0)), // identifier
-    p(S(22522, 8), S(99535, 52), Token, S(99587, 30), L(0, 0), L(0, 0)), // language
-    p(S(99617, 4), S(99621, 48), Reference, S(99669, 18), L(456, 2), L(0, 0)), // link
-    p(S(724, 4), S(99687, 48), String, S(99735, 12), L(0, 0), L(0, 0)), // name
-    p(S(31265, 12), S(99747, 56), Reference, S(99803, 28), L(0, 1), L(0, 0)), // organization
-    p(S(97537, 5), S(99831, 52), Token, S(99883, 37), L(0, 0), L(0, 0)), // phone
-    p(S(67992, 8), S(99920, 55), String, S(99735, 12), L(0, 0), L(0, 0)), // phonetic
-    p(S(89430, 7), S(99975, 54), Token, S(100029, 15), L(0, 0), L(0, 0)), // telecom
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(23208, 6), Token, S(38515, 14), L(0, 0), L(0, 0)), // active
+    p(S(3424, 7), String, S(38529, 15), L(0, 0), L(0, 0)), // address
+    p(S(25940, 12), String, S(38544, 20), L(0, 0), L(0, 0)), // address-city
+    p(S(25986, 15), String, S(38564, 23), L(0, 0), L(0, 0)), // address-country
+    p(S(26038, 18), String, S(38587, 26), L(0, 0), L(0, 0)), // address-postalcode
+    p(S(26096, 13), String, S(38613, 21), L(0, 0), L(0, 0)), // address-state
+    p(S(26144, 11), Token, S(38634, 19), L(0, 0), L(0, 0)), // address-use
+    p(S(38653, 9), Date, S(38662, 17), L(0, 0), L(0, 0)), // birthdate
+    p(S(38679, 10), Date, S(38689, 30), L(0, 0), L(0, 0)), // death-date
+    p(S(38719, 8), Token, S(38727, 55), L(0, 0), L(0, 0)), // deceased
+    p(S(37995, 5), Token, S(38782, 37), L(0, 0), L(0, 0)), // email
+    p(S(38819, 6), String, S(38825, 19), L(0, 0), L(0, 0)), // family
+    p(S(38844, 6), Token, S(38850, 14), L(0, 0), L(0, 0)), // gender
+    p(S(38864, 20), Reference, S(38884, 27), L(399, 3), L(0, 0)), // general-practitioner
+    p(S(38911, 5), String, S(38916, 18), L(0, 0), L(0, 0)), // given
+    p(S(178, 10), Token, S(38934, 18), L(0, 0), L(0, 0)), // identifier
+    p(S(8410, 8), Token, S(38952, 30), L(0, 0), L(0, 0)), // language
+    p(S(38982, 4), Reference, S(38986, 18), L(456, 2), L(0, 0)), // link
+    p(S(206, 4), String, S(39004, 12), L(0, 0), L(0, 0)), // name
+    p(S(12256, 12), Reference, S(39016, 28), L(0, 1), L(0, 0)), // organization
+    p(S(38264, 5), Token, S(39044, 37), L(0, 0), L(0, 0)), // phone
+    p(S(26318, 8), String, S(39004, 12), L(0, 0), L(0, 0)), // phonetic
+    p(S(34770, 7), Token, S(39081, 15), L(0, 0), L(0, 0)), // telecom
     // PaymentNotice
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(10456, 7), S(100044, 57), Date, S(100101, 21), L(0, 0), L(0, 0)), // created
-    p(S(642, 10), S(100122, 60), Token, S(100182, 24), L(0, 0), L(0, 0)), // identifier
-    p(S(100206, 14), S(100220, 64), Token, S(100284, 27), L(0, 0), L(0, 0)), // payment-status
-    p(S(19649, 8), S(100311, 58), Reference, S(100369, 22), L(399, 3), L(0, 0)), // provider
-    p(S(20530, 7), S(100391, 57), Reference, S(100448, 21), L(9, 145), L(0, 0)), // request
-    p(S(100469, 8), S(100477, 58), Reference, S(100535, 22), L(9, 145), L(0, 0)), // response
-    p(S(1033, 6), S(100557, 56), Token, S(100613, 20), L(0, 0), L(0, 0)), // status
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(4004, 7), Date, S(39096, 21), L(0, 0), L(0, 0)), // created
+    p(S(178, 10), Token, S(39117, 24), L(0, 0), L(0, 0)), // identifier
+    p(S(39141, 14), Token, S(39155, 27), L(0, 0), L(0, 0)), // payment-status
+    p(S(7250, 8), Reference, S(39182, 22), L(399, 3), L(0, 0)), // provider
+    p(S(7522, 7), Reference, S(39204, 21), L(9, 145), L(0, 0)), // request
+    p(S(39225, 8), Reference, S(39233, 22), L(9, 145), L(0, 0)), // response
+    p(S(317, 6), Token, S(39255, 20), L(0, 0), L(0, 0)), // status
     // PaymentReconciliation
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(10456, 7), S(100633, 65), Date, S(100698, 29), L(0, 0), L(0, 0)), // created
-    p(S(20015, 11), S(100727, 69), String, S(100796, 33), L(0, 0), L(0, 0)), // disposition
-    p(S(642, 10), S(100829, 68), Token, S(100897, 32), L(0, 0), L(0, 0)), // identifier
-    p(S(9711, 7), S(100929, 65), Token, S(100994, 29), L(0, 0), L(0, 0)), // outcome
-    p(S(101023, 14), S(101037, 72), Reference, S(101109, 35), L(0, 1), L(0, 0)), // payment-issuer
-    p(S(20530, 7), S(101144, 65), Reference, S(101209, 29), L(619, 1), L(0, 0)), // request
-    p(S(20615, 9), S(101238, 67), Reference, S(101305, 31), L(399, 3), L(0, 0)), // requestor
-    p(S(1033, 6), S(101336, 64), Token, S(101400, 28), L(0, 0), L(0, 0)), // status
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(4004, 7), Date, S(39275, 29), L(0, 0), L(0, 0)), // created
+    p(S(7361, 11), String, S(39304, 33), L(0, 0), L(0, 0)), // disposition
+    p(S(178, 10), Token, S(39337, 32), L(0, 0), L(0, 0)), // identifier
+    p(S(3723, 7), Token, S(39369, 29), L(0, 0), L(0, 0)), // outcome
+    p(S(39398, 14), Reference, S(39412, 35), L(0, 1), L(0, 0)), // payment-issuer
+    p(S(7522, 7), Reference, S(39447, 29), L(619, 1), L(0, 0)), // request
+    p(S(7550, 9), Reference, S(39476, 31), L(399, 3), L(0, 0)), // requestor
+    p(S(317, 6), Token, S(39507, 28), L(0, 0), L(0, 0)), // status
     // Person
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(8862, 7), S(98264, 54), String, S(101428, 14), L(0, 0), L(0, 0)), // address
-    p(S(67000, 12), S(98333, 59), String, S(101442, 19), L(0, 0), L(0, 0)), // address-city
-    p(S(67108, 15), S(98412, 62), String, S(101461, 22), L(0, 0), L(0, 0)), // address-country
-    p(S(67225, 18), S(98497, 65), String, S(101483, 25), L(0, 0), L(0, 0)), // address-postalcode
-    p(S(67351, 13), S(98588, 60), String, S(101508, 20), L(0, 0), L(0, 0)), // address-state
-    p(S(67462, 11), S(98669, 58), Token, S(101528, 18), L(0, 0), L(0, 0)), // address-use
-    p(S(98746, 9), S(98755, 56), Date, S(101546, 16), L(0, 0), L(0, 0)), // birthdate
-    p(S(96844, 5), S(99037, 52), Token, S(101562, 36), L(0, 0), L(0, 0)), // email
-    p(S(99204, 6), S(99210, 53), Token, S(101598, 13), L(0, 0), L(0, 0)), // gender
-    p(S(642, 10), S(101611, 53), Token, S(101664, 17), L(0, 0), L(0, 0)), // identifier
-    p(S(99617, 4), S(101681, 47), Reference, S(101728, 18), L(620, 4), L(0, 0)), // link
-    p(S(724, 4), S(101746, 47), String, S(101793, 11), L(0, 0), L(0, 0)), // name
-    p(S(31265, 12), S(101804, 55), Reference, S(101859, 27), L(0, 1), L(0, 0)), // organization
-    p(S(855, 7), S(101886, 50), Reference, S(101936, 46), L(1, 1), L(0, 0)), // patient
-    p(S(97537, 5), S(99831, 52), Token, S(101982, 36), L(0, 0), L(0, 0)), // phone
-    p(S(67992, 8), S(99920, 55), String, S(101793, 11), L(0, 0), L(0, 0)), // phonetic
-    p(S(7154, 12), S(102018, 55), Reference, S(102073, 51), L(325, 1), L(0, 0)), // practitioner
-    p(S(102124, 13), S(102137, 56), Reference, S(102193, 52), L(624, 1), L(0, 0)), // relatedperson
-    p(S(89430, 7), S(99975, 54), Token, S(102245, 14), L(0, 0), L(0, 0)), // telecom
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(3424, 7), String, S(39535, 14), L(0, 0), L(0, 0)), // address
+    p(S(25940, 12), String, S(39549, 19), L(0, 0), L(0, 0)), // address-city
+    p(S(25986, 15), String, S(39568, 22), L(0, 0), L(0, 0)), // address-country
+    p(S(26038, 18), String, S(39590, 25), L(0, 0), L(0, 0)), // address-postalcode
+    p(S(26096, 13), String, S(39615, 20), L(0, 0), L(0, 0)), // address-state
+    p(S(26144, 11), Token, S(39635, 18), L(0, 0), L(0, 0)), // address-use
+    p(S(38653, 9), Date, S(39653, 16), L(0, 0), L(0, 0)), // birthdate
+    p(S(37995, 5), Token, S(39669, 36), L(0, 0), L(0, 0)), // email
+    p(S(38844, 6), Token, S(39705, 13), L(0, 0), L(0, 0)), // gender
+    p(S(178, 10), Token, S(39718, 17), L(0, 0), L(0, 0)), // identifier
+    p(S(38982, 4), Reference, S(39735, 18), L(620, 4), L(0, 0)), // link
+    p(S(206, 4), String, S(39753, 11), L(0, 0), L(0, 0)), // name
+    p(S(12256, 12), Reference, S(39764, 27), L(0, 1), L(0, 0)), // organization
+    p(S(240, 7), Reference, S(39791, 46), L(1, 1), L(0, 0)), // patient
+    p(S(38264, 5), Token, S(39837, 36), L(0, 0), L(0, 0)), // phone
+    p(S(26318, 8), String, S(39753, 11), L(0, 0), L(0, 0)), // phonetic
+    p(S(2758, 12), Reference, S(39873, 51), L(325, 1), L(0, 0)), // practitioner
+    p(S(39924, 13), Reference, S(39937, 52), L(624, 1), L(0, 0)), // relatedperson
+    p(S(34770, 7), Token, S(39989, 14), L(0, 0), L(0, 0)), // telecom
     // PlanDefinition
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(1240, 11), S(102259, 62), Reference, S(102321, 65), L(9, 145), L(0, 0)), // composed-of
-    p(S(1386, 7), S(102386, 58), Token, S(102444, 52), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(102496, 67), Quantity, S(102563, 90), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(102653, 63), Token, S(102716, 30), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(102746, 72), Composite, S(102818, 25), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(102843, 69), Composite, S(102818, 25), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(102912, 55), Date, S(102967, 19), L(0, 0), L(0, 0)), // date
-    p(S(102986, 10), S(102996, 61), Reference, S(103057, 32), L(625, 3), L(0, 0)), // definition
-    p(S(2112, 10), S(103089, 61), Reference, S(103150, 89), L(154, 145), L(0, 0)), // depends-on
-    p(S(2284, 12), S(103239, 63), Reference, S(103302, 66), L(9, 145), L(0, 0)), // derived-from
-    p(S(2433, 11), S(103368, 62), String, S(103430, 26), L(0, 0), L(0, 0)), // description
-    p(S(2540, 9), S(103456, 60), Date, S(103516, 30), L(0, 0), L(0, 0)), // effective
-    p(S(642, 10), S(103546, 61), Token, S(103607, 25), L(0, 0), L(0, 0)), // identifier
-    p(S(2741, 12), S(103632, 63), Token, S(103695, 27), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(724, 4), S(103722, 55), String, S(103777, 19), L(0, 0), L(0, 0)), // name
-    p(S(2933, 11), S(103796, 62), Reference, S(103858, 65), L(9, 145), L(0, 0)), // predecessor
-    p(S(3079, 9), S(103923, 60), String, S(103983, 24), L(0, 0), L(0, 0)), // publisher
-    p(S(1033, 6), S(104007, 57), Token, S(104064, 21), L(0, 0), L(0, 0)), // status
-    p(S(3266, 9), S(104085, 60), Reference, S(104145, 63), L(9, 145), L(0, 0)), // successor
-    p(S(3406, 5), S(104208, 56), String, S(104264, 20), L(0, 0), L(0, 0)), // title
-    p(S(3495, 5), S(104284, 56), Token, S(104340, 20), L(0, 0), L(0, 0)), // topic
-    p(S(1176, 4), S(104360, 55), Token, S(104415, 19), L(0, 0), L(0, 0)), // type
-    p(S(3584, 3), S(104434, 54), Uri, S(104488, 18), L(0, 0), L(0, 0)), // url
-    p(S(3667, 7), S(104506, 58), Token, S(104564, 22), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(375, 11), Reference, S(40003, 65), L(9, 145), L(0, 0)), // composed-of
+    p(S(455, 7), Token, S(40068, 52), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(40120, 90), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(40210, 30), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(40240, 25), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(40240, 25), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(40265, 19), L(0, 0), L(0, 0)), // date
+    p(S(40284, 10), Reference, S(40294, 32), L(625, 3), L(0, 0)), // definition
+    p(S(773, 10), Reference, S(40326, 89), L(154, 145), L(0, 0)), // depends-on
+    p(S(880, 12), Reference, S(40415, 66), L(9, 145), L(0, 0)), // derived-from
+    p(S(962, 11), String, S(40481, 26), L(0, 0), L(0, 0)), // description
+    p(S(1003, 9), Date, S(40507, 30), L(0, 0), L(0, 0)), // effective
+    p(S(178, 10), Token, S(40537, 25), L(0, 0), L(0, 0)), // identifier
+    p(S(1075, 12), Token, S(40562, 27), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(206, 4), String, S(40589, 19), L(0, 0), L(0, 0)), // name
+    p(S(1141, 11), Reference, S(40608, 65), L(9, 145), L(0, 0)), // predecessor
+    p(S(1221, 9), String, S(40673, 24), L(0, 0), L(0, 0)), // publisher
+    p(S(317, 6), Token, S(40697, 21), L(0, 0), L(0, 0)), // status
+    p(S(1283, 9), Reference, S(40718, 63), L(9, 145), L(0, 0)), // successor
+    p(S(1359, 5), String, S(40781, 20), L(0, 0), L(0, 0)), // title
+    p(S(1388, 5), Token, S(40801, 20), L(0, 0), L(0, 0)), // topic
+    p(S(359, 4), Token, S(40821, 19), L(0, 0), L(0, 0)), // type
+    p(S(1417, 3), Uri, S(40840, 18), L(0, 0), L(0, 0)), // url
+    p(S(1442, 7), Token, S(40858, 22), L(0, 0), L(0, 0)), // version
     // Practitioner
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(60497, 6), S(104586, 55), Token, S(104641, 19), L(0, 0), L(0, 0)), // active
-    p(S(8862, 7), S(98264, 54), String, S(104660, 20), L(0, 0), L(0, 0)), // address
-    p(S(67000, 12), S(98333, 59), String, S(104680, 25), L(0, 0), L(0, 0)), // address-city
-    p(S(67108, 15), S(98412, 62), String, S(104705, 28), L(0, 0), L(0, 0)), // address-country
-    p(S(67225, 18), S(98497, 65), String, S(104733, 31), L(0, 0), L(0, 0)), // address-postalcode
-    p(S(67351, 13), S(98588, 60), String, S(104764, 26), L(0, 0), L(0, 0)), // address-state
-    p(S(67462, 11), S(98669, 58), Token, S(104790, 24), L(0, 0), L(0, 0)), // address-use
-    p(S(104814, 13), S(104827, 62), Token, S(104889, 26), L(0, 0), L(0, 0)), // communication
-    p(S(96844, 5), S(99037, 52), Token, S(104915, 42), L(0, 0), L(0, 0)), // email
-    p(S(99126, 6), S(99132, 53), String, S(104957, 24), L(0, 0), L(0, 0)), // family
-    p(S(99204, 6), S(99210, 53), Token, S(104981, 19), L(0, 0), L(0, 0)), // gender
-    p(S(99388, 5), S(99393, 52), String, S(105000, 23), L(0, 0), L(0, 0)), // given
-    p(S(642, 10), S(105023, 59), Token, S(105082, 23), L(0, 0), L(0, 0)), // identifier
-    p(S(724, 4), S(105105, 53), String, S(105158, 17), L(0, 0), L(0, 0)), // name
-    p(S(97537, 5), S(99831, 52), Token, S(105175, 42), L(0, 0), L(0, 0)), // phone
-    p(S(67992, 8), S(99920, 55), String, S(105158, 17), L(0, 0), L(0, 0)), // phonetic
-    p(S(89430, 7), S(99975, 54), Token, S(105217, 20), L(0, 0), L(0, 0)), // telecom
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(23208, 6), Token, S(40880, 19), L(0, 0), L(0, 0)), // active
+    p(S(3424, 7), String, S(40899, 20), L(0, 0), L(0, 0)), // address
+    p(S(25940, 12), String, S(40919, 25), L(0, 0), L(0, 0)), // address-city
+    p(S(25986, 15), String, S(40944, 28), L(0, 0), L(0, 0)), // address-country
+    p(S(26038, 18), String, S(40972, 31), L(0, 0), L(0, 0)), // address-postalcode
+    p(S(26096, 13), String, S(41003, 26), L(0, 0), L(0, 0)), // address-state
+    p(S(26144, 11), Token, S(41029, 24), L(0, 0), L(0, 0)), // address-use
+    p(S(41053, 13), Token, S(41066, 26), L(0, 0), L(0, 0)), // communication
+    p(S(37995, 5), Token, S(41092, 42), L(0, 0), L(0, 0)), // email
+    p(S(38819, 6), String, S(41134, 24), L(0, 0), L(0, 0)), // family
+    p(S(38844, 6), Token, S(41158, 19), L(0, 0), L(0, 0)), // gender
+    p(S(38911, 5), String, S(41177, 23), L(0, 0), L(0, 0)), // given
+    p(S(178, 10), Token, S(41200, 23), L(0, 0), L(0, 0)), // identifier
+    p(S(206, 4), String, S(41223, 17), L(0, 0), L(0, 0)), // name
+    p(S(38264, 5), Token, S(41240, 42), L(0, 0), L(0, 0)), // phone
+    p(S(26318, 8), String, S(41223, 17), L(0, 0), L(0, 0)), // phonetic
+    p(S(34770, 7), Token, S(41282, 20), L(0, 0), L(0, 0)), // telecom
     // PractitionerRole
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(60497, 6), S(105237, 59), Token, S(105296, 23), L(0, 0), L(0, 0)), // active
-    p(S(2026, 4), S(105319, 57), Date, S(105376, 23), L(0, 0), L(0, 0)), // date
-    p(S(96844, 5), S(99037, 52), Token, S(105399, 46), L(0, 0), L(0, 0)), // email
-    p(S(60797, 8), S(105445, 61), Reference, S(105506, 25), L(527, 1), L(0, 0)), // endpoint
-    p(S(642, 10), S(105531, 63), Token, S(105594, 27), L(0, 0), L(0, 0)), // identifier
-    p(S(4084, 8), S(105621, 61), Reference, S(105682, 25), L(299, 1), L(0, 0)), // location
-    p(S(31265, 12), S(105707, 65), Reference, S(105772, 29), L(0, 1), L(0, 0)), // organization
-    p(S(97537, 5), S(99831, 52), Token, S(105801, 46), L(0, 0), L(0, 0)), // phone
-    p(S(7154, 12), S(105847, 65), Reference, S(105912, 29), L(325, 1), L(0, 0)), // practitioner
-    p(S(97796, 4), S(105941, 57), Token, S(105998, 21), L(0, 0), L(0, 0)), // role
-    p(S(17051, 7), S(106019, 60), Reference, S(106079, 34), L(618, 1), L(0, 0)), // service
-    p(S(7761, 9), S(106113, 62), Token, S(106175, 26), L(0, 0), L(0, 0)), // specialty
-    p(S(89430, 7), S(99975, 54), Token, S(106201, 24), L(0, 0), L(0, 0)), // telecom
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(23208, 6), Token, S(41302, 23), L(0, 0), L(0, 0)), // active
+    p(S(746, 4), Date, S(41325, 23), L(0, 0), L(0, 0)), // date
+    p(S(37995, 5), Token, S(41348, 46), L(0, 0), L(0, 0)), // email
+    p(S(23313, 8), Reference, S(41394, 25), L(527, 1), L(0, 0)), // endpoint
+    p(S(178, 10), Token, S(41419, 27), L(0, 0), L(0, 0)), // identifier
+    p(S(1575, 8), Reference, S(41446, 25), L(299, 1), L(0, 0)), // location
+    p(S(12256, 12), Reference, S(41471, 29), L(0, 1), L(0, 0)), // organization
+    p(S(38264, 5), Token, S(41500, 46), L(0, 0), L(0, 0)), // phone
+    p(S(2758, 12), Reference, S(41546, 29), L(325, 1), L(0, 0)), // practitioner
+    p(S(38378, 4), Token, S(41575, 21), L(0, 0), L(0, 0)), // role
+    p(S(6419, 7), Reference, S(41596, 34), L(618, 1), L(0, 0)), // service
+    p(S(3006, 9), Token, S(41630, 26), L(0, 0), L(0, 0)), // specialty
+    p(S(34770, 7), Token, S(41656, 24), L(0, 0), L(0, 0)), // telecom
     // Procedure
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(6596, 8), S(106225, 54), Reference, S(106279, 17), L(558, 2), L(0, 0)), // based-on
-    p(S(3851, 8), S(106296, 54), Token, S(106350, 18), L(0, 0), L(0, 0)), // category
-    p(S(5114, 4), S(5118, 49), Token, S(106368, 14), L(0, 0), L(0, 0)), // code
-    p(S(2026, 4), S(5337, 49), Date, S(106382, 19), L(0, 0), L(0, 0)), // date
-    p(S(14313, 9), S(26805, 54), Reference, S(106401, 19), L(437, 2), L(0, 0)), // encounter
-    p(S(642, 10), S(5417, 55), Token, S(106420, 20), L(0, 0), L(0, 0)), // identifier
-    p(S(14479, 22), S(106440, 68), Reference, S(106508, 31), L(360, 5), L(0, 0)), // instantiates-canonical
-    p(S(14598, 16), S(106539, 62), Uri, S(106601, 25), L(0, 0), L(0, 0)), // instantiates-uri
-    p(S(4084, 8), S(106626, 54), Reference, S(106680, 18), L(299, 1), L(0, 0)), // location
-    p(S(14771, 7), S(106698, 53), Reference, S(106751, 16), L(628, 3), L(0, 0)), // part-of
-    p(S(855, 7), S(5827, 52), Reference, S(106767, 45), L(1, 1), L(0, 0)), // patient
-    p(S(14889, 9), S(106812, 55), Reference, S(106867, 25), L(332, 6), L(0, 0)), // performer
-    p(S(7288, 11), S(106892, 57), Token, S(106949, 20), L(0, 0), L(0, 0)), // reason-code
-    p(S(7380, 16), S(106969, 62), Reference, S(107031, 25), L(631, 5), L(0, 0)), // reason-reference
-    p(S(1033, 6), S(107056, 52), Token, S(107108, 16), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(107124, 53), Reference, S(107177, 17), L(373, 2), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(2536, 8), Reference, S(41680, 17), L(558, 2), L(0, 0)), // based-on
+    p(S(1506, 8), Token, S(41697, 18), L(0, 0), L(0, 0)), // category
+    p(S(1943, 4), Token, S(41715, 14), L(0, 0), L(0, 0)), // code
+    p(S(746, 4), Date, S(41729, 19), L(0, 0), L(0, 0)), // date
+    p(S(5376, 9), Reference, S(41748, 19), L(437, 2), L(0, 0)), // encounter
+    p(S(178, 10), Token, S(41767, 20), L(0, 0), L(0, 0)), // identifier
+    p(S(5439, 22), Reference, S(41787, 31), L(360, 5), L(0, 0)), // instantiates-canonical
+    p(S(5491, 16), Uri, S(41818, 25), L(0, 0), L(0, 0)), // instantiates-uri
+    p(S(1575, 8), Reference, S(41843, 18), L(299, 1), L(0, 0)), // location
+    p(S(5552, 7), Reference, S(41861, 16), L(628, 3), L(0, 0)), // part-of
+    p(S(240, 7), Reference, S(41877, 45), L(1, 1), L(0, 0)), // patient
+    p(S(5618, 9), Reference, S(41922, 25), L(332, 6), L(0, 0)), // performer
+    p(S(2832, 11), Token, S(41947, 20), L(0, 0), L(0, 0)), // reason-code
+    p(S(2865, 16), Reference, S(41967, 25), L(631, 5), L(0, 0)), // reason-reference
+    p(S(317, 6), Token, S(41992, 16), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(42008, 17), L(373, 2), L(0, 0)), // subject
     // Provenance
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(8955, 5), S(107194, 52), Reference, S(107246, 20), L(332, 6), L(0, 0)), // agent
-    p(S(9120, 10), S(107266, 57), Token, S(107323, 21), L(0, 0), L(0, 0)), // agent-role
-    p(S(107344, 10), S(107354, 57), Token, S(107411, 21), L(0, 0), L(0, 0)), // agent-type
-    p(S(9357, 6), S(107432, 53), Reference, S(107485, 22), L(9, 145), L(0, 0)), // entity
-    p(S(4084, 8), S(107507, 55), Reference, S(107562, 19), L(299, 1), L(0, 0)), // location
-    p(S(855, 7), S(107581, 54), Reference, S(107635, 45), L(1, 1), L(0, 0)), // patient
-    p(S(107680, 8), S(107688, 55), Date, S(107743, 19), L(0, 0), L(0, 0)), // recorded
-    p(S(107762, 14), S(107776, 61), Token, S(107837, 25), L(0, 0), L(0, 0)), // signature-type
-    p(S(28645, 6), S(107862, 53), Reference, S(107915, 17), L(9, 145), L(0, 0)), // target
-    p(S(107932, 4), S(107936, 51), Date, S(107987, 33), L(0, 0), L(0, 0)), // when
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(3463, 5), Reference, S(42025, 20), L(332, 6), L(0, 0)), // agent
+    p(S(3519, 10), Token, S(42045, 21), L(0, 0), L(0, 0)), // agent-role
+    p(S(42066, 10), Token, S(42076, 21), L(0, 0), L(0, 0)), // agent-type
+    p(S(3596, 6), Reference, S(42097, 22), L(9, 145), L(0, 0)), // entity
+    p(S(1575, 8), Reference, S(42119, 19), L(299, 1), L(0, 0)), // location
+    p(S(240, 7), Reference, S(42138, 45), L(1, 1), L(0, 0)), // patient
+    p(S(42183, 8), Date, S(42191, 19), L(0, 0), L(0, 0)), // recorded
+    p(S(42210, 14), Token, S(42224, 25), L(0, 0), L(0, 0)), // signature-type
+    p(S(11140, 6), Reference, S(42249, 17), L(9, 145), L(0, 0)), // target
+    p(S(42266, 4), Date, S(42270, 33), L(0, 0), L(0, 0)), // when
     // Questionnaire
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(5114, 4), S(108020, 54), Token, S(108074, 23), L(0, 0), L(0, 0)), // code
-    p(S(1386, 7), S(108097, 57), Token, S(108154, 51), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(108205, 66), Quantity, S(108271, 88), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(108359, 62), Token, S(108421, 29), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(108450, 71), Composite, S(108521, 24), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(108545, 68), Composite, S(108521, 24), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(108613, 54), Date, S(108667, 18), L(0, 0), L(0, 0)), // date
-    p(S(102986, 10), S(108685, 60), Uri, S(108745, 29), L(0, 0), L(0, 0)), // definition
-    p(S(2433, 11), S(108774, 61), String, S(108835, 25), L(0, 0), L(0, 0)), // description
-    p(S(2540, 9), S(108860, 59), Date, S(108919, 29), L(0, 0), L(0, 0)), // effective
-    p(S(642, 10), S(108948, 60), Token, S(109008, 24), L(0, 0), L(0, 0)), // identifier
-    p(S(2741, 12), S(109032, 62), Token, S(109094, 26), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(724, 4), S(109120, 54), String, S(109174, 18), L(0, 0), L(0, 0)), // name
-    p(S(3079, 9), S(109192, 59), String, S(109251, 23), L(0, 0), L(0, 0)), // publisher
-    p(S(1033, 6), S(109274, 56), Token, S(109330, 20), L(0, 0), L(0, 0)), // status
-    p(S(109350, 12), S(109362, 62), Token, S(109424, 25), L(0, 0), L(0, 0)), // subject-type
-    p(S(3406, 5), S(109449, 55), String, S(109504, 19), L(0, 0), L(0, 0)), // title
-    p(S(3584, 3), S(109523, 53), Uri, S(109576, 17), L(0, 0), L(0, 0)), // url
-    p(S(3667, 7), S(109593, 57), Token, S(109650, 21), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1943, 4), Token, S(42303, 23), L(0, 0), L(0, 0)), // code
+    p(S(455, 7), Token, S(42326, 51), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(42377, 88), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(42465, 29), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(42494, 24), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(42494, 24), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(42518, 18), L(0, 0), L(0, 0)), // date
+    p(S(40284, 10), Uri, S(42536, 29), L(0, 0), L(0, 0)), // definition
+    p(S(962, 11), String, S(42565, 25), L(0, 0), L(0, 0)), // description
+    p(S(1003, 9), Date, S(42590, 29), L(0, 0), L(0, 0)), // effective
+    p(S(178, 10), Token, S(42619, 24), L(0, 0), L(0, 0)), // identifier
+    p(S(1075, 12), Token, S(42643, 26), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(206, 4), String, S(42669, 18), L(0, 0), L(0, 0)), // name
+    p(S(1221, 9), String, S(42687, 23), L(0, 0), L(0, 0)), // publisher
+    p(S(317, 6), Token, S(42710, 20), L(0, 0), L(0, 0)), // status
+    p(S(42730, 12), Token, S(42742, 25), L(0, 0), L(0, 0)), // subject-type
+    p(S(1359, 5), String, S(42767, 19), L(0, 0), L(0, 0)), // title
+    p(S(1417, 3), Uri, S(42786, 17), L(0, 0), L(0, 0)), // url
+    p(S(1442, 7), Token, S(42803, 21), L(0, 0), L(0, 0)), // version
     // QuestionnaireResponse
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(10334, 6), S(109671, 64), Reference, S(109735, 28), L(332, 6), L(0, 0)), // author
-    p(S(24157, 8), S(109763, 66), Date, S(109829, 30), L(0, 0), L(0, 0)), // authored
-    p(S(6596, 8), S(109859, 66), Reference, S(109925, 29), L(558, 2), L(0, 0)), // based-on
-    p(S(14313, 9), S(109954, 67), Reference, S(110021, 31), L(358, 1), L(0, 0)), // encounter
-    p(S(642, 10), S(110052, 68), Token, S(110120, 32), L(0, 0), L(0, 0)), // identifier
-    p(S(14771, 7), S(110152, 65), Reference, S(110217, 28), L(636, 2), L(0, 0)), // part-of
-    p(S(855, 7), S(110245, 65), Reference, S(110310, 57), L(1, 1), L(0, 0)), // patient
-    p(S(110367, 13), S(110380, 71), Reference, S(110451, 35), L(638, 1), L(0, 0)), // questionnaire
-    p(S(10104, 6), S(110486, 64), Reference, S(110550, 28), L(300, 4), L(0, 0)), // source
-    p(S(1033, 6), S(110578, 64), Token, S(110642, 28), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(110670, 65), Reference, S(110735, 29), L(9, 145), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(3976, 6), Reference, S(42824, 28), L(332, 6), L(0, 0)), // author
+    p(S(8996, 8), Date, S(42852, 30), L(0, 0), L(0, 0)), // authored
+    p(S(2536, 8), Reference, S(42882, 29), L(558, 2), L(0, 0)), // based-on
+    p(S(5376, 9), Reference, S(42911, 31), L(358, 1), L(0, 0)), // encounter
+    p(S(178, 10), Token, S(42942, 32), L(0, 0), L(0, 0)), // identifier
+    p(S(5552, 7), Reference, S(42974, 28), L(636, 2), L(0, 0)), // part-of
+    p(S(240, 7), Reference, S(43002, 57), L(1, 1), L(0, 0)), // patient
+    p(S(43059, 13), Reference, S(43072, 35), L(638, 1), L(0, 0)), // questionnaire
+    p(S(3904, 6), Reference, S(43107, 28), L(300, 4), L(0, 0)), // source
+    p(S(317, 6), Token, S(43135, 28), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(43163, 29), L(9, 145), L(0, 0)), // subject
     // RelatedPerson
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(60497, 6), S(110764, 56), Token, S(110820, 20), L(0, 0), L(0, 0)), // active
-    p(S(8862, 7), S(98264, 54), String, S(110840, 21), L(0, 0), L(0, 0)), // address
-    p(S(67000, 12), S(98333, 59), String, S(110861, 26), L(0, 0), L(0, 0)), // address-city
-    p(S(67108, 15), S(98412, 62), String, S(110887, 29), L(0, 0), L(0, 0)), // address-country
-    p(S(67225, 18), S(98497, 65), String, S(110916, 32), L(0, 0), L(0, 0)), // address-postalcode
-    p(S(67351, 13), S(98588, 60), String, S(110948, 27), L(0, 0), L(0, 0)), // address-state
-    p(S(67462, 11), S(98669, 58), Token, S(110975, 25), L(0, 0), L(0, 0)), // address-use
-    p(S(98746, 9), S(98755, 56), Date, S(111000, 23), L(0, 0), L(0, 0)), // birthdate
-    p(S(96844, 5), S(99037, 52), Token, S(111023, 43), L(0, 0), L(0, 0)), // email
-    p(S(99204, 6), S(99210, 53), Token, S(111066, 20), L(0, 0), L(0, 0)), // gender
-    p(S(642, 10), S(111086, 60), Token, S(111146, 24), L(0, 0), L(0, 0)), // identifier
-    p(S(724, 4), S(111170, 54), String, S(111224, 18), L(0, 0), L(0, 0)), // name
-    p(S(855, 7), S(111242, 57), Reference, S(111299, 21), L(1, 1), L(0, 0)), // patient
-    p(S(97537, 5), S(99831, 52), Token, S(111320, 43), L(0, 0), L(0, 0)), // phone
-    p(S(67992, 8), S(99920, 55), String, S(111224, 18), L(0, 0), L(0, 0)), // phonetic
-    p(S(42686, 12), S(111363, 62), Token, S(111425, 26), L(0, 0), L(0, 0)), // relationship
-    p(S(89430, 7), S(99975, 54), Token, S(111451, 21), L(0, 0), L(0, 0)), // telecom
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(23208, 6), Token, S(43192, 20), L(0, 0), L(0, 0)), // active
+    p(S(3424, 7), String, S(43212, 21), L(0, 0), L(0, 0)), // address
+    p(S(25940, 12), String, S(43233, 26), L(0, 0), L(0, 0)), // address-city
+    p(S(25986, 15), String, S(43259, 29), L(0, 0), L(0, 0)), // address-country
+    p(S(26038, 18), String, S(43288, 32), L(0, 0), L(0, 0)), // address-postalcode
+    p(S(26096, 13), String, S(43320, 27), L(0, 0), L(0, 0)), // address-state
+    p(S(26144, 11), Token, S(43347, 25), L(0, 0), L(0, 0)), // address-use
+    p(S(38653, 9), Date, S(43372, 23), L(0, 0), L(0, 0)), // birthdate
+    p(S(37995, 5), Token, S(43395, 43), L(0, 0), L(0, 0)), // email
+    p(S(38844, 6), Token, S(43438, 20), L(0, 0), L(0, 0)), // gender
+    p(S(178, 10), Token, S(43458, 24), L(0, 0), L(0, 0)), // identifier
+    p(S(206, 4), String, S(43482, 18), L(0, 0), L(0, 0)), // name
+    p(S(240, 7), Reference, S(43500, 21), L(1, 1), L(0, 0)), // patient
+    p(S(38264, 5), Token, S(43521, 43), L(0, 0), L(0, 0)), // phone
+    p(S(26318, 8), String, S(43482, 18), L(0, 0), L(0, 0)), // phonetic
+    p(S(16441, 12), Token, S(43564, 26), L(0, 0), L(0, 0)), // relationship
+    p(S(34770, 7), Token, S(43590, 21), L(0, 0), L(0, 0)), // telecom
     // RequestGroup
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(10334, 6), S(111472, 55), Reference, S(111527, 19), L(459, 3), L(0, 0)), // author
-    p(S(24157, 8), S(111546, 57), Date, S(111603, 23), L(0, 0), L(0, 0)), // authored
-    p(S(5114, 4), S(111626, 53), Token, S(111679, 17), L(0, 0), L(0, 0)), // code
-    p(S(14313, 9), S(111696, 58), Reference, S(111754, 22), L(358, 1), L(0, 0)), // encounter
-    p(S(24544, 16), S(111776, 65), Token, S(111841, 28), L(0, 0), L(0, 0)), // group-identifier
-    p(S(642, 10), S(111869, 59), Token, S(111928, 23), L(0, 0), L(0, 0)), // identifier
-    p(S(14479, 22), S(111951, 71), Reference, S(112022, 34), L(0, 0), L(0, 0)), // instantiates-canonical
-    p(S(14598, 16), S(112056, 65), Uri, S(112121, 28), L(0, 0), L(0, 0)), // instantiates-uri
-    p(S(14699, 6), S(112149, 55), Token, S(112204, 19), L(0, 0), L(0, 0)), // intent
-    p(S(15374, 11), S(112223, 60), Reference, S(112283, 31), L(572, 5), L(0, 0)), // participant
-    p(S(855, 7), S(112314, 56), Reference, S(112370, 48), L(1, 1), L(0, 0)), // patient
-    p(S(19490, 8), S(112418, 57), Token, S(112475, 21), L(0, 0), L(0, 0)), // priority
-    p(S(1033, 6), S(112496, 55), Token, S(112551, 19), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(112570, 56), Reference, S(112626, 20), L(373, 2), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(3976, 6), Reference, S(43611, 19), L(459, 3), L(0, 0)), // author
+    p(S(8996, 8), Date, S(43630, 23), L(0, 0), L(0, 0)), // authored
+    p(S(1943, 4), Token, S(43653, 17), L(0, 0), L(0, 0)), // code
+    p(S(5376, 9), Reference, S(43670, 22), L(358, 1), L(0, 0)), // encounter
+    p(S(9122, 16), Token, S(43692, 28), L(0, 0), L(0, 0)), // group-identifier
+    p(S(178, 10), Token, S(43720, 23), L(0, 0), L(0, 0)), // identifier
+    p(S(5439, 22), Reference, S(43743, 34), L(0, 0), L(0, 0)), // instantiates-canonical
+    p(S(5491, 16), Uri, S(43777, 28), L(0, 0), L(0, 0)), // instantiates-uri
+    p(S(5531, 6), Token, S(43805, 19), L(0, 0), L(0, 0)), // intent
+    p(S(5786, 11), Reference, S(43824, 31), L(572, 5), L(0, 0)), // participant
+    p(S(240, 7), Reference, S(43855, 48), L(1, 1), L(0, 0)), // patient
+    p(S(7196, 8), Token, S(43903, 21), L(0, 0), L(0, 0)), // priority
+    p(S(317, 6), Token, S(43924, 19), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(43943, 20), L(373, 2), L(0, 0)), // subject
     // ResearchDefinition
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(1240, 11), S(112646, 66), Reference, S(112712, 69), L(9, 145), L(0, 0)), // composed-of
-    p(S(1386, 7), S(112781, 62), Token, S(112843, 56), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(112899, 71), Quantity, S(112970, 98), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(113068, 67), Token, S(113135, 34), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(113169, 76), Composite, S(113245, 29), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(113274, 73), Composite, S(113245, 29), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(113347, 59), Date, S(113406, 23), L(0, 0), L(0, 0)), // date
-    p(S(2112, 10), S(113429, 65), Reference, S(113494, 97), L(154, 145), L(0, 0)), // depends-on
-    p(S(2284, 12), S(113591, 67), Reference, S(113658, 70), L(9, 145), L(0, 0)), // derived-from
-    p(S(2433, 11), S(113728, 66), String, S(113794, 30), L(0, 0), L(0, 0)), // description
-    p(S(2540, 9), S(113824, 64), Date, S(113888, 34), L(0, 0), L(0, 0)), // effective
-    p(S(642, 10), S(113922, 65), Token, S(113987, 29), L(0, 0), L(0, 0)), // identifier
-    p(S(2741, 12), S(114016, 67), Token, S(114083, 31), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(724, 4), S(114114, 59), String, S(114173, 23), L(0, 0), L(0, 0)), // name
-    p(S(2933, 11), S(114196, 66), Reference, S(114262, 69), L(9, 145), L(0, 0)), // predecessor
-    p(S(3079, 9), S(114331, 64), String, S(114395, 28), L(0, 0), L(0, 0)), // publisher
-    p(S(1033, 6), S(114423, 61), Token, S(114484, 25), L(0, 0), L(0, 0)), // status
-    p(S(3266, 9), S(114509, 64), Reference, S(114573, 67), L(9, 145), L(0, 0)), // successor
-    p(S(3406, 5), S(114640, 60), String, S(114700, 24), L(0, 0), L(0, 0)), // title
-    p(S(3495, 5), S(114724, 60), Token, S(114784, 24), L(0, 0), L(0, 0)), // topic
-    p(S(3584, 3), S(114808, 58), Uri, S(114866, 22), L(0, 0), L(0, 0)), // url
-    p(S(3667, 7), S(114888, 62), Token, S(114950, 26), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(375, 11), Reference, S(43963, 69), L(9, 145), L(0, 0)), // composed-of
+    p(S(455, 7), Token, S(44032, 56), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(44088, 98), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(44186, 34), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(44220, 29), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(44220, 29), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(44249, 23), L(0, 0), L(0, 0)), // date
+    p(S(773, 10), Reference, S(44272, 97), L(154, 145), L(0, 0)), // depends-on
+    p(S(880, 12), Reference, S(44369, 70), L(9, 145), L(0, 0)), // derived-from
+    p(S(962, 11), String, S(44439, 30), L(0, 0), L(0, 0)), // description
+    p(S(1003, 9), Date, S(44469, 34), L(0, 0), L(0, 0)), // effective
+    p(S(178, 10), Token, S(44503, 29), L(0, 0), L(0, 0)), // identifier
+    p(S(1075, 12), Token, S(44532, 31), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(206, 4), String, S(44563, 23), L(0, 0), L(0, 0)), // name
+    p(S(1141, 11), Reference, S(44586, 69), L(9, 145), L(0, 0)), // predecessor
+    p(S(1221, 9), String, S(44655, 28), L(0, 0), L(0, 0)), // publisher
+    p(S(317, 6), Token, S(44683, 25), L(0, 0), L(0, 0)), // status
+    p(S(1283, 9), Reference, S(44708, 67), L(9, 145), L(0, 0)), // successor
+    p(S(1359, 5), String, S(44775, 24), L(0, 0), L(0, 0)), // title
+    p(S(1388, 5), Token, S(44799, 24), L(0, 0), L(0, 0)), // topic
+    p(S(1417, 3), Uri, S(44823, 22), L(0, 0), L(0, 0)), // url
+    p(S(1442, 7), Token, S(44845, 26), L(0, 0), L(0, 0)), // version
     // ResearchElementDefinition
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(1240, 11), S(114976, 73), Reference, S(115049, 76), L(9, 145), L(0, 0)), // composed-of
-    p(S(1386, 7), S(115125, 69), Token, S(115194, 63), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(115257, 78), Quantity, S(115335, 112), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(115447, 74), Token, S(115521, 41), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(115562, 83), Composite, S(115645, 36), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(115681, 80), Composite, S(115645, 36), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(115761, 66), Date, S(115827, 30), L(0, 0), L(0, 0)), // date
-    p(S(2112, 10), S(115857, 72), Reference, S(115929, 111), L(154, 145), L(0, 0)), // depends-on
-    p(S(2284, 12), S(116040, 74), Reference, S(116114, 77), L(9, 145), L(0, 0)), // derived-from
-    p(S(2433, 11), S(116191, 73), String, S(116264, 37), L(0, 0), L(0, 0)), // description
-    p(S(2540, 9), S(116301, 71), Date, S(116372, 41), L(0, 0), L(0, 0)), // effective
-    p(S(642, 10), S(116413, 72), Token, S(116485, 36), L(0, 0), L(0, 0)), // identifier
-    p(S(2741, 12), S(116521, 74), Token, S(116595, 38), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(724, 4), S(116633, 66), String, S(116699, 30), L(0, 0), L(0, 0)), // name
-    p(S(2933, 11), S(116729, 73), Reference, S(116802, 76), L(9, 145), L(0, 0)), // predecessor
-    p(S(3079, 9), S(116878, 71), String, S(116949, 35), L(0, 0), L(0, 0)), // publisher
-    p(S(1033, 6), S(116984, 68), Token, S(117052, 32), L(0, 0), L(0, 0)), // status
-    p(S(3266, 9), S(117084, 71), Reference, S(117155, 74), L(9, 145), L(0, 0)), // successor
-    p(S(3406, 5), S(117229, 67), String, S(117296, 31), L(0, 0), L(0, 0)), // title
-    p(S(3495, 5), S(117327, 67), Token, S(117394, 31), L(0, 0), L(0, 0)), // topic
-    p(S(3584, 3), S(117425, 65), Uri, S(117490, 29), L(0, 0), L(0, 0)), // url
-    p(S(3667, 7), S(117519, 69), Token, S(117588, 33), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(375, 11), Reference, S(44871, 76), L(9, 145), L(0, 0)), // composed-of
+    p(S(455, 7), Token, S(44947, 63), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(45010, 112), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(45122, 41), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(45163, 36), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(45163, 36), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(45199, 30), L(0, 0), L(0, 0)), // date
+    p(S(773, 10), Reference, S(45229, 111), L(154, 145), L(0, 0)), // depends-on
+    p(S(880, 12), Reference, S(45340, 77), L(9, 145), L(0, 0)), // derived-from
+    p(S(962, 11), String, S(45417, 37), L(0, 0), L(0, 0)), // description
+    p(S(1003, 9), Date, S(45454, 41), L(0, 0), L(0, 0)), // effective
+    p(S(178, 10), Token, S(45495, 36), L(0, 0), L(0, 0)), // identifier
+    p(S(1075, 12), Token, S(45531, 38), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(206, 4), String, S(45569, 30), L(0, 0), L(0, 0)), // name
+    p(S(1141, 11), Reference, S(45599, 76), L(9, 145), L(0, 0)), // predecessor
+    p(S(1221, 9), String, S(45675, 35), L(0, 0), L(0, 0)), // publisher
+    p(S(317, 6), Token, S(45710, 32), L(0, 0), L(0, 0)), // status
+    p(S(1283, 9), Reference, S(45742, 74), L(9, 145), L(0, 0)), // successor
+    p(S(1359, 5), String, S(45816, 31), L(0, 0), L(0, 0)), // title
+    p(S(1388, 5), Token, S(45847, 31), L(0, 0), L(0, 0)), // topic
+    p(S(1417, 3), Uri, S(45878, 29), L(0, 0), L(0, 0)), // url
+    p(S(1442, 7), Token, S(45907, 33), L(0, 0), L(0, 0)), // version
     // ResearchStudy
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(3851, 8), S(117621, 58), Token, S(117679, 22), L(0, 0), L(0, 0)), // category
-    p(S(2026, 4), S(117701, 54), Date, S(117755, 20), L(0, 0), L(0, 0)), // date
-    p(S(85644, 5), S(117775, 55), Token, S(117830, 19), L(0, 0), L(0, 0)), // focus
-    p(S(642, 10), S(117849, 60), Token, S(117909, 24), L(0, 0), L(0, 0)), // identifier
-    p(S(117933, 7), S(117940, 57), Token, S(117997, 21), L(0, 0), L(0, 0)), // keyword
-    p(S(4084, 8), S(118018, 58), Token, S(118076, 22), L(0, 0), L(0, 0)), // location
-    p(S(72826, 6), S(118098, 56), Reference, S(118154, 20), L(305, 1), L(0, 0)), // partof
-    p(S(118174, 21), S(118195, 71), Reference, S(118266, 35), L(403, 2), L(0, 0)), // principalinvestigator
-    p(S(118301, 8), S(118309, 58), Reference, S(118367, 22), L(639, 1), L(0, 0)), // protocol
-    p(S(10027, 4), S(118389, 54), Reference, S(118443, 18), L(299, 1), L(0, 0)), // site
-    p(S(118461, 7), S(118468, 57), Reference, S(118525, 21), L(0, 1), L(0, 0)), // sponsor
-    p(S(1033, 6), S(118546, 56), Token, S(118602, 20), L(0, 0), L(0, 0)), // status
-    p(S(3406, 5), S(118622, 55), String, S(118677, 19), L(0, 0), L(0, 0)), // title
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1506, 8), Token, S(45940, 22), L(0, 0), L(0, 0)), // category
+    p(S(746, 4), Date, S(45962, 20), L(0, 0), L(0, 0)), // date
+    p(S(33109, 5), Token, S(45982, 19), L(0, 0), L(0, 0)), // focus
+    p(S(178, 10), Token, S(46001, 24), L(0, 0), L(0, 0)), // identifier
+    p(S(46025, 7), Token, S(46032, 21), L(0, 0), L(0, 0)), // keyword
+    p(S(1575, 8), Token, S(46053, 22), L(0, 0), L(0, 0)), // location
+    p(S(27871, 6), Reference, S(46075, 20), L(305, 1), L(0, 0)), // partof
+    p(S(46095, 21), Reference, S(46116, 35), L(403, 2), L(0, 0)), // principalinvestigator
+    p(S(46151, 8), Reference, S(46159, 22), L(639, 1), L(0, 0)), // protocol
+    p(S(3878, 4), Reference, S(46181, 18), L(299, 1), L(0, 0)), // site
+    p(S(46199, 7), Reference, S(46206, 21), L(0, 1), L(0, 0)), // sponsor
+    p(S(317, 6), Token, S(46227, 20), L(0, 0), L(0, 0)), // status
+    p(S(1359, 5), String, S(46247, 19), L(0, 0), L(0, 0)), // title
     // ResearchSubject
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(2026, 4), S(118696, 56), Date, S(118752, 22), L(0, 0), L(0, 0)), // date
-    p(S(642, 10), S(118774, 62), Token, S(118836, 26), L(0, 0), L(0, 0)), // identifier
-    p(S(118862, 10), S(118872, 62), Reference, S(118934, 26), L(1, 1), L(0, 0)), // individual
-    p(S(855, 7), S(118960, 59), Reference, S(118934, 26), L(1, 1), L(0, 0)), // patient
-    p(S(1033, 6), S(119019, 58), Token, S(119077, 22), L(0, 0), L(0, 0)), // status
-    p(S(4553, 5), S(119099, 57), Reference, S(119156, 21), L(305, 1), L(0, 0)), // study
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(746, 4), Date, S(46266, 22), L(0, 0), L(0, 0)), // date
+    p(S(178, 10), Token, S(46288, 26), L(0, 0), L(0, 0)), // identifier
+    p(S(46314, 10), Reference, S(46324, 26), L(1, 1), L(0, 0)), // individual
+    p(S(240, 7), Reference, S(46324, 26), L(1, 1), L(0, 0)), // patient
+    p(S(317, 6), Token, S(46350, 22), L(0, 0), L(0, 0)), // status
+    p(S(1746, 5), Reference, S(46372, 21), L(305, 1), L(0, 0)), // study
     // RiskAssessment
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(14217, 9), S(119177, 60), Reference, S(119237, 24), L(304, 1), L(0, 0)), // condition
-    p(S(2026, 4), S(5337, 49), Date, S(119261, 39), L(0, 0), L(0, 0)), // date
-    p(S(14313, 9), S(26805, 54), Reference, S(119300, 24), L(437, 2), L(0, 0)), // encounter
-    p(S(642, 10), S(5417, 55), Token, S(119324, 25), L(0, 0), L(0, 0)), // identifier
-    p(S(93341, 6), S(119349, 57), Token, S(119406, 21), L(0, 0), L(0, 0)), // method
-    p(S(855, 7), S(5827, 52), Reference, S(119427, 50), L(1, 1), L(0, 0)), // patient
-    p(S(14889, 9), S(119477, 60), Reference, S(119537, 24), L(459, 3), L(0, 0)), // performer
-    p(S(119561, 11), S(119572, 62), Number, S(119634, 37), L(0, 0), L(0, 0)), // probability
-    p(S(119671, 4), S(119675, 55), Token, S(119730, 41), L(0, 0), L(0, 0)), // risk
-    p(S(1103, 7), S(119771, 58), Reference, S(119829, 22), L(373, 2), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(5334, 9), Reference, S(46393, 24), L(304, 1), L(0, 0)), // condition
+    p(S(746, 4), Date, S(46417, 39), L(0, 0), L(0, 0)), // date
+    p(S(5376, 9), Reference, S(46456, 24), L(437, 2), L(0, 0)), // encounter
+    p(S(178, 10), Token, S(46480, 25), L(0, 0), L(0, 0)), // identifier
+    p(S(36458, 6), Token, S(46505, 21), L(0, 0), L(0, 0)), // method
+    p(S(240, 7), Reference, S(46526, 50), L(1, 1), L(0, 0)), // patient
+    p(S(5618, 9), Reference, S(46576, 24), L(459, 3), L(0, 0)), // performer
+    p(S(46600, 11), Number, S(46611, 37), L(0, 0), L(0, 0)), // probability
+    p(S(46648, 4), Token, S(46652, 41), L(0, 0), L(0, 0)), // risk
+    p(S(337, 7), Reference, S(46693, 22), L(373, 2), L(0, 0)), // subject
     // RiskEvidenceSynthesis
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(1386, 7), S(119851, 65), Token, S(119916, 59), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(119975, 74), Quantity, S(120049, 104), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(120153, 70), Token, S(120223, 37), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(120260, 79), Composite, S(120339, 32), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(120371, 76), Composite, S(120339, 32), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(120447, 62), Date, S(120509, 26), L(0, 0), L(0, 0)), // date
-    p(S(2433, 11), S(120535, 69), String, S(120604, 33), L(0, 0), L(0, 0)), // description
-    p(S(2540, 9), S(120637, 67), Date, S(120704, 37), L(0, 0), L(0, 0)), // effective
-    p(S(642, 10), S(120741, 68), Token, S(120809, 32), L(0, 0), L(0, 0)), // identifier
-    p(S(2741, 12), S(120841, 70), Token, S(120911, 34), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(724, 4), S(120945, 62), String, S(121007, 26), L(0, 0), L(0, 0)), // name
-    p(S(3079, 9), S(121033, 67), String, S(121100, 31), L(0, 0), L(0, 0)), // publisher
-    p(S(1033, 6), S(121131, 64), Token, S(121195, 28), L(0, 0), L(0, 0)), // status
-    p(S(3406, 5), S(121223, 63), String, S(121286, 27), L(0, 0), L(0, 0)), // title
-    p(S(3584, 3), S(121313, 61), Uri, S(121374, 25), L(0, 0), L(0, 0)), // url
-    p(S(3667, 7), S(121399, 65), Token, S(121464, 29), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(455, 7), Token, S(46715, 59), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(46774, 104), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(46878, 37), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(46915, 32), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(46915, 32), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(46947, 26), L(0, 0), L(0, 0)), // date
+    p(S(962, 11), String, S(46973, 33), L(0, 0), L(0, 0)), // description
+    p(S(1003, 9), Date, S(47006, 37), L(0, 0), L(0, 0)), // effective
+    p(S(178, 10), Token, S(47043, 32), L(0, 0), L(0, 0)), // identifier
+    p(S(1075, 12), Token, S(47075, 34), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(206, 4), String, S(47109, 26), L(0, 0), L(0, 0)), // name
+    p(S(1221, 9), String, S(47135, 31), L(0, 0), L(0, 0)), // publisher
+    p(S(317, 6), Token, S(47166, 28), L(0, 0), L(0, 0)), // status
+    p(S(1359, 5), String, S(47194, 27), L(0, 0), L(0, 0)), // title
+    p(S(1417, 3), Uri, S(47221, 25), L(0, 0), L(0, 0)), // url
+    p(S(1442, 7), Token, S(47246, 29), L(0, 0), L(0, 0)), // version
     // Schedule
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(60497, 6), S(121493, 51), Token, S(121544, 15), L(0, 0), L(0, 0)), // active
-    p(S(6402, 5), S(121559, 50), Reference, S(121609, 14), L(317, 7), L(0, 0)), // actor
-    p(S(2026, 4), S(121623, 49), Date, S(121672, 24), L(0, 0), L(0, 0)), // date
-    p(S(642, 10), S(121696, 55), Token, S(121751, 19), L(0, 0), L(0, 0)), // identifier
-    p(S(7487, 16), S(121770, 61), Token, S(121831, 24), L(0, 0), L(0, 0)), // service-category
-    p(S(7594, 12), S(121855, 57), Token, S(121912, 20), L(0, 0), L(0, 0)), // service-type
-    p(S(7761, 9), S(121932, 54), Token, S(121986, 18), L(0, 0), L(0, 0)), // specialty
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(23208, 6), Token, S(47275, 15), L(0, 0), L(0, 0)), // active
+    p(S(2459, 5), Reference, S(47290, 14), L(317, 7), L(0, 0)), // actor
+    p(S(746, 4), Date, S(47304, 24), L(0, 0), L(0, 0)), // date
+    p(S(178, 10), Token, S(47328, 19), L(0, 0), L(0, 0)), // identifier
+    p(S(2908, 16), Token, S(47347, 24), L(0, 0), L(0, 0)), // service-category
+    p(S(2951, 12), Token, S(47371, 20), L(0, 0), L(0, 0)), // service-type
+    p(S(3006, 9), Token, S(47391, 18), L(0, 0), L(0, 0)), // specialty
     // SearchParameter
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(94373, 4), S(122004, 56), Token, S(122060, 20), L(0, 0), L(0, 0)), // base
-    p(S(5114, 4), S(122080, 56), Token, S(122136, 20), L(0, 0), L(0, 0)), // code
-    p(S(122156, 9), S(122165, 61), Reference, S(122226, 36), L(640, 1), L(0, 0)), // component
-    p(S(1386, 7), S(11432, 55), Token, S(122262, 53), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(11544, 64), Quantity, S(122315, 92), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(11708, 60), Token, S(122407, 31), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(11803, 69), Composite, S(122438, 26), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(11902, 66), Composite, S(122438, 26), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(11968, 52), Date, S(122464, 20), L(0, 0), L(0, 0)), // date
-    p(S(2284, 12), S(122484, 64), Reference, S(122548, 27), L(640, 1), L(0, 0)), // derived-from
-    p(S(2433, 11), S(12044, 59), String, S(122575, 27), L(0, 0), L(0, 0)), // description
-    p(S(2741, 12), S(12438, 60), Token, S(122602, 28), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(724, 4), S(12623, 52), String, S(122630, 20), L(0, 0), L(0, 0)), // name
-    p(S(3079, 9), S(12699, 57), String, S(122650, 25), L(0, 0), L(0, 0)), // publisher
-    p(S(1033, 6), S(13258, 54), Token, S(122675, 22), L(0, 0), L(0, 0)), // status
-    p(S(28645, 6), S(122697, 58), Token, S(122755, 22), L(0, 0), L(0, 0)), // target
-    p(S(1176, 4), S(122777, 56), Token, S(122833, 20), L(0, 0), L(0, 0)), // type
-    p(S(3584, 3), S(13556, 51), Uri, S(122853, 19), L(0, 0), L(0, 0)), // url
-    p(S(3667, 7), S(13630, 55), Token, S(122872, 23), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(36918, 4), Token, S(47409, 20), L(0, 0), L(0, 0)), // base
+    p(S(1943, 4), Token, S(47429, 20), L(0, 0), L(0, 0)), // code
+    p(S(47449, 9), Reference, S(47458, 36), L(640, 1), L(0, 0)), // component
+    p(S(455, 7), Token, S(47494, 53), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(47547, 92), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(47639, 31), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(47670, 26), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(47670, 26), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(47696, 20), L(0, 0), L(0, 0)), // date
+    p(S(880, 12), Reference, S(47716, 27), L(640, 1), L(0, 0)), // derived-from
+    p(S(962, 11), String, S(47743, 27), L(0, 0), L(0, 0)), // description
+    p(S(1075, 12), Token, S(47770, 28), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(206, 4), String, S(47798, 20), L(0, 0), L(0, 0)), // name
+    p(S(1221, 9), String, S(47818, 25), L(0, 0), L(0, 0)), // publisher
+    p(S(317, 6), Token, S(47843, 22), L(0, 0), L(0, 0)), // status
+    p(S(11140, 6), Token, S(47865, 22), L(0, 0), L(0, 0)), // target
+    p(S(359, 4), Token, S(47887, 20), L(0, 0), L(0, 0)), // type
+    p(S(1417, 3), Uri, S(47907, 19), L(0, 0), L(0, 0)), // url
+    p(S(1442, 7), Token, S(47926, 23), L(0, 0), L(0, 0)), // version
     // ServiceRequest
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(24157, 8), S(122895, 59), Date, S(122954, 25), L(0, 0), L(0, 0)), // authored
-    p(S(6596, 8), S(122979, 59), Reference, S(123038, 22), L(641, 3), L(0, 0)), // based-on
-    p(S(29528, 9), S(123060, 60), Token, S(123120, 23), L(0, 0), L(0, 0)), // body-site
-    p(S(3851, 8), S(123143, 59), Token, S(123202, 23), L(0, 0), L(0, 0)), // category
-    p(S(5114, 4), S(5118, 49), Token, S(123225, 19), L(0, 0), L(0, 0)), // code
-    p(S(14313, 9), S(26805, 54), Reference, S(123244, 24), L(437, 2), L(0, 0)), // encounter
-    p(S(642, 10), S(5417, 55), Token, S(123268, 25), L(0, 0), L(0, 0)), // identifier
-    p(S(14479, 22), S(123293, 73), Reference, S(123366, 36), L(463, 2), L(0, 0)), // instantiates-canonical
-    p(S(14598, 16), S(123402, 67), Uri, S(123469, 30), L(0, 0), L(0, 0)), // instantiates-uri
-    p(S(14699, 6), S(123499, 57), Token, S(123556, 21), L(0, 0), L(0, 0)), // intent
-    p(S(16215, 10), S(123577, 61), Date, S(123638, 25), L(0, 0), L(0, 0)), // occurrence
-    p(S(855, 7), S(5827, 52), Reference, S(123663, 50), L(1, 1), L(0, 0)), // patient
-    p(S(14889, 9), S(123713, 60), Reference, S(123773, 24), L(365, 8), L(0, 0)), // performer
-    p(S(123797, 14), S(123811, 65), Token, S(123876, 28), L(0, 0), L(0, 0)), // performer-type
-    p(S(19490, 8), S(123904, 59), Token, S(123963, 23), L(0, 0), L(0, 0)), // priority
-    p(S(14986, 8), S(123986, 59), Reference, S(124045, 23), L(324, 1), L(0, 0)), // replaces
-    p(S(25373, 9), S(124068, 60), Reference, S(124128, 24), L(332, 6), L(0, 0)), // requester
-    p(S(124152, 11), S(124163, 62), Token, S(124225, 26), L(0, 0), L(0, 0)), // requisition
-    p(S(39696, 8), S(124251, 59), Reference, S(124310, 23), L(486, 1), L(0, 0)), // specimen
-    p(S(1033, 6), S(124333, 57), Token, S(124390, 21), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(124411, 58), Reference, S(124469, 22), L(471, 4), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(8996, 8), Date, S(47949, 25), L(0, 0), L(0, 0)), // authored
+    p(S(2536, 8), Reference, S(47974, 22), L(641, 3), L(0, 0)), // based-on
+    p(S(11560, 9), Token, S(47996, 23), L(0, 0), L(0, 0)), // body-site
+    p(S(1506, 8), Token, S(48019, 23), L(0, 0), L(0, 0)), // category
+    p(S(1943, 4), Token, S(48042, 19), L(0, 0), L(0, 0)), // code
+    p(S(5376, 9), Reference, S(48061, 24), L(437, 2), L(0, 0)), // encounter
+    p(S(178, 10), Token, S(48085, 25), L(0, 0), L(0, 0)), // identifier
+    p(S(5439, 22), Reference, S(48110, 36), L(463, 2), L(0, 0)), // instantiates-canonical
+    p(S(5491, 16), Uri, S(48146, 30), L(0, 0), L(0, 0)), // instantiates-uri
+    p(S(5531, 6), Token, S(48176, 21), L(0, 0), L(0, 0)), // intent
+    p(S(6077, 10), Date, S(48197, 25), L(0, 0), L(0, 0)), // occurrence
+    p(S(240, 7), Reference, S(48222, 50), L(1, 1), L(0, 0)), // patient
+    p(S(5618, 9), Reference, S(48272, 24), L(365, 8), L(0, 0)), // performer
+    p(S(48296, 14), Token, S(48310, 28), L(0, 0), L(0, 0)), // performer-type
+    p(S(7196, 8), Token, S(48338, 23), L(0, 0), L(0, 0)), // priority
+    p(S(5661, 8), Reference, S(48361, 23), L(324, 1), L(0, 0)), // replaces
+    p(S(9421, 9), Reference, S(48384, 24), L(332, 6), L(0, 0)), // requester
+    p(S(48408, 11), Token, S(48419, 26), L(0, 0), L(0, 0)), // requisition
+    p(S(15229, 8), Reference, S(48445, 23), L(486, 1), L(0, 0)), // specimen
+    p(S(317, 6), Token, S(48468, 21), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(48489, 22), L(471, 4), L(0, 0)), // subject
     // Slot
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(6489, 16), S(124491, 57), Token, S(124548, 20), L(0, 0), L(0, 0)), // appointment-type
-    p(S(642, 10), S(124568, 51), Token, S(124619, 15), L(0, 0), L(0, 0)), // identifier
-    p(S(124634, 8), S(124642, 49), Reference, S(124691, 13), L(644, 1), L(0, 0)), // schedule
-    p(S(7487, 16), S(124704, 57), Token, S(124761, 20), L(0, 0), L(0, 0)), // service-category
-    p(S(7594, 12), S(124781, 53), Token, S(124834, 16), L(0, 0), L(0, 0)), // service-type
-    p(S(7761, 9), S(124850, 50), Token, S(124900, 14), L(0, 0), L(0, 0)), // specialty
-    p(S(59137, 5), S(124914, 46), Date, S(124960, 10), L(0, 0), L(0, 0)), // start
-    p(S(1033, 6), S(124970, 47), Token, S(125017, 11), L(0, 0), L(0, 0)), // status
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(2493, 16), Token, S(48511, 20), L(0, 0), L(0, 0)), // appointment-type
+    p(S(178, 10), Token, S(48531, 15), L(0, 0), L(0, 0)), // identifier
+    p(S(48546, 8), Reference, S(48554, 13), L(644, 1), L(0, 0)), // schedule
+    p(S(2908, 16), Token, S(48567, 20), L(0, 0), L(0, 0)), // service-category
+    p(S(2951, 12), Token, S(48587, 16), L(0, 0), L(0, 0)), // service-type
+    p(S(3006, 9), Token, S(48603, 14), L(0, 0), L(0, 0)), // specialty
+    p(S(22659, 5), Date, S(48617, 10), L(0, 0), L(0, 0)), // start
+    p(S(317, 6), Token, S(48627, 11), L(0, 0), L(0, 0)), // status
     // Specimen
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(125028, 9), S(125037, 54), Token, S(125091, 28), L(0, 0), L(0, 0)), // accession
-    p(S(61697, 8), S(125119, 53), Token, S(125172, 28), L(0, 0), L(0, 0)), // bodysite
-    p(S(125200, 9), S(125209, 54), Date, S(125263, 29), L(0, 0), L(0, 0)), // collected
-    p(S(125292, 9), S(125301, 54), Reference, S(125355, 29), L(403, 2), L(0, 0)), // collector
-    p(S(125384, 9), S(125393, 54), Token, S(125447, 23), L(0, 0), L(0, 0)), // container
-    p(S(125470, 12), S(125482, 57), Token, S(125539, 29), L(0, 0), L(0, 0)), // container-id
-    p(S(642, 10), S(125568, 55), Token, S(125623, 19), L(0, 0), L(0, 0)), // identifier
-    p(S(36541, 6), S(125642, 51), Reference, S(125693, 15), L(486, 1), L(0, 0)), // parent
-    p(S(855, 7), S(125708, 52), Reference, S(125760, 44), L(1, 1), L(0, 0)), // patient
-    p(S(1033, 6), S(125804, 51), Token, S(125855, 15), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(125870, 52), Reference, S(125922, 16), L(645, 5), L(0, 0)), // subject
-    p(S(1176, 4), S(125938, 49), Token, S(125987, 13), L(0, 0), L(0, 0)), // type
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(48638, 9), Token, S(48647, 28), L(0, 0), L(0, 0)), // accession
+    p(S(23585, 8), Token, S(48675, 28), L(0, 0), L(0, 0)), // bodysite
+    p(S(48703, 9), Date, S(48712, 29), L(0, 0), L(0, 0)), // collected
+    p(S(48741, 9), Reference, S(48750, 29), L(403, 2), L(0, 0)), // collector
+    p(S(48779, 9), Token, S(48788, 23), L(0, 0), L(0, 0)), // container
+    p(S(48811, 12), Token, S(48823, 29), L(0, 0), L(0, 0)), // container-id
+    p(S(178, 10), Token, S(48852, 19), L(0, 0), L(0, 0)), // identifier
+    p(S(14000, 6), Reference, S(48871, 15), L(486, 1), L(0, 0)), // parent
+    p(S(240, 7), Reference, S(48886, 44), L(1, 1), L(0, 0)), // patient
+    p(S(317, 6), Token, S(48930, 15), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(48945, 16), L(645, 5), L(0, 0)), // subject
+    p(S(359, 4), Token, S(48961, 13), L(0, 0), L(0, 0)), // type
     // SpecimenDefinition
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(125384, 9), S(126000, 64), Token, S(126064, 44), L(0, 0), L(0, 0)), // container
-    p(S(642, 10), S(126108, 65), Token, S(126173, 29), L(0, 0), L(0, 0)), // identifier
-    p(S(1176, 4), S(126202, 59), Token, S(126261, 32), L(0, 0), L(0, 0)), // type
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(48779, 9), Token, S(48974, 44), L(0, 0), L(0, 0)), // container
+    p(S(178, 10), Token, S(49018, 29), L(0, 0), L(0, 0)), // identifier
+    p(S(359, 4), Token, S(49047, 32), L(0, 0), L(0, 0)), // type
     // StructureDefinition
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(126293, 8), S(126301, 64), Token, S(126365, 28), L(0, 0), L(0, 0)), // abstract
-    p(S(94373, 4), S(126393, 60), Reference, S(126453, 34), L(346, 1), L(0, 0)), // base
-    p(S(126487, 9), S(126496, 65), Token, S(126561, 99), L(0, 0), L(0, 0)), // base-path
-    p(S(1386, 7), S(11432, 55), Token, S(126660, 57), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(11544, 64), Quantity, S(126717, 100), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(11708, 60), Token, S(126817, 35), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(11803, 69), Composite, S(126852, 30), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(11902, 66), Composite, S(126852, 30), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(11968, 52), Date, S(126882, 24), L(0, 0), L(0, 0)), // date
-    p(S(126906, 10), S(126916, 66), Token, S(126982, 30), L(0, 0), L(0, 0)), // derivation
-    p(S(2433, 11), S(12044, 59), String, S(127012, 31), L(0, 0), L(0, 0)), // description
-    p(S(66401, 12), S(127043, 68), Token, S(127111, 32), L(0, 0), L(0, 0)), // experimental
-    p(S(127143, 11), S(127154, 67), Token, S(127221, 32), L(0, 0), L(0, 0)), // ext-context
-    p(S(642, 10), S(22420, 58), Token, S(127253, 30), L(0, 0), L(0, 0)), // identifier
-    p(S(2741, 12), S(12438, 60), Token, S(127283, 32), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(117933, 7), S(127315, 63), Token, S(127378, 27), L(0, 0), L(0, 0)), // keyword
-    p(S(89131, 4), S(127405, 60), Token, S(127465, 24), L(0, 0), L(0, 0)), // kind
-    p(S(724, 4), S(12623, 52), String, S(127489, 24), L(0, 0), L(0, 0)), // name
-    p(S(127513, 4), S(127517, 60), Token, S(127577, 89), L(0, 0), L(0, 0)), // path
-    p(S(3079, 9), S(12699, 57), String, S(127666, 29), L(0, 0), L(0, 0)), // publisher
-    p(S(1033, 6), S(13258, 54), Token, S(127695, 26), L(0, 0), L(0, 0)), // status
-    p(S(3406, 5), S(13478, 53), String, S(127721, 25), L(0, 0), L(0, 0)), // title
-    p(S(1176, 4), S(127746, 60), Uri, S(127806, 24), L(0, 0), L(0, 0)), // type
-    p(S(3584, 3), S(13556, 51), Uri, S(127830, 23), L(0, 0), L(0, 0)), // url
-    p(S(127853, 8), S(127861, 64), Reference, S(127925, 53), L(440, 1), L(0, 0)), // valueset
-    p(S(3667, 7), S(13630, 55), Token, S(127978, 27), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(49079, 8), Token, S(49087, 28), L(0, 0), L(0, 0)), // abstract
+    p(S(36918, 4), Reference, S(49115, 34), L(346, 1), L(0, 0)), // base
+    p(S(49149, 9), Token, S(49158, 99), L(0, 0), L(0, 0)), // base-path
+    p(S(455, 7), Token, S(49257, 57), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(49314, 100), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(49414, 35), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(49449, 30), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(49449, 30), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(49479, 24), L(0, 0), L(0, 0)), // date
+    p(S(49503, 10), Token, S(49513, 30), L(0, 0), L(0, 0)), // derivation
+    p(S(962, 11), String, S(49543, 31), L(0, 0), L(0, 0)), // description
+    p(S(25592, 12), Token, S(49574, 32), L(0, 0), L(0, 0)), // experimental
+    p(S(49606, 11), Token, S(49617, 32), L(0, 0), L(0, 0)), // ext-context
+    p(S(178, 10), Token, S(49649, 30), L(0, 0), L(0, 0)), // identifier
+    p(S(1075, 12), Token, S(49679, 32), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(46025, 7), Token, S(49711, 27), L(0, 0), L(0, 0)), // keyword
+    p(S(34639, 4), Token, S(49738, 24), L(0, 0), L(0, 0)), // kind
+    p(S(206, 4), String, S(49762, 24), L(0, 0), L(0, 0)), // name
+    p(S(49786, 4), Token, S(49790, 89), L(0, 0), L(0, 0)), // path
+    p(S(1221, 9), String, S(49879, 29), L(0, 0), L(0, 0)), // publisher
+    p(S(317, 6), Token, S(49908, 26), L(0, 0), L(0, 0)), // status
+    p(S(1359, 5), String, S(49934, 25), L(0, 0), L(0, 0)), // title
+    p(S(359, 4), Uri, S(49959, 24), L(0, 0), L(0, 0)), // type
+    p(S(1417, 3), Uri, S(49983, 23), L(0, 0), L(0, 0)), // url
+    p(S(50006, 8), Reference, S(50014, 53), L(440, 1), L(0, 0)), // valueset
+    p(S(1442, 7), Token, S(50067, 27), L(0, 0), L(0, 0)), // version
     // StructureMap
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(1386, 7), S(11432, 55), Token, S(128005, 50), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(11544, 64), Quantity, S(128055, 86), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(11708, 60), Token, S(128141, 28), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(11803, 69), Composite, S(128169, 23), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(11902, 66), Composite, S(128169, 23), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(11968, 52), Date, S(128192, 17), L(0, 0), L(0, 0)), // date
-    p(S(2433, 11), S(12044, 59), String, S(128209, 24), L(0, 0), L(0, 0)), // description
-    p(S(642, 10), S(22420, 58), Token, S(128233, 23), L(0, 0), L(0, 0)), // identifier
-    p(S(2741, 12), S(12438, 60), Token, S(128256, 25), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(724, 4), S(12623, 52), String, S(128281, 17), L(0, 0), L(0, 0)), // name
-    p(S(3079, 9), S(12699, 57), String, S(128298, 22), L(0, 0), L(0, 0)), // publisher
-    p(S(1033, 6), S(13258, 54), Token, S(128320, 19), L(0, 0), L(0, 0)), // status
-    p(S(3406, 5), S(13478, 53), String, S(128339, 18), L(0, 0), L(0, 0)), // title
-    p(S(3584, 3), S(13556, 51), Uri, S(128357, 16), L(0, 0), L(0, 0)), // url
-    p(S(3667, 7), S(13630, 55), Token, S(128373, 20), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(455, 7), Token, S(50094, 50), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(50144, 86), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(50230, 28), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(50258, 23), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(50258, 23), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(50281, 17), L(0, 0), L(0, 0)), // date
+    p(S(962, 11), String, S(50298, 24), L(0, 0), L(0, 0)), // description
+    p(S(178, 10), Token, S(50322, 23), L(0, 0), L(0, 0)), // identifier
+    p(S(1075, 12), Token, S(50345, 25), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(206, 4), String, S(50370, 17), L(0, 0), L(0, 0)), // name
+    p(S(1221, 9), String, S(50387, 22), L(0, 0), L(0, 0)), // publisher
+    p(S(317, 6), Token, S(50409, 19), L(0, 0), L(0, 0)), // status
+    p(S(1359, 5), String, S(50428, 18), L(0, 0), L(0, 0)), // title
+    p(S(1417, 3), Uri, S(50446, 16), L(0, 0), L(0, 0)), // url
+    p(S(1442, 7), Token, S(50462, 20), L(0, 0), L(0, 0)), // version
     // Subscription
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(88701, 7), S(128393, 56), Token, S(128449, 20), L(0, 0), L(0, 0)), // contact
-    p(S(128469, 8), S(128477, 57), String, S(128534, 21), L(0, 0), L(0, 0)), // criteria
-    p(S(128555, 7), S(128562, 56), Token, S(128618, 28), L(0, 0), L(0, 0)), // payload
-    p(S(1033, 6), S(128646, 55), Token, S(128701, 19), L(0, 0), L(0, 0)), // status
-    p(S(1176, 4), S(128720, 53), Token, S(128773, 25), L(0, 0), L(0, 0)), // type
-    p(S(3584, 3), S(128798, 52), Uri, S(128850, 29), L(0, 0), L(0, 0)), // url
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(34321, 7), Token, S(50482, 20), L(0, 0), L(0, 0)), // contact
+    p(S(50502, 8), String, S(50510, 21), L(0, 0), L(0, 0)), // criteria
+    p(S(50531, 7), Token, S(50538, 28), L(0, 0), L(0, 0)), // payload
+    p(S(317, 6), Token, S(50566, 19), L(0, 0), L(0, 0)), // status
+    p(S(359, 4), Token, S(50585, 25), L(0, 0), L(0, 0)), // type
+    p(S(1417, 3), Uri, S(50610, 29), L(0, 0), L(0, 0)), // url
     // Substance
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(3851, 8), S(128879, 54), Token, S(128933, 18), L(0, 0), L(0, 0)), // category
-    p(S(5114, 4), S(128951, 50), Token, S(129001, 68), L(0, 0), L(0, 0)), // code
-    p(S(129069, 20), S(129089, 66), Token, S(129155, 29), L(0, 0), L(0, 0)), // container-identifier
-    p(S(129184, 6), S(129190, 52), Date, S(129242, 25), L(0, 0), L(0, 0)), // expiry
-    p(S(642, 10), S(129267, 56), Token, S(129323, 20), L(0, 0), L(0, 0)), // identifier
-    p(S(16843, 8), S(129343, 54), Quantity, S(129397, 27), L(0, 0), L(0, 0)), // quantity
-    p(S(1033, 6), S(129424, 52), Token, S(129476, 16), L(0, 0), L(0, 0)), // status
-    p(S(129492, 19), S(129511, 65), Reference, S(129576, 45), L(580, 1), L(0, 0)), // substance-reference
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1506, 8), Token, S(50639, 18), L(0, 0), L(0, 0)), // category
+    p(S(1943, 4), Token, S(50657, 68), L(0, 0), L(0, 0)), // code
+    p(S(50725, 20), Token, S(50745, 29), L(0, 0), L(0, 0)), // container-identifier
+    p(S(50774, 6), Date, S(50780, 25), L(0, 0), L(0, 0)), // expiry
+    p(S(178, 10), Token, S(50805, 20), L(0, 0), L(0, 0)), // identifier
+    p(S(6336, 8), Quantity, S(50825, 27), L(0, 0), L(0, 0)), // quantity
+    p(S(317, 6), Token, S(50852, 16), L(0, 0), L(0, 0)), // status
+    p(S(50868, 19), Reference, S(50887, 45), L(580, 1), L(0, 0)), // substance-reference
     // SubstanceNucleicAcid
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
     // SubstancePolymer
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
     // SubstanceProtein
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
     // SubstanceReferenceInformation
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
     // SubstanceSourceMaterial
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
     // SubstanceSpecification
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(5114, 4), S(129621, 63), Token, S(129684, 32), L(0, 0), L(0, 0)), // code
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1943, 4), Token, S(50932, 32), L(0, 0), L(0, 0)), // code
     // SupplyDelivery
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(642, 10), S(5417, 55), Token, S(129716, 25), L(0, 0), L(0, 0)), // identifier
-    p(S(855, 7), S(5827, 52), Reference, S(129741, 22), L(1, 1), L(0, 0)), // patient
-    p(S(79043, 8), S(129763, 59), Reference, S(129822, 23), L(403, 2), L(0, 0)), // receiver
-    p(S(1033, 6), S(129845, 57), Token, S(129902, 21), L(0, 0), L(0, 0)), // status
-    p(S(129923, 8), S(129931, 59), Reference, S(129990, 23), L(399, 3), L(0, 0)), // supplier
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(178, 10), Token, S(50964, 25), L(0, 0), L(0, 0)), // identifier
+    p(S(240, 7), Reference, S(50989, 22), L(1, 1), L(0, 0)), // patient
+    p(S(30212, 8), Reference, S(51011, 23), L(403, 2), L(0, 0)), // receiver
+    p(S(317, 6), Token, S(51034, 21), L(0, 0), L(0, 0)), // status
+    p(S(51055, 8), Reference, S(51063, 23), L(399, 3), L(0, 0)), // supplier
     // SupplyRequest
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(3851, 8), S(130013, 58), Token, S(130071, 22), L(0, 0), L(0, 0)), // category
-    p(S(2026, 4), S(5337, 49), Date, S(130093, 24), L(0, 0), L(0, 0)), // date
-    p(S(642, 10), S(5417, 55), Token, S(130117, 24), L(0, 0), L(0, 0)), // identifier
-    p(S(25373, 9), S(130141, 59), Reference, S(130200, 23), L(332, 6), L(0, 0)), // requester
-    p(S(1033, 6), S(130223, 56), Token, S(130279, 20), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(130299, 57), Reference, S(130356, 23), L(650, 3), L(0, 0)), // subject
-    p(S(129923, 8), S(130379, 58), Reference, S(130437, 22), L(653, 2), L(0, 0)), // supplier
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1506, 8), Token, S(51086, 22), L(0, 0), L(0, 0)), // category
+    p(S(746, 4), Date, S(51108, 24), L(0, 0), L(0, 0)), // date
+    p(S(178, 10), Token, S(51132, 24), L(0, 0), L(0, 0)), // identifier
+    p(S(9421, 9), Reference, S(51156, 23), L(332, 6), L(0, 0)), // requester
+    p(S(317, 6), Token, S(51179, 20), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(51199, 23), L(650, 3), L(0, 0)), // subject
+    p(S(51055, 8), Reference, S(51222, 22), L(653, 2), L(0, 0)), // supplier
     // Task
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(37091, 11), S(130459, 52), Date, S(130511, 15), L(0, 0), L(0, 0)), // authored-on
-    p(S(6596, 8), S(130526, 49), Reference, S(130575, 12), L(9, 145), L(0, 0)), // based-on
-    p(S(130587, 15), S(130602, 56), Token, S(130658, 19), L(0, 0), L(0, 0)), // business-status
-    p(S(5114, 4), S(130677, 45), Token, S(130722, 9), L(0, 0), L(0, 0)), // code
-    p(S(14313, 9), S(130731, 50), Reference, S(130781, 14), L(358, 1), L(0, 0)), // encounter
-    p(S(85644, 5), S(130795, 46), Reference, S(130841, 10), L(9, 145), L(0, 0)), // focus
-    p(S(24544, 16), S(130851, 57), Token, S(130908, 20), L(0, 0), L(0, 0)), // group-identifier
-    p(S(642, 10), S(130928, 51), Token, S(130979, 15), L(0, 0), L(0, 0)), // identifier
-    p(S(14699, 6), S(130994, 47), Token, S(131041, 11), L(0, 0), L(0, 0)), // intent
-    p(S(131052, 8), S(131060, 49), Date, S(131109, 17), L(0, 0), L(0, 0)), // modified
-    p(S(788, 5), S(131126, 46), Reference, S(131172, 10), L(365, 8), L(0, 0)), // owner
-    p(S(14771, 7), S(131182, 48), Reference, S(131230, 11), L(619, 1), L(0, 0)), // part-of
-    p(S(855, 7), S(131241, 48), Reference, S(131289, 36), L(1, 1), L(0, 0)), // patient
-    p(S(14889, 9), S(131325, 50), Token, S(131375, 18), L(0, 0), L(0, 0)), // performer
-    p(S(956, 6), S(131393, 47), Date, S(131440, 20), L(0, 0), L(0, 0)), // period
-    p(S(19490, 8), S(131460, 49), Token, S(131509, 13), L(0, 0), L(0, 0)), // priority
-    p(S(25373, 9), S(131522, 50), Reference, S(131572, 14), L(332, 6), L(0, 0)), // requester
-    p(S(1033, 6), S(131586, 47), Token, S(131633, 11), L(0, 0), L(0, 0)), // status
-    p(S(1103, 7), S(131644, 48), Reference, S(131692, 8), L(9, 145), L(0, 0)), // subject
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(14155, 11), Date, S(51244, 15), L(0, 0), L(0, 0)), // authored-on
+    p(S(2536, 8), Reference, S(51259, 12), L(9, 145), L(0, 0)), // based-on
+    p(S(51271, 15), Token, S(51286, 19), L(0, 0), L(0, 0)), // business-status
+    p(S(1943, 4), Token, S(51305, 9), L(0, 0), L(0, 0)), // code
+    p(S(5376, 9), Reference, S(51314, 14), L(358, 1), L(0, 0)), // encounter
+    p(S(33109, 5), Reference, S(51328, 10), L(9, 145), L(0, 0)), // focus
+    p(S(9122, 16), Token, S(51338, 20), L(0, 0), L(0, 0)), // group-identifier
+    p(S(178, 10), Token, S(51358, 15), L(0, 0), L(0, 0)), // identifier
+    p(S(5531, 6), Token, S(51373, 11), L(0, 0), L(0, 0)), // intent
+    p(S(51384, 8), Date, S(51392, 17), L(0, 0), L(0, 0)), // modified
+    p(S(222, 5), Reference, S(51409, 10), L(365, 8), L(0, 0)), // owner
+    p(S(5552, 7), Reference, S(51419, 11), L(619, 1), L(0, 0)), // part-of
+    p(S(240, 7), Reference, S(51430, 36), L(1, 1), L(0, 0)), // patient
+    p(S(5618, 9), Token, S(51466, 18), L(0, 0), L(0, 0)), // performer
+    p(S(290, 6), Date, S(51484, 20), L(0, 0), L(0, 0)), // period
+    p(S(7196, 8), Token, S(51504, 13), L(0, 0), L(0, 0)), // priority
+    p(S(9421, 9), Reference, S(51517, 14), L(332, 6), L(0, 0)), // requester
+    p(S(317, 6), Token, S(51531, 11), L(0, 0), L(0, 0)), // status
+    p(S(337, 7), Reference, S(51542, 8), L(9, 145), L(0, 0)), // subject
     // TerminologyCapabilities
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(1386, 7), S(11432, 55), Token, S(131700, 61), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(11544, 64), Quantity, S(131761, 108), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(11708, 60), Token, S(131869, 39), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(11803, 69), Composite, S(131908, 34), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(11902, 66), Composite, S(131908, 34), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(11968, 52), Date, S(131942, 28), L(0, 0), L(0, 0)), // date
-    p(S(2433, 11), S(12044, 59), String, S(131970, 35), L(0, 0), L(0, 0)), // description
-    p(S(2741, 12), S(12438, 60), Token, S(132005, 36), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(724, 4), S(12623, 52), String, S(132041, 28), L(0, 0), L(0, 0)), // name
-    p(S(3079, 9), S(12699, 57), String, S(132069, 33), L(0, 0), L(0, 0)), // publisher
-    p(S(1033, 6), S(13258, 54), Token, S(132102, 30), L(0, 0), L(0, 0)), // status
-    p(S(3406, 5), S(13478, 53), String, S(132132, 29), L(0, 0), L(0, 0)), // title
-    p(S(3584, 3), S(13556, 51), Uri, S(132161, 27), L(0, 0), L(0, 0)), // url
-    p(S(3667, 7), S(13630, 55), Token, S(132188, 31), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(455, 7), Token, S(51550, 61), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(51611, 108), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(51719, 39), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(51758, 34), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(51758, 34), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(51792, 28), L(0, 0), L(0, 0)), // date
+    p(S(962, 11), String, S(51820, 35), L(0, 0), L(0, 0)), // description
+    p(S(1075, 12), Token, S(51855, 36), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(206, 4), String, S(51891, 28), L(0, 0), L(0, 0)), // name
+    p(S(1221, 9), String, S(51919, 33), L(0, 0), L(0, 0)), // publisher
+    p(S(317, 6), Token, S(51952, 30), L(0, 0), L(0, 0)), // status
+    p(S(1359, 5), String, S(51982, 29), L(0, 0), L(0, 0)), // title
+    p(S(1417, 3), Uri, S(52011, 27), L(0, 0), L(0, 0)), // url
+    p(S(1442, 7), Token, S(52038, 31), L(0, 0), L(0, 0)), // version
     // TestReport
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(642, 10), S(132219, 57), Token, S(132276, 21), L(0, 0), L(0, 0)), // identifier
-    p(S(32169, 6), S(132297, 53), Date, S(132350, 17), L(0, 0), L(0, 0)), // issued
-    p(S(15374, 11), S(132367, 58), Uri, S(132425, 26), L(0, 0), L(0, 0)), // participant
-    p(S(39482, 6), S(132451, 53), Token, S(132504, 17), L(0, 0), L(0, 0)), // result
-    p(S(132521, 6), S(132527, 53), String, S(132580, 17), L(0, 0), L(0, 0)), // tester
-    p(S(132597, 10), S(132607, 57), Reference, S(132664, 21), L(655, 1), L(0, 0)), // testscript
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(178, 10), Token, S(52069, 21), L(0, 0), L(0, 0)), // identifier
+    p(S(12569, 6), Date, S(52090, 17), L(0, 0), L(0, 0)), // issued
+    p(S(5786, 11), Uri, S(52107, 26), L(0, 0), L(0, 0)), // participant
+    p(S(15146, 6), Token, S(52133, 17), L(0, 0), L(0, 0)), // result
+    p(S(52150, 6), String, S(52156, 17), L(0, 0), L(0, 0)), // tester
+    p(S(52173, 10), Reference, S(52183, 21), L(655, 1), L(0, 0)), // testscript
     // TestScript
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(1386, 7), S(132685, 54), Token, S(132739, 48), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(132787, 63), Quantity, S(132850, 82), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(132932, 59), Token, S(132991, 26), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(133017, 68), Composite, S(133085, 21), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(133106, 65), Composite, S(133085, 21), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(133171, 51), Date, S(133222, 15), L(0, 0), L(0, 0)), // date
-    p(S(2433, 11), S(133237, 58), String, S(133295, 22), L(0, 0), L(0, 0)), // description
-    p(S(642, 10), S(133317, 57), Token, S(133374, 21), L(0, 0), L(0, 0)), // identifier
-    p(S(2741, 12), S(133395, 59), Token, S(133454, 23), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(724, 4), S(133477, 51), String, S(133528, 15), L(0, 0), L(0, 0)), // name
-    p(S(3079, 9), S(133543, 56), String, S(133599, 20), L(0, 0), L(0, 0)), // publisher
-    p(S(1033, 6), S(133619, 53), Token, S(133672, 17), L(0, 0), L(0, 0)), // status
-    p(S(133689, 21), S(133710, 68), String, S(133778, 42), L(0, 0), L(0, 0)), // testscript-capability
-    p(S(3406, 5), S(133820, 52), String, S(133872, 16), L(0, 0), L(0, 0)), // title
-    p(S(3584, 3), S(133888, 50), Uri, S(133938, 14), L(0, 0), L(0, 0)), // url
-    p(S(3667, 7), S(133952, 54), Token, S(134006, 18), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(455, 7), Token, S(52204, 48), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(52252, 82), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(52334, 26), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(52360, 21), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(52360, 21), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(52381, 15), L(0, 0), L(0, 0)), // date
+    p(S(962, 11), String, S(52396, 22), L(0, 0), L(0, 0)), // description
+    p(S(178, 10), Token, S(52418, 21), L(0, 0), L(0, 0)), // identifier
+    p(S(1075, 12), Token, S(52439, 23), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(206, 4), String, S(52462, 15), L(0, 0), L(0, 0)), // name
+    p(S(1221, 9), String, S(52477, 20), L(0, 0), L(0, 0)), // publisher
+    p(S(317, 6), Token, S(52497, 17), L(0, 0), L(0, 0)), // status
+    p(S(52514, 21), String, S(52535, 42), L(0, 0), L(0, 0)), // testscript-capability
+    p(S(1359, 5), String, S(52577, 16), L(0, 0), L(0, 0)), // title
+    p(S(1417, 3), Uri, S(52593, 14), L(0, 0), L(0, 0)), // url
+    p(S(1442, 7), Token, S(52607, 18), L(0, 0), L(0, 0)), // version
     // ValueSet
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(5114, 4), S(134024, 49), Token, S(134073, 72), L(0, 0), L(0, 0)), // code
-    p(S(1386, 7), S(11432, 55), Token, S(134145, 46), L(0, 0), L(0, 0)), // context
-    p(S(1511, 16), S(11544, 64), Quantity, S(134191, 78), L(0, 0), L(0, 0)), // context-quantity
-    p(S(1696, 12), S(11708, 60), Token, S(134269, 24), L(0, 0), L(0, 0)), // context-type
-    p(S(1809, 21), S(11803, 69), Composite, S(134293, 19), L(0, 0), L(0, 2)), // context-type-quantity
-    p(S(1935, 18), S(11902, 66), Composite, S(134293, 19), L(0, 0), L(2, 2)), // context-type-value
-    p(S(2026, 4), S(11968, 52), Date, S(134312, 13), L(0, 0), L(0, 0)), // date
-    p(S(2433, 11), S(12044, 59), String, S(134325, 20), L(0, 0), L(0, 0)), // description
-    p(S(134345, 9), S(134354, 54), Uri, S(134408, 29), L(0, 0), L(0, 0)), // expansion
-    p(S(642, 10), S(22420, 58), Token, S(134437, 19), L(0, 0), L(0, 0)), // identifier
-    p(S(2741, 12), S(12438, 60), Token, S(134456, 21), L(0, 0), L(0, 0)), // jurisdiction
-    p(S(724, 4), S(12623, 52), String, S(134477, 13), L(0, 0), L(0, 0)), // name
-    p(S(3079, 9), S(12699, 57), String, S(134490, 18), L(0, 0), L(0, 0)), // publisher
-    p(S(134508, 9), S(134517, 54), Uri, S(134571, 31), L(0, 0), L(0, 0)), // reference
-    p(S(1033, 6), S(13258, 54), Token, S(134602, 15), L(0, 0), L(0, 0)), // status
-    p(S(3406, 5), S(13478, 53), String, S(134617, 14), L(0, 0), L(0, 0)), // title
-    p(S(3584, 3), S(13556, 51), Uri, S(134631, 12), L(0, 0), L(0, 0)), // url
-    p(S(3667, 7), S(13630, 55), Token, S(134643, 16), L(0, 0), L(0, 0)), // version
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(1943, 4), Token, S(52625, 72), L(0, 0), L(0, 0)), // code
+    p(S(455, 7), Token, S(52697, 46), L(0, 0), L(0, 0)), // context
+    p(S(518, 16), Quantity, S(52743, 78), L(0, 0), L(0, 0)), // context-quantity
+    p(S(632, 12), Token, S(52821, 24), L(0, 0), L(0, 0)), // context-type
+    p(S(678, 21), Composite, S(52845, 19), L(0, 0), L(0, 2)), // context-type-quantity
+    p(S(728, 18), Composite, S(52845, 19), L(0, 0), L(2, 2)), // context-type-value
+    p(S(746, 4), Date, S(52864, 13), L(0, 0), L(0, 0)), // date
+    p(S(962, 11), String, S(52877, 20), L(0, 0), L(0, 0)), // description
+    p(S(52897, 9), Uri, S(52906, 29), L(0, 0), L(0, 0)), // expansion
+    p(S(178, 10), Token, S(52935, 19), L(0, 0), L(0, 0)), // identifier
+    p(S(1075, 12), Token, S(52954, 21), L(0, 0), L(0, 0)), // jurisdiction
+    p(S(206, 4), String, S(52975, 13), L(0, 0), L(0, 0)), // name
+    p(S(1221, 9), String, S(52988, 18), L(0, 0), L(0, 0)), // publisher
+    p(S(53006, 9), Uri, S(53015, 31), L(0, 0), L(0, 0)), // reference
+    p(S(317, 6), Token, S(53046, 15), L(0, 0), L(0, 0)), // status
+    p(S(1359, 5), String, S(53061, 14), L(0, 0), L(0, 0)), // title
+    p(S(1417, 3), Uri, S(53075, 12), L(0, 0), L(0, 0)), // url
+    p(S(1442, 7), Token, S(53087, 16), L(0, 0), L(0, 0)), // version
     // VerificationResult
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(28645, 6), S(134659, 61), Reference, S(134720, 25), L(9, 145), L(0, 0)), // target
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(11140, 6), Reference, S(53103, 25), L(9, 145), L(0, 0)), // target
     // VisionPrescription
-    p(S(0, 8), S(8, 52), String, S(60, 0), L(0, 0), L(0, 0)), // _content
-    p(S(60, 3), S(63, 47), Token, S(110, 11), L(0, 0), L(0, 0)), // _id
-    p(S(121, 12), S(133, 56), Date, S(189, 25), L(0, 0), L(0, 0)), // _lastUpdated
-    p(S(214, 8), S(222, 52), Uri, S(274, 21), L(0, 0), L(0, 0)), // _profile
-    p(S(295, 6), S(301, 50), Token, S(60, 0), L(0, 0), L(0, 0)), // _query
-    p(S(351, 9), S(360, 53), Token, S(413, 22), L(0, 0), L(0, 0)), // _security
-    p(S(435, 7), S(442, 51), Uri, S(493, 20), L(0, 0), L(0, 0)), // _source
-    p(S(513, 4), S(517, 48), Token, S(565, 17), L(0, 0), L(0, 0)), // _tag
-    p(S(582, 5), S(587, 55), String, S(60, 0), L(0, 0), L(0, 0)), // _text
-    p(S(134745, 11), S(134756, 66), Date, S(134822, 30), L(0, 0), L(0, 0)), // datewritten
-    p(S(14313, 9), S(26805, 54), Reference, S(134852, 28), L(437, 2), L(0, 0)), // encounter
-    p(S(642, 10), S(5417, 55), Token, S(134880, 29), L(0, 0), L(0, 0)), // identifier
-    p(S(855, 7), S(5827, 52), Reference, S(134909, 26), L(1, 1), L(0, 0)), // patient
-    p(S(134935, 10), S(134945, 65), Reference, S(135010, 29), L(403, 2), L(0, 0)), // prescriber
-    p(S(1033, 6), S(135039, 61), Token, S(135100, 25), L(0, 0), L(0, 0)), // status
+    p(S(0, 8), String, S(8, 0), L(0, 0), L(0, 0)), // _content
+    p(S(8, 3), Token, S(11, 11), L(0, 0), L(0, 0)), // _id
+    p(S(22, 12), Date, S(34, 25), L(0, 0), L(0, 0)), // _lastUpdated
+    p(S(59, 8), Uri, S(67, 21), L(0, 0), L(0, 0)), // _profile
+    p(S(88, 6), Token, S(8, 0), L(0, 0), L(0, 0)), // _query
+    p(S(94, 9), Token, S(103, 22), L(0, 0), L(0, 0)), // _security
+    p(S(125, 7), Uri, S(132, 20), L(0, 0), L(0, 0)), // _source
+    p(S(152, 4), Token, S(156, 17), L(0, 0), L(0, 0)), // _tag
+    p(S(173, 5), String, S(8, 0), L(0, 0), L(0, 0)), // _text
+    p(S(53128, 11), Date, S(53139, 30), L(0, 0), L(0, 0)), // datewritten
+    p(S(5376, 9), Reference, S(53169, 28), L(437, 2), L(0, 0)), // encounter
+    p(S(178, 10), Token, S(53197, 29), L(0, 0), L(0, 0)), // identifier
+    p(S(240, 7), Reference, S(53226, 26), L(1, 1), L(0, 0)), // patient
+    p(S(53252, 10), Reference, S(53262, 29), L(403, 2), L(0, 0)), // prescriber
+    p(S(317, 6), Token, S(53291, 25), L(0, 0), L(0, 0)), // status
 ];
 
 /// The members of one compartment: (type, codes of the parameters that link it to the owner).

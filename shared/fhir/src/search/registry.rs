@@ -68,7 +68,6 @@ impl L {
 #[derive(Debug)]
 pub struct SearchParam {
     pub(super) code: S,
-    pub(super) url: S,
     pub kind: ParamType,
     pub(super) expression: S,
     pub(super) targets: L,
@@ -79,11 +78,6 @@ impl SearchParam {
     /// The code used in queries: "name", "_id", "code-value-quantity".
     pub fn code(&self) -> &'static str {
         self.code.get()
-    }
-
-    /// The definition's canonical url.
-    pub fn url(&self) -> &'static str {
-        self.url.get()
     }
 
     /// The FHIRPath expression restricted to this resource type: only the top-level `|`-parts
@@ -231,14 +225,6 @@ mod tests {
     #[test]
     fn definitions_count() {
         assert_eq!(definitions(), 1375);
-        let mut urls: Vec<&str> = all().map(|(_, p)| p.url()).collect();
-        urls.sort_unstable();
-        urls.dedup();
-        assert_eq!(urls.len(), 1375);
-        assert!(
-            urls.iter()
-                .all(|u| u.starts_with("http://hl7.org/fhir/SearchParameter/"))
-        );
     }
 
     #[test]
@@ -311,10 +297,6 @@ mod tests {
         let bd = p("Patient", "birthdate");
         assert_eq!(bd.kind, ParamType::Date);
         assert_eq!(bd.expression(), "Patient.birthDate");
-        assert_eq!(
-            bd.url(),
-            "http://hl7.org/fhir/SearchParameter/individual-birthdate"
-        );
 
         let cp = p("Condition", "patient");
         assert_eq!(cp.kind, ParamType::Reference);
@@ -325,10 +307,6 @@ mod tests {
         assert_eq!(
             cp.targets().map(|t| t.as_str()).collect::<Vec<_>>(),
             ["Patient"]
-        );
-        assert_eq!(
-            cp.url(),
-            "http://hl7.org/fhir/SearchParameter/clinical-patient"
         );
 
         let cvq = p("Observation", "code-value-quantity");
@@ -356,10 +334,6 @@ mod tests {
 
         // A definition with several bases: clinical-date.
         let ed = p("Encounter", "date");
-        assert_eq!(
-            ed.url(),
-            "http://hl7.org/fhir/SearchParameter/clinical-date"
-        );
         assert_eq!(ed.expression(), "Encounter.period");
         assert_eq!(
             p("RiskAssessment", "date").expression(),
