@@ -855,6 +855,28 @@ async fn another_tenant_gets_404_in_both_url_forms() {
                 let r = f.get(&a, &format!("{ba}/Patient?family=A")).await;
                 assert_eq!(r.body["total"], 1, "t1 finds it");
             }
+            // The form POST searches too.
+            let form = [("content-type", "application/x-www-form-urlencoded")];
+            for (who, base, want) in [(&a, &ba, 1), (&b, &bb, 0)] {
+                for path in ["/Patient/_search", "/_search"] {
+                    let body: &[u8] = if path == "/_search" {
+                        b"_type=Patient&family=A"
+                    } else {
+                        b"family=A"
+                    };
+                    let r = f
+                        .send(
+                            Some(who),
+                            "POST",
+                            &format!("{base}{path}"),
+                            &form,
+                            Some(body),
+                        )
+                        .await;
+                    ok(&r, 200, path);
+                    assert_eq!(r.body["total"], want, "{} {path}", who.name);
+                }
+            }
             if tenant_url {
                 // A tenant in the URL that is not the token's is 401; tenant-less paths are 404.
                 ok(
