@@ -215,6 +215,36 @@ fn query(r: &mut StdRng) -> (&'static str, String) {
             }
         })
         .collect();
+    if r.gen_bool(0.35) {
+        let keys: &[&str] = if t == "Patient" {
+            &[
+                "birthdate",
+                "-birthdate",
+                "family",
+                "-family",
+                "gender",
+                "-gender",
+                "_id",
+                "-_id",
+                "_lastUpdated",
+                "-_lastUpdated",
+                "identifier",
+            ]
+        } else {
+            &[
+                "date",
+                "-date",
+                "value-quantity",
+                "-value-quantity",
+                "code",
+                "-code",
+                "subject",
+                "-subject",
+                "-_lastUpdated",
+            ]
+        };
+        parts.push(format!("_sort={}", pick(r, keys)));
+    }
     parts.push(format!("_count={}", r.gen_range(1..6)));
     // A literal '+' (time zones) must be percent-encoded in a query string.
     (t, parts.join("&").replace('+', "%2B"))
@@ -275,22 +305,42 @@ async fn check(f: &Fhir, tenant: &str, world: &[Value], r: &mut StdRng, queries:
             .filter(|w| s.clauses.iter().all(|c| eval(world, rt, w, c)))
             .map(|w| w["id"].as_str().unwrap().to_owned())
             .collect();
-        let mut got = Vec::new();
-        let mut cursor: Option<Cursor> = None;
-        for page in 0.. {
-            assert!(page < 200, "{t}?{q}: paging does not end");
-            let mut e = Engine::new(&store, &opts);
-            let out = e
-                .run(&s, cursor.clone())
-                .await
-                .unwrap_or_else(|e| panic!("{t}?{q}: {e}"));
-            assert!(out.matches.len() <= s.count, "{t}?{q}: page over _count");
-            got.extend(out.matches.iter().map(|v| v.id.to_string()));
-            match out.next {
-                Some(c) => cursor = Some(c),
-                None => break,
+        // A sorted search runs sorted in memory and, with a tiny in-memory limit, read in the
+        // sort parameter's index order: both must give the same sequence.
+        let limits: &[usize] = if s.sort.is_empty() {
+            &[2000]
+        } else {
+            &[2000, 1]
+        };
+        let mut runs: Vec<Vec<String>> = Vec::new();
+        for max_sorted in limits {
+            let mut opts = opts.clone();
+            opts.max_sorted = *max_sorted;
+            let mut got = Vec::new();
+            let mut cursor: Option<Cursor> = None;
+            for page in 0.. {
+                assert!(page < 200, "{t}?{q}: paging does not end");
+                let mut e = Engine::new(&store, &opts);
+                let out = e
+                    .run(&s, cursor.clone())
+                    .await
+                    .unwrap_or_else(|e| panic!("{t}?{q} (in memory up to {max_sorted}): {e}"));
+                assert!(out.matches.len() <= s.count, "{t}?{q}: page over _count");
+                got.extend(out.matches.iter().map(|v| v.id.to_string()));
+                match out.next {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
             }
+            runs.push(got);
         }
+        if runs.len() == 2 {
+            assert_eq!(
+                runs[0], runs[1],
+                "{t}?{q}: sorted in memory vs in index order"
+            );
+        }
+        let got = runs.swap_remove(0);
         let set: BTreeSet<String> = got.iter().cloned().collect();
         assert_eq!(
             set.len(),

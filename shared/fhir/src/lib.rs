@@ -16,7 +16,9 @@ pub mod types;
 pub use error::{FHIR_JSON, FhirError, fhir_response, outcome};
 pub use index::{Extractor, IndexEntry};
 pub use resource::Resource;
-pub use store::{Change, Current, Head, IndexHit, Store, StoreError, StoreOptions, Version, Write};
+pub use store::{
+    Change, Current, Head, IndexHit, IndexRange, Store, StoreError, StoreOptions, Version, Write,
+};
 pub use types::{R4_TYPES, ResourceId, ResourceType, VersionId, etag, parse_etag};
 
 /// The partitions that hold a tenant's FHIR data (its system history, kept after deletes), for

@@ -184,6 +184,16 @@ pub struct IndexHit {
     pub token: String,
 }
 
+/// A key range of one index partition (`param` of a type; `shard` for sharded parameters),
+/// read in ascending (`forward`) or descending sort-key order.
+#[derive(Debug, Clone)]
+pub struct IndexRange<'a> {
+    pub param: &'a str,
+    pub shard: Option<u32>,
+    pub range: SkRange,
+    pub forward: bool,
+}
+
 /// A resource's current version as search sees it, with the index entries that version owns.
 #[derive(Debug, Clone)]
 pub struct Current {
@@ -734,20 +744,19 @@ impl<'a> Store<'a> {
         Ok(out)
     }
 
-    /// One page of an index partition's entries in `range` (ascending sort-key order), after
-    /// the sort key `start_after`: the entries and the sort key to continue after when more
+    /// One page of an index partition's entries in a range (ascending or descending sort-key
+    /// order), after the sort key `start_after`: the entries and the sort key to continue after when more
     /// remain. Consistent; visibility is the caller's to check against [`Store::current`].
     pub async fn index_page(
         &self,
         t: ResourceType,
-        param: &str,
-        shard: Option<u32>,
-        range: SkRange,
+        r: &IndexRange<'_>,
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<IndexHit>, Option<String>), StorageError> {
-        let pk = self.t.pk(&keys::index_pk(t, param, shard));
-        let mut q = Query::new(pk.clone(), range, limit.clamp(1, MAX_QUERY_LIMIT));
+        let pk = self.t.pk(&keys::index_pk(t, r.param, r.shard));
+        let mut q = Query::new(pk.clone(), r.range.clone(), limit.clamp(1, MAX_QUERY_LIMIT));
+        q.forward = r.forward;
         q.start_after = start_after.map(|sk| Key::new(pk, sk));
         let page = self.t.query(&q).await?;
         let mut hits = Vec::with_capacity(page.items.len());

@@ -29,15 +29,15 @@ use storage::{Key, SkRange};
 use super::extract::{self, COMPONENT_SEP, SEP, param_values};
 use super::matcher::{self, approx_window};
 use super::query::{
-    Clause, Include, Modifier, Pred, Prefix, Search, Summary, Total, compartment_clause,
+    Clause, Include, Modifier, Pred, Prefix, Search, Sort, Summary, Total, compartment_clause,
 };
 use super::registry::{self, ParamType};
 use super::value::{
-    DateRange, Dec, MAX_INDEXED_CHARS, SearchValue, instant, normalize, parse_instant, parse_local,
+    DateRange, Dec, MAX_INDEXED_CHARS, SearchValue, instant, parse_instant, parse_local,
 };
 use crate::error::FhirError;
 use crate::keys::{self, SHARDS};
-use crate::store::{Current, Store, Version};
+use crate::store::{Current, IndexHit, IndexRange, Store, Version};
 use crate::types::{ResourceId, ResourceType};
 
 /// Most resources a sorted search orders in memory.
@@ -57,6 +57,9 @@ pub struct Options {
     pub base: String,
     /// Most items (index entries and heads) one request reads.
     pub max_reads: usize,
+    /// Most matches a sorted search orders in memory; beyond, it reads the sort parameter's
+    /// index in order ([`MAX_SORTED`]).
+    pub max_sorted: usize,
 }
 
 impl Options {
@@ -64,6 +67,7 @@ impl Options {
         Options {
             base: base.into(),
             max_reads: 4000,
+            max_sorted: MAX_SORTED,
         }
     }
 }
@@ -83,6 +87,9 @@ pub struct Cursor {
     /// Sorted searches: the offset of the next page.
     #[serde(rename = "o", default)]
     pub offset: usize,
+    /// A sorted search too large to sort in memory, read in the sort parameter's order.
+    #[serde(rename = "x", default, skip_serializing_if = "std::ops::Not::not")]
+    pub sort_scan: bool,
 }
 
 /// What a search read: for tests and the benchmark.
@@ -149,6 +156,56 @@ struct Segment {
     shard: Option<u32>,
     range: SkRange,
     filter: Filter,
+    /// Ascending sort-key order (descending for `_sort=-x` driven by `x`'s index).
+    forward: bool,
+    /// Take only resources without a value for this parameter (a sort-driven scan's last
+    /// segment: those sort last).
+    missing: Option<String>,
+    /// Every shard of a sharded partition, merged in sort-key order (a sort by `_lastUpdated`).
+    merged: bool,
+}
+
+impl Segment {
+    fn new(param: &str, shard: Option<u32>, range: SkRange, filter: Filter) -> Self {
+        Segment {
+            param: param.to_owned(),
+            shard,
+            range,
+            filter,
+            forward: true,
+            missing: None,
+            merged: false,
+        }
+    }
+
+    /// The partitions this segment reads.
+    fn partitions(&self, store: &Store<'_>, t: ResourceType) -> Vec<String> {
+        if self.merged {
+            (0..SHARDS)
+                .map(|s| store.index_partition(t, &self.param, Some(s)))
+                .collect()
+        } else {
+            vec![store.index_partition(t, &self.param, self.shard)]
+        }
+    }
+}
+
+/// `r` narrowed to the keys after `after` in scan order (forward: above it).
+fn narrow(r: &SkRange, after: &str, forward: bool) -> SkRange {
+    let (lo, hi) = match r {
+        SkRange::All => (Bound::Unbounded, Bound::Unbounded),
+        SkRange::BeginsWith(p) => (
+            Bound::Included(p.clone()),
+            Bound::Excluded(format!("{p}\u{10FFFF}")),
+        ),
+        SkRange::Between(a, b) => (Bound::Included(a.clone()), Bound::Included(b.clone())),
+        SkRange::Range(lo, hi) => (lo.clone(), hi.clone()),
+    };
+    if forward {
+        SkRange::Range(Bound::Excluded(after.to_owned()), hi)
+    } else {
+        SkRange::Range(lo, Bound::Excluded(after.to_owned()))
+    }
 }
 
 /// How one type is searched: the segments read in order.
@@ -455,12 +512,7 @@ fn clause_segments(t: ResourceType, c: &Clause) -> Option<(u8, Vec<Segment>)> {
                         vec![None]
                     };
                     for shard in shards {
-                        segments.push(Segment {
-                            param: code.clone(),
-                            shard,
-                            range: range.clone(),
-                            filter,
-                        });
+                        segments.push(Segment::new(code, shard, range.clone(), filter));
                     }
                 }
             }
@@ -493,20 +545,55 @@ fn plan(t: ResourceType, clauses: &[Clause]) -> Plan {
             best = Some((rank, segments));
         }
     }
-    let segments = best.map(|(_, s)| s).unwrap_or_else(|| {
-        vec![Segment {
-            param: "_id".into(),
-            shard: None,
-            range: SkRange::All,
-            filter: Filter::None,
-        }]
-    });
+    let segments = best
+        .map(|(_, s)| s)
+        .unwrap_or_else(|| vec![Segment::new("_id", None, SkRange::All, Filter::None)]);
     let mut params: Vec<&str> = segments.iter().map(|s| s.param.as_str()).collect();
     params.dedup();
     Plan {
         driving: format!("{t}.{} ({} ranges)", params.join("|"), segments.len()),
         segments,
     }
+}
+
+/// The plan of a search sorted by one parameter whose result is too large to sort in memory:
+/// that parameter's index in the sort order (ascending by each resource's smallest value,
+/// descending by its largest: dates by start or by end), then the resources without a value.
+/// `None` for parameters that cannot be read in order (composites); `_lastUpdated`'s shards
+/// are read together and merged.
+fn sort_plan(t: ResourceType, sort: &Sort) -> Option<Plan> {
+    let forward = !sort.descending;
+    let code = sort.code.as_str();
+    let range = match code {
+        "_id" | "_lastUpdated" => SkRange::All,
+        _ => match registry::param(t, code)?.kind {
+            ParamType::Date => SkRange::BeginsWith(if forward { "a" } else { "b" }.into()),
+            ParamType::Quantity => SkRange::BeginsWith("n".into()),
+            // Not the `:identifier` values (U+001D...), which the in-memory order ignores too.
+            ParamType::Reference => SkRange::Range(Bound::Included(" ".into()), Bound::Unbounded),
+            ParamType::String | ParamType::Token | ParamType::Number | ParamType::Uri => {
+                SkRange::All
+            }
+            ParamType::Composite | ParamType::Special => return None,
+        },
+    };
+    let mut by_value = Segment::new(code, None, range, Filter::None);
+    by_value.forward = forward;
+    by_value.merged = code == "_lastUpdated";
+    let mut segments = vec![by_value];
+    if !matches!(code, "_id" | "_lastUpdated") {
+        let mut missing = Segment::new("_id", None, SkRange::All, Filter::None);
+        missing.forward = forward;
+        missing.missing = Some(code.to_owned());
+        segments.push(missing);
+    }
+    Some(Plan {
+        driving: format!(
+            "{t}.{code} (sort order, {})",
+            if forward { "ascending" } else { "descending" }
+        ),
+        segments,
+    })
 }
 
 /// The position of a resource's first entry in the scan of `plan`: `(segment, sort key)`.
@@ -516,10 +603,10 @@ fn first_position(
     plan: &Plan,
     idx: &[Key],
 ) -> Option<(usize, String)> {
-    let mut best: Option<(usize, String)> = None;
     for (i, seg) in plan.segments.iter().enumerate() {
-        let pk = store.index_partition(t, &seg.param, seg.shard);
-        for k in idx.iter().filter(|k| k.pk == pk) {
+        let pks = seg.partitions(store, t);
+        let mut best: Option<&str> = None;
+        for k in idx.iter().filter(|k| pks.contains(&k.pk)) {
             if !in_range(&seg.range, &k.sk) {
                 continue;
             }
@@ -529,13 +616,17 @@ fn first_position(
             if !seg.filter.accepts(&value) {
                 continue;
             }
-            let pos = (i, k.sk.clone());
-            if best.as_ref().is_none_or(|b| pos < *b) {
-                best = Some(pos);
+            // First in this segment's order: the smallest key, or the largest when descending.
+            let better = best.is_none_or(|b| (k.sk.as_str() < b) == seg.forward);
+            if better {
+                best = Some(&k.sk);
             }
         }
+        if let Some(b) = best {
+            return Some((i, b.to_owned()));
+        }
     }
-    best
+    None
 }
 
 type Found = Vec<Version>;
@@ -547,6 +638,8 @@ pub struct Engine<'a> {
     budget: usize,
     /// The compartment a search is confined to (not its chains and `_has`).
     compartment: Option<(ResourceType, ResourceId)>,
+    /// A sort-driven page: read in this key's order ([`sort_plan`]).
+    sort_drive: Option<Sort>,
     pub explain: Explain,
 }
 
@@ -564,6 +657,7 @@ impl<'a> Engine<'a> {
             opts,
             budget: opts.max_reads,
             compartment: None,
+            sort_drive: None,
             explain: Explain::default(),
         }
     }
@@ -597,7 +691,10 @@ impl<'a> Engine<'a> {
                 }
                 None => clauses,
             };
-            let plan = plan(t, clauses);
+            let plan = match self.sort_drive.as_ref().and_then(|k| sort_plan(t, k)) {
+                Some(p) => p,
+                None => plan(t, clauses),
+            };
             if cur.seg == 0 && cur.after.is_none() {
                 self.explain.driving.push(plan.driving.clone());
             }
@@ -611,17 +708,8 @@ impl<'a> Engine<'a> {
                 let remaining = want - out.len();
                 let limit = remaining.saturating_add(1).min(self.budget).max(1);
                 let (hits, more) = self
-                    .store
-                    .index_page(
-                        t,
-                        &seg.param,
-                        seg.shard,
-                        seg.range.clone(),
-                        cur.after.as_deref(),
-                        limit,
-                    )
+                    .read_segment(t, seg, cur.after.as_deref(), limit)
                     .await?;
-                self.explain.queries += 1;
                 self.explain.entries_read += hits.len();
                 self.spend(hits.len());
                 let hits: Vec<_> = hits
@@ -662,6 +750,10 @@ impl<'a> Engine<'a> {
                         || first_position(self.store, t, &plan, &c.idx)
                             != Some((cur.seg, h.sk.clone()))
                         || !self.check(t, c, clauses)
+                        || seg
+                            .missing
+                            .as_deref()
+                            .is_some_and(|code| has_value(t, code, c))
                     {
                         continue;
                     }
@@ -702,6 +794,73 @@ impl<'a> Engine<'a> {
             cur.after = None;
         }
         Ok((out, None))
+    }
+
+    /// One page of a segment's entries after the sort key `after`, in the segment's order. A
+    /// merged segment reads every shard of a sharded partition and merges them by sort key
+    /// (its keys continue after `after` by a bound, since `after` is another shard's key).
+    async fn read_segment(
+        &mut self,
+        t: ResourceType,
+        seg: &Segment,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<IndexHit>, Option<String>), FhirError> {
+        if !seg.merged {
+            self.explain.queries += 1;
+            let r = IndexRange {
+                param: &seg.param,
+                shard: seg.shard,
+                range: seg.range.clone(),
+                forward: seg.forward,
+            };
+            return Ok(self.store.index_page(t, &r, after, limit).await?);
+        }
+        let range = match after {
+            None => seg.range.clone(),
+            Some(a) => narrow(&seg.range, a, seg.forward),
+        };
+        let mut hits = Vec::new();
+        let mut more = false;
+        for shard in 0..SHARDS {
+            self.explain.queries += 1;
+            let r = IndexRange {
+                param: &seg.param,
+                shard: Some(shard),
+                range: range.clone(),
+                forward: seg.forward,
+            };
+            let (h, m) = self.store.index_page(t, &r, None, limit).await?;
+            more |= m.is_some();
+            hits.extend(h);
+        }
+        hits.sort_by(|a, b| {
+            let o = a.sk.cmp(&b.sk);
+            if seg.forward { o } else { o.reverse() }
+        });
+        if hits.len() > limit {
+            hits.truncate(limit);
+            more = true;
+        }
+        let next = if more {
+            hits.last().map(|h| h.sk.clone())
+        } else {
+            None
+        };
+        Ok((hits, next))
+    }
+
+    /// Up to `max` matches, or `None` when there are more (or the budget ends first).
+    async fn collect_upto(
+        &mut self,
+        types: &[ResourceType],
+        clauses: &[Clause],
+        max: usize,
+    ) -> Result<Option<Found>, FhirError> {
+        let (found, next) = self
+            .scan(types, clauses, max.saturating_add(1), Cursor::default())
+            .await?;
+        Ok((found.len() <= max && next.is_none()).then_some(found))
     }
 
     fn check(&self, t: ResourceType, c: &Current, clauses: &[Clause]) -> bool {
@@ -862,10 +1021,43 @@ impl<'a> Engine<'a> {
             out.explain = std::mem::take(&mut self.explain);
             return Ok(out);
         }
-        if s.sort.is_empty() {
+        let in_memory = if s.sort.is_empty() || cursor.as_ref().is_some_and(|c| c.sort_scan) {
+            None
+        } else {
+            self.collect_upto(&s.types, &clauses, self.opts.max_sorted)
+                .await?
+        };
+        if let Some(mut all) = in_memory {
+            sort(&mut all, s);
+            let offset = cursor.map_or(0, |c| c.offset);
+            out.total = (s.total != Total::None).then_some(all.len());
+            let end = (offset + count).min(all.len());
+            if end < all.len() {
+                out.next = Some(Cursor {
+                    offset: end,
+                    ..Cursor::default()
+                });
+            }
+            out.matches = all.drain(offset.min(end)..end).collect();
+        } else {
+            if !s.sort.is_empty() {
+                // Too many to sort in memory: read the sort parameter's index in order.
+                let key = match (s.types.as_slice(), s.sort.as_slice()) {
+                    ([t], [k]) if sort_plan(*t, k).is_some() => k.clone(),
+                    _ => {
+                        return Err(costly(&format!(
+                            "a search of more than {} matches sorts by one parameter of one type",
+                            self.opts.max_sorted
+                        )));
+                    }
+                };
+                self.budget = self.opts.max_reads;
+                self.sort_drive = Some(key);
+            }
             let from = cursor.unwrap_or_default();
-            let first = from == Cursor::default();
+            let first = from.seg == 0 && from.ty == 0 && from.after.is_none();
             let (found, next) = self.scan(&s.types, &clauses, count, from).await?;
+            let sort_scan = self.sort_drive.take().is_some();
             out.total = match s.total {
                 Total::None => None,
                 Total::Accurate | Total::Estimate if !(first && next.is_none()) => {
@@ -884,22 +1076,10 @@ impl<'a> Engine<'a> {
                 _ => None,
             };
             out.matches = found;
-            out.next = next;
-        } else {
-            let mut all = self
-                .collect(&s.types, &clauses, MAX_SORTED, "a sorted search")
-                .await?;
-            sort(&mut all, s);
-            let offset = cursor.map_or(0, |c| c.offset);
-            out.total = (s.total != Total::None).then_some(all.len());
-            let end = (offset + count).min(all.len());
-            if end < all.len() {
-                out.next = Some(Cursor {
-                    offset: end,
-                    ..Cursor::default()
-                });
-            }
-            out.matches = all.drain(offset.min(end)..end).collect();
+            out.next = next.map(|mut c| {
+                c.sort_scan = sort_scan;
+                c
+            });
         }
         out.included = self.includes(&out.matches, s).await?;
         out.explain = std::mem::take(&mut self.explain);
@@ -987,9 +1167,12 @@ impl<'a> Engine<'a> {
                 .store
                 .index_page(
                     src,
-                    p,
-                    None,
-                    eq(&key),
+                    &IndexRange {
+                        param: p,
+                        shard: None,
+                        range: eq(&key),
+                        forward: true,
+                    },
                     None,
                     self.budget.clamp(1, storage::MAX_QUERY_LIMIT),
                 )
@@ -1043,57 +1226,52 @@ fn references(v: &Version, inc: &Include) -> Vec<(ResourceType, ResourceId)> {
     out
 }
 
-/// A sort value: ascending by the smallest value, descending by the largest.
-#[derive(Debug, Clone, PartialEq, PartialOrd)]
-enum SortValue {
-    Num(Dec),
-    Time(i64),
-    Text(String),
+/// Whether the current version has a value for parameter `code`.
+fn has_value(t: ResourceType, code: &str, c: &Current) -> bool {
+    let (Some(p), Some(body)) = (registry::param(t, code), c.version.resource()) else {
+        return false;
+    };
+    !param_values(p, &body).is_empty()
 }
 
-fn sort_value(v: &Version, body: &Value, code: &str, desc: bool) -> Option<SortValue> {
+/// A resource's sort key for `_sort` by `code`: its index values in the order the index holds
+/// them (so a search sorted in memory and one read in index order agree), the smallest for
+/// ascending and the largest for descending; dates by start ascending and by end descending,
+/// quantities by value whatever the unit, references by target (not `:identifier`).
+fn sort_key(v: &Version, body: &Value, code: &str, desc: bool) -> Option<String> {
     match code {
-        "_id" => return Some(SortValue::Text(v.id.as_str().to_owned())),
-        "_lastUpdated" => return Some(SortValue::Text(v.last_updated.clone())),
+        "_id" => return Some(v.id.as_str().to_owned()),
+        "_lastUpdated" => return Some(v.last_updated.clone()),
         _ => {}
     }
     let p = registry::param(v.rtype, code)?;
-    let vals = param_values(p, body).into_iter().filter_map(|sv| match sv {
-        SearchValue::String(s) => Some(SortValue::Text(normalize(&s))),
-        SearchValue::Token(t) => t.code.or(t.display).map(SortValue::Text),
-        SearchValue::Reference(r) => r
-            .local
-            .map(|(t, id)| extract::local_key(t, &id))
-            .or(r.url)
-            .map(SortValue::Text),
-        SearchValue::Date(d) => Some(SortValue::Time(if desc { d.hi } else { d.lo })),
-        SearchValue::Number(n) => Some(SortValue::Num(n)),
-        SearchValue::Quantity(q) => Some(SortValue::Num(q.value)),
-        SearchValue::Uri(u) => Some(SortValue::Text(u)),
-        SearchValue::Composite(_) => None,
-    });
-    let cmp = |a: &SortValue, b: &SortValue| a.partial_cmp(b).unwrap_or(Ordering::Equal);
-    if desc {
-        vals.max_by(cmp)
-    } else {
-        vals.min_by(cmp)
-    }
+    let keep = |k: &String| match p.kind {
+        ParamType::Date => k.starts_with(if desc { 'b' } else { 'a' }),
+        ParamType::Quantity => k.starts_with('n'),
+        ParamType::Reference => !k.starts_with(COMPONENT_SEP),
+        _ => true,
+    };
+    let values = param_values(p, body);
+    let keys = values.iter().flat_map(extract::index_values).filter(keep);
+    if desc { keys.max() } else { keys.min() }
 }
 
-/// Sorts by the `_sort` keys (missing values last), then by type and id.
+/// Sorts by the `_sort` keys (missing values last), then by id, in the first key's direction
+/// (as the index holds equal values).
 fn sort(found: &mut Found, s: &Search) {
-    let mut keyed: Vec<(Vec<Option<SortValue>>, Version)> = found
+    let mut keyed: Vec<(Vec<Option<String>>, Version)> = found
         .drain(..)
         .map(|v| {
             let body = v.resource().unwrap_or(Value::Null);
             let keys = s
                 .sort
                 .iter()
-                .map(|k| sort_value(&v, &body, &k.code, k.descending))
+                .map(|k| sort_key(&v, &body, &k.code, k.descending))
                 .collect();
             (keys, v)
         })
         .collect();
+    let first_desc = s.sort.first().is_some_and(|k| k.descending);
     keyed.sort_by(|(a, va), (b, vb)| {
         for (i, k) in s.sort.iter().enumerate() {
             let o = match (&a[i], &b[i]) {
@@ -1101,15 +1279,19 @@ fn sort(found: &mut Found, s: &Search) {
                 (None, Some(_)) => Ordering::Greater,
                 (Some(_), None) => Ordering::Less,
                 (Some(x), Some(y)) => {
-                    let o = x.partial_cmp(y).unwrap_or(Ordering::Equal);
-                    if k.descending { o.reverse() } else { o }
+                    if k.descending {
+                        y.cmp(x)
+                    } else {
+                        x.cmp(y)
+                    }
                 }
             };
             if o != Ordering::Equal {
                 return o;
             }
         }
-        (va.rtype, &va.id).cmp(&(vb.rtype, &vb.id))
+        let o = (va.rtype, &va.id).cmp(&(vb.rtype, &vb.id));
+        if first_desc { o.reverse() } else { o }
     });
     found.extend(keyed.into_iter().map(|(_, v)| v));
 }
