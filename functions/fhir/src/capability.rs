@@ -4,11 +4,10 @@
 //! straight from constants and the generated search-parameter table (146 resource entries
 //! with their search parameters), never built as a JSON value tree.
 
-use std::fmt::Write;
 use std::sync::LazyLock;
 
 use fhir_core::search::registry::{self, ParamType};
-use fhir_core::{FHIR_JSON, ResourceType};
+use fhir_core::{FHIR_JSON, R4_TYPES, ResourceType};
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Response};
 use serde_json::Value;
@@ -38,6 +37,12 @@ const REST: &str = concat!(
     r#""system":"http://terminology.hl7.org/CodeSystem/restful-security-service","code":"OAuth"}]}],"#,
     r#""description":"Bearer tokens of the deployment's Cognito user pool; the tenant comes from "#,
     r#"the token's tenant claim, an aud entry <base>/tenant/<id>, or the /tenant/<id> URL."},"#,
+    r#""documentation":"Search modifiers and prefixes, by parameter type: every type :missing; "#,
+    r#"string :exact :contains; token :not :text :of-type (code, system|code, |code, system|); "#,
+    r#"reference :[type] :identifier, chains up to 8 deep, _has; uri :above :below; number, date "#,
+    r#"and quantity the prefixes eq ne gt lt ge le sa eb ap (quantity value|system|code); "#,
+    r#"composite values joined by $. _text and _content are full text. Result parameters: "#,
+    r#"_count _sort _total _summary _elements _include _revinclude (:iterate, *).","#,
     r#""resource":["#,
 );
 
@@ -56,73 +61,22 @@ const TAIL: &str = concat!(
     r#""http://hl7.org/fhir/CompartmentDefinition/device"]}]}"#,
 );
 
-/// What each parameter type accepts besides plain values (R4 has no element for modifiers in
-/// a CapabilityStatement, so they are documented).
-fn documentation(kind: ParamType) -> &'static str {
-    match kind {
-        ParamType::String => "modifiers :missing :exact :contains",
-        ParamType::Token => {
-            "modifiers :missing :not :text :of-type; code, system|code, |code, system|"
+/// The resource entries (146 types with their interactions, search parameters, includes and
+/// revincludes) and the rest of the statement after them: the same text for every caller,
+/// written once per process from the generated table in one pass over it.
+static RESOURCES: LazyLock<String> = LazyLock::new(|| {
+    // `Source:param` of every reference parameter, per target type.
+    let mut rev: Vec<Vec<(ResourceType, &'static str)>> = vec![Vec::new(); R4_TYPES.len()];
+    for (src, p) in registry::all() {
+        if p.kind == ParamType::Reference {
+            for t in p.targets() {
+                if let Ok(i) = R4_TYPES.binary_search(&t.as_str()) {
+                    rev[i].push((src, p.code()));
+                }
+            }
         }
-        ParamType::Reference => "modifiers :missing :[type] :identifier; chains of any depth, _has",
-        ParamType::Date => "prefixes eq ne gt lt ge le sa eb ap; modifier :missing",
-        ParamType::Number => "prefixes eq ne gt lt ge le sa eb ap; modifier :missing",
-        ParamType::Quantity => {
-            "prefixes eq ne gt lt ge le sa eb ap; value|system|code; modifier :missing"
-        }
-        ParamType::Uri => "modifiers :missing :above :below",
-        ParamType::Composite => "components joined by $; modifier :missing",
-        ParamType::Special => "full text, checked in memory; modifier :missing",
     }
-}
-
-/// The resource entries after each type's `"searchParam":[`: parameters, then includes.
-static SEARCH: LazyLock<Vec<String>> = LazyLock::new(|| {
-    ResourceType::all()
-        .map(|t| {
-            let mut s = String::new();
-            let mut first = true;
-            for p in registry::params(t) {
-                if matches!(p.code(), "near" | "_query") {
-                    continue;
-                }
-                if !first {
-                    s.push(',');
-                }
-                first = false;
-                let _ = write!(
-                    s,
-                    r#"{{"name":"{}","type":"{}","documentation":"{}"}}"#,
-                    p.code(),
-                    p.kind.as_str(),
-                    documentation(p.kind)
-                );
-            }
-            s.push_str(r#"],"searchInclude":["*""#);
-            for p in registry::params(t)
-                .iter()
-                .filter(|p| p.kind == ParamType::Reference)
-            {
-                let _ = write!(s, r#","{t}:{}""#, p.code());
-            }
-            s.push_str(r#"],"searchRevInclude":["*""#);
-            for (src, p) in registry::all() {
-                if p.kind == ParamType::Reference && p.lists_target(t) {
-                    let _ = write!(s, r#","{src}:{}""#, p.code());
-                }
-            }
-            s.push(']');
-            s
-        })
-        .collect()
-});
-
-/// The CapabilityStatement of this deployment at `base`.
-pub(crate) fn statement(base: &str) -> Response<Body> {
-    let mut s = String::with_capacity(1024 * 1024);
-    s.push_str(HEAD);
-    s.push_str(&Value::String(base.to_owned()).to_string());
-    s.push_str(REST);
+    let mut s = String::with_capacity(600 * 1024);
     for (i, t) in ResourceType::all().enumerate() {
         if i > 0 {
             s.push(',');
@@ -131,10 +85,54 @@ pub(crate) fn statement(base: &str) -> Response<Body> {
         s.push_str(t.as_str());
         s.push_str(r#"","#);
         s.push_str(RESOURCE_REST);
-        s.push_str(&SEARCH[i]);
-        s.push('}');
+        let mut first = true;
+        for p in registry::params(t) {
+            if matches!(p.code(), "near" | "_query") {
+                continue;
+            }
+            if !first {
+                s.push(',');
+            }
+            first = false;
+            s.push_str(r#"{"name":""#);
+            s.push_str(p.code());
+            s.push_str(r#"","type":""#);
+            s.push_str(p.kind.as_str());
+            s.push_str(r#""}"#);
+        }
+        s.push_str(r#"],"searchInclude":["*""#);
+        for p in registry::params(t)
+            .iter()
+            .filter(|p| p.kind == ParamType::Reference)
+        {
+            s.push(',');
+            s.push('"');
+            s.push_str(t.as_str());
+            s.push(':');
+            s.push_str(p.code());
+            s.push('"');
+        }
+        s.push_str(r#"],"searchRevInclude":["*""#);
+        for (src, code) in &rev[i] {
+            s.push_str(r#",""#);
+            s.push_str(src.as_str());
+            s.push(':');
+            s.push_str(code);
+            s.push('"');
+        }
+        s.push_str("]}");
     }
     s.push_str(TAIL);
+    s
+});
+
+/// The CapabilityStatement of this deployment at `base`.
+pub(crate) fn statement(base: &str) -> Response<Body> {
+    let mut s = String::with_capacity(HEAD.len() + base.len() + REST.len() + RESOURCES.len() + 8);
+    s.push_str(HEAD);
+    s.push_str(&Value::String(base.to_owned()).to_string());
+    s.push_str(REST);
+    s.push_str(&RESOURCES);
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, FHIR_JSON)
@@ -170,7 +168,7 @@ mod tests {
         assert_eq!(find("birthdate").unwrap()["type"], "date");
         assert_eq!(find("_id").unwrap()["type"], "token");
         assert!(
-            find("name").unwrap()["documentation"]
+            v["rest"][0]["documentation"]
                 .as_str()
                 .unwrap()
                 .contains(":exact")
