@@ -63,7 +63,7 @@ usage: bench [options]   (normally through scripts/bench.sh, which builds what i
   --search-resources N  resources of the FHIR search tenant (default 10000)
   --search-reads N      timed searches per query (default 1000, --quick 300)
   --search-tenant-b N   resources of the other tenant when large (default 100000)
-  --search-moto N       resources of the FHIR search tenant on moto (default 3000)
+  --search-moto N       resources of the FHIR search tenant on moto (default 10000)
 ";
 
 pub const SECTIONS: [&str; 8] = [
@@ -118,7 +118,7 @@ impl Opts {
             search_resources: 10_000,
             search_reads: if quick { 300 } else { 1000 },
             search_tenant_b: 100_000,
-            search_moto: 3000,
+            search_moto: 10_000,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
