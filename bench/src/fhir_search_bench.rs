@@ -400,20 +400,7 @@ async fn embedded(opts: &Opts, examples: &[(String, Value)]) -> (Value, Vec<Goal
     let mut per = Map::new();
     let mut goals = Vec::new();
     for (q, (e, ans, counts)) in qs.iter().zip(&explains) {
-        let mut lat = Vec::with_capacity(n);
-        for i in 0..WARMUP + n {
-            let req = fixtures::request(q.event(&who));
-            let t0 = Instant::now();
-            let resp = fhir_search::handle(req, &a.search).await;
-            let dt = t0.elapsed();
-            let status = resp.status().as_u16();
-            assert_eq!(status, 200, "{}", q.label);
-            drop(resp);
-            if i >= WARMUP {
-                lat.push(stats::us(dt));
-            }
-        }
-        a.counting.take();
+        let lat = time_search(&a, q, &who, n).await;
         let s = stats::summarize(&lat);
         let (driving, entries, heads, queries, engine) = match e {
             Ok((x, lat)) => (
@@ -526,6 +513,31 @@ async fn embedded(opts: &Opts, examples: &[(String, Value)]) -> (Value, Vec<Goal
     )
 }
 
+/// `n` timed searches of `q` on `db` (microseconds), after [`WARMUP`] untimed ones.
+async fn time_search(db: &Db, q: &Query, who: &Map<String, Value>, n: usize) -> Vec<f64> {
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..WARMUP + n {
+        let req = fixtures::request(q.event(who));
+        let t0 = Instant::now();
+        let resp = fhir_search::handle(req, &db.search).await;
+        let dt = t0.elapsed();
+        assert_eq!(resp.status().as_u16(), 200, "{}", q.label);
+        drop(resp);
+        if i >= WARMUP {
+            lat.push(stats::us(dt));
+        }
+    }
+    db.counting.take();
+    lat
+}
+
+/// This process's resident set (`VmRSS`), KiB.
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 #[derive(Default)]
 struct Samples {
     latency_us: Vec<f64>,
@@ -566,6 +578,24 @@ async fn independence(
     );
     // The patient-scoped searches name copy 0 of the same Bundle in both databases.
     let who = tenant_claims("alice", TENANT, ISSUER, AUDIENCE);
+    // The process now holds both databases: A's single-parameter searches on A's own database
+    // again, alone (not alternating), to compare with the latency table above.
+    let rss_mib = rss_kib().map(|k| k as f64 / 1024.0);
+    let mut alone = Map::new();
+    for q in qs.iter().filter(|q| q.single) {
+        let lat = time_search(a, q, &who, opts.search_reads).await;
+        let p50 = stats::median(&lat);
+        println!(
+            "  {} on A's database alone, after B's load: p50 {} us",
+            q.label,
+            num(p50, 0)
+        );
+        alone.insert(q.label.clone(), json!({ "p50_us": p50 }));
+    }
+    println!(
+        "  (the process holds both databases: VmRSS {} MiB)",
+        num(rss_mib, 0)
+    );
     let rounds = if opts.quick { 5 } else { 10 };
     let per_round = if opts.quick { 50 } else { 100 };
     let dbs = [a, &ab];
@@ -670,6 +700,8 @@ async fn independence(
             "backend": "embedded (redb), two databases measured alternately",
             "tenant_a": loaded_json(&la),
             "tenant_b": loaded_json(&lb),
+            "process_rss_mib_with_both": rss_mib,
+            "a_alone_after_b_load": alone,
             "rounds": rounds,
             "requests_per_round": per_round,
             "searches": per,
