@@ -4,13 +4,17 @@
 # (binaries and zips, the same release profile), builds the benchmark runner and runs it. It
 # prints a table and writes the same figures as JSON to bench/results/latest.json (or --out).
 #
-# Usage: scripts/bench.sh [--no-build] [--quick] [--only cold,size,memory,warm,dynamodb,tenants,fhir]
+# Usage: scripts/bench.sh [--no-build] [--quick]
+#                         [--only cold,size,memory,warm,dynamodb,tenants,fhir,search]
 #                         [--out PATH] [more runner options: scripts/bench.sh --help]
 #   --no-build   run with what the last build left in target/ (skip every cargo step)
 #   --only       without cold, size and memory, only the runner is built (no Lambda builds)
 #   e.g. scripts/bench.sh --quick --only fhir: FHIR read/create/update/transaction latency
 #        (embedded) and items written per resource (moto), with the example Bundles of
 #        tests/fixtures/fhir (--fhir-bundle PATH for another)
+#   e.g. scripts/bench.sh --quick --only search: FHIR search p50/p99 on a 10,000-resource tenant
+#        loaded from the example Bundles (embedded), items read per resource returned on moto,
+#        tenant independence with another tenant at 0 and 100,000 resources
 #
 # The runner is optimized like the functions (the release profile's levels) but not fat-LTO
 # linked, to keep its build short; set BENCH_RUNNER_LTO=fat to link it exactly like the
@@ -32,7 +36,8 @@ for a in "$@"; do
   prev="$a"
 done
 # The Lambda builds (functions and hello) are for the sections that start or weigh them; the
-# others (warm, dynamodb, tenants, fhir) call the handlers in process and need the runner only.
+# others (warm, dynamodb, tenants, fhir, search) call the handlers in process and need the
+# runner only.
 lambdas=1
 if [[ -n "$only" ]] && ! [[ ",$only," =~ ,(cold|size|memory), ]]; then
   lambdas=0

@@ -224,6 +224,29 @@ impl Deployment {
                         vec![200],
                     )
                 }
+                // Cold: a search-type request by name (a Query of the name index and a BatchGet
+                // of the seeded Patient's head). Warm: it, a patient-scoped search and an
+                // `_id` search with `_revinclude`, in turn.
+                "fhir-search" => {
+                    let search = |path: &str| ev("GET", path, None, Some(&fhir_user));
+                    let by_name = "/fhir/Patient?name=seed".to_owned();
+                    (
+                        format!("GET {by_name}"),
+                        search(&by_name),
+                        vec![
+                            search(&by_name),
+                            search(&format!(
+                                "/fhir/Observation?patient={}&_count=20",
+                                self.patient_id
+                            )),
+                            search(&format!(
+                                "/fhir/Patient?_id={}&_revinclude=Provenance:target",
+                                self.patient_id
+                            )),
+                        ],
+                        vec![200],
+                    )
+                }
                 // A function the benchmark does not know yet: its own prefix, as an admin.
                 other => (
                     format!("GET /{other} (generic)"),

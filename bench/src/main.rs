@@ -11,7 +11,10 @@
 //! - `dynamodb`: capacity units, items read and calls by type per document operation on moto;
 //! - `tenants`: tenant A's list and search while tenant B holds 0 or 100,000 documents;
 //! - `fhir`: FHIR read, create, update and a 473-entry transaction Bundle in process (embedded
-//!   backend), and items written per resource by kind of key and capacity on moto.
+//!   backend), and items written per resource by kind of key and capacity on moto;
+//! - `search`: FHIR search latency on a 10,000-resource tenant loaded from the example Bundles
+//!   (embedded), items read per resource returned and calls on moto, and tenant independence
+//!   with another tenant at 0 and 100,000 resources.
 //!
 //! Prints a table and writes the same figures as JSON (`bench/results/latest.json` or
 //! `--out`).
@@ -20,6 +23,8 @@ mod cost;
 mod deploy;
 mod emulator;
 mod fhir_bench;
+mod fhir_load;
+mod fhir_search_bench;
 mod fixtures;
 mod lambda;
 mod machine;
@@ -40,7 +45,8 @@ usage: bench [options]   (normally through scripts/bench.sh, which builds what i
                           scripts/bench.sh --no-build skips the build)
 
   --quick               fewer iterations everywhere (a smoke run, under a minute once built)
-  --only LIST           sections to run, comma-separated: cold,size,memory,warm,dynamodb,tenants,fhir
+  --only LIST           sections to run, comma-separated:
+                        cold,size,memory,warm,dynamodb,tenants,fhir,search
   --out PATH            where to write the JSON (default bench/results/latest.json)
   --lambda-dir PATH     where `cargo lambda build` put <name>/bootstrap[.zip] (default target/lambda)
   --cold-starts N       cold starts per function (default 20, --quick 5)
@@ -52,11 +58,16 @@ usage: bench [options]   (normally through scripts/bench.sh, which builds what i
   --tenant-b N          documents of tenant B when large (default 100000, --quick 20000)
   --fhir-bundles N      timed transactions of the FHIR example Bundle (default 10, --quick 3)
   --fhir-bundle PATH    the FHIR transaction Bundle (default
-                        tests/fixtures/fhir/uscore_bundle_patient_355.json)
+                        tests/fixtures/fhir/uscore_bundle_patient_355.json; the search
+                        section loads every example Bundle of its folder)
+  --search-resources N  resources of the FHIR search tenant (default 10000)
+  --search-reads N      timed searches per query (default 1000, --quick 300)
+  --search-tenant-b N   resources of the other tenant when large (default 100000)
+  --search-moto N       resources of the FHIR search tenant on moto (default 10000)
 ";
 
-pub const SECTIONS: [&str; 7] = [
-    "cold", "size", "memory", "warm", "dynamodb", "tenants", "fhir",
+pub const SECTIONS: [&str; 8] = [
+    "cold", "size", "memory", "warm", "dynamodb", "tenants", "fhir", "search",
 ];
 
 /// Settings of one run.
@@ -76,6 +87,10 @@ pub struct Opts {
     pub tenant_b: usize,
     pub fhir_bundles: usize,
     pub fhir_bundle: PathBuf,
+    pub search_resources: usize,
+    pub search_reads: usize,
+    pub search_tenant_b: usize,
+    pub search_moto: usize,
 }
 
 impl Opts {
@@ -100,6 +115,10 @@ impl Opts {
             tenant_a: 1000,
             tenant_b: if quick { 20_000 } else { 100_000 },
             fhir_bundles: if quick { 3 } else { 10 },
+            search_resources: 10_000,
+            search_reads: if quick { 300 } else { 1000 },
+            search_tenant_b: 100_000,
+            search_moto: 10_000,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -135,6 +154,10 @@ impl Opts {
                 "--tenant-b" => o.tenant_b = count(a)?,
                 "--fhir-bundles" => o.fhir_bundles = count(a)?,
                 "--fhir-bundle" => o.fhir_bundle = PathBuf::from(value("--fhir-bundle")?),
+                "--search-resources" => o.search_resources = count(a)?,
+                "--search-reads" => o.search_reads = count(a)?,
+                "--search-tenant-b" => o.search_tenant_b = count(a)?,
+                "--search-moto" => o.search_moto = count(a)?,
                 "-h" | "--help" => return Err(String::new()),
                 other => return Err(format!("unknown option {other}")),
             }
@@ -227,6 +250,11 @@ fn main() {
         results.insert("fhir".into(), v);
         goals.extend(g);
     }
+    if opts.runs("search") {
+        let (v, g) = fhir_search_bench::section(&opts, &rt);
+        results.insert("fhir_search".into(), v);
+        goals.extend(g);
+    }
 
     report::section("targets");
     report::table(
@@ -248,6 +276,10 @@ fn main() {
             "tenant_b": opts.tenant_b,
             "fhir_bundles": opts.fhir_bundles,
             "fhir_bundle": opts.fhir_bundle,
+            "search_resources": opts.search_resources,
+            "search_reads": opts.search_reads,
+            "search_tenant_b": opts.search_tenant_b,
+            "search_moto": opts.search_moto,
         },
         "functions": functions,
         "results": results,
