@@ -593,28 +593,38 @@ async fn transaction(
     }
     let mut order: Vec<usize> = (0..actions.len()).collect();
     order.sort_by_key(|i| (actions[*i].rank(), *i));
-    let writes: Vec<(usize, Op)> = order
-        .iter()
-        .filter_map(|i| match &actions[*i] {
-            Action::Write(op) => Some((*i, op.clone())),
-            _ => None,
-        })
-        .collect();
-    let mut ops_only: Vec<Op> = writes.iter().map(|(_, op)| op.clone()).collect();
-    let done = ops::run(ctx, &mut ops_only).await?;
+    // The writes move out of `actions` (a resource is never copied: the Bundle's resources
+    // can be megabytes).
+    let mut written = Vec::new();
+    let mut writes = Vec::new();
+    for &i in &order {
+        if matches!(actions[i], Action::Write(_))
+            && let Action::Write(op) = std::mem::replace(&mut actions[i], Action::Nothing)
+        {
+            written.push(i);
+            writes.push(op);
+        }
+    }
+    let done = ops::run(ctx, &mut writes).await?;
+    drop(writes);
     let mut out = vec![Value::Null; entries.len()];
-    for ((i, _), d) in writes.iter().zip(&done) {
+    for (i, d) in written.iter().zip(&done) {
         out[*i] = write_entry(ctx, d, ret);
     }
     // Reads run after the writes committed; one that fails is reported in its entry (the
     // writes cannot be undone by a read).
+    let mut is_write = vec![false; entries.len()];
+    for &i in &written {
+        is_write[i] = true;
+    }
     for i in order {
-        let a = std::mem::replace(&mut actions[i], Action::Nothing);
-        if !matches!(a, Action::Write(_)) {
-            out[i] = unwritten_entry(ctx, a, ret)
-                .await
-                .unwrap_or_else(error_entry);
+        if is_write[i] {
+            continue;
         }
+        let a = std::mem::replace(&mut actions[i], Action::Nothing);
+        out[i] = unwritten_entry(ctx, a, ret)
+            .await
+            .unwrap_or_else(error_entry);
     }
     Ok(fhir_response(
         StatusCode::OK,
