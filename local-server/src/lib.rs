@@ -56,6 +56,34 @@ pub async fn directory_groups_of(
 /// Largest request body accepted (API Gateway's payload limit is 10 MB).
 pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 
+/// API Gateway's limit on an HTTP API request's line and header values together (bytes).
+/// Above it, a request line alone that long is 414, else 431, each with a JSON message.
+pub const MAX_REQUEST_HEAD_BYTES: usize = 10 * 1024;
+
+/// What hyper buffers of a request head before it answers 431 itself (with an empty body):
+/// far above [`MAX_REQUEST_HEAD_BYTES`], so requests API Gateway would refuse get our JSON
+/// answer. (hyper answers a URI over 65,534 bytes with an empty 414 whatever this is.)
+const HEAD_BUFFER_BYTES: usize = 1024 * 1024;
+
+/// The template's `CorsConfiguration` (HttpApi): what API Gateway answers to a CORS
+/// preflight and adds to responses to a request with an `Origin` (a test compares these with
+/// template.yaml).
+pub mod cors {
+    pub const ALLOW_ORIGIN: &str = "*";
+    pub const ALLOW_METHODS: &[&str] =
+        &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    pub const ALLOW_HEADERS: &[&str] = &[
+        "Authorization",
+        "Content-Type",
+        "If-Match",
+        "If-None-Match",
+        "If-None-Exist",
+        "Prefer",
+    ];
+    pub const EXPOSE_HEADERS: &[&str] = &["ETag", "Location", "Content-Location", "Last-Modified"];
+    pub const MAX_AGE: u32 = 600;
+}
+
 /// Serves `gateway` on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -79,6 +107,7 @@ pub async fn serve(
                 async move { Ok::<_, Infallible>(answer(&gateway, &domain, req).await) }
             });
             if let Err(e) = http1::Builder::new()
+                .max_buf_size(HEAD_BUFFER_BYTES)
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
@@ -94,6 +123,84 @@ async fn answer(
     req: hyper::Request<HyperBody>,
 ) -> hyper::Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
+    if let Some(refused) = oversize(&parts) {
+        return refused;
+    }
+    let origin = parts.headers.contains_key(hyper::header::ORIGIN);
+    if origin
+        && parts.method == hyper::Method::OPTIONS
+        && parts
+            .headers
+            .contains_key(hyper::header::ACCESS_CONTROL_REQUEST_METHOD)
+    {
+        return preflight();
+    }
+    let mut resp = forward(gateway, domain, parts, body).await;
+    if origin {
+        let h = resp.headers_mut();
+        h.insert(
+            hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            hyper::header::HeaderValue::from_static(cors::ALLOW_ORIGIN),
+        );
+        if let Ok(v) = cors::EXPOSE_HEADERS.join(",").to_lowercase().parse() {
+            h.insert(hyper::header::ACCESS_CONTROL_EXPOSE_HEADERS, v);
+        }
+    }
+    resp
+}
+
+/// API Gateway's 414 or 431 (with a JSON message) for a request head over its limit.
+fn oversize(parts: &hyper::http::request::Parts) -> Option<hyper::Response<Full<Bytes>>> {
+    // "METHOD URI HTTP/1.1"
+    let line = parts.method.as_str().len() + parts.uri.to_string().len() + 10;
+    if line > MAX_REQUEST_HEAD_BYTES {
+        return Some(plain_json(414, r#"{"message":"Request-URI Too Long"}"#));
+    }
+    let headers: usize = parts
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    (line + headers > MAX_REQUEST_HEAD_BYTES)
+        .then(|| plain_json(431, r#"{"message":"Request Header Fields Too Large"}"#))
+}
+
+/// What API Gateway answers to a CORS preflight under the template's `CorsConfiguration`.
+fn preflight() -> hyper::Response<Full<Bytes>> {
+    let mut r = hyper::Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = hyper::StatusCode::NO_CONTENT;
+    let h = r.headers_mut();
+    let mut set = |name: hyper::header::HeaderName, value: String| {
+        if let Ok(v) = value.parse() {
+            h.insert(name, v);
+        }
+    };
+    set(
+        hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        cors::ALLOW_ORIGIN.into(),
+    );
+    set(
+        hyper::header::ACCESS_CONTROL_ALLOW_METHODS,
+        cors::ALLOW_METHODS.join(","),
+    );
+    set(
+        hyper::header::ACCESS_CONTROL_ALLOW_HEADERS,
+        cors::ALLOW_HEADERS.join(",").to_lowercase(),
+    );
+    set(
+        hyper::header::ACCESS_CONTROL_MAX_AGE,
+        cors::MAX_AGE.to_string(),
+    );
+    r
+}
+
+/// Hands the request to the gateway (authorizer, then the function owning the route).
+async fn forward(
+    gateway: &Gateway,
+    domain: &str,
+    parts: hyper::http::request::Parts,
+    body: HyperBody,
+) -> hyper::Response<Full<Bytes>> {
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {

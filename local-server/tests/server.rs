@@ -368,3 +368,215 @@ async fn token_groups_come_from_the_local_directory() {
     .await;
     assert_eq!(status, 201, "{body}");
 }
+
+/// A raw request's status, headers and body text.
+async fn raw(
+    s: &Server,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let client = reqwest::Client::new();
+    let mut req = client.request(method.parse().unwrap(), format!("{}{path}", s.base));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    (status, headers, resp.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn head_answers_wherever_get_does_with_the_same_access() {
+    let s = start("head").await;
+    let alice = s.keys.token(&spec("alice", &["marketing"])).unwrap();
+    let bob = s.keys.token(&spec("bob", &["finance"])).unwrap();
+    let (status, body) = send(
+        &s,
+        "POST",
+        "/documents?siteId=marketing",
+        Some(&alice),
+        Some(json!({"path": "a.txt", "contentType": "text/plain", "content": "hello"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["documentId"].as_str().unwrap().to_owned();
+    let path = format!("/documents/{id}?siteId=marketing");
+    let bearer = |t: &str| format!("Bearer {t}");
+    let (status, _, get) = raw(&s, "GET", &path, &[("authorization", &bearer(&alice))]).await;
+    assert_eq!(status, 200);
+    let (status, headers, body) =
+        raw(&s, "HEAD", &path, &[("authorization", &bearer(&alice))]).await;
+    assert_eq!((status, body.as_str()), (200, ""));
+    assert_eq!(
+        headers["content-length"].to_str().unwrap(),
+        get.len().to_string()
+    );
+    assert_eq!(headers["content-type"], "application/json");
+    // The same refusals as GET: no token, another site's member, another site.
+    assert_eq!(raw(&s, "HEAD", &path, &[]).await.0, 401);
+    assert_eq!(
+        raw(&s, "HEAD", &path, &[("authorization", &bearer(&bob))])
+            .await
+            .0,
+        403
+    );
+    let elsewhere = format!("/documents/{id}?siteId=finance");
+    assert_eq!(
+        raw(&s, "HEAD", &elsewhere, &[("authorization", &bearer(&bob))])
+            .await
+            .0,
+        404
+    );
+    // Lists and FHIR reads too; a path without GET is still 405.
+    let list = "/documents?siteId=marketing";
+    assert_eq!(
+        raw(&s, "HEAD", list, &[("authorization", &bearer(&alice))])
+            .await
+            .0,
+        200
+    );
+    // HEAD /fhir/metadata takes API Gateway's ANY /fhir/{proxy+} route, behind the authorizer
+    // (only GET is public).
+    assert_eq!(raw(&s, "HEAD", "/fhir/metadata", &[]).await.0, 401);
+    let (status, headers, body) = raw(
+        &s,
+        "HEAD",
+        "/fhir/metadata",
+        &[("authorization", &bearer(&alice))],
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, ""));
+    assert!(
+        headers["content-length"]
+            .to_str()
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+            > 100_000
+    );
+    assert_eq!(
+        raw(
+            &s,
+            "HEAD",
+            "/search?siteId=marketing",
+            &[("authorization", &bearer(&alice))]
+        )
+        .await
+        .0,
+        405
+    );
+}
+
+#[tokio::test]
+async fn cors_preflights_are_answered_as_the_template_configures_api_gateway() {
+    let s = start("cors").await;
+    let (status, headers, body) = raw(
+        &s,
+        "OPTIONS",
+        "/documents?siteId=marketing",
+        &[
+            ("origin", "https://app.example.com"),
+            ("access-control-request-method", "POST"),
+            (
+                "access-control-request-headers",
+                "authorization,content-type",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (204, ""));
+    assert_eq!(headers["access-control-allow-origin"], "*");
+    let methods = headers["access-control-allow-methods"].to_str().unwrap();
+    assert!(
+        methods.contains("POST") && methods.contains("DELETE"),
+        "{methods}"
+    );
+    let allowed = headers["access-control-allow-headers"].to_str().unwrap();
+    assert!(allowed.contains("authorization") && allowed.contains("content-type"));
+    assert_eq!(headers["access-control-max-age"], "600");
+    // A request with an Origin gets the origin and exposed headers on its answer.
+    let alice = s.keys.token(&spec("alice", &["marketing"])).unwrap();
+    let (status, headers, _) = raw(
+        &s,
+        "GET",
+        "/documents?siteId=marketing",
+        &[
+            ("origin", "https://app.example.com"),
+            ("authorization", &format!("Bearer {alice}")),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["access-control-allow-origin"], "*");
+    assert!(
+        headers["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .contains("etag")
+    );
+    // OPTIONS without a preflight's headers is an ordinary request: the authorizer's 401.
+    assert_eq!(raw(&s, "OPTIONS", "/documents", &[]).await.0, 401);
+}
+
+#[test]
+fn the_cors_answer_is_the_templates_cors_configuration() {
+    let template =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap();
+    let start = template.find("CorsConfiguration:").unwrap();
+    let lines: Vec<&str> = template[start..].lines().skip(1).collect();
+    // The items of the list under `key:` in the CorsConfiguration block.
+    let list = |key: &str| -> Vec<String> {
+        let at = lines
+            .iter()
+            .position(|l| l.trim() == format!("{key}:"))
+            .unwrap_or_else(|| panic!("{key} in CorsConfiguration"));
+        lines[at + 1..]
+            .iter()
+            .map(|l| l.trim())
+            .take_while(|l| l.starts_with("- "))
+            .map(|l| l[2..].trim_matches('"').to_owned())
+            .collect()
+    };
+    let value = |key: &str| -> String {
+        lines
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(&format!("{key}: ")))
+            .unwrap_or_else(|| panic!("{key} in CorsConfiguration"))
+            .to_owned()
+    };
+    use local_server::cors;
+    assert_eq!(list("AllowOrigins"), [cors::ALLOW_ORIGIN]);
+    assert_eq!(list("AllowMethods"), cors::ALLOW_METHODS);
+    assert_eq!(list("AllowHeaders"), cors::ALLOW_HEADERS);
+    assert_eq!(list("ExposeHeaders"), cors::EXPOSE_HEADERS);
+    assert_eq!(value("MaxAge"), cors::MAX_AGE.to_string());
+}
+
+#[tokio::test]
+async fn oversize_urls_and_headers_get_json_answers() {
+    let s = start("oversize").await;
+    let long = "a".repeat(local_server::MAX_REQUEST_HEAD_BYTES + 1);
+    let (status, headers, body) = raw(&s, "GET", &format!("/documents?x={long}"), &[]).await;
+    assert_eq!(status, 414);
+    assert_eq!(headers["content-type"], "application/json");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(v["message"].is_string(), "{body}");
+    let (status, headers, body) = raw(&s, "GET", "/documents", &[("x-big", &long)]).await;
+    assert_eq!(status, 431);
+    assert_eq!(headers["content-type"], "application/json");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(v["message"].is_string(), "{body}");
+    // Up to 1 MiB of headers (beyond API Gateway's 10 KB) still gets the JSON answer.
+    let huge = "b".repeat(500 * 1024);
+    let (status, _, body) = raw(&s, "GET", "/documents", &[("x-big", &huge)]).await;
+    assert_eq!(status, 431);
+    assert!(serde_json::from_str::<Value>(&body).is_ok(), "{body}");
+    // Under the limit: routed as usual (the authorizer's 401).
+    let fine = "c".repeat(2000);
+    assert_eq!(
+        raw(&s, "GET", &format!("/documents?x={fine}"), &[]).await.0,
+        401
+    );
+}

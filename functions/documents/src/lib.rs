@@ -206,6 +206,7 @@ static ROUTES: LazyLock<Router<Route, ApiError>> = LazyLock::new(|| {
 });
 
 impl Api for Deps {
+    const NAME: &'static str = "documents";
     type Route = Route;
     type Error = ApiError;
 

@@ -311,6 +311,7 @@ pub fn search_pairs(
 }
 
 impl Api for Deps {
+    const NAME: &'static str = "fhir-search";
     type Route = Route;
     type Error = FhirError;
 

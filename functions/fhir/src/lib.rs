@@ -247,6 +247,7 @@ impl Ctx<'_> {
 }
 
 impl Api for Deps {
+    const NAME: &'static str = "fhir";
     type Route = Route;
     type Error = FhirError;
 

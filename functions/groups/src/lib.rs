@@ -108,6 +108,7 @@ static ROUTES: LazyLock<Router<Route, ApiError>> = LazyLock::new(|| {
 });
 
 impl Api for Deps {
+    const NAME: &'static str = "groups";
     type Route = Route;
     type Error = ApiError;
 

@@ -203,6 +203,7 @@ static ROUTES: LazyLock<Router<Route, ApiError>> = LazyLock::new(|| {
 });
 
 impl Api for Deps {
+    const NAME: &'static str = "sites";
     type Route = Route;
     type Error = ApiError;
 

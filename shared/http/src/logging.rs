@@ -22,7 +22,13 @@ pub fn init_tracing() {
             .without_time()
             .try_init()
     } else {
-        builder.compact().try_init()
+        // Colour codes only on a terminal: a redirected log (the local server's, a test's)
+        // stays plain text.
+        use std::io::IsTerminal;
+        builder
+            .compact()
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
     };
     // A second call (tests, local server) keeps the first subscriber.
     let _ = result;

@@ -126,6 +126,9 @@ pub trait Api: Sync + AsRef<TenantContext> {
     /// The function's error.
     type Error: ErrorResponse;
 
+    /// The function's name (`documents`, `fhir`, ...), in every log line of its requests.
+    const NAME: &'static str;
+
     /// The function's routes.
     fn router(&self) -> &Router<Self::Route, Self::Error>;
 
@@ -146,11 +149,14 @@ pub trait Api: Sync + AsRef<TenantContext> {
     ) -> impl Future<Output = Result<Response<Body>, Self::Error>> + Send + 'a;
 }
 
-/// Serves one request through the pipeline, inside a tracing span that carries the request
-/// id, method, path, and (once known) user and site; the status is logged when it is done.
+/// Serves one request through the pipeline, inside a tracing span that carries the function,
+/// the request id, method, path, and (once known) user and site; the status is logged when it
+/// is done. A `HEAD` request is answered as its `GET` with the body dropped (the headers,
+/// `Content-Length` included, are the `GET`'s).
 pub async fn serve<A: Api>(req: Request, api: &A) -> Response<Body> {
     let span = tracing::info_span!(
         "request",
+        function = A::NAME,
         request_id = %request_id(&req),
         method = %req.method(),
         path = %req.uri().path(),
@@ -158,11 +164,21 @@ pub async fn serve<A: Api>(req: Request, api: &A) -> Response<Body> {
         user = tracing::field::Empty,
     );
     async {
-        let resp = match run(api, &req).await {
+        let mut resp = match run(api, &req).await {
             Ok(resp) => resp,
             Err(e) => e.into_response(),
         };
         tracing::info!(status = resp.status().as_u16(), "done");
+        if req.method() == Method::HEAD {
+            let len = match resp.body() {
+                Body::Text(t) => t.len(),
+                Body::Binary(b) => b.len(),
+                _ => 0,
+            };
+            *resp.body_mut() = Body::Empty;
+            resp.headers_mut()
+                .insert(lambda_http::http::header::CONTENT_LENGTH, len.into());
+        }
         resp
     }
     .instrument(span)
@@ -235,7 +251,8 @@ pub type Params<'k, 'v> = matchit::Params<'k, 'v>;
 /// A function's routes: path patterns (matchit syntax: `/documents/{documentId}`) and, for
 /// each, the methods it answers with the function that builds the route from the path's
 /// parameters. Unknown paths are [`Refusal::NoRoute`] (404), known paths with another method
-/// [`Refusal::MethodNotAllowed`] (405). A trailing `/` is ignored.
+/// [`Refusal::MethodNotAllowed`] (405). A trailing `/` is ignored. `HEAD` takes the `GET`
+/// route of its path (same access, same handler; [`serve`] drops the body).
 pub struct Router<R, E> {
     /// Pattern -> index into `methods`.
     inner: matchit::Router<usize>,
@@ -295,11 +312,20 @@ impl<R, E: ErrorResponse> Router<R, E> {
         if m.params.iter().any(|(_, v)| v.is_empty()) {
             return Err(Refusal::NoRoute(path.to_owned()).into());
         }
-        let make = self.methods[*m.value]
-            .1
-            .iter()
-            .find(|(allowed, _)| allowed == method)
-            .map(|(_, make)| *make)
+        let methods = &self.methods[*m.value].1;
+        let find = |wanted: &Method| {
+            methods
+                .iter()
+                .find(|(allowed, _)| allowed == wanted)
+                .map(|(_, make)| *make)
+        };
+        // HEAD is GET without the body, wherever there is a GET (RFC 9110, 9.3.2).
+        let make = find(method)
+            .or_else(|| {
+                (*method == Method::HEAD)
+                    .then(|| find(&Method::GET))
+                    .flatten()
+            })
             .ok_or_else(|| Refusal::MethodNotAllowed(method.as_str().to_owned()))?;
         make(&m.params)
     }
@@ -333,6 +359,7 @@ mod tests {
     fn routes_match_paths_and_methods() {
         let r = router();
         assert_eq!(r.find(&Method::GET, "/things"), Ok(R::List));
+        assert_eq!(r.find(&Method::HEAD, "/things"), Ok(R::List));
         assert_eq!(r.find(&Method::GET, "/things/"), Ok(R::List));
         assert_eq!(r.find(&Method::GET, "/things//"), Ok(R::List));
         assert_eq!(
@@ -386,6 +413,7 @@ mod tests {
     }
 
     impl Api for Toy {
+        const NAME: &'static str = "toy";
         type Route = R;
         type Error = ToyError;
 
@@ -518,5 +546,35 @@ mod tests {
             b["diagnostics"].as_str().unwrap().contains("conflicts"),
             "{b}"
         );
+        // HEAD: the GET's route, access and headers, without the body.
+        let head = |query: &'static str, groups: Option<&'static [&'static str]>| {
+            let api = &api;
+            async move {
+                let resp = serve(request("HEAD", "/things", query, groups), api).await;
+                let len = resp
+                    .headers()
+                    .get("content-length")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                (
+                    resp.status().as_u16(),
+                    matches!(resp.body(), Body::Empty),
+                    len,
+                )
+            }
+        };
+        let get = serve(request("GET", "/things", "", Some(reader)), &api).await;
+        let Body::Text(t) = get.body() else {
+            panic!("a text body")
+        };
+        assert_eq!(
+            head("", Some(reader)).await,
+            (200, true, Some(t.len().to_string()))
+        );
+        assert_eq!(head("", None).await.0, 401);
+        assert_eq!(head("siteId=other", Some(reader)).await.0, 403);
+        // No GET on the path: 405 as before.
+        let resp = serve(request("HEAD", "/things/acme", "", Some(writer)), &api).await;
+        assert_eq!(resp.status(), 405);
+        assert!(matches!(resp.body(), Body::Empty));
     }
 }
