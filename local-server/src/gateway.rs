@@ -27,6 +27,8 @@ pub struct Functions {
     pub blobs: Arc<LocalBlobs>,
     /// The embedded user directory (groups and their users) behind the groups API.
     pub directory: Arc<EmbeddedDirectory>,
+    /// The data folder (named when a token signed by another folder's key is refused).
+    pub data_dir: std::path::PathBuf,
 }
 
 impl Functions {
@@ -79,6 +81,7 @@ impl Functions {
             ),
             directory,
             blobs,
+            data_dir: data_dir.to_path_buf(),
         })
     }
 }
@@ -89,6 +92,8 @@ pub struct Gateway {
     jwks: serde_json::Value,
     functions: Functions,
     requests: AtomicU64,
+    /// The key id of the local signing key.
+    kid: String,
 }
 
 /// A request as the HTTP server received it.
@@ -132,6 +137,7 @@ impl Gateway {
             jwks: keys.jwks_json(),
             functions,
             requests: AtomicU64::new(0),
+            kid: keys.kid().to_owned(),
         }
     }
 
@@ -155,7 +161,12 @@ impl Gateway {
             let groups = directory_groups(&self.functions.directory, &user).await;
             return json_response(
                 lambda_http::http::StatusCode::OK,
-                &serde_json::json!({ "username": user, "groups": groups }),
+                &serde_json::json!({
+                    "username": user,
+                    "groups": groups,
+                    "kid": self.kid,
+                    "dataDir": self.functions.data_dir.display().to_string(),
+                }),
             );
         }
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
@@ -174,7 +185,8 @@ impl Gateway {
             match self.verifier.verify(token).await {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    tracing::info!(request_id, reason = %e, "authorizer refused the token");
+                    let reason = self.refusal_reason(token, &e.to_string());
+                    tracing::warn!(request_id, reason, "authorizer refused the token");
                     return unauthorized();
                 }
             }
@@ -199,6 +211,22 @@ impl Gateway {
             }
         };
         self.route(req).await
+    }
+
+    /// Why a token was refused, naming the data folder when another folder's key signed it
+    /// (a token minted with another `LOCAL_DATA_DIR`).
+    pub fn refusal_reason(&self, token: &str, error: &str) -> String {
+        match jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid) {
+            Some(kid) if kid.starts_with("local-") && kid != self.kid => format!(
+                "{error}: the token is signed by the key {kid} of another data folder; this \
+                 server's data folder is {} (key {}): mint tokens with LOCAL_DATA_DIR={} \
+                 scripts/dev.sh token ...",
+                self.functions.data_dir.display(),
+                self.kid,
+                self.functions.data_dir.display()
+            ),
+            _ => error.to_owned(),
+        }
     }
 
     /// A presigned blob URL (what S3 answers for presigned URLs in AWS).

@@ -18,22 +18,60 @@ use lambda_http::Body;
 pub use gateway::{Functions, Gateway, Incoming};
 pub use keys::{CLIENT_ID, ISSUER, LocalKeys, LocalSecrets, TokenSpec, local_secrets};
 
-/// The groups of `user` in the local directory: asked of the server running on `port` (which
-/// holds the database open), or read from the database in `data_dir` when no server runs.
+/// The file in the data folder where a running server records its port.
+const SERVER_FILE: &str = "server.json";
+
+/// Records that a server on `port` serves `data_dir` (for `token`, whatever `LOCAL_PORT`).
+pub fn record_server(data_dir: &std::path::Path, port: u16) -> Result<(), String> {
+    let path = data_dir.join(SERVER_FILE);
+    let body = serde_json::json!({ "port": port, "pid": std::process::id() });
+    std::fs::write(&path, body.to_string()).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// Removes the record of [`record_server`] (the server stopped).
+pub fn forget_server(data_dir: &std::path::Path) {
+    let _ = std::fs::remove_file(data_dir.join(SERVER_FILE));
+}
+
+/// The groups of `user` in the local directory of `data_dir`: asked of the server running on
+/// it (the port it recorded, then `port`), which holds the database open, or read from the
+/// database when no server answers. `kid` is the key the token will be signed with: a server
+/// with another data folder's key would refuse it, so that is reported on stderr.
 pub async fn directory_groups_of(
     data_dir: &std::path::Path,
     port: u16,
     user: &str,
+    kid: &str,
 ) -> Result<Vec<String>, String> {
-    let url = format!(
-        "http://127.0.0.1:{port}/_local/users/{}/groups",
-        percent_encoding::utf8_percent_encode(user, percent_encoding::NON_ALPHANUMERIC)
-    );
-    if let Ok(resp) = reqwest::get(&url).await {
+    let recorded = std::fs::read_to_string(data_dir.join(SERVER_FILE))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["port"].as_u64())
+        .and_then(|p| u16::try_from(p).ok());
+    let mut ports: Vec<u16> = recorded.into_iter().collect();
+    if !ports.contains(&port) {
+        ports.push(port);
+    }
+    let user_path = percent_encoding::utf8_percent_encode(user, percent_encoding::NON_ALPHANUMERIC);
+    for p in ports {
+        let url = format!("http://127.0.0.1:{p}/_local/users/{user_path}/groups");
+        let Ok(resp) = reqwest::get(&url).await else {
+            continue;
+        };
         let body: serde_json::Value = resp
             .json()
             .await
-            .map_err(|e| format!("asking the local server: {e}"))?;
+            .map_err(|e| format!("asking the local server on port {p}: {e}"))?;
+        if let Some(theirs) = body["kid"].as_str()
+            && theirs != kid
+        {
+            eprintln!(
+                "warning: the local server on port {p} serves the data folder {} with another key: \
+                 it will refuse a token signed with the key of {}; set LOCAL_DATA_DIR to its folder",
+                body["dataDir"].as_str().unwrap_or("?"),
+                data_dir.display()
+            );
+        }
         return Ok(body["groups"]
             .as_array()
             .map(|a| {
@@ -43,8 +81,13 @@ pub async fn directory_groups_of(
             })
             .unwrap_or_default());
     }
-    let table = storage::EmbeddedTable::open(&data_dir.join("table.redb"))
-        .map_err(|e| format!("opening the local database: {e}"))?;
+    let table = storage::EmbeddedTable::open(&data_dir.join("table.redb")).map_err(|e| {
+        format!(
+            "opening the local database in {}: {e} (no local server answered on port {port}; \
+             if one runs on this folder elsewhere, set LOCAL_PORT, or pass --groups)",
+            data_dir.display()
+        )
+    })?;
     let secrets = keys::local_secrets(data_dir)?;
     let directory = directory::EmbeddedDirectory::new(
         std::sync::Arc::new(table),

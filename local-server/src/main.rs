@@ -59,7 +59,10 @@ async fn main() -> Result<(), String> {
         } => {
             let groups = match groups {
                 Some(g) => g,
-                None => local_server::directory_groups_of(&cli.data_dir, port, &user).await?,
+                None => {
+                    local_server::directory_groups_of(&cli.data_dir, port, &user, keys.kid())
+                        .await?
+                }
             };
             let token = keys.token(&TokenSpec {
                 user,
@@ -82,12 +85,15 @@ async fn main() -> Result<(), String> {
                 "local server on http://127.0.0.1:{port} (data in {}); get a token with: scripts/dev.sh token --user alice --groups marketing",
                 cli.data_dir.display()
             );
+            local_server::record_server(&cli.data_dir, port)?;
             let shutdown = async {
                 let _ = tokio::signal::ctrl_c().await;
             };
-            local_server::serve(listener, gateway, shutdown)
+            let served = local_server::serve(listener, gateway, shutdown)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string());
+            local_server::forget_server(&cli.data_dir);
+            served
         }
     }
 }

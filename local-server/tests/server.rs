@@ -9,6 +9,7 @@ use tempfile::TempDir;
 
 struct Server {
     base: String,
+    gateway: Arc<Gateway>,
     keys: LocalKeys,
     _dir: TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -40,11 +41,12 @@ async fn start(tag: &str) -> Server {
         Functions::local(dir.path(), &base).unwrap(),
     ));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(local_server::serve(listener, gateway, async {
+    tokio::spawn(local_server::serve(listener, gateway.clone(), async {
         let _ = rx.await;
     }));
     Server {
         base,
+        gateway,
         keys,
         _dir: dir,
         stop: Some(tx),
@@ -340,16 +342,38 @@ async fn token_groups_come_from_the_local_directory() {
     assert_eq!(status, 201, "{body}");
 
     let port: u16 = s.base.rsplit(':').next().unwrap().parse().unwrap();
-    let groups = local_server::directory_groups_of(s._dir.path(), port, "dana")
+    let kid = s.keys.kid();
+    let groups = local_server::directory_groups_of(s._dir.path(), port, "dana", kid)
         .await
         .unwrap();
     assert_eq!(groups, ["team"]);
     assert!(
-        local_server::directory_groups_of(s._dir.path(), port, "nobody")
+        local_server::directory_groups_of(s._dir.path(), port, "nobody", kid)
             .await
             .unwrap()
             .is_empty()
     );
+    // Whatever LOCAL_PORT the token command has, the port the server recorded in its data
+    // folder finds it (the database is locked by the server: opening it would fail).
+    let unused = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let err = local_server::directory_groups_of(s._dir.path(), unused, "dana", kid)
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("LOCAL_PORT") && err.contains("--groups"),
+        "{err}"
+    );
+    local_server::record_server(s._dir.path(), port).unwrap();
+    assert_eq!(
+        local_server::directory_groups_of(s._dir.path(), unused, "dana", kid)
+            .await
+            .unwrap(),
+        ["team"]
+    );
+    local_server::forget_server(s._dir.path());
 
     let dana = s
         .keys
@@ -579,4 +603,28 @@ async fn oversize_urls_and_headers_get_json_answers() {
         raw(&s, "GET", &format!("/documents?x={fine}"), &[]).await.0,
         401
     );
+}
+
+#[tokio::test]
+async fn a_token_of_another_data_folder_is_refused_with_the_reason() {
+    let s = start("other-folder").await;
+    let other_dir = temp_dir("other-keys");
+    let other = LocalKeys::load_or_create(other_dir.path()).unwrap();
+    assert_ne!(other.kid(), s.keys.kid());
+    let token = other.token(&spec("alice", &["marketing"])).unwrap();
+    assert_eq!(
+        call(&s, "GET", "/documents?siteId=marketing", Some(&token))
+            .await
+            .0,
+        401
+    );
+    let reason = s.gateway.refusal_reason(&token, "invalid signature");
+    let folder = s._dir.path().display().to_string();
+    assert!(
+        reason.contains(other.kid()) && reason.contains(&format!("LOCAL_DATA_DIR={folder}")),
+        "{reason}"
+    );
+    // A token of this folder's key that fails for another reason keeps that reason.
+    let mine = s.keys.token(&spec("alice", &["marketing"])).unwrap();
+    assert_eq!(s.gateway.refusal_reason(&mine, "expired"), "expired");
 }
