@@ -24,7 +24,7 @@ const SERVER_FILE: &str = "server.json";
 /// Records that a server on `port` serves `data_dir` (for `token`, whatever `LOCAL_PORT`).
 pub fn record_server(data_dir: &std::path::Path, port: u16) -> Result<(), String> {
     let path = data_dir.join(SERVER_FILE);
-    let body = serde_json::json!({ "port": port, "pid": std::process::id() });
+    let body = serde_json::json!({ "port": port });
     std::fs::write(&path, body.to_string()).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
@@ -194,8 +194,9 @@ async fn answer(
 
 /// API Gateway's 414 or 431 (with a JSON message) for a request head over its limit.
 fn oversize(parts: &hyper::http::request::Parts) -> Option<hyper::Response<Full<Bytes>>> {
-    // "METHOD URI HTTP/1.1"
-    let line = parts.method.as_str().len() + parts.uri.to_string().len() + 10;
+    // "METHOD /path?query HTTP/1.1"
+    let target = parts.uri.path_and_query().map_or(1, |p| p.as_str().len());
+    let line = parts.method.as_str().len() + target + 10;
     if line > MAX_REQUEST_HEAD_BYTES {
         return Some(plain_json(414, r#"{"message":"Request-URI Too Long"}"#));
     }

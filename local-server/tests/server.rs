@@ -74,18 +74,63 @@ async fn send(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let mut headers = Vec::new();
+    if let Some(b) = &bearer {
+        headers.push(("authorization", b.as_str()));
+    }
+    let body = body.map(|b| b.to_string());
+    if body.is_some() {
+        headers.push(("content-type", "application/json"));
+    }
+    let (status, _, text) = request(s, method, path, &headers, body).await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// A request's status, headers and body text.
+async fn request(
+    s: &Server,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<String>,
+) -> (u16, reqwest::header::HeaderMap, String) {
     let client = reqwest::Client::new();
     let mut req = client.request(method.parse().unwrap(), format!("{}{path}", s.base));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
     }
     if let Some(b) = body {
-        req = req.json(&b);
+        req = req.body(b);
     }
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
-    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
-    (status, body)
+    let headers = resp.headers().clone();
+    (status, headers, resp.text().await.unwrap())
+}
+
+/// A request without a body: status, headers and body text.
+async fn raw(
+    s: &Server,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, String) {
+    request(s, method, path, headers, None).await
+}
+
+/// Creates a text document in site `marketing` as `token`; its id.
+async fn create_marketing_document(s: &Server, token: &str, path: &str, content: &str) -> String {
+    let (status, body) = send(
+        s,
+        "POST",
+        "/documents?siteId=marketing",
+        Some(token),
+        Some(json!({"path": path, "contentType": "text/plain", "content": content})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body["documentId"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -217,16 +262,7 @@ async fn readme_walkthrough_and_presigned_upload() {
     let alice = s.keys.token(&spec("alice", &["marketing"])).unwrap();
     let bob = s.keys.token(&spec("bob", &["finance"])).unwrap();
 
-    let (status, body) = send(
-        &s,
-        "POST",
-        "/documents?siteId=marketing",
-        Some(&alice),
-        Some(json!({"path": "plan.txt", "contentType": "text/plain", "content": "Q3 plan"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let id = body["documentId"].as_str().unwrap().to_owned();
+    let id = create_marketing_document(&s, &alice, "plan.txt", "Q3 plan").await;
 
     let (status, body) = call(&s, "GET", "/documents?siteId=marketing", Some(&alice)).await;
     assert_eq!(
@@ -393,39 +429,12 @@ async fn token_groups_come_from_the_local_directory() {
     assert_eq!(status, 201, "{body}");
 }
 
-/// A raw request's status, headers and body text.
-async fn raw(
-    s: &Server,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (u16, reqwest::header::HeaderMap, String) {
-    let client = reqwest::Client::new();
-    let mut req = client.request(method.parse().unwrap(), format!("{}{path}", s.base));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    (status, headers, resp.text().await.unwrap())
-}
-
 #[tokio::test]
 async fn head_answers_wherever_get_does_with_the_same_access() {
     let s = start("head").await;
     let alice = s.keys.token(&spec("alice", &["marketing"])).unwrap();
     let bob = s.keys.token(&spec("bob", &["finance"])).unwrap();
-    let (status, body) = send(
-        &s,
-        "POST",
-        "/documents?siteId=marketing",
-        Some(&alice),
-        Some(json!({"path": "a.txt", "contentType": "text/plain", "content": "hello"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let id = body["documentId"].as_str().unwrap().to_owned();
+    let id = create_marketing_document(&s, &alice, "a.txt", "hello").await;
     let path = format!("/documents/{id}?siteId=marketing");
     let bearer = |t: &str| format!("Bearer {t}");
     let (status, _, get) = raw(&s, "GET", &path, &[("authorization", &bearer(&alice))]).await;
