@@ -12,7 +12,7 @@ struct Cli {
     /// Folder for the embedded database, blobs and the local signing key.
     #[arg(long, global = true, env = "LOCAL_DATA_DIR", default_value = ".local")]
     data_dir: PathBuf,
-    /// Port on 127.0.0.1.
+    /// Port on 127.0.0.1 (0: any free port, recorded in <data-dir>/server.json).
     #[arg(long, global = true, env = "LOCAL_PORT", default_value_t = 8080)]
     port: u16,
     #[command(subcommand)]
@@ -79,6 +79,8 @@ async fn main() -> Result<(), String> {
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
                 .await
                 .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+            // Port 0 takes a free port; the one taken is printed and recorded.
+            let port = listener.local_addr().map_err(|e| e.to_string())?.port();
             let functions = Functions::local(&cli.data_dir, &format!("http://127.0.0.1:{port}"))?;
             let gateway = Arc::new(Gateway::new(&keys, functions));
             eprintln!(

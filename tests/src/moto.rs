@@ -121,14 +121,12 @@ impl Moto {
         aws_sdk_s3::Client::from_conf(conf)
     }
 
-    /// A new table (`PK`/`SK`, on demand) with a unique name, measuring the capacity it uses
-    /// ([`DynamoTable::with_usage`]).
+    /// A new table (`PK`/`SK`, on demand) with a unique name.
     pub async fn create_table(&self) -> DynamoTable {
-        self.create_table_named("t").await.with_usage()
+        self.create_table_named("t").await
     }
 
-    /// A new table whose name begins with `prefix`, as production uses it (no capacity
-    /// reporting). `scripts/moto_server.py` gives some prefixes a fault to inject.
+    /// A new table whose name begins with `prefix`. `scripts/moto_server.py` gives some prefixes a fault to inject.
     pub async fn create_table_named(&self, prefix: &str) -> DynamoTable {
         let name = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
         self.dynamodb()

@@ -1,12 +1,14 @@
 //! HTTP glue shared by every function (`docs/architecture.md`, "Request pipeline"): the one
 //! request pipeline ([`serve`], configured per function through [`Api`]), API Gateway events and
-//! the Lambda run loop, identity from events, and logging set-up.
+//! the Lambda run loop, identity from events, logging set-up and per-request metrics.
 //!
-//! This crate knows nothing of storage or of any API's error format: each API brings its own
-//! error type and turns the pipeline's [`Refusal`]s into it.
+//! This crate knows nothing of any API's error format (each API brings its own error type and
+//! turns the pipeline's [`Refusal`]s into it), and of storage only its per-request meter
+//! (`storage::metered`), for the metrics every request reports.
 
 mod event;
 mod logging;
+mod metrics;
 mod pipeline;
 
 pub use event::{

@@ -10,6 +10,7 @@
 //! format of its errors (`{"message"}` for the FormKiQ-shaped APIs, OperationOutcome for FHIR).
 
 use std::future::Future;
+use std::time::Instant;
 
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
@@ -18,6 +19,7 @@ use tenant_context::{
 };
 use tracing::Instrument;
 
+use crate::metrics::Served;
 use crate::{credentials, query_param, request_id};
 
 /// Why the pipeline refused a request before the handler ran. Each API turns it into its own
@@ -151,24 +153,41 @@ pub trait Api: Sync + AsRef<TenantContext> {
 
 /// Serves one request through the pipeline, inside a tracing span that carries the function,
 /// the request id, method, path, and (once known) user and site; the status is logged when it
-/// is done. A `HEAD` request is answered as its `GET` with the body dropped (the headers,
+/// is done, and the request's metrics (status class, latency, the storage it used) are written
+/// as one Embedded Metric Format line (`crate::metrics`). A `HEAD` request is answered as its `GET` with the body dropped (the headers,
 /// `Content-Length` included, are the `GET`'s).
 pub async fn serve<A: Api>(req: Request, api: &A) -> Response<Body> {
+    let started = Instant::now();
+    let request_id = request_id(&req);
     let span = tracing::info_span!(
         "request",
         function = A::NAME,
-        request_id = %request_id(&req),
+        request_id = %request_id,
         method = %req.method(),
         path = %req.uri().path(),
         site = tracing::field::Empty,
         user = tracing::field::Empty,
     );
     async {
-        let mut resp = match run(api, &req).await {
+        let mut site = None;
+        let (result, usage) = storage::metered(run(api, &req, &mut site)).await;
+        let mut resp = match result {
             Ok(resp) => resp,
             Err(e) => e.into_response(),
         };
-        tracing::info!(status = resp.status().as_u16(), "done");
+        let status = resp.status().as_u16();
+        tracing::info!(status, "done");
+        Served {
+            function: A::NAME,
+            request_id: &request_id,
+            method: req.method().as_str(),
+            path: req.uri().path(),
+            site: site.as_deref(),
+            status,
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+            usage,
+        }
+        .emit();
         if req.method() == Method::HEAD {
             let len = match resp.body() {
                 Body::Text(t) => t.len(),
@@ -185,7 +204,13 @@ pub async fn serve<A: Api>(req: Request, api: &A) -> Response<Body> {
     .await
 }
 
-async fn run<A: Api>(api: &A, req: &Request) -> Result<Response<Body>, A::Error> {
+/// Routes, authenticates, authorizes and handles `req`; `site` is set to the site the request
+/// was authorized for.
+async fn run<A: Api>(
+    api: &A,
+    req: &Request,
+    site: &mut Option<String>,
+) -> Result<Response<Body>, A::Error> {
     let route = api.router().find(req.method(), req.uri().path())?;
     let access = A::access(&route);
     let tenant: &TenantContext = api.as_ref();
@@ -238,6 +263,7 @@ async fn run<A: Api>(api: &A, req: &Request) -> Result<Response<Body>, A::Error>
         .await
         .map_err(Refusal::from)?;
     tracing::Span::current().record("site", scope.site().as_str());
+    *site = Some(scope.site().as_str().to_owned());
     let authorized = Authorized::Site(principal, scope);
     api.handle(route, Call { req, authorized }).await
 }

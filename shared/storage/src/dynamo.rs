@@ -10,12 +10,12 @@
 //! `ClientRequestToken` (Smithy's idempotency token) and sends the same one when it retries, so
 //! a retry of a transaction that was applied but whose response was lost is answered as
 //! applied, not as a failed condition (`tests/tests/storage_moto.rs`,
-//! `a_retried_transaction_is_not_a_false_conflict`). Consumed capacity is
-//! requested (`ReturnConsumedCapacity`) only when [`DynamoTable::with_usage`] asks for it (the
-//! benchmark and tests); call and item counters are always kept, in atomics.
+//! `a_retried_transaction_is_not_a_false_conflict`). Every call asks for its consumed capacity
+//! (`ReturnConsumedCapacity = TOTAL`); calls, items read and capacity go to the request's meter
+//! ([`crate::metered`]) and to the table's totals ([`DynamoTable::usage`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,6 +28,8 @@ use aws_sdk_dynamodb::types::{
     Put, PutRequest, ReturnConsumedCapacity, TransactWriteItem, WriteRequest,
 };
 use aws_setup::{AwsConfig, LazyClient, SdkConfig};
+
+use crate::usage::Usage;
 use serde_json::{Number, Value};
 
 use crate::table::{
@@ -47,32 +49,16 @@ const BATCH_ATTEMPTS: u32 = 8;
 
 type AvMap = HashMap<String, AttributeValue>;
 
-/// What was sent to DynamoDB through one [`DynamoTable`]: requests and items always, capacity
-/// as DynamoDB reports it when [`DynamoTable::with_usage`] asked for it (zero otherwise).
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Usage {
-    /// Read capacity units (GetItem, BatchGetItem, Query).
-    pub read_units: f64,
-    /// Write capacity units (PutItem, DeleteItem, TransactWriteItems, BatchWriteItem).
-    pub write_units: f64,
-    /// Items returned by reads.
-    pub items_read: u64,
-    /// Requests sent to DynamoDB (retries of unprocessed keys and further query pages
-    /// included; the SDK's own retries of failed requests not).
-    pub calls: u64,
-}
-
 #[derive(Clone, Copy)]
 enum Kind {
     Read,
     Write,
 }
 
-/// The counters behind [`Usage`]: atomics, so recording never takes a lock. Capacity is kept in
-/// thousandths of a unit (DynamoDB reports multiples of 0.5).
+/// The table's totals behind [`DynamoTable::usage`]: atomics, so recording never takes a lock.
+/// Capacity is kept in thousandths of a unit (DynamoDB reports multiples of 0.5).
 #[derive(Default)]
 struct Counters {
-    measure: AtomicBool,
     read_milli: AtomicU64,
     write_milli: AtomicU64,
     items_read: AtomicU64,
@@ -116,19 +102,13 @@ impl DynamoTable {
         }
     }
 
-    /// Asks DynamoDB for the capacity every call consumes (`ReturnConsumedCapacity = TOTAL`),
-    /// counted in [`DynamoTable::usage`]. Off by default: production calls do not pay for it.
-    pub fn with_usage(self) -> DynamoTable {
-        self.counters.measure.store(true, Ordering::Relaxed);
-        self
-    }
-
     /// The table's name.
     pub fn table_name(&self) -> &str {
         &self.table
     }
 
-    /// What was used since creation or the last [`DynamoTable::reset_usage`].
+    /// What was used through this table since creation or the last [`DynamoTable::reset_usage`]
+    /// (a request's own use is in [`crate::metered`]).
     pub fn usage(&self) -> Usage {
         let c = &self.counters;
         Usage {
@@ -151,12 +131,10 @@ impl DynamoTable {
         self.client.get().await
     }
 
-    /// `TOTAL` when usage is measured, nothing otherwise.
+    /// Every call asks for the capacity it consumes (`TOTAL`: a few bytes more in the answer,
+    /// no cost), for the per-request metrics and [`DynamoTable::usage`].
     fn capacity(&self) -> Option<ReturnConsumedCapacity> {
-        self.counters
-            .measure
-            .load(Ordering::Relaxed)
-            .then_some(ReturnConsumedCapacity::Total)
+        Some(ReturnConsumedCapacity::Total)
     }
 
     fn record<'a>(
@@ -166,8 +144,11 @@ impl DynamoTable {
         items_read: usize,
     ) {
         let c = &self.counters;
-        c.calls.fetch_add(1, Ordering::Relaxed);
-        c.items_read.fetch_add(items_read as u64, Ordering::Relaxed);
+        let mut used = Usage {
+            items_read: items_read as u64,
+            calls: 1,
+            ..Usage::default()
+        };
         for cap in capacity {
             let (r, w) = (cap.read_capacity_units(), cap.write_capacity_units());
             let (r, w) = if r.is_some() || w.is_some() {
@@ -179,9 +160,14 @@ impl DynamoTable {
                     Kind::Write => (0.0, total),
                 }
             };
-            c.read_milli.fetch_add(milli(r), Ordering::Relaxed);
-            c.write_milli.fetch_add(milli(w), Ordering::Relaxed);
+            used.read_units += r;
+            used.write_units += w;
         }
+        c.calls.fetch_add(1, Ordering::Relaxed);
+        c.items_read.fetch_add(used.items_read, Ordering::Relaxed);
+        c.read_milli.fetch_add(milli(used.read_units), Ordering::Relaxed);
+        c.write_milli.fetch_add(milli(used.write_units), Ordering::Relaxed);
+        crate::usage::record(used);
     }
 }
 

@@ -7,6 +7,7 @@
 //! partition key from the sort key, and byte order of the stored keys is (partition, UTF-8 sort
 //! key) order: the sort-key order DynamoDB uses. Every write is one redb write transaction
 //! committed with immediate durability, so a crash leaves either the old or the new state.
+//! Each call is metered ([`crate::metered`]) with the capacity DynamoDB would charge for it.
 
 use std::fmt::Display;
 use std::ops::Bound;
@@ -19,8 +20,10 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 use crate::table::{
     check_batch, check_batch_write, check_condition, check_item, check_query, check_transaction,
 };
+use crate::usage::{self, Usage};
 use crate::{
     Attrs, BatchOp, Condition, Item, Key, Page, Query, SkRange, StorageError, Table, WriteOp,
+    item_size,
 };
 
 const ITEMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("items");
@@ -98,6 +101,25 @@ fn finish<T>(txn: WriteTransaction, result: Result<T, StorageError>) -> Result<T
             Err(e)
         }
     }
+}
+
+/// Counts a read call that returned `items` of `bytes` in all, priced as DynamoDB would.
+fn record_read(items: &[Item], bytes: usize) {
+    usage::record(Usage {
+        read_units: usage::read_units(bytes),
+        items_read: items.len() as u64,
+        calls: 1,
+        ..Usage::default()
+    });
+}
+
+/// Counts a write call of `units` write units.
+fn record_write(units: f64) {
+    usage::record(Usage {
+        write_units: units,
+        calls: 1,
+        ..Usage::default()
+    });
 }
 
 fn partition_prefix(pk: &str) -> Vec<u8> {
@@ -290,10 +312,12 @@ impl Table for EmbeddedTable {
         let txn = self.db.begin_read().map_err(unavailable)?;
         let table = txn.open_table(ITEMS).map_err(unavailable)?;
         let found = table.get(encode_key(key).as_slice()).map_err(unavailable)?;
-        match found {
-            None => Ok(None),
-            Some(v) => Ok(Some(decode_item(key.clone(), v.value())?)),
-        }
+        let item = match found {
+            None => None,
+            Some(v) => Some(decode_item(key.clone(), v.value())?),
+        };
+        record_read(item.as_slice(), item.as_ref().map_or(0, item_size));
+        Ok(item)
     }
 
     async fn batch_get(&self, keys: &[Key]) -> Result<Vec<Item>, StorageError> {
@@ -309,6 +333,14 @@ impl Table for EmbeddedTable {
                 items.push(decode_item(key.clone(), v.value())?);
             }
         }
+        // DynamoDB prices each key of a batch as its own read.
+        usage::record(Usage {
+            read_units: (keys.len() - items.len()) as f64
+                + items.iter().map(|i| usage::read_units(item_size(i))).sum::<f64>(),
+            items_read: items.len() as u64,
+            calls: 1,
+            ..Usage::default()
+        });
         Ok(items)
     }
 
@@ -317,6 +349,7 @@ impl Table for EmbeddedTable {
         check_condition(&cond)?;
         let key = encode_key(&item.key);
         let value = encode_value(&item)?;
+        record_write(usage::write_units(item_size(&item)));
         self.write(|table| {
             check(table, &key, &cond)?;
             table
@@ -330,6 +363,7 @@ impl Table for EmbeddedTable {
         key.validate()?;
         check_condition(&cond)?;
         let key = encode_key(key);
+        record_write(1.0);
         self.write(|table| {
             check(table, &key, &cond)?;
             table.remove(key.as_slice()).map_err(unavailable)?;
@@ -349,6 +383,7 @@ impl Table for EmbeddedTable {
             }
         }
         if is_empty_range(&lo, &hi) {
+            record_read(&[], 0);
             return Ok(Page::default());
         }
         let txn = self.db.begin_read().map_err(unavailable)?;
@@ -378,6 +413,7 @@ impl Table for EmbeddedTable {
         } else {
             None
         };
+        record_read(&items, items.iter().map(item_size).sum());
         Ok(Page { items, last_key })
     }
 
@@ -391,6 +427,15 @@ impl Table for EmbeddedTable {
             };
             encoded.push((encode_key(op.key()), value));
         }
+        // A transaction's every item costs twice a plain write.
+        record_write(
+            ops.iter()
+                .map(|op| match op {
+                    WriteOp::Put { item, .. } => 2.0 * usage::write_units(item_size(item)),
+                    _ => 2.0,
+                })
+                .sum(),
+        );
         self.write(|table| {
             // Every condition first (keys are distinct, so order does not matter) ...
             for (op, (key, _)) in ops.iter().zip(&encoded) {
@@ -432,6 +477,14 @@ impl Table for EmbeddedTable {
             };
             encoded.push((encode_key(op.key()), value));
         }
+        record_write(
+            ops.iter()
+                .map(|op| match op {
+                    BatchOp::Put(item) => usage::write_units(item_size(item)),
+                    BatchOp::Delete(_) => 1.0,
+                })
+                .sum(),
+        );
         // One redb transaction: stronger than the interface promises, and one fsync.
         self.write(|table| {
             for (key, value) in &encoded {

@@ -11,6 +11,7 @@
 //!   every key is built from a scope and checked against it before it is sent.
 //! - [`PageTokens`]: opaque, signed paging tokens bound to the tenant and the query.
 //! - [`retry_on_conflict`]: the one optimistic-concurrency loop.
+//! - [`metered`]: what storage one request used ([`Usage`]), for the per-request metrics.
 
 mod blob;
 #[cfg(feature = "dynamodb")]
@@ -25,10 +26,11 @@ mod retry;
 mod s3;
 mod scoped;
 mod table;
+mod usage;
 
 pub use blob::{BlobMeta, Blobs};
 #[cfg(feature = "dynamodb")]
-pub use dynamo::{DynamoTable, Usage};
+pub use dynamo::DynamoTable;
 #[cfg(feature = "embedded")]
 pub use embedded::EmbeddedTable;
 #[cfg(feature = "local-blobs")]
@@ -45,3 +47,4 @@ pub use table::{
 };
 
 pub use tenant_context::TenantScope;
+pub use usage::{Usage, metered};
