@@ -287,8 +287,10 @@ pub async fn tapped_moto() -> (Tap, Arc<DynamoTable>, Arc<Counting>, Arc<storage
     let tap = Tap::start(&moto.endpoint).await.expect("proxy");
     let name = moto.create_table().await.table_name().to_owned();
     let sdk = integration_tests::moto::moto_sdk_config(&tap.endpoint(), "bench");
-    let table =
-        Arc::new(DynamoTable::with_client(aws_sdk_dynamodb::Client::new(&sdk), name));
+    let table = Arc::new(DynamoTable::with_client(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        name,
+    ));
     let counting = Arc::new(Counting::new(table.clone()));
     let blobs = Arc::new(moto.create_bucket().await);
     (tap, table, counting, blobs)

@@ -116,9 +116,10 @@ fn owns(prefixes: &[&str], path: &str) -> bool {
     })
 }
 
-/// Routes that API Gateway serves without the authorizer (the FHIR capability statement).
+/// Routes that API Gateway serves without the authorizer (the FHIR capability statement, GET
+/// and HEAD).
 fn is_public(method: &str, path: &str) -> bool {
-    if method != "GET" {
+    if method != "GET" && method != "HEAD" {
         return false;
     }
     if path == "/fhir/metadata" {
@@ -347,6 +348,7 @@ mod tests {
     fn public_routes_are_only_the_capability_statement() {
         assert!(is_public("GET", "/fhir/metadata"));
         assert!(is_public("GET", "/fhir/tenant/t1/metadata"));
+        assert!(is_public("HEAD", "/fhir/metadata"));
         assert!(!is_public("POST", "/fhir/metadata"));
         assert!(!is_public("GET", "/fhir/Patient"));
         assert!(!is_public("GET", "/fhir/tenant//metadata"));
@@ -377,6 +379,32 @@ mod tests {
         assert!(fhir("GET", "/fhir/tenant/t1/_history"));
         assert!(fhir("GET", "/fhir/tenant/t1/Patient/1/_history"));
         assert!(!search("GET", "/documents") && !fhir("GET", "/documents"));
+        // HEAD goes where GET goes.
+        for path in [
+            "/fhir",
+            "/fhir/Patient",
+            "/fhir/Patient/1/Observation",
+            "/fhir/tenant/t1",
+            "/fhir/tenant/t1/Patient",
+            "/fhir/tenant/t1/Patient/1/*",
+        ] {
+            assert!(search("HEAD", path), "{path}");
+        }
+        for path in [
+            "/fhir/metadata",
+            "/fhir/_history",
+            "/fhir/Patient/_history",
+            "/fhir/Patient/1",
+            "/fhir/Patient/1/_history",
+            "/fhir/Patient/1/_history/2",
+            "/fhir/tenant/t1/metadata",
+            "/fhir/tenant/t1/_history",
+            "/fhir/tenant/t1/Patient/_history",
+            "/fhir/tenant/t1/Patient/1",
+            "/fhir/tenant/t1/Patient/1/_history",
+        ] {
+            assert!(fhir("HEAD", path), "{path}");
+        }
     }
 
     #[test]

@@ -132,14 +132,23 @@ async fn every_request_reports_its_site_status_class_latency_and_storage() {
     assert_eq!(write["Function"], "documents");
     assert_eq!(write["Site"], "marketing");
     assert_eq!(write["Requests"], 1);
-    assert_eq!((write["Errors4xx"].as_u64(), write["Errors5xx"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(
+        (write["Errors4xx"].as_u64(), write["Errors5xx"].as_u64()),
+        (Some(0), Some(0))
+    );
     assert!(write["StorageCalls"].as_u64().unwrap() >= 1, "{write}");
-    assert!(write["WriteCapacityUnits"].as_f64().unwrap() >= 1.0, "{write}");
+    assert!(
+        write["WriteCapacityUnits"].as_f64().unwrap() >= 1.0,
+        "{write}"
+    );
     assert!(write["Latency"].as_f64().unwrap() > 0.0);
     assert!(write["requestId"].as_str().is_some_and(|r| r.len() > 1));
     let meta = &write["_aws"]["CloudWatchMetrics"][0];
     assert_eq!(meta["Namespace"], "TenantPlatform");
-    assert_eq!(meta["Dimensions"], json!([["Function"], ["Function", "Site"]]));
+    assert_eq!(
+        meta["Dimensions"],
+        json!([["Function"], ["Function", "Site"]])
+    );
 
     let get = line("GET", &format!("/documents/{doc}"), 200);
     assert_eq!(get["Site"], "marketing");
@@ -152,7 +161,10 @@ async fn every_request_reports_its_site_status_class_latency_and_storage() {
     let no = line("GET", "/documents", 403);
     assert_eq!(no["Errors4xx"], 1);
     assert!(no.get("Site").is_none(), "{no}");
-    assert_eq!(no["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["Function"]]));
+    assert_eq!(
+        no["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        json!([["Function"]])
+    );
     let finance = line("GET", "/documents", 200);
     assert_eq!(finance["Site"], "finance");
     assert_eq!(lines.len(), 4, "one line per request: {lines:#?}");

@@ -470,16 +470,8 @@ async fn head_answers_wherever_get_does_with_the_same_access() {
             .0,
         200
     );
-    // HEAD /fhir/metadata takes API Gateway's ANY /fhir/{proxy+} route, behind the authorizer
-    // (only GET is public).
-    assert_eq!(raw(&s, "HEAD", "/fhir/metadata", &[]).await.0, 401);
-    let (status, headers, body) = raw(
-        &s,
-        "HEAD",
-        "/fhir/metadata",
-        &[("authorization", &bearer(&alice))],
-    )
-    .await;
+    // The capability statement is public for HEAD as for GET.
+    let (status, headers, body) = raw(&s, "HEAD", "/fhir/metadata", &[]).await;
     assert_eq!((status, body.as_str()), (200, ""));
     assert!(
         headers["content-length"]
@@ -488,6 +480,59 @@ async fn head_answers_wherever_get_does_with_the_same_access() {
             .parse::<usize>()
             .unwrap()
             > 100_000
+    );
+    // FHIR searches (the fhir-search function), with their access: 401 without a token or a
+    // tenant, a read-only member may, another tenant's search finds nothing.
+    let (status, _, created) = request(
+        &s,
+        "POST",
+        "/fhir/Patient",
+        &[
+            ("authorization", &bearer(&alice)),
+            ("content-type", "application/fhir+json"),
+        ],
+        Some(json!({"resourceType": "Patient", "name": [{"family": "Heady"}]}).to_string()),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let search = "/fhir/Patient?name=heady";
+    let (status, get_headers, get) =
+        raw(&s, "GET", search, &[("authorization", &bearer(&alice))]).await;
+    assert_eq!(status, 200);
+    assert!(get.contains("Heady"));
+    let (status, headers, body) =
+        raw(&s, "HEAD", search, &[("authorization", &bearer(&alice))]).await;
+    assert_eq!((status, body.as_str()), (200, ""));
+    assert_eq!(headers["content-type"], get_headers["content-type"]);
+    assert!(
+        headers["content-length"]
+            .to_str()
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+            > 100
+    );
+    assert_eq!(raw(&s, "HEAD", search, &[]).await.0, 401);
+    let (_, other_headers, _) = raw(&s, "HEAD", search, &[("authorization", &bearer(&bob))]).await;
+    let (_, _, other) = raw(&s, "GET", search, &[("authorization", &bearer(&bob))]).await;
+    assert!(!other.contains("Heady"), "{other}");
+    assert_eq!(
+        other_headers["content-length"].to_str().unwrap(),
+        other.len().to_string()
+    );
+    let reader = s.keys.token(&spec("rita", &["marketing_read"])).unwrap();
+    assert_eq!(
+        raw(&s, "HEAD", search, &[("authorization", &bearer(&reader))])
+            .await
+            .0,
+        200
+    );
+    let nobody = s.keys.token(&spec("nora", &[])).unwrap();
+    assert_eq!(
+        raw(&s, "HEAD", search, &[("authorization", &bearer(&nobody))])
+            .await
+            .0,
+        401
     );
     assert_eq!(
         raw(

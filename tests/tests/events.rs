@@ -122,6 +122,9 @@ const FHIR: Folder = Folder {
         ("DELETE", "/fhir/{type}/{id}"),
         ("GET", "/fhir/{type}/{id}/_history"),
         ("GET", "/fhir/{type}/{id}/_history/{vid}"),
+        ("HEAD", "/fhir/metadata"),
+        ("HEAD", "/fhir/_history"),
+        ("HEAD", "/fhir/{type}/{id}/_history"),
     ],
     // Search is the fhir-search function's: API Gateway sends GET /fhir/{type} there.
     refusal_only: &[],
@@ -144,6 +147,9 @@ const FHIR_TENANT: Folder = Folder {
         ("DELETE", "/fhir/tenant/{tenantId}/{type}/{id}"),
         ("GET", "/fhir/tenant/{tenantId}/{type}/{id}/_history"),
         ("GET", "/fhir/tenant/{tenantId}/{type}/{id}/_history/{vid}"),
+        ("HEAD", "/fhir/tenant/{tenantId}/metadata"),
+        ("HEAD", "/fhir/tenant/{tenantId}/_history"),
+        ("HEAD", "/fhir/tenant/{tenantId}/{type}/{id}/_history"),
     ],
     refusal_only: &[],
     errors: Errors::OperationOutcome,
@@ -159,6 +165,9 @@ const FHIR_SEARCH: Folder = Folder {
         ("GET", "/fhir/{type}"),
         ("POST", "/fhir/{type}/_search"),
         ("GET", "/fhir/{type}/{id}/{searchType}"),
+        ("HEAD", "/fhir"),
+        ("HEAD", "/fhir/{type}"),
+        ("HEAD", "/fhir/{type}/{id}/{searchType}"),
     ],
     refusal_only: &[],
     errors: Errors::OperationOutcome,
@@ -174,6 +183,9 @@ const FHIR_SEARCH_TENANT: Folder = Folder {
         ("GET", "/fhir/tenant/{tenantId}/{type}"),
         ("POST", "/fhir/tenant/{tenantId}/{type}/_search"),
         ("GET", "/fhir/tenant/{tenantId}/{type}/{id}/{searchType}"),
+        ("HEAD", "/fhir/tenant/{tenantId}"),
+        ("HEAD", "/fhir/tenant/{tenantId}/{type}"),
+        ("HEAD", "/fhir/tenant/{tenantId}/{type}/{id}/{searchType}"),
     ],
     refusal_only: &[],
     errors: Errors::OperationOutcome,
@@ -355,11 +367,17 @@ async fn replay(folder: &Folder, handle: impl AsyncFn(Request) -> Response<Body>
             }
         };
         let resp = response(handle(request).await);
-        let body_problem = body_problem(folder.errors, resp.status, &resp.body).or_else(|| {
-            (folder.empty_searchsets && resp.status == 200)
-                .then(|| searchset_problem(&resp.body))
-                .flatten()
-        });
+        let head = event.json["requestContext"]["http"]["method"] == "HEAD";
+        let body_problem = if head {
+            // The GET's headers without its body.
+            (!resp.body.is_null()).then_some("empty, as HEAD answers")
+        } else {
+            body_problem(folder.errors, resp.status, &resp.body).or_else(|| {
+                (folder.empty_searchsets && resp.status == 200)
+                    .then(|| searchset_problem(&resp.body))
+                    .flatten()
+            })
+        };
         if resp.status != event.status || body_problem.is_some() {
             failures.push(format!(
                 "{}: expected {}, got {}{}; body {}",

@@ -169,6 +169,13 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("GET", "/fhir/tenant/{tenantId}/{type}"),
     ("POST", "/fhir/tenant/{tenantId}/{type}/_search"),
     ("GET", "/fhir/tenant/{tenantId}/{type}/{id}/{searchType}"),
+    // HEAD of each GET search: the pipeline answers it as the GET without the body.
+    ("HEAD", "/fhir"),
+    ("HEAD", "/fhir/{type}"),
+    ("HEAD", "/fhir/{type}/{id}/{searchType}"),
+    ("HEAD", "/fhir/tenant/{tenantId}"),
+    ("HEAD", "/fhir/tenant/{tenantId}/{type}"),
+    ("HEAD", "/fhir/tenant/{tenantId}/{type}/{id}/{searchType}"),
 ];
 
 /// The routes of the `fhir` function on the HTTP API (`FhirFunction` in template.yaml): its
@@ -186,6 +193,13 @@ pub const FHIR_API_ROUTES: &[(&str, &str)] = &[
     ("GET", "/fhir/tenant/{tenantId}/_history"),
     ("GET", "/fhir/tenant/{tenantId}/{type}/_history"),
     ("GET", "/fhir/tenant/{tenantId}/{type}/{id}/_history"),
+    // The HEAD twins of those a HEAD search route would otherwise take.
+    ("HEAD", "/fhir/metadata"),
+    ("HEAD", "/fhir/tenant/{tenantId}/metadata"),
+    ("HEAD", "/fhir/_history"),
+    ("HEAD", "/fhir/{type}/{id}/_history"),
+    ("HEAD", "/fhir/tenant/{tenantId}/_history"),
+    ("HEAD", "/fhir/tenant/{tenantId}/{type}/{id}/_history"),
 ];
 
 /// Whether route `(route_method, route_path)` takes `method path` as API Gateway matches: a

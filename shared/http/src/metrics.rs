@@ -164,8 +164,14 @@ mod tests {
             line["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
             json!([["Function"]])
         );
-        assert_eq!((line["Errors4xx"].clone(), line["Errors5xx"].clone()), (json!(1), json!(0)));
+        assert_eq!(
+            (line["Errors4xx"].clone(), line["Errors5xx"].clone()),
+            (json!(1), json!(0))
+        );
         let line = served(Some("acme"), 503).emf(0);
-        assert_eq!((line["Errors4xx"].clone(), line["Errors5xx"].clone()), (json!(0), json!(1)));
+        assert_eq!(
+            (line["Errors4xx"].clone(), line["Errors5xx"].clone()),
+            (json!(0), json!(1))
+        );
     }
 }

@@ -165,8 +165,10 @@ impl DynamoTable {
         }
         c.calls.fetch_add(1, Ordering::Relaxed);
         c.items_read.fetch_add(used.items_read, Ordering::Relaxed);
-        c.read_milli.fetch_add(milli(used.read_units), Ordering::Relaxed);
-        c.write_milli.fetch_add(milli(used.write_units), Ordering::Relaxed);
+        c.read_milli
+            .fetch_add(milli(used.read_units), Ordering::Relaxed);
+        c.write_milli
+            .fetch_add(milli(used.write_units), Ordering::Relaxed);
         crate::usage::record(used);
     }
 }

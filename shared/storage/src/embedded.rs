@@ -336,7 +336,10 @@ impl Table for EmbeddedTable {
         // DynamoDB prices each key of a batch as its own read.
         usage::record(Usage {
             read_units: (keys.len() - items.len()) as f64
-                + items.iter().map(|i| usage::read_units(item_size(i))).sum::<f64>(),
+                + items
+                    .iter()
+                    .map(|i| usage::read_units(item_size(i)))
+                    .sum::<f64>(),
             items_read: items.len() as u64,
             calls: 1,
             ..Usage::default()

@@ -124,8 +124,9 @@ pub(crate) fn resolve(
 ) -> Result<TenantScope, TenantError> {
     if grants.is_empty() {
         return Err(TenantError::TenantMismatch(
-            "the token grants access to no tenant: it carries no tenant claim and no site group; \
-             ask an administrator to add the user to a site's group"
+            "the token grants access to no tenant: it carries no tenant claim, and none of its \
+             groups holds a permission on a site; ask an administrator to add the user to a \
+             site's group (defined sites: to grant one of its groups a permission on the site)"
                 .into(),
         ));
     }
