@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh clone: installs what it needs (Python tools into .venv),
 # runs every Rust test (and the release checks again without debug assertions), lints the SAM
-# template with cfn-lint and `sam validate --lint`, and builds the five Lambda functions with
-# `cargo lambda build --release`.
+# template with cfn-lint and `sam validate --lint`, checks the API contract (scripts/contract.sh:
+# openapi.yaml lints, and schemathesis finds the local server answering as it says), and builds
+# the five Lambda functions with `cargo lambda build --release`.
 # Usage: scripts/test.sh [--quick]   (--quick skips the release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,10 @@ set -e
 echo "==> lint template.yaml"
 bash scripts/lint-template.sh
 
+echo "==> API contract (openapi.yaml: lint, then schemathesis against the local server)"
+contract_status=0
+bash scripts/contract.sh || contract_status=$?
+
 if [[ $quick -eq 0 ]]; then
   echo "==> cargo lambda build --release (documents, sites, groups, fhir, fhir-search)"
   cargo lambda build --release --locked -p documents -p sites -p groups -p fhir -p fhir-search
@@ -45,5 +50,10 @@ if [[ $status -ne 0 && $failed -eq 0 ]]; then
   echo "cargo test failed to build or run (exit $status)"
   exit "$status"
 fi
-echo "summary: $passed passed, $failed failed"
+if [[ $contract_status -ne 0 ]]; then
+  echo "summary: $passed passed, $failed failed; the API contract check failed (exit $contract_status)"
+  [[ $status -eq 0 ]] && status=$contract_status
+  exit "$status"
+fi
+echo "summary: $passed passed, $failed failed; API contract check passed"
 exit "$status"

@@ -116,6 +116,24 @@ fn owns(prefixes: &[&str], path: &str) -> bool {
     })
 }
 
+/// The repository's OpenAPI contract of the document, sites and groups APIs, as written.
+const OPENAPI: &str = include_str!("../../openapi.yaml");
+
+/// `GET /openapi.yaml` (no token, like the JWKS).
+fn openapi(method: &str) -> Response<Body> {
+    let body = if method == "HEAD" {
+        Body::Empty
+    } else {
+        Body::Text(OPENAPI.to_owned())
+    };
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/yaml")
+        .header("content-length", OPENAPI.len())
+        .body(body)
+        .unwrap_or_default()
+}
+
 /// Routes that API Gateway serves without the authorizer (the FHIR capability statement, GET
 /// and HEAD).
 fn is_public(method: &str, path: &str) -> bool {
@@ -146,6 +164,9 @@ impl Gateway {
     pub async fn handle(&self, r: Incoming<'_>) -> Response<Body> {
         if r.method == "GET" && r.path == "/.well-known/jwks.json" {
             return json_response(lambda_http::http::StatusCode::OK, &self.jwks);
+        }
+        if matches!(r.method, "GET" | "HEAD") && r.path == "/openapi.yaml" {
+            return openapi(r.method);
         }
         if let Some(encoded_key) = r.path.strip_prefix("/_blobs/") {
             return self.blob(&r, encoded_key).await;

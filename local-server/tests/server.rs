@@ -548,6 +548,18 @@ async fn head_answers_wherever_get_does_with_the_same_access() {
 }
 
 #[tokio::test]
+async fn the_openapi_contract_is_served_as_in_the_repository() {
+    let s = start("openapi").await;
+    let (status, headers, body) = raw(&s, "GET", "/openapi.yaml", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/yaml");
+    let file =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi.yaml")).unwrap();
+    assert_eq!(body, file);
+    assert!(body.starts_with("openapi: 3.1"), "{}", &body[..40]);
+}
+
+#[tokio::test]
 async fn cors_preflights_are_answered_as_the_template_configures_api_gateway() {
     let s = start("cors").await;
     let (status, headers, body) = raw(

@@ -599,6 +599,24 @@ async fn bad_input_is_4xx_and_writes_nothing(api: Api) {
             r#"{"metadata": [{"key": "a", "value": 1}]}"#,
         ),
         ("POST", "/search", "nope"),
+        // serde would read an array as a struct's fields in order.
+        (
+            "POST",
+            "/documents",
+            "[null, null, null, null, null, null, null]",
+        ),
+        ("POST", "/search", r#"[{"tag": {"key": "k"}}]"#),
+        // A content type becomes the blob's Content-Type header: visible ASCII only.
+        (
+            "POST",
+            "/documents",
+            r#"{"path": "y", "contentType": "text/pl\u00e5in"}"#,
+        ),
+        (
+            "GET",
+            "/documents/upload?path=x&contentType=text%2Fpl%C3%A5in",
+            "",
+        ),
     ];
     for (method, path, body) in &cases {
         let r = api.raw(&u, method, path, body).await;
@@ -613,6 +631,12 @@ async fn bad_input_is_4xx_and_writes_nothing(api: Api) {
             r.body
         );
     }
+    let listed = api.call(&u, "GET", "/documents", None).await;
+    assert_eq!(
+        listed.body["documents"],
+        json!([]),
+        "a refused request wrote"
+    );
     let r = api
         .raw(
             &u,

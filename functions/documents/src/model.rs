@@ -197,8 +197,9 @@ pub fn path(v: Option<&Value>, errs: &mut Errors) -> Option<String> {
 /// Validates a content type (`type/subtype`, optional parameters).
 pub fn content_type(v: Option<&Value>, errs: &mut Errors) -> Option<String> {
     let ct = opt_string(v, "contentType", errs)?;
+    // Visible ASCII and spaces: it becomes the blob's Content-Type header.
     let valid = ct.len() <= MAX_CONTENT_TYPE
-        && !has_control(&ct)
+        && ct.bytes().all(|b| (b' '..=b'~').contains(&b))
         && ct
             .split(';')
             .next()
@@ -437,7 +438,14 @@ mod tests {
             assert!(path(Some(&v), &mut e).is_none());
             assert_eq!(e.0[0].key, f);
         }
-        for v in [json!("text"), json!("/plain"), json!("a b/c"), json!(1)] {
+        for v in [
+            json!("text"),
+            json!("/plain"),
+            json!("a b/c"),
+            json!(1),
+            json!("text/pl\u{e5}in"),
+            json!("text/plain;\tcharset=x"),
+        ] {
             let mut e = Errors::default();
             assert!(content_type(Some(&v), &mut e).is_none(), "{v}");
         }

@@ -54,13 +54,22 @@ pub fn with_next(mut body: Value, next: Option<String>) -> Value {
     body
 }
 
-/// The JSON body of a request, or a 400 saying what is wrong with it.
+/// The JSON object body of a request, or a 400 saying what is wrong with it. Every body of
+/// these APIs is an object; serde would also take an array for a struct's fields in order.
 pub fn json_body<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     let bytes: &[u8] = req.body().as_ref();
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::BadRequest(
-            "a JSON request body is required".into(),
-        ));
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => {
+            return Err(ApiError::BadRequest(
+                "a JSON request body is required".into(),
+            ));
+        }
+        Some(b'{') => {}
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "the request body must be a JSON object".into(),
+            ));
+        }
     }
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::BadRequest(format!("the request body is not valid JSON: {e}")))

@@ -176,6 +176,14 @@ pub async fn serve<A: Api>(req: Request, api: &A) -> Response<Body> {
             Err(e) => e.into_response(),
         };
         let status = resp.status().as_u16();
+        // A 405 says which methods the path has (RFC 9110, 15.5.6).
+        if status == 405
+            && let Some(allow) = api.router().allow(req.uri().path())
+            && let Ok(value) = allow.parse()
+        {
+            resp.headers_mut()
+                .insert(lambda_http::http::header::ALLOW, value);
+        }
         tracing::info!(status, "done");
         Served {
             function: A::NAME,
@@ -326,19 +334,34 @@ impl<R, E: ErrorResponse> Router<R, E> {
         self
     }
 
-    /// The route of `method` and `path`.
-    pub fn find(&self, method: &Method, path: &str) -> Result<R, E> {
+    /// The pattern's match of `path`: its methods and path parameters.
+    fn lookup<'p>(&self, path: &'p str) -> Option<(&Methods<R, E>, Params<'_, 'p>)> {
         let trimmed = path.trim_end_matches('/');
         let lookup = if trimmed.is_empty() { "/" } else { trimmed };
-        let m = self
-            .inner
-            .at(lookup)
-            .map_err(|_| Refusal::NoRoute(path.to_owned()))?;
+        let m = self.inner.at(lookup).ok()?;
         // matchit lets a parameter match an empty segment (`/groups//users`): no route has one.
         if m.params.iter().any(|(_, v)| v.is_empty()) {
-            return Err(Refusal::NoRoute(path.to_owned()).into());
+            return None;
         }
-        let methods = &self.methods[*m.value].1;
+        Some((&self.methods[*m.value].1, m.params))
+    }
+
+    /// The methods `path` answers, for a 405's `Allow` header (`HEAD` wherever `GET`); `None`
+    /// when no route has the path.
+    pub fn allow(&self, path: &str) -> Option<String> {
+        let (methods, _) = self.lookup(path)?;
+        let mut names: Vec<&str> = methods.iter().map(|(m, _)| m.as_str()).collect();
+        if names.contains(&"GET") && !names.contains(&"HEAD") {
+            names.push("HEAD");
+        }
+        Some(names.join(", "))
+    }
+
+    /// The route of `method` and `path`.
+    pub fn find(&self, method: &Method, path: &str) -> Result<R, E> {
+        let (methods, params) = self
+            .lookup(path)
+            .ok_or_else(|| Refusal::NoRoute(path.to_owned()))?;
         let find = |wanted: &Method| {
             methods
                 .iter()
@@ -353,7 +376,7 @@ impl<R, E: ErrorResponse> Router<R, E> {
                     .flatten()
             })
             .ok_or_else(|| Refusal::MethodNotAllowed(method.as_str().to_owned()))?;
-        make(&m.params)
+        make(&params)
     }
 }
 
@@ -401,6 +424,10 @@ mod tests {
             r.find(&Method::POST, "/things/x"),
             Err(ToyError(405, "POST".into()))
         );
+        assert_eq!(r.allow("/things/x").as_deref(), Some("GET, DELETE, HEAD"));
+        assert_eq!(r.allow("/things/").as_deref(), Some("GET, HEAD"));
+        assert_eq!(r.allow("/other"), None);
+        assert_eq!(r.allow("/things//x"), None);
         for path in ["/", "", "/thingsx", "/things/x/y", "/things//x", "/other"] {
             assert_eq!(
                 r.find(&Method::GET, path),
@@ -530,7 +557,9 @@ mod tests {
             (s, &b["resourceType"]),
             (404, &serde_json::json!("OperationOutcome"))
         );
-        assert_eq!(call(&api, request("POST", "/meta", "", None)).await.0, 405);
+        let resp = serve(request("POST", "/meta", "", None), &api).await;
+        assert_eq!(resp.status(), 405);
+        assert_eq!(resp.headers()["allow"], "GET, HEAD");
         assert_eq!(call(&api, request("GET", "/things", "", None)).await.0, 401);
         let reader: &[&str] = &["acme_read"];
         assert_eq!(
