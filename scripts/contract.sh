@@ -68,23 +68,26 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-# start_server MODE: starts the server in SITE_MODE=MODE; sets port, data, log.
+# start_server MODE: starts the server in SITE_MODE=MODE on a free port (--port 0: the server
+# takes one and records it in <data>/server.json); sets port, data, log (stderr; the metrics lines
+# of stdout go to <data>/metrics.jsonl).
 start_server() {
   local mode=$1 pid i
   data=$(mktemp -d)
   dirs+=("$data")
   log="$data/server.log"
-  port=$(free_port)
-  SITE_MODE=$mode LOCAL_DATA_DIR="$data" LOCAL_PORT="$port" LOG_LEVEL=warn \
-    "$bin" --port "$port" >"$log" 2>&1 &
+  port=
+  SITE_MODE=$mode LOCAL_DATA_DIR="$data" LOG_LEVEL=warn \
+    "$bin" --port 0 >"$data/metrics.jsonl" 2>"$log" &
   pid=$!
   pids+=("$pid")
   for i in $(seq 1 300); do
-    if curl -sf -o /dev/null "http://127.0.0.1:$port/.well-known/jwks.json"; then
+    if [[ -z "$port" && -s "$data/server.json" ]]; then
+      port=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["port"])' \
+        "$data/server.json" 2>/dev/null || true)
+    fi
+    if [[ -n "$port" ]] &&
+      curl -sf --max-time 5 -o /dev/null "http://127.0.0.1:$port/.well-known/jwks.json"; then
       return 0
     fi
     if ! kill -0 "$pid" 2>/dev/null; then
@@ -94,7 +97,7 @@ start_server() {
     fi
     sleep 0.1
   done
-  echo "local-server ($mode mode) did not answer on port $port within 30 s:" >&2
+  echo "local-server ($mode mode) did not answer within 30 s:" >&2
   cat "$log" >&2
   return 1
 }
@@ -103,7 +106,7 @@ start_server() {
 call() {
   local method=$1 path=$2 body=$3 want=$4 out status
   out=$(mktemp)
-  status=$(curl -s -o "$out" -w '%{http_code}' -X "$method" "http://127.0.0.1:$port$path" \
+  status=$(curl -s --max-time 30 -o "$out" -w '%{http_code}' -X "$method" "http://127.0.0.1:$port$path" \
     -H "Authorization: Bearer $token" -H 'Content-Type: application/json' --data "$body")
   if [[ "$status" != "$want" ]]; then
     echo "seeding: $method $path answered $status, not $want: $(cat "$out")" >&2

@@ -75,7 +75,7 @@ async fn main() -> Result<(), String> {
             Ok(())
         }
         Command::Serve => {
-            platform_http::init_tracing();
+            platform_http::init_telemetry();
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
                 .await
                 .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;

@@ -6,7 +6,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use local_server::{LocalKeys, TokenSpec};
+mod common;
+
+use common::{http, spec};
+use local_server::LocalKeys;
 use serde_json::{Value, json};
 
 struct Running {
@@ -27,6 +30,7 @@ async fn start(dir: &std::path::Path) -> Running {
         .args(["--port", "0", "--data-dir"])
         .arg(dir)
         .env_remove("METRICS_NAMESPACE")
+        .env_remove("METRICS_BY_SITE")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -53,26 +57,18 @@ async fn start(dir: &std::path::Path) -> Running {
 }
 
 fn token(keys: &LocalKeys, user: &str, group: &str) -> String {
-    keys.token(&TokenSpec {
-        user: user.into(),
-        groups: vec![group.into()],
-        tenant: None,
-        ttl_seconds: 600,
-        access: false,
-    })
-    .unwrap()
+    keys.token(&spec(user, &[group])).unwrap()
 }
 
+/// The JSON body of a request as `token`, with its status as `_status`.
 async fn call(base: &str, method: &str, path: &str, token: &str, body: Option<Value>) -> Value {
-    let mut req = reqwest::Client::new()
-        .request(method.parse().unwrap(), format!("{base}{path}"))
-        .bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
+    let auth = format!("Bearer {token}");
+    let mut headers = vec![("authorization", auth.as_str())];
+    if body.is_some() {
+        headers.push(("content-type", "application/json"));
     }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let mut body: Value = resp.json().await.unwrap_or(Value::Null);
+    let (status, _, text) = http(base, method, path, &headers, body.map(|b| b.to_string())).await;
+    let mut body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     body["_status"] = status.into();
     body
 }
@@ -145,10 +141,7 @@ async fn every_request_reports_its_site_status_class_latency_and_storage() {
     assert!(write["requestId"].as_str().is_some_and(|r| r.len() > 1));
     let meta = &write["_aws"]["CloudWatchMetrics"][0];
     assert_eq!(meta["Namespace"], "TenantPlatform");
-    assert_eq!(
-        meta["Dimensions"],
-        json!([["Function"], ["Function", "Site"]])
-    );
+    assert_eq!(meta["Dimensions"], json!([["Function"], ["Site"]]));
 
     let get = line("GET", &format!("/documents/{doc}"), 200);
     assert_eq!(get["Site"], "marketing");

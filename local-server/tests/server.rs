@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 
+mod common;
+
+use common::{http, spec};
 use local_server::{Functions, Gateway, LocalKeys, TokenSpec};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -53,16 +56,6 @@ async fn start(tag: &str) -> Server {
     }
 }
 
-fn spec(user: &str, groups: &[&str]) -> TokenSpec {
-    TokenSpec {
-        user: user.into(),
-        groups: groups.iter().map(|g| g.to_string()).collect(),
-        tenant: None,
-        ttl_seconds: 600,
-        access: false,
-    }
-}
-
 async fn call(s: &Server, method: &str, path: &str, token: Option<&str>) -> (u16, Value) {
     send(s, method, path, token, None).await
 }
@@ -95,18 +88,7 @@ async fn request(
     headers: &[(&str, &str)],
     body: Option<String>,
 ) -> (u16, reqwest::header::HeaderMap, String) {
-    let client = reqwest::Client::new();
-    let mut req = client.request(method.parse().unwrap(), format!("{}{path}", s.base));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    if let Some(b) = body {
-        req = req.body(b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    (status, headers, resp.text().await.unwrap())
+    http(&s.base, method, path, headers, body).await
 }
 
 /// A request without a body: status, headers and body text.

@@ -83,28 +83,29 @@ async fn batch_writes_retry_unprocessed_items() {
     );
 }
 
-/// Capacity is asked for only when usage is measured: a production table counts its calls
-/// but reports no capacity (no `ReturnConsumedCapacity` sent).
+/// Every call reports its capacity, to the table's totals and to the meter of the request it
+/// runs in (`storage::metered`); a refused conditional write counts as a call.
 #[tokio::test(flavor = "multi_thread")]
-async fn capacity_is_measured_only_on_request() {
+async fn every_call_reports_its_capacity_to_the_request_meter() {
     let moto = storage_moto_server().await;
-    let plain = moto.create_table_named("plain").await;
-    plain
-        .put(item("u", "1", json!({"n": 1})), Condition::None)
-        .await
-        .unwrap();
-    plain.get(&Key::new("u", "1")).await.unwrap();
-    let u = plain.usage();
-    assert_eq!((u.calls, u.items_read), (2, 1));
-    assert_eq!((u.read_units, u.write_units), (0.0, 0.0));
-    let measured = moto.create_table().await;
-    measured
-        .put(item("u", "1", json!({"n": 1})), Condition::None)
-        .await
-        .unwrap();
-    measured.get(&Key::new("u", "1")).await.unwrap();
-    let u = measured.usage();
-    assert!(u.read_units > 0.0 && u.write_units > 0.0, "{u:?}");
+    let t = moto.create_table_named("metered").await;
+    let ((), used) = storage::metered(async {
+        t.put(item("u", "1", json!({"n": 1})), Condition::None)
+            .await
+            .unwrap();
+        assert!(t.get(&Key::new("u", "1")).await.unwrap().is_some());
+        let refused = t
+            .put(item("u", "1", json!({"n": 2})), Condition::NotExists)
+            .await;
+        assert!(refused.is_err());
+    })
+    .await;
+    assert_eq!((used.calls, used.items_read), (3, 1), "{used:?}");
+    assert!(used.read_units > 0.0 && used.write_units > 0.0, "{used:?}");
+    assert_eq!(t.usage(), used);
+    // Outside a meter, only the table's totals count.
+    t.get(&Key::new("u", "1")).await.unwrap();
+    assert_eq!(t.usage().calls, 4);
 }
 
 /// The shared `moto_server` of this test process (these tests use fresh tables of it).

@@ -2,7 +2,7 @@
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
-    platform_http::init_tracing();
+    platform_http::init_telemetry();
     let deps: &'static fhir::Deps = Box::leak(Box::new(fhir::Deps::from_env()?));
     platform_http::run(move |req| fhir::handle(req, deps)).await
 }

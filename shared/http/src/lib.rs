@@ -15,7 +15,7 @@ pub use event::{
     HttpApiRequest, credentials, fhir_base_url, http_api_event, normalize_event, query_param,
     request_from_event, request_id, run,
 };
-pub use logging::init_tracing;
+pub use logging::init_telemetry;
 pub use pipeline::{
     Access, Api, Authorized, Call, ErrorResponse, MakeRoute, Params, Refusal, Router, serve,
 };

@@ -1,10 +1,14 @@
-//! Logging: JSON lines in Lambda (CloudWatch), human-readable text elsewhere.
+//! Logging (JSON lines in Lambda, human-readable text elsewhere) and the switch of the metrics
+//! lines.
 
 use tracing_subscriber::filter::LevelFilter;
 
-/// Installs the global subscriber once. The level comes from `LOG_LEVEL` (error, warn, info,
-/// debug, trace; default info). Logs are JSON when running in Lambda.
-pub fn init_tracing() {
+/// Installs the global subscriber once and turns on the per-request metrics lines (`serve`
+/// writes none until then: tests and the benchmark's in-process calls neither time nor print
+/// them). The level comes from `LOG_LEVEL` (error, warn, info, debug, trace; default info).
+/// Logs are JSON when running in Lambda.
+pub fn init_telemetry() {
+    crate::metrics::enable();
     let level = std::env::var("LOG_LEVEL")
         .ok()
         .and_then(|l| l.parse::<LevelFilter>().ok())

@@ -1,10 +1,13 @@
 //! Per-request metrics in CloudWatch Embedded Metric Format (`docs/architecture.md`,
 //! "Metrics"): one JSON line on stdout per request, which CloudWatch Logs turns into metrics of
 //! namespace `METRICS_NAMESPACE` (the stack name in the template; `TenantPlatform` if unset)
-//! with the dimensions `Function` and `Function, Site`. The same line is a log event that Logs
-//! Insights can query with the request id, status and path.
+//! with the dimension sets `[Function]` and, unless `METRICS_BY_SITE=false`, `[Site]`. The same
+//! line is a log event that Logs Insights can query by site, function, request id, status and
+//! path whatever the dimensions.
 
+use std::io::Write;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -22,14 +25,37 @@ const METRICS: [(&str, &str); 8] = [
     ("WriteCapacityUnits", "Count"),
 ];
 
-fn namespace() -> &'static str {
-    static NAMESPACE: OnceLock<String> = OnceLock::new();
-    NAMESPACE.get_or_init(|| {
-        std::env::var("METRICS_NAMESPACE")
-            .ok()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| "TenantPlatform".into())
-    })
+/// Whether lines are written: off until [`enable`] (`init_telemetry`).
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Turns the metrics lines on for this process.
+pub(crate) fn enable() {
+    ENABLED.store(true, Ordering::Relaxed);
+}
+
+/// Where the metrics go: the namespace, and whether each site gets its own metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Settings {
+    pub namespace: String,
+    /// `[Site]` as a second dimension set: each site with requests in an hour is eight custom
+    /// metrics for that hour (`METRICS_BY_SITE`, default true).
+    pub by_site: bool,
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Settings {
+            namespace: var("METRICS_NAMESPACE").unwrap_or_else(|| "TenantPlatform".into()),
+            by_site: var("METRICS_BY_SITE").is_none_or(|v| !v.eq_ignore_ascii_case("false")),
+        }
+    }
+
+    /// The process's settings, read from the environment once.
+    fn get() -> &'static Settings {
+        static SETTINGS: OnceLock<Settings> = OnceLock::new();
+        SETTINGS.get_or_init(Settings::from_env)
+    }
 }
 
 /// One served request, as its metrics line reports it.
@@ -48,10 +74,10 @@ pub(crate) struct Served<'a> {
 
 impl Served<'_> {
     /// The EMF line: the `_aws` metadata, dimensions, metric values and properties.
-    pub(crate) fn emf(&self, timestamp_ms: u64) -> Value {
+    pub(crate) fn emf(&self, settings: &Settings, timestamp_ms: u64) -> Value {
         let dimensions = match self.site {
-            Some(_) => json!([["Function"], ["Function", "Site"]]),
-            None => json!([["Function"]]),
+            Some(_) if settings.by_site => json!([["Function"], ["Site"]]),
+            _ => json!([["Function"]]),
         };
         let metrics: Vec<Value> = METRICS
             .iter()
@@ -62,7 +88,7 @@ impl Served<'_> {
             "_aws": {
                 "Timestamp": timestamp_ms,
                 "CloudWatchMetrics": [{
-                    "Namespace": namespace(),
+                    "Namespace": settings.namespace,
                     "Dimensions": dimensions,
                     "Metrics": metrics,
                 }],
@@ -87,12 +113,17 @@ impl Served<'_> {
         line
     }
 
-    /// Writes the EMF line to stdout (CloudWatch Logs in Lambda).
+    /// Writes the EMF line to stdout (CloudWatch Logs in Lambda), once metrics are enabled. A
+    /// closed stdout loses the line, never the request.
     pub(crate) fn emit(&self) {
+        if !ENABLED.load(Ordering::Relaxed) {
+            return;
+        }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        println!("{}", self.emf(now));
+        let line = self.emf(Settings::get(), now);
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
     }
 }
 
@@ -135,14 +166,21 @@ mod tests {
         assert!(line["_aws"]["Timestamp"].is_u64());
     }
 
+    fn settings(by_site: bool) -> Settings {
+        Settings {
+            namespace: "TenantPlatform".into(),
+            by_site,
+        }
+    }
+
     #[test]
     fn a_sited_request_is_counted_per_function_and_per_site() {
-        let line = served(Some("acme"), 200).emf(1_700_000_000_000);
+        let line = served(Some("acme"), 200).emf(&settings(true), 1_700_000_000_000);
         assert_valid_emf(&line);
         assert_eq!(line["Site"], "acme");
         assert_eq!(
             line["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
-            json!([["Function"], ["Function", "Site"]])
+            json!([["Function"], ["Site"]])
         );
         assert_eq!(line["Requests"], 1);
         assert_eq!(line["Errors4xx"], 0);
@@ -157,7 +195,7 @@ mod tests {
 
     #[test]
     fn errors_are_counted_by_class_and_a_request_without_site_has_no_site_dimension() {
-        let line = served(None, 403).emf(0);
+        let line = served(None, 403).emf(&settings(true), 0);
         assert_valid_emf(&line);
         assert!(line.get("Site").is_none());
         assert_eq!(
@@ -168,10 +206,21 @@ mod tests {
             (line["Errors4xx"].clone(), line["Errors5xx"].clone()),
             (json!(1), json!(0))
         );
-        let line = served(Some("acme"), 503).emf(0);
+        let line = served(Some("acme"), 503).emf(&settings(true), 0);
         assert_eq!(
             (line["Errors4xx"].clone(), line["Errors5xx"].clone()),
             (json!(0), json!(1))
+        );
+    }
+
+    #[test]
+    fn without_metrics_by_site_the_site_is_a_property_only() {
+        let line = served(Some("acme"), 200).emf(&settings(false), 0);
+        assert_valid_emf(&line);
+        assert_eq!(line["Site"], "acme");
+        assert_eq!(
+            line["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Function"]])
         );
     }
 }

@@ -28,14 +28,13 @@ use aws_sdk_dynamodb::types::{
     Put, PutRequest, ReturnConsumedCapacity, TransactWriteItem, WriteRequest,
 };
 use aws_setup::{AwsConfig, LazyClient, SdkConfig};
-
-use crate::usage::Usage;
 use serde_json::{Number, Value};
 
 use crate::table::{
     BODY_ATTRIBUTE, check_batch, check_batch_write, check_condition, check_item, check_query,
     check_transaction,
 };
+use crate::usage::Usage;
 use crate::{
     Attrs, BATCH_WRITE_CHUNK, BatchOp, Condition, Item, Key, Page, Query, SkRange, StorageError,
     Table, WriteOp,
@@ -135,6 +134,18 @@ impl DynamoTable {
     /// no cost), for the per-request metrics and [`DynamoTable::usage`].
     fn capacity(&self) -> Option<ReturnConsumedCapacity> {
         Some(ReturnConsumedCapacity::Total)
+    }
+
+    /// Counts a call DynamoDB refused or that failed (a failed condition, a cancelled
+    /// transaction, throttling): one call, with no capacity, which DynamoDB does not report for
+    /// a refused request.
+    fn failed(&self, e: StorageError) -> StorageError {
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        crate::usage::record(Usage {
+            calls: 1,
+            ..Usage::default()
+        });
+        e
     }
 
     fn record<'a>(
@@ -521,7 +532,7 @@ impl Table for DynamoTable {
             .set_return_consumed_capacity(self.capacity())
             .send()
             .await
-            .map_err(|e| sdk_error("GetItem", e))?;
+            .map_err(|e| self.failed(sdk_error("GetItem", e)))?;
         self.record(
             Kind::Read,
             out.consumed_capacity(),
@@ -551,7 +562,7 @@ impl Table for DynamoTable {
                 .set_return_consumed_capacity(self.capacity())
                 .send()
                 .await
-                .map_err(|e| sdk_error("BatchGetItem", e))?;
+                .map_err(|e| self.failed(sdk_error("BatchGetItem", e)))?;
             let items = out
                 .responses
                 .and_then(|mut r| r.remove(&self.table))
@@ -592,7 +603,7 @@ impl Table for DynamoTable {
             .set_return_consumed_capacity(self.capacity())
             .send()
             .await
-            .map_err(|e| sdk_error("PutItem", e))?;
+            .map_err(|e| self.failed(sdk_error("PutItem", e)))?;
         self.record(Kind::Write, out.consumed_capacity(), 0);
         Ok(())
     }
@@ -610,7 +621,7 @@ impl Table for DynamoTable {
             .set_return_consumed_capacity(self.capacity())
             .send()
             .await
-            .map_err(|e| sdk_error("DeleteItem", e))?;
+            .map_err(|e| self.failed(sdk_error("DeleteItem", e)))?;
         self.record(Kind::Write, out.consumed_capacity(), 0);
         Ok(())
     }
@@ -645,7 +656,7 @@ impl Table for DynamoTable {
                 .set_return_consumed_capacity(self.capacity())
                 .send()
                 .await
-                .map_err(|e| sdk_error("Query", e))?;
+                .map_err(|e| self.failed(sdk_error("Query", e)))?;
             let page = out.items.unwrap_or_default();
             self.record(Kind::Read, out.consumed_capacity.as_ref(), page.len());
             for m in page {
@@ -721,7 +732,7 @@ impl Table for DynamoTable {
             .set_return_consumed_capacity(self.capacity())
             .send()
             .await
-            .map_err(transact_error)?;
+            .map_err(|e| self.failed(transact_error(e)))?;
         self.record(Kind::Write, out.consumed_capacity(), 0);
         Ok(())
     }
@@ -765,7 +776,7 @@ impl DynamoTable {
                 .set_return_consumed_capacity(self.capacity())
                 .send()
                 .await
-                .map_err(|e| sdk_error("BatchWriteItem", e))?;
+                .map_err(|e| self.failed(sdk_error("BatchWriteItem", e)))?;
             self.record(Kind::Write, out.consumed_capacity.iter().flatten(), 0);
             pending = out
                 .unprocessed_items
