@@ -76,19 +76,8 @@ async fn send(
     if body.is_some() {
         headers.push(("content-type", "application/json"));
     }
-    let (status, _, text) = request(s, method, path, &headers, body).await;
+    let (status, _, text) = http(&s.base, method, path, &headers, body).await;
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-/// A request's status, headers and body text.
-async fn request(
-    s: &Server,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<String>,
-) -> (u16, reqwest::header::HeaderMap, String) {
-    http(&s.base, method, path, headers, body).await
 }
 
 /// A request without a body: status, headers and body text.
@@ -98,7 +87,7 @@ async fn raw(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, reqwest::header::HeaderMap, String) {
-    request(s, method, path, headers, None).await
+    http(&s.base, method, path, headers, None).await
 }
 
 /// Creates a text document in site `marketing` as `token`; its id.
@@ -465,8 +454,8 @@ async fn head_answers_wherever_get_does_with_the_same_access() {
     );
     // FHIR searches (the fhir-search function), with their access: 401 without a token or a
     // tenant, a read-only member may, another tenant's search finds nothing.
-    let (status, _, created) = request(
-        &s,
+    let (status, _, created) = http(
+        &s.base,
         "POST",
         "/fhir/Patient",
         &[

@@ -43,6 +43,10 @@ use crate::{
 const PK: &str = "PK";
 const SK: &str = "SK";
 
+/// Every call asks for the capacity it consumes (a few bytes more in the answer, no cost), for the
+/// per-request metrics and [`DynamoTable::usage`].
+const CAPACITY: ReturnConsumedCapacity = ReturnConsumedCapacity::Total;
+
 /// Attempts of a BatchGetItem or BatchWriteItem before unprocessed keys are given up on.
 const BATCH_ATTEMPTS: u32 = 8;
 
@@ -128,12 +132,6 @@ impl DynamoTable {
 
     async fn client(&self) -> &Client {
         self.client.get().await
-    }
-
-    /// Every call asks for the capacity it consumes (`TOTAL`: a few bytes more in the answer,
-    /// no cost), for the per-request metrics and [`DynamoTable::usage`].
-    fn capacity(&self) -> Option<ReturnConsumedCapacity> {
-        Some(ReturnConsumedCapacity::Total)
     }
 
     /// Counts a call DynamoDB refused or that failed (a failed condition, a cancelled
@@ -529,7 +527,7 @@ impl Table for DynamoTable {
             .table_name(&self.table)
             .set_key(Some(key_av(key)))
             .consistent_read(true)
-            .set_return_consumed_capacity(self.capacity())
+            .return_consumed_capacity(CAPACITY)
             .send()
             .await
             .map_err(|e| self.failed(sdk_error("GetItem", e)))?;
@@ -559,7 +557,7 @@ impl Table for DynamoTable {
             let out = client
                 .batch_get_item()
                 .request_items(&self.table, request)
-                .set_return_consumed_capacity(self.capacity())
+                .return_consumed_capacity(CAPACITY)
                 .send()
                 .await
                 .map_err(|e| self.failed(sdk_error("BatchGetItem", e)))?;
@@ -600,7 +598,7 @@ impl Table for DynamoTable {
             .table_name(&self.table)
             .set_item(Some(item_av(&item)));
         let out = with_condition!(request, cond_expr(&cond))
-            .set_return_consumed_capacity(self.capacity())
+            .return_consumed_capacity(CAPACITY)
             .send()
             .await
             .map_err(|e| self.failed(sdk_error("PutItem", e)))?;
@@ -618,7 +616,7 @@ impl Table for DynamoTable {
             .table_name(&self.table)
             .set_key(Some(key_av(key)));
         let out = with_condition!(request, cond_expr(&cond))
-            .set_return_consumed_capacity(self.capacity())
+            .return_consumed_capacity(CAPACITY)
             .send()
             .await
             .map_err(|e| self.failed(sdk_error("DeleteItem", e)))?;
@@ -653,7 +651,7 @@ impl Table for DynamoTable {
                 .consistent_read(true)
                 .limit(i32::try_from(want - items.len()).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start)
-                .set_return_consumed_capacity(self.capacity())
+                .return_consumed_capacity(CAPACITY)
                 .send()
                 .await
                 .map_err(|e| self.failed(sdk_error("Query", e)))?;
@@ -729,7 +727,7 @@ impl Table for DynamoTable {
             .await
             .transact_write_items()
             .set_transact_items(Some(items))
-            .set_return_consumed_capacity(self.capacity())
+            .return_consumed_capacity(CAPACITY)
             .send()
             .await
             .map_err(|e| self.failed(transact_error(e)))?;
@@ -773,7 +771,7 @@ impl DynamoTable {
             let out = client
                 .batch_write_item()
                 .request_items(&self.table, pending)
-                .set_return_consumed_capacity(self.capacity())
+                .return_consumed_capacity(CAPACITY)
                 .send()
                 .await
                 .map_err(|e| self.failed(sdk_error("BatchWriteItem", e)))?;
